@@ -1,0 +1,5 @@
+//! One module per subcommand. Each takes an options struct filled by the CLI and does the work,
+//! so tests can call it without parsing arguments.
+
+pub mod plugins;
+pub mod run;

@@ -1,0 +1,372 @@
+//! The experiment config (`host run config/X.yaml`): the host's own keys (name, seed, output,
+//! data splitting, preprocessing) plus one section per plugin class, each checked against the
+//! keys that class declares. Class resolution is a callback, so this module never loads a library.
+
+use std::path::{Path, PathBuf};
+
+use plugin_sdk::{ClassInfo, ClassKind, ConfigKey, ConfigType};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::schema::{check_section, describe};
+use super::{ConfigError, Problem, read_yaml};
+
+/// Which class fills each role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSelection {
+    pub data_loader: String,
+    pub model: String,
+    pub report_generator: Option<String>,
+}
+
+impl PluginSelection {
+    pub fn class(&self, kind: ClassKind) -> Option<&str> {
+        match kind {
+            ClassKind::Loader => Some(&self.data_loader),
+            ClassKind::Model => Some(&self.model),
+            ClassKind::ReportGenerator => self.report_generator.as_deref(),
+        }
+    }
+}
+
+/// How the host splits the data into train, validation and test sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSplitting {
+    pub train_ratio: f64,
+    pub val_ratio: f64,
+    pub test_ratio: f64,
+    /// Use the data set's own test set when it ships one (MNIST's t10k files).
+    pub use_predefined_test: bool,
+    /// With a predefined test set: the share of the training pool held out for validation.
+    pub validation_fraction: f64,
+    pub shuffle: bool,
+}
+
+/// How the host transforms features before training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// `unit` scales bytes to [0, 1]; `standardize` then centres and scales with statistics
+    /// fitted on the training split; `none` only converts to f32.
+    pub normalize: String,
+    /// Flatten each sample to one row (784) instead of keeping its shape (1x28x28).
+    pub flatten: bool,
+}
+
+/// A validated experiment config.
+#[derive(Debug, Clone)]
+pub struct ExperimentConfig {
+    pub file: PathBuf,
+    pub experiment_name: String,
+    pub output_dir: PathBuf,
+    pub seed: u64,
+    /// Compute threads; resolved from 0 (every core) to a count.
+    pub threads: usize,
+    pub plugins: PluginSelection,
+    pub data_splitting: DataSplitting,
+    pub preprocessing: Preprocessing,
+    pub reporting_enabled: bool,
+    /// The whole config with every default filled in: what a run records and hashes.
+    pub canonical: Value,
+    /// Each class's sections, as it receives them (host-owned keys removed).
+    class_sections: Vec<(ClassKind, Value)>,
+}
+
+const SECTIONS: [&str; 7] =
+    ["plugins", "data_loader", "data_splitting", "preprocessing", "model", "training", "reporting"];
+
+fn host_keys() -> Vec<ConfigKey> {
+    use ConfigType::*;
+    let mut keys = vec![
+        ConfigKey::new("", "experiment_name", String)
+            .required()
+            .describe("names the experiment; runs are grouped by it"),
+        ConfigKey::new("", "description", String).describe("free text recorded with the run"),
+        ConfigKey::new("", "output_dir", String)
+            .default("runs")
+            .describe("each run writes into <output_dir>/<run id>/"),
+        ConfigKey::new("", "seed", Integer).default(42).describe("seeds splitting, shuffling and model initialisation"),
+        ConfigKey::new("", "threads", Integer).default(0).describe("compute threads, 0 for every core"),
+        ConfigKey::new("plugins", "data_loader", String).required().describe("the Loader class"),
+        ConfigKey::new("plugins", "model", String).required().describe("the Model class"),
+        ConfigKey::new("plugins", "report_generator", String)
+            .describe("the ReportGenerator class; omit for no reports"),
+        ConfigKey::new("data_splitting", "train_ratio", Number).default(0.8),
+        ConfigKey::new("data_splitting", "val_ratio", Number).default(0.1),
+        ConfigKey::new("data_splitting", "test_ratio", Number).default(0.1),
+        ConfigKey::new("data_splitting", "use_predefined_test", Boolean)
+            .default(true)
+            .describe("use the data set's own test set when it has one"),
+        ConfigKey::new("data_splitting", "validation_fraction", Number)
+            .default(0.1)
+            .describe("with a predefined test set, the share of training data held out for validation"),
+        ConfigKey::new("data_splitting", "shuffle", Boolean).default(true),
+        ConfigKey::new("preprocessing", "normalize", Choice(vec!["unit".into(), "standardize".into(), "none".into()]))
+            .default("unit"),
+        ConfigKey::new("preprocessing", "flatten", Boolean).default(true),
+        ConfigKey::new("reporting", "enabled", Boolean).default(true),
+    ];
+    for section in SECTIONS {
+        keys.push(ConfigKey::new("", section, Any));
+    }
+    keys
+}
+
+impl ExperimentConfig {
+    /// Reads and validates `file`. `resolve` finds a class of a kind, or says why it cannot.
+    pub fn load(
+        file: &Path,
+        resolve: impl FnMut(ClassKind, &str) -> Result<ClassInfo, String>,
+    ) -> Result<Self, ConfigError> {
+        let value = read_yaml(file)?;
+        Self::from_value(file, &value, resolve)
+    }
+
+    pub fn from_value(
+        file: &Path,
+        value: &Value,
+        mut resolve: impl FnMut(ClassKind, &str) -> Result<ClassInfo, String>,
+    ) -> Result<Self, ConfigError> {
+        let root = match value {
+            Value::Object(root) => root,
+            other => {
+                return Err(ConfigError::single(
+                    file,
+                    "",
+                    format!(
+                        "expected a mapping with experiment_name, plugins, ... at the top, found {}",
+                        describe(other)
+                    ),
+                ));
+            }
+        };
+        let mut problems = Vec::new();
+        let host = host_keys();
+        let keys_of = |section: &str| host.iter().filter(|k| k.section == section).collect::<Vec<_>>();
+
+        let mut canonical = check_section(Some(value), "", &keys_of(""), "the experiment config", &mut problems);
+        let plugins = check_section(root.get("plugins"), "plugins", &keys_of("plugins"), "plugins", &mut problems);
+        canonical.insert("plugins".into(), Value::Object(plugins.clone()));
+
+        // Resolve each chosen class, so its section can be checked against its declared keys.
+        let mut classes: Vec<(ClassKind, ClassInfo)> = Vec::new();
+        for kind in ClassKind::ALL {
+            let role = match kind {
+                ClassKind::Loader => "data_loader",
+                ClassKind::Model => "model",
+                ClassKind::ReportGenerator => "report_generator",
+            };
+            let Some(Value::String(class)) = plugins.get(role) else { continue };
+            match resolve(kind, class) {
+                Ok(info) => classes.push((kind, info)),
+                Err(message) => problems.push(Problem::new(&format!("plugins.{role}"), message)),
+            }
+        }
+
+        let mut class_sections = Vec::new();
+        for section in SECTIONS.into_iter().filter(|s| *s != "plugins") {
+            let owner = classes.iter().find(|(kind, _)| kind.sections().contains(&section));
+            let role = section_role(section);
+            if owner.is_none() && role.is_some_and(|role| plugins.get(role).is_some_and(Value::is_string)) {
+                // Its class could not be resolved (already reported): its keys are unknowable.
+                canonical.insert(section.into(), root.get(section).cloned().unwrap_or(Value::Null));
+                continue;
+            }
+            let mut keys = keys_of(section);
+            let host_key_count = keys.len();
+            if let Some((_, info)) = owner {
+                keys.extend(info.config_keys.iter().filter(|k| k.section == section));
+            }
+            let owner_name = match owner {
+                Some((_, info)) => format!("class {}", info.name),
+                None if host_key_count > 0 => "the host".to_owned(),
+                None => format!("no selected class (set plugins.{})", role.unwrap_or("?")),
+            };
+            let filled = check_section(root.get(section), section, &keys, &owner_name, &mut problems);
+            canonical.insert(section.into(), Value::Object(filled));
+        }
+        for (kind, info) in &classes {
+            let mut sections = Map::new();
+            for section in kind.sections() {
+                let mut values = canonical[*section].as_object().cloned().unwrap_or_default();
+                values.retain(|key, _| info.config_keys.iter().any(|k| k.section == *section && &k.name == key));
+                sections.insert((*section).into(), Value::Object(values));
+            }
+            class_sections.push((*kind, Value::Object(sections)));
+        }
+
+        let seed = non_negative(&canonical, "seed", &mut problems);
+        let threads = non_negative(&canonical, "threads", &mut problems);
+        check_splitting(&canonical["data_splitting"], &mut problems);
+
+        if !problems.is_empty() {
+            return Err(ConfigError { file: file.to_owned(), problems });
+        }
+        let typed = |section: &str| canonical[section].clone();
+        let parse_error = |e: serde_json::Error| ConfigError::single(file, "", format!("internal: {e}"));
+        let threads = match threads as usize {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        Ok(ExperimentConfig {
+            file: file.to_owned(),
+            experiment_name: canonical["experiment_name"].as_str().unwrap_or_default().to_owned(),
+            output_dir: PathBuf::from(canonical["output_dir"].as_str().unwrap_or("runs")),
+            seed,
+            threads,
+            plugins: serde_json::from_value(typed("plugins")).map_err(parse_error)?,
+            data_splitting: serde_json::from_value(typed("data_splitting")).map_err(parse_error)?,
+            preprocessing: serde_json::from_value(typed("preprocessing")).map_err(parse_error)?,
+            reporting_enabled: canonical["reporting"]["enabled"].as_bool().unwrap_or(true),
+            canonical: Value::Object(canonical),
+            class_sections,
+        })
+    }
+
+    /// The sections a class of `kind` receives: `{"model": {..}, "training": {..}}`.
+    pub fn class_sections(&self, kind: ClassKind) -> Value {
+        self.class_sections.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.clone()).unwrap_or_else(|| json!({}))
+    }
+}
+
+/// The `plugins` role whose class owns `section`, if a class owns it.
+fn section_role(section: &str) -> Option<&'static str> {
+    match section {
+        "data_loader" => Some("data_loader"),
+        "model" | "training" => Some("model"),
+        "reporting" => Some("report_generator"),
+        _ => None,
+    }
+}
+
+fn non_negative(canonical: &Map<String, Value>, key: &str, problems: &mut Vec<Problem>) -> u64 {
+    match canonical.get(key) {
+        Some(Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0),
+        Some(Value::Number(n)) if n.is_i64() => {
+            problems.push(Problem::new(key, format!("must be 0 or more, found {n}")));
+            0
+        }
+        _ => 0,
+    }
+}
+
+fn check_splitting(splitting: &Value, problems: &mut Vec<Problem>) {
+    let ratio = |key: &str| splitting.get(key).and_then(Value::as_f64);
+    for key in ["train_ratio", "val_ratio", "test_ratio", "validation_fraction"] {
+        if let Some(value) = ratio(key)
+            && !(0.0..1.0).contains(&value)
+            && !(key == "train_ratio" && value == 1.0)
+        {
+            problems.push(Problem::new(&format!("data_splitting.{key}"), format!("must be in [0, 1), found {value}")));
+        }
+    }
+    if let (Some(train), Some(val), Some(test)) = (ratio("train_ratio"), ratio("val_ratio"), ratio("test_ratio")) {
+        if (train + val + test - 1.0).abs() > 1e-6 {
+            problems.push(Problem::new(
+                "data_splitting",
+                format!(
+                    "train_ratio + val_ratio + test_ratio must be 1, found {train} + {val} + {test} = {}",
+                    train + val + test
+                ),
+            ));
+        }
+        if train <= 0.0 {
+            problems.push(Problem::new("data_splitting.train_ratio", "must be more than 0"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_yaml;
+
+    fn model_class() -> ClassInfo {
+        ClassInfo {
+            kind: ClassKind::Model,
+            name: "MLP".into(),
+            summary: String::new(),
+            config_keys: vec![
+                ConfigKey::new("model", "hidden_layers", ConfigType::List(Box::new(ConfigType::Integer)))
+                    .default(json!([128])),
+                ConfigKey::new("training", "learning_rate", ConfigType::Number).default(0.001),
+                ConfigKey::new("training", "epochs", ConfigType::Integer).required(),
+            ],
+        }
+    }
+
+    fn loader_class() -> ClassInfo {
+        ClassInfo {
+            kind: ClassKind::Loader,
+            name: "Loader".into(),
+            summary: String::new(),
+            config_keys: vec![ConfigKey::new("data_loader", "data_dir", ConfigType::String).required()],
+        }
+    }
+
+    fn load(text: &str) -> Result<ExperimentConfig, String> {
+        let file = Path::new("config/x.yaml");
+        let value = parse_yaml(file, text).map_err(|e| e.to_string())?;
+        ExperimentConfig::from_value(file, &value, |kind, name| match (kind, name) {
+            (ClassKind::Model, "MLP") => Ok(model_class()),
+            (ClassKind::Loader, "Loader") => Ok(loader_class()),
+            _ => Err(format!("no {kind} class {name}")),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = "experiment_name: e\nplugins: {data_loader: Loader, model: MLP}\ndata_loader: {data_dir: d}\ntraining: {epochs: 2}\n";
+
+    #[test]
+    fn a_good_config_gets_defaults_and_class_sections() {
+        let config = load(GOOD).unwrap();
+        assert_eq!(config.seed, 42);
+        assert!(config.threads >= 1);
+        assert_eq!(config.output_dir, Path::new("runs"));
+        assert_eq!(
+            config.class_sections(ClassKind::Model),
+            json!({"model": {"hidden_layers": [128]}, "training": {"epochs": 2, "learning_rate": 0.001}})
+        );
+        assert_eq!(config.class_sections(ClassKind::Loader), json!({"data_loader": {"data_dir": "d"}}));
+        assert_eq!(config.canonical["data_splitting"]["validation_fraction"], json!(0.1));
+        assert!(config.reporting_enabled);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_and_key_path() {
+        let error = load(
+            "experiment_name: 5\nseed: -1\nplugins: {data_loader: Loader, model: MLP, report_generator: Nope}\n\
+             data_loader: {data_dir: d, colour: red}\nmodel: {hidden_layers: [a]}\ntraining: {learning_rate: fast}\n\
+             data_splitting: {train_ratio: 0.5, val_ratio: 0.1, test_ratio: 0.1}\nextra: 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "config/x.yaml: experiment_name: expected a string, found 5\n\
+             config/x.yaml: extra: unknown key; the experiment config accepts: experiment_name, description, output_dir, seed, threads, plugins, data_loader, data_splitting, preprocessing, model, training, reporting\n\
+             config/x.yaml: plugins.report_generator: no ReportGenerator class Nope\n\
+             config/x.yaml: data_loader.colour: unknown key; class Loader accepts: data_dir\n\
+             config/x.yaml: model.hidden_layers[0]: expected an integer, found \"a\"\n\
+             config/x.yaml: training.learning_rate: expected a number, found \"fast\"\n\
+             config/x.yaml: training.epochs: missing required key: add epochs of type integer\n\
+             config/x.yaml: seed: must be 0 or more, found -1\n\
+             config/x.yaml: data_splitting: train_ratio + val_ratio + test_ratio must be 1, found 0.5 + 0.1 + 0.1 = 0.7"
+        );
+    }
+
+    #[test]
+    fn a_section_with_no_class_accepts_no_keys() {
+        let error = load(&format!("{GOOD}reporting: {{theme: dark}}\n")).unwrap_err();
+        assert_eq!(error, "config/x.yaml: reporting.theme: unknown key; the host accepts: enabled");
+    }
+
+    #[test]
+    fn a_non_mapping_document_is_refused() {
+        assert_eq!(
+            load("- a\n- b\n").unwrap_err(),
+            "config/x.yaml: expected a mapping with experiment_name, plugins, ... at the top, found a list"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! `host`: runs ML experiments from YAML with plugins loaded at runtime, recording provenance.
+//! This file only parses arguments, sets up logging and prints errors; the commands live in
+//! `commands/`. The host never links libtorch: model plugins bring their own.
+
+mod commands;
+mod config;
+mod hashing;
+mod output;
+mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::registry::RegistryOptions;
+
+/// Run ML experiments from YAML with runtime-loaded plugins, and record their provenance.
+#[derive(Parser)]
+#[command(name = "host", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v info, -vv debug); HOST_LOG=<filter> overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate an experiment config and its plugins, then run the experiment.
+    Run {
+        /// The experiment config, e.g. config/mnist_config.yaml.
+        config: PathBuf,
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List and inspect plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Every class the host can use: from the class mapping and from libraries in plugins/.
+    List {
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load one plugin library and show its manifest, classes and config keys.
+    Inspect {
+        /// The library file (.so, .dylib or .dll).
+        path: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct PluginArgs {
+    /// The class mapping file [default: class_mapping_config.yaml beside the experiment
+    /// config, else config/class_mapping_config.yaml].
+    #[arg(long, env = "HOST_CLASS_MAPPING", value_name = "FILE")]
+    class_mapping: Option<PathBuf>,
+    /// Where plugin libraries are discovered [default: plugins/ in the project root, the
+    /// parent of the class mapping's folder].
+    #[arg(long, env = "HOST_PLUGINS_DIR", value_name = "DIR")]
+    plugins_dir: Option<PathBuf>,
+}
+
+impl PluginArgs {
+    /// Fills in the default class mapping: beside `config` when given, else `config/`.
+    fn into_options(self, config: Option<&Path>) -> RegistryOptions {
+        let class_mapping = self.class_mapping.or_else(|| {
+            let beside = config.and_then(Path::parent).map(|dir| dir.join("class_mapping_config.yaml"));
+            let default = PathBuf::from("config/class_mapping_config.yaml");
+            beside.filter(|p| p.is_file()).or_else(|| default.is_file().then_some(default))
+        });
+        RegistryOptions { class_mapping, plugins_dir: self.plugins_dir }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = EnvFilter::try_from_env("HOST_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Run { config, plugins, json } => {
+            let registry = plugins.into_options(Some(&config));
+            commands::run::run(commands::run::RunOptions { config, registry, json })
+        }
+        Command::Plugins { command: PluginsCommand::List { plugins, json } } => {
+            commands::plugins::list(plugins.into_options(None), json)
+        }
+        Command::Plugins { command: PluginsCommand::Inspect { path, json } } => commands::plugins::inspect(&path, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

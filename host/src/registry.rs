@@ -1,0 +1,348 @@
+//! The plugin registry: which library provides each class. An explicit entry in the class
+//! mapping wins; otherwise every dynamic library in `plugins/` is discovered. Each library is
+//! loaded once per process and its file hashed once. This is the only module that turns SDK
+//! load errors into user-facing messages.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use plugin_sdk::host::{Library, load_library};
+use plugin_sdk::{ClassInfo, ClassKind};
+use serde::Serialize;
+
+use crate::config::class_mapping::{ClassMapping, MappingEntry};
+use crate::hashing::sha256_file;
+
+/// A loaded plugin library and the facts the provenance store needs about its file.
+#[derive(Debug)]
+pub struct PluginLibrary {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub library: Arc<Library>,
+}
+
+impl PluginLibrary {
+    pub fn plugin_label(&self) -> String {
+        let manifest = self.library.manifest();
+        format!("{} {}", manifest.plugin_name, manifest.plugin_version)
+    }
+}
+
+/// How a class was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Mapped,
+    Discovered,
+}
+
+/// A class ready to instantiate.
+#[derive(Debug, Clone)]
+pub struct ResolvedClass {
+    pub info: ClassInfo,
+    pub library: Rc<PluginLibrary>,
+    pub source: Source,
+}
+
+pub struct RegistryOptions {
+    /// The class mapping file; `None` for discovery only.
+    pub class_mapping: Option<PathBuf>,
+    /// Where plugins are discovered; defaults to `<project root>/plugins`.
+    pub plugins_dir: Option<PathBuf>,
+}
+
+pub struct Registry {
+    mapping: Option<ClassMapping>,
+    project_root: PathBuf,
+    plugins_dir: PathBuf,
+    discovered: Vec<(PathBuf, Result<Rc<PluginLibrary>, String>)>,
+    loaded: RefCell<HashMap<PathBuf, Result<Rc<PluginLibrary>, String>>>,
+}
+
+/// The platform's file name for a library: `mnist_plugin` -> `libmnist_plugin.so`.
+pub fn library_file_name(name: &str) -> String {
+    format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+}
+
+fn is_dynamic_library(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()) == Some(std::env::consts::DLL_EXTENSION)
+}
+
+impl Registry {
+    /// Reads the class mapping and loads every library in the plugins directory. A library that
+    /// fails to load is remembered with its error, not fatal: only its classes are unavailable.
+    pub fn open(options: RegistryOptions) -> anyhow::Result<Self> {
+        let mapping = match &options.class_mapping {
+            Some(file) => Some(ClassMapping::load(file)?),
+            None => None,
+        };
+        // The project root holds config/, plugins/ and target/; the mapping lives in config/.
+        let project_root = match &mapping {
+            Some(mapping) => mapping.base_dir().parent().map(Path::to_owned).unwrap_or_default(),
+            None => PathBuf::new(),
+        };
+        let project_root = if project_root.as_os_str().is_empty() { PathBuf::from(".") } else { project_root };
+        let plugins_dir = options.plugins_dir.unwrap_or_else(|| project_root.join("plugins"));
+        let registry = Registry {
+            mapping,
+            project_root,
+            plugins_dir,
+            discovered: Vec::new(),
+            loaded: RefCell::new(HashMap::new()),
+        };
+        Ok(registry.discover())
+    }
+
+    fn discover(mut self) -> Self {
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&self.plugins_dir) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_dynamic_library(p)).collect(),
+            Err(_) => Vec::new(),
+        };
+        paths.sort();
+        self.discovered = paths.into_iter().map(|path| (path.clone(), self.load(&path))).collect();
+        self
+    }
+
+    pub fn plugins_dir(&self) -> &Path {
+        &self.plugins_dir
+    }
+
+    pub fn mapping_file(&self) -> Option<&Path> {
+        self.mapping.as_ref().map(|m| m.file.as_path())
+    }
+
+    /// Loads (once) and hashes (once) the library at `path`.
+    pub fn load(&self, path: &Path) -> Result<Rc<PluginLibrary>, String> {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        if let Some(result) = self.loaded.borrow().get(&key) {
+            return result.clone();
+        }
+        let result = load_and_hash(path);
+        self.loaded.borrow_mut().insert(key, result.clone());
+        result
+    }
+
+    /// Where a mapping entry's library is: absolute, relative to the mapping file, or a bare
+    /// name looked up in plugins/, target/release/, target/debug/.
+    fn locate(&self, mapping: &ClassMapping, entry: &MappingEntry) -> Result<PathBuf, String> {
+        let written = Path::new(&entry.library);
+        let is_path = written.is_absolute() || written.components().count() > 1 || is_dynamic_library(written);
+        if is_path {
+            return Ok(if written.is_absolute() { written.to_owned() } else { mapping.base_dir().join(written) });
+        }
+        let file_name = library_file_name(&entry.library);
+        let candidates = [
+            self.plugins_dir.join(&file_name),
+            self.project_root.join("target/release").join(&file_name),
+            self.project_root.join("target/debug").join(&file_name),
+        ];
+        if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+            return Ok(found.clone());
+        }
+        let searched: Vec<String> = candidates.iter().map(|p| p.parent().unwrap_or(p).display().to_string()).collect();
+        Err(format!(
+            "library `{}` ({file_name}) is not in {}; build it with `cargo build -p {}` or fix {}",
+            entry.library,
+            searched.join(", "),
+            entry.library.replace('_', "-"),
+            mapping.file.display()
+        ))
+    }
+
+    fn resolve_mapped(
+        &self,
+        mapping: &ClassMapping,
+        entry: &MappingEntry,
+        wanted: ClassKind,
+    ) -> Result<ResolvedClass, String> {
+        let path = self.locate(mapping, entry)?;
+        let library = self.load(&path)?;
+        if let Some(pin) = &entry.sha256
+            && pin != &library.sha256
+        {
+            return Err(format!(
+                "{}: SHA-256 is {}, but {} pins {}.{} to {pin}; restore the pinned build or update the pin",
+                path.display(),
+                library.sha256,
+                mapping.file.display(),
+                entry.kind,
+                entry.class
+            ));
+        }
+        let info = find_class(&library, &entry.class, wanted)?;
+        Ok(ResolvedClass { info, library, source: Source::Mapped })
+    }
+
+    /// Finds the library providing `class` of kind `kind`.
+    pub fn resolve(&self, kind: ClassKind, class: &str) -> Result<ResolvedClass, String> {
+        if let Some(mapping) = &self.mapping {
+            if let Some(entry) = mapping.find(kind, class) {
+                return self.resolve_mapped(mapping, entry, kind);
+            }
+            if let Some(entry) = mapping.entries.iter().find(|e| e.class == class) {
+                return Err(format!(
+                    "class {class} is mapped as a {} in {}, not a {kind}; choose a {kind} class{}",
+                    entry.kind,
+                    mapping.file.display(),
+                    self.known_classes_hint(kind)
+                ));
+            }
+        }
+        let offering: Vec<&Rc<PluginLibrary>> = self
+            .discovered
+            .iter()
+            .filter_map(|(_, result)| result.as_ref().ok())
+            .filter(|lib| lib.library.manifest().classes.iter().any(|c| c.name == class))
+            .collect();
+        match offering.as_slice() {
+            [] => {
+                let mapping = self.mapping_file().map(|f| format!("not in {} and ", f.display())).unwrap_or_default();
+                Err(format!(
+                    "no {kind} class {class}: {mapping}no library in {} provides it{}",
+                    self.plugins_dir.display(),
+                    self.known_classes_hint(kind)
+                ))
+            }
+            [library] => Ok(ResolvedClass {
+                info: find_class(library, class, kind)?,
+                library: Rc::clone(library),
+                source: Source::Discovered,
+            }),
+            [first, second, ..] => Err(format!(
+                "class {class} is provided by both {} and {}; map it in the class mapping to choose one",
+                first.path.display(),
+                second.path.display()
+            )),
+        }
+    }
+
+    fn known_classes_hint(&self, kind: ClassKind) -> String {
+        let mut names: Vec<String> =
+            self.listing().entries.into_iter().filter(|e| e.kind == kind).map(|e| e.class).collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() { String::new() } else { format!("; known {kind} classes: {}", names.join(", ")) }
+    }
+
+    /// Every class the registry can offer, and every library or mapping entry that failed.
+    pub fn listing(&self) -> Listing {
+        let mut listing = Listing::default();
+        if let Some(mapping) = &self.mapping {
+            for entry in &mapping.entries {
+                match self.resolve_mapped(mapping, entry, entry.kind) {
+                    Ok(resolved) => listing.entries.push(ListedClass::new(&resolved, entry.kind)),
+                    Err(error) => listing.problems.push(ListingProblem {
+                        subject: format!("{}.{}", entry.kind, entry.class),
+                        error: format!("{} {}.{}: {error}", mapping.file.display(), entry.kind, entry.class),
+                    }),
+                }
+            }
+        }
+        for (path, result) in &self.discovered {
+            match result {
+                Ok(library) => {
+                    for info in &library.library.manifest().classes {
+                        if listing.entries.iter().any(|e| e.class == info.name && e.source == Source::Mapped) {
+                            continue;
+                        }
+                        let resolved = ResolvedClass {
+                            info: info.clone(),
+                            library: Rc::clone(library),
+                            source: Source::Discovered,
+                        };
+                        listing.entries.push(ListedClass::new(&resolved, info.kind));
+                    }
+                }
+                Err(error) => {
+                    listing.problems.push(ListingProblem { subject: path.display().to_string(), error: error.clone() })
+                }
+            }
+        }
+        listing
+    }
+}
+
+fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
+    let library = load_library(path).map_err(|error| {
+        if let Some(detail) = error.detail() {
+            tracing::info!("{}: full loader report:\n{detail}", error.path().display());
+        }
+        error.to_string()
+    })?;
+    let (sha256, size) = sha256_file(path).map_err(|e| format!("{}: cannot read for hashing: {e}", path.display()))?;
+    Ok(Rc::new(PluginLibrary { path: path.to_owned(), sha256, size, library }))
+}
+
+fn find_class(library: &PluginLibrary, class: &str, wanted: ClassKind) -> Result<ClassInfo, String> {
+    let classes = &library.library.manifest().classes;
+    match classes.iter().find(|c| c.name == class) {
+        Some(info) if info.kind == wanted => Ok(info.clone()),
+        Some(info) => Err(format!(
+            "class {class} in {} is a {}, not a {wanted}; choose a {wanted} class{}",
+            library.path.display(),
+            info.kind,
+            of_kind(classes, wanted)
+        )),
+        None => {
+            let provided: Vec<String> = classes.iter().map(|c| format!("{} ({})", c.name, c.kind)).collect();
+            Err(format!(
+                "{} (plugin {}) has no class {class}; it provides {}",
+                library.path.display(),
+                library.plugin_label(),
+                if provided.is_empty() { "no classes".to_owned() } else { provided.join(", ") }
+            ))
+        }
+    }
+}
+
+fn of_kind(classes: &[ClassInfo], kind: ClassKind) -> String {
+    let names: Vec<&str> = classes.iter().filter(|c| c.kind == kind).map(|c| c.name.as_str()).collect();
+    if names.is_empty() { String::new() } else { format!(" such as {}", names.join(", ")) }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Listing {
+    pub entries: Vec<ListedClass>,
+    pub problems: Vec<ListingProblem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListedClass {
+    pub class: String,
+    pub kind: ClassKind,
+    pub summary: String,
+    pub source: Source,
+    pub library: PathBuf,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub sdk_version: String,
+    pub sha256: String,
+}
+
+impl ListedClass {
+    fn new(resolved: &ResolvedClass, kind: ClassKind) -> Self {
+        let manifest = resolved.library.library.manifest();
+        ListedClass {
+            class: resolved.info.name.clone(),
+            kind,
+            summary: resolved.info.summary.clone(),
+            source: resolved.source,
+            library: resolved.library.path.clone(),
+            plugin_name: manifest.plugin_name.clone(),
+            plugin_version: manifest.plugin_version.clone(),
+            sdk_version: manifest.sdk_version.clone(),
+            sha256: resolved.library.sha256.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListingProblem {
+    /// The mapping entry (`Model.MNISTModel`) or library path at fault.
+    pub subject: String,
+    pub error: String,
+}

@@ -1,0 +1,701 @@
+//! The libtorch classifiers: an MLP (MNISTMLP) and a CNN (MNISTCNN) sharing one training loop
+//! with Adam/SGD/RMSprop, weight decay, early stopping with restore-best, a best-epoch
+//! checkpoint and cooperative cancel. Deterministic on CPU for a seed and thread count.
+//! Weights are saved as safetensors with the model's config beside them.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use plugin_sdk::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Tensor as TchTensor};
+
+/// What distinguishes one architecture from another; the training loop is shared.
+pub trait Architecture: Send + 'static {
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    type Section: Serialize + DeserializeOwned + Clone + Send;
+    fn keys() -> Vec<ConfigKey>;
+    /// Builds the network for samples of `input_shape` (without the batch dimension).
+    fn build(
+        section: &Self::Section,
+        vs: &nn::Path,
+        input_shape: &[i64],
+        outputs: i64,
+    ) -> Result<nn::SequentialT, PluginError>;
+    /// The sample shape the network consumes, from the shape the host provides.
+    fn input_shape(provided: &[usize]) -> Result<Vec<i64>, PluginError>;
+}
+
+fn activation_choice() -> ConfigType {
+    ConfigType::Choice(["relu", "tanh", "sigmoid", "gelu", "leaky_relu"].map(String::from).to_vec())
+}
+
+fn int_list() -> ConfigType {
+    ConfigType::List(Box::new(ConfigType::Integer))
+}
+
+fn apply_activation(name: &str, xs: &TchTensor) -> TchTensor {
+    match name {
+        "tanh" => xs.tanh(),
+        "sigmoid" => xs.sigmoid(),
+        "gelu" => xs.gelu("none"),
+        "leaky_relu" => xs.leaky_relu(),
+        _ => xs.relu(),
+    }
+}
+
+fn add_activation(seq: nn::SequentialT, name: &str) -> nn::SequentialT {
+    let name = name.to_owned();
+    seq.add_fn(move |xs| apply_activation(&name, xs))
+}
+
+fn add_dropout(seq: nn::SequentialT, p: f64) -> nn::SequentialT {
+    if p > 0.0 { seq.add_fn_t(move |xs, train| xs.dropout(p, train)) } else { seq }
+}
+
+fn check_dropout(p: f64, key: &str) -> Result<(), PluginError> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(PluginError::invalid_config(format!("{key}: dropout must be in [0, 1), found {p}")));
+    }
+    Ok(())
+}
+
+/// A multi-layer perceptron over flattened samples.
+pub struct Mlp;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpSection {
+    hidden_layers: Vec<i64>,
+    activation: String,
+    dropout: f64,
+}
+
+impl Architecture for Mlp {
+    const NAME: &'static str = "MNISTMLP";
+    const SUMMARY: &'static str = "libtorch multi-layer perceptron (hidden layers, activation, dropout)";
+    type Section = MlpSection;
+
+    fn keys() -> Vec<ConfigKey> {
+        vec![
+            ConfigKey::new("model", "hidden_layers", int_list())
+                .default(json!([128]))
+                .describe("units per hidden layer"),
+            ConfigKey::new("model", "activation", activation_choice()).default("relu"),
+            ConfigKey::new("model", "dropout", ConfigType::Number).default(0.0).describe("after each hidden layer"),
+        ]
+    }
+
+    fn build(
+        section: &MlpSection,
+        vs: &nn::Path,
+        input_shape: &[i64],
+        outputs: i64,
+    ) -> Result<nn::SequentialT, PluginError> {
+        check_dropout(section.dropout, "model.dropout")?;
+        let mut width: i64 = input_shape.iter().product();
+        let mut seq = nn::seq_t().add_fn(|xs| xs.flatten(1, -1));
+        for (index, &units) in section.hidden_layers.iter().enumerate() {
+            if units < 1 {
+                return Err(PluginError::invalid_config(format!(
+                    "model.hidden_layers[{index}]: must be at least 1, found {units}"
+                )));
+            }
+            seq = seq.add(nn::linear(vs / format!("hidden{index}"), width, units, Default::default()));
+            seq = add_dropout(add_activation(seq, &section.activation), section.dropout);
+            width = units;
+        }
+        Ok(seq.add(nn::linear(vs / "output", width, outputs, Default::default())))
+    }
+
+    fn input_shape(provided: &[usize]) -> Result<Vec<i64>, PluginError> {
+        Ok(vec![provided.iter().product::<usize>() as i64])
+    }
+}
+
+/// A convolutional network over images.
+pub struct Cnn;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnnSection {
+    conv_filters: Vec<i64>,
+    kernel_sizes: Vec<i64>,
+    pooling: String,
+    batch_norm: bool,
+    dense_layers: Vec<i64>,
+    activation: String,
+    dropout: f64,
+}
+
+impl Architecture for Cnn {
+    const NAME: &'static str = "MNISTCNN";
+    const SUMMARY: &'static str =
+        "libtorch convolutional network (conv filters, kernels, pooling, batch norm, dense layers)";
+    type Section = CnnSection;
+
+    fn keys() -> Vec<ConfigKey> {
+        vec![
+            ConfigKey::new("model", "conv_filters", int_list())
+                .default(json!([32, 64]))
+                .describe("filters per conv block"),
+            ConfigKey::new("model", "kernel_sizes", int_list())
+                .default(json!([3, 3]))
+                .describe("odd kernel size per conv block"),
+            ConfigKey::new("model", "pooling", ConfigType::Choice(["max", "avg", "none"].map(String::from).to_vec()))
+                .default("max")
+                .describe("2x2 pooling after each conv block"),
+            ConfigKey::new("model", "batch_norm", ConfigType::Boolean).default(true),
+            ConfigKey::new("model", "dense_layers", int_list()).default(json!([128])),
+            ConfigKey::new("model", "activation", activation_choice()).default("relu"),
+            ConfigKey::new("model", "dropout", ConfigType::Number).default(0.25).describe("before each dense layer"),
+        ]
+    }
+
+    fn build(
+        section: &CnnSection,
+        vs: &nn::Path,
+        input_shape: &[i64],
+        outputs: i64,
+    ) -> Result<nn::SequentialT, PluginError> {
+        check_dropout(section.dropout, "model.dropout")?;
+        if section.conv_filters.len() != section.kernel_sizes.len() {
+            return Err(PluginError::invalid_config(format!(
+                "model.kernel_sizes: {} kernel sizes for {} conv_filters; give one per block",
+                section.kernel_sizes.len(),
+                section.conv_filters.len()
+            )));
+        }
+        let [mut channels, mut height, mut width] = <[i64; 3]>::try_from(input_shape).map_err(|_| {
+            PluginError::new(format!("MNISTCNN needs samples of [channels, height, width], got {input_shape:?}"))
+        })?;
+        let mut seq = nn::seq_t();
+        for (index, (&filters, &kernel)) in section.conv_filters.iter().zip(&section.kernel_sizes).enumerate() {
+            if filters < 1 || kernel < 1 || kernel % 2 == 0 {
+                return Err(PluginError::invalid_config(format!(
+                    "model.conv_filters[{index}]/kernel_sizes[{index}]: need filters >= 1 and an odd kernel, found {filters} and {kernel}"
+                )));
+            }
+            let conv = nn::ConvConfig { padding: kernel / 2, ..Default::default() };
+            seq = seq.add(nn::conv2d(vs / format!("conv{index}"), channels, filters, kernel, conv));
+            if section.batch_norm {
+                seq = seq.add(nn::batch_norm2d(vs / format!("bn{index}"), filters, Default::default()));
+            }
+            seq = add_activation(seq, &section.activation);
+            match section.pooling.as_str() {
+                "max" => seq = seq.add_fn(|xs| xs.max_pool2d_default(2)),
+                "avg" => seq = seq.add_fn(|xs| xs.avg_pool2d_default(2)),
+                _ => {}
+            }
+            if section.pooling != "none" {
+                (height, width) = (height / 2, width / 2);
+            }
+            if height < 1 || width < 1 {
+                return Err(PluginError::invalid_config(format!(
+                    "model.conv_filters: {} pooled blocks shrink {:?} to nothing; use fewer blocks or pooling: none",
+                    index + 1,
+                    input_shape
+                )));
+            }
+            channels = filters;
+        }
+        seq = seq.add_fn(|xs| xs.flatten(1, -1));
+        let mut features = channels * height * width;
+        for (index, &units) in section.dense_layers.iter().enumerate() {
+            seq = add_dropout(seq, section.dropout);
+            seq = seq.add(nn::linear(vs / format!("dense{index}"), features, units, Default::default()));
+            seq = add_activation(seq, &section.activation);
+            features = units;
+        }
+        seq = add_dropout(seq, section.dropout);
+        Ok(seq.add(nn::linear(vs / "output", features, outputs, Default::default())))
+    }
+
+    fn input_shape(provided: &[usize]) -> Result<Vec<i64>, PluginError> {
+        let shape: Vec<i64> = provided.iter().map(|&d| d as i64).collect();
+        match shape.as_slice() {
+            [c, h, w] => Ok(vec![*c, *h, *w]),
+            [h, w] => Ok(vec![1, *h, *w]),
+            [n] => {
+                // Flattened square single-channel images (784 -> 1x28x28).
+                let side = (*n as f64).sqrt().round() as i64;
+                if side * side == *n {
+                    Ok(vec![1, side, side])
+                } else {
+                    Err(PluginError::new(format!(
+                        "MNISTCNN cannot treat {n} flat features as a square image; set preprocessing.flatten: false"
+                    )))
+                }
+            }
+            other => Err(PluginError::new(format!("MNISTCNN cannot use samples of shape {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    optimizer: String,
+    momentum: f64,
+    weight_decay: f64,
+    early_stopping: bool,
+    patience: usize,
+    monitor: String,
+    restore_best: bool,
+    checkpoint: bool,
+    device: String,
+    eval_batch_size: usize,
+}
+
+fn training_keys() -> Vec<ConfigKey> {
+    let s = "training";
+    vec![
+        ConfigKey::new(s, "epochs", ConfigType::Integer).default(5),
+        ConfigKey::new(s, "batch_size", ConfigType::Integer).default(128),
+        ConfigKey::new(s, "learning_rate", ConfigType::Number).default(0.001),
+        ConfigKey::new(s, "optimizer", ConfigType::Choice(["adam", "sgd", "rmsprop"].map(String::from).to_vec()))
+            .default("adam"),
+        ConfigKey::new(s, "momentum", ConfigType::Number).default(0.9).describe("for sgd and rmsprop"),
+        ConfigKey::new(s, "weight_decay", ConfigType::Number).default(0.0),
+        ConfigKey::new(s, "early_stopping", ConfigType::Boolean).default(false),
+        ConfigKey::new(s, "patience", ConfigType::Integer)
+            .default(3)
+            .describe("epochs without improvement before stopping"),
+        ConfigKey::new(s, "monitor", ConfigType::Choice(["val_loss", "val_accuracy"].map(String::from).to_vec()))
+            .default("val_loss")
+            .describe("the validation metric early stopping and the best checkpoint follow"),
+        ConfigKey::new(s, "restore_best", ConfigType::Boolean)
+            .default(true)
+            .describe("end with the best epoch's weights"),
+        ConfigKey::new(s, "checkpoint", ConfigType::Boolean)
+            .default(true)
+            .describe("write the best epoch's weights to checkpoints/"),
+        ConfigKey::new(s, "device", ConfigType::Choice(["cpu", "cuda", "auto"].map(String::from).to_vec()))
+            .default("cpu"),
+        ConfigKey::new(s, "eval_batch_size", ConfigType::Integer).default(1024),
+    ]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sections<S> {
+    model: S,
+    training: TrainingSection,
+}
+
+/// What `save` writes beside the weights, so `load` can rebuild the network.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedModel<S> {
+    class: String,
+    model: S,
+    input_shape: Vec<i64>,
+    outputs: i64,
+}
+
+struct Trained {
+    vs: nn::VarStore,
+    net: nn::SequentialT,
+    input_shape: Vec<i64>,
+    outputs: i64,
+}
+
+/// A libtorch classifier of architecture `A`.
+pub struct TorchModel<A: Architecture> {
+    sections: Sections<A::Section>,
+    seed: u64,
+    threads: usize,
+    trained: Option<Trained>,
+    _architecture: PhantomData<A>,
+}
+
+/// The MLP class.
+pub type MnistMlp = TorchModel<Mlp>;
+/// The CNN class.
+pub type MnistCnn = TorchModel<Cnn>;
+
+impl<A: Architecture> PluginClass for TorchModel<A> {
+    const NAME: &'static str = A::NAME;
+    const SUMMARY: &'static str = A::SUMMARY;
+
+    fn config_keys() -> Vec<ConfigKey> {
+        let mut keys = A::keys();
+        keys.extend(training_keys());
+        keys
+    }
+
+    fn new(config: ClassConfig) -> Result<Self, PluginError> {
+        let sections: Sections<A::Section> = config.parse()?;
+        let training = &sections.training;
+        for (key, value) in [
+            ("epochs", training.epochs),
+            ("batch_size", training.batch_size),
+            ("eval_batch_size", training.eval_batch_size),
+        ] {
+            if value == 0 {
+                return Err(PluginError::invalid_config(format!("training.{key}: must be at least 1")));
+            }
+        }
+        if training.learning_rate <= 0.0 || training.learning_rate.is_nan() {
+            return Err(PluginError::invalid_config(format!(
+                "training.learning_rate: must be more than 0, found {}",
+                training.learning_rate
+            )));
+        }
+        // Builds a throwaway network now, so architecture mistakes surface at validation time.
+        let probe = nn::VarStore::new(Device::Cpu);
+        A::build(&sections.model, &probe.root(), &A::input_shape(&[1, 28, 28])?, 10)?;
+        Ok(TorchModel {
+            sections,
+            seed: config.seed,
+            threads: config.threads.max(1),
+            trained: None,
+            _architecture: PhantomData,
+        })
+    }
+}
+
+fn resolve_device(name: &str) -> Result<Device, PluginError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        _ if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        _ => Err(PluginError::invalid_config(
+            "training.device is cuda, but no CUDA device is available; use cpu or auto",
+        )),
+    }
+}
+
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(index) => format!("cuda:{index}"),
+        _ => "cpu".into(),
+    }
+}
+
+/// Copies a view's features into a torch tensor of `[n, ...input_shape]`.
+fn features_tensor(view: &TensorView<'_>, input_shape: &[i64], device: Device) -> Result<TchTensor, PluginError> {
+    let data = view
+        .as_f32()
+        .ok_or_else(|| PluginError::new(format!("features must be f32, got {}", view.elements.dtype())))?;
+    let per_sample: i64 = input_shape.iter().product();
+    if view.row_len() as i64 != per_sample {
+        return Err(PluginError::new(format!(
+            "features have {} values per sample, but the model expects {per_sample} ({input_shape:?})",
+            view.row_len()
+        )));
+    }
+    let mut shape = vec![view.rows() as i64];
+    shape.extend_from_slice(input_shape);
+    Ok(TchTensor::f_from_slice(data)?.f_view(shape.as_slice())?.f_to_device(device)?)
+}
+
+fn targets_tensor(view: &DataView<'_>, device: Device) -> Result<TchTensor, PluginError> {
+    if view.task != TaskKind::Classification {
+        return Err(PluginError::new("MNIST models classify; this data set is a regression task"));
+    }
+    let labels =
+        view.targets.as_i64().ok_or_else(|| PluginError::new("classification targets must be i64 class indices"))?;
+    if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= view.outputs) {
+        return Err(PluginError::new(format!("target {bad} is outside 0..{}", view.outputs)));
+    }
+    Ok(TchTensor::f_from_slice(labels)?.f_to_device(device)?)
+}
+
+/// Mean loss and accuracy of `net` over `(x, y)` in evaluation mode, in batches.
+fn measure(net: &nn::SequentialT, x: &TchTensor, y: &TchTensor, batch_size: usize) -> Result<(f64, f64), PluginError> {
+    let n = x.size()[0];
+    if n == 0 {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let (mut loss_sum, mut correct) = (0.0, 0i64);
+    tch::no_grad(|| -> Result<(), PluginError> {
+        for start in (0..n).step_by(batch_size) {
+            let len = (n - start).min(batch_size as i64);
+            let logits = net.forward_t(&x.f_narrow(0, start, len)?, false);
+            let labels = y.f_narrow(0, start, len)?;
+            loss_sum += logits.cross_entropy_for_logits(&labels).f_double_value(&[])? * len as f64;
+            correct += logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        }
+        Ok(())
+    })?;
+    Ok((loss_sum / n as f64, correct as f64 / n as f64))
+}
+
+fn snapshot(vs: &nn::VarStore) -> HashMap<String, TchTensor> {
+    tch::no_grad(|| vs.variables().into_iter().map(|(name, t)| (name, t.copy())).collect())
+}
+
+fn restore(vs: &nn::VarStore, saved: &HashMap<String, TchTensor>) -> Result<(), PluginError> {
+    tch::no_grad(|| {
+        for (name, mut variable) in vs.variables() {
+            if let Some(value) = saved.get(&name) {
+                variable.f_copy_(value)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+impl<A: Architecture> TorchModel<A> {
+    fn trained(&mut self) -> Result<&mut Trained, PluginError> {
+        self.trained.as_mut().ok_or_else(|| PluginError::new("the model has not been trained or loaded yet"))
+    }
+
+    fn build(&self, input_shape: Vec<i64>, outputs: i64, device: Device) -> Result<Trained, PluginError> {
+        let vs = nn::VarStore::new(device);
+        let net = A::build(&self.sections.model, &vs.root(), &input_shape, outputs)?;
+        Ok(Trained { vs, net, input_shape, outputs })
+    }
+
+    fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer, PluginError> {
+        let t = &self.sections.training;
+        let optimizer = match t.optimizer.as_str() {
+            "sgd" => {
+                nn::Sgd { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }.build(vs, t.learning_rate)?
+            }
+            "rmsprop" => nn::RmsProp { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }
+                .build(vs, t.learning_rate)?,
+            _ => nn::Adam { wd: t.weight_decay, ..Default::default() }.build(vs, t.learning_rate)?,
+        };
+        Ok(optimizer)
+    }
+}
+
+impl<A: Architecture> Model for TorchModel<A> {
+    fn fit(
+        &mut self,
+        train: &DataView<'_>,
+        validation: Option<&DataView<'_>>,
+        services: &Services<'_>,
+    ) -> Result<FitSummary, PluginError> {
+        // The host owns seeds and thread counts; libtorch's are process-global.
+        tch::manual_seed(self.seed as i64);
+        tch::set_num_threads(self.threads as i32);
+        let t = self.sections.training.clone();
+        let device = resolve_device(&t.device)?;
+        let input_shape = A::input_shape(&train.features.shape[1..])?;
+        let x_train = features_tensor(&train.features, &input_shape, device)?;
+        let y_train = targets_tensor(train, device)?;
+        let validation = match validation {
+            Some(v) if v.features.rows() > 0 => {
+                Some((features_tensor(&v.features, &input_shape, device)?, targets_tensor(v, device)?))
+            }
+            _ => None,
+        };
+        if t.early_stopping && validation.is_none() {
+            services.warn("early stopping needs validation data; training all epochs");
+        }
+        let trained = self.build(input_shape, train.outputs as i64, device)?;
+        let mut optimizer = self.optimizer(&trained.vs)?;
+        let checkpoint_dir = services.artifact_dir().join("checkpoints");
+
+        let n = x_train.size()[0];
+        let batches = (n as usize).div_ceil(t.batch_size) as u64;
+        let maximise = t.monitor == "val_accuracy";
+        let mut best: Option<(usize, f64, HashMap<String, TchTensor>)> = None;
+        let mut epochs_without_improvement = 0;
+        let mut summary = FitSummary { device: device_name(device), ..FitSummary::default() };
+        for epoch in 1..=t.epochs {
+            let started = Instant::now();
+            let order = TchTensor::f_randperm(n, (Kind::Int64, Device::Cpu))?.f_to_device(device)?;
+            let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0i64);
+            for (batch, start) in (0..n).step_by(t.batch_size).enumerate() {
+                if services.should_stop() {
+                    return Err(PluginError::cancelled());
+                }
+                let len = (n - start).min(t.batch_size as i64);
+                let index = order.f_narrow(0, start, len)?;
+                let (xb, yb) = (x_train.f_index_select(0, &index)?, y_train.f_index_select(0, &index)?);
+                let logits = trained.net.forward_t(&xb, true);
+                let loss = logits.cross_entropy_for_logits(&yb);
+                optimizer.backward_step(&loss);
+                let batch_loss = loss.f_double_value(&[])?;
+                if !batch_loss.is_finite() {
+                    return Err(PluginError::new(format!(
+                        "loss became {batch_loss} at epoch {epoch}, batch {}; lower training.learning_rate",
+                        batch + 1
+                    )));
+                }
+                loss_sum += batch_loss * len as f64;
+                correct += tch::no_grad(|| {
+                    logits.f_argmax(-1, false)?.f_eq_tensor(&yb)?.f_sum(Kind::Int64)?.f_int64_value(&[])
+                })?;
+                seen += len;
+                let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+                services.progress(
+                    batch as u64 + 1,
+                    batches,
+                    &format!(
+                        "epoch {epoch}/{} loss {:.4} {:.0} samples/s",
+                        t.epochs,
+                        loss_sum / seen as f64,
+                        seen as f64 / elapsed
+                    ),
+                );
+            }
+            let (loss, accuracy) = (loss_sum / seen as f64, correct as f64 / seen as f64);
+            services.metric("loss", epoch as u64, loss);
+            services.metric("accuracy", epoch as u64, accuracy);
+            services.metric("learning_rate", epoch as u64, t.learning_rate);
+            if let Some((x_val, y_val)) = &validation {
+                let (val_loss, val_accuracy) = measure(&trained.net, x_val, y_val, t.eval_batch_size)?;
+                services.metric("val_loss", epoch as u64, val_loss);
+                services.metric("val_accuracy", epoch as u64, val_accuracy);
+                let score = if maximise { val_accuracy } else { val_loss };
+                let improved = best.as_ref().is_none_or(|(_, b, _)| if maximise { score > *b } else { score < *b });
+                if improved {
+                    epochs_without_improvement = 0;
+                    if t.checkpoint {
+                        std::fs::create_dir_all(&checkpoint_dir).with_context(|| checkpoint_dir.display())?;
+                        trained.vs.save(checkpoint_dir.join("best.safetensors"))?;
+                    }
+                    best = Some((epoch, score, snapshot(&trained.vs)));
+                } else {
+                    epochs_without_improvement += 1;
+                }
+            }
+            services.metric("epoch_seconds", epoch as u64, started.elapsed().as_secs_f64());
+            summary.epochs_completed = epoch;
+            if t.early_stopping && validation.is_some() && epochs_without_improvement >= t.patience {
+                summary.stopped_early = epoch < t.epochs;
+                services.info(&format!(
+                    "early stopping after epoch {epoch}: {} did not improve for {} epochs",
+                    t.monitor, t.patience
+                ));
+                break;
+            }
+        }
+        if let Some((epoch, score, weights)) = &best {
+            summary.best_epoch = Some(*epoch);
+            if t.restore_best {
+                restore(&trained.vs, weights)?;
+            }
+            summary.details = json!({ "monitor": t.monitor, "best_score": score, "restored_best": t.restore_best });
+        }
+        self.trained = Some(trained);
+        Ok(summary)
+    }
+
+    fn predict(&mut self, features: &TensorView<'_>, _services: &Services<'_>) -> Result<Tensor, PluginError> {
+        let batch_size = self.sections.training.eval_batch_size as i64;
+        let trained = self.trained()?;
+        let device = trained.vs.device();
+        let x = features_tensor(features, &trained.input_shape, device)?;
+        let n = x.size()[0];
+        let mut probabilities: Vec<f32> = Vec::with_capacity(n as usize * trained.outputs as usize);
+        tch::no_grad(|| -> Result<(), PluginError> {
+            for start in (0..n).step_by(batch_size as usize) {
+                let len = (n - start).min(batch_size);
+                let batch = trained.net.forward_t(&x.f_narrow(0, start, len)?, false).f_softmax(-1, Kind::Float)?;
+                let batch = batch.f_to_device(Device::Cpu)?.f_contiguous()?.f_view(-1)?;
+                probabilities.extend(Vec::<f32>::try_from(&batch)?);
+            }
+            Ok(())
+        })?;
+        Ok(Tensor::from_f32(vec![n as usize, trained.outputs as usize], probabilities)?)
+    }
+
+    fn evaluate(&mut self, data: &DataView<'_>, _services: &Services<'_>) -> Result<Map<String, Value>, PluginError> {
+        let batch_size = self.sections.training.eval_batch_size;
+        let trained = self.trained()?;
+        let device = trained.vs.device();
+        let x = features_tensor(&data.features, &trained.input_shape, device)?;
+        let y = targets_tensor(data, device)?;
+        let (loss, accuracy) = measure(&trained.net, &x, &y, batch_size)?;
+        let mut metrics = Map::new();
+        metrics.insert("loss".into(), json!(loss));
+        metrics.insert("accuracy".into(), json!(accuracy));
+        Ok(metrics)
+    }
+
+    fn custom_metrics(
+        &mut self,
+        y_true: &TensorView<'_>,
+        y_pred: &TensorView<'_>,
+    ) -> Result<Map<String, Value>, PluginError> {
+        let labels = y_true.as_i64().ok_or_else(|| PluginError::new("y_true must be i64 class indices"))?;
+        let probabilities = y_pred.as_f32().ok_or_else(|| PluginError::new("y_pred must be f32 probabilities"))?;
+        let classes = y_pred.row_len();
+        if classes == 0 || probabilities.len() != labels.len() * classes {
+            return Err(PluginError::new(format!(
+                "y_pred holds {} values for {} samples",
+                probabilities.len(),
+                labels.len()
+            )));
+        }
+        // Expected calibration error over 15 equal-width confidence bins.
+        const BINS: usize = 15;
+        let mut bins = [(0usize, 0.0f64, 0usize); BINS];
+        let mut confidence_sum = 0.0;
+        for (row, &label) in probabilities.chunks_exact(classes).zip(labels) {
+            let (predicted, confidence) =
+                row.iter().enumerate().fold((0, f32::MIN), |best, (i, &p)| if p > best.1 { (i, p) } else { best });
+            let bin = ((confidence as f64 * BINS as f64) as usize).min(BINS - 1);
+            bins[bin].0 += 1;
+            bins[bin].1 += confidence as f64;
+            bins[bin].2 += usize::from(predicted as i64 == label);
+            confidence_sum += confidence as f64;
+        }
+        let n = labels.len().max(1) as f64;
+        let ece: f64 = bins
+            .iter()
+            .filter(|(count, _, _)| *count > 0)
+            .map(|(count, confidence, correct)| {
+                (*count as f64 / n) * (confidence / *count as f64 - *correct as f64 / *count as f64).abs()
+            })
+            .sum();
+        let mut metrics = Map::new();
+        metrics.insert("mean_confidence".into(), json!(confidence_sum / n));
+        metrics.insert("expected_calibration_error".into(), json!(ece));
+        Ok(metrics)
+    }
+
+    fn save(&mut self, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+        let model_config = self.sections.model.clone();
+        let trained = self.trained()?;
+        std::fs::create_dir_all(dir).with_context(|| dir.display())?;
+        let weights = dir.join("model.safetensors");
+        trained.vs.save(&weights).with_context(|| weights.display())?;
+        let saved = SavedModel {
+            class: A::NAME.to_owned(),
+            model: model_config,
+            input_shape: trained.input_shape.clone(),
+            outputs: trained.outputs,
+        };
+        let config = dir.join("model.json");
+        std::fs::write(&config, serde_json::to_string_pretty(&saved)?).with_context(|| config.display())?;
+        Ok(vec![weights, config])
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
+        let config_path = dir.join("model.json");
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("{}: cannot read the saved model config", config_path.display()))?;
+        let saved: SavedModel<A::Section> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a saved {} model", config_path.display(), A::NAME))?;
+        if saved.class != A::NAME {
+            return Err(PluginError::new(format!(
+                "{}: saved by {}, not {}",
+                config_path.display(),
+                saved.class,
+                A::NAME
+            )));
+        }
+        self.sections.model = saved.model;
+        let device = resolve_device(&self.sections.training.device)?;
+        let mut trained = self.build(saved.input_shape, saved.outputs, device)?;
+        let weights = dir.join("model.safetensors");
+        trained.vs.load(&weights).with_context(|| weights.display())?;
+        self.trained = Some(trained);
+        Ok(())
+    }
+}
