@@ -4,8 +4,11 @@
 
 mod commands;
 mod config;
+mod data;
 mod hashing;
+mod metrics;
 mod output;
+mod pipeline;
 mod registry;
 
 use std::path::{Path, PathBuf};
@@ -38,9 +41,16 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         plugins: PluginArgs,
-        /// Print the result as JSON.
+        /// Print the run summary as JSON (run id, status, metrics, output paths).
         #[arg(long)]
         json: bool,
+        /// Write the run folder under DIR instead of the config's output_dir.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Evaluate the model saved by an earlier run (its folder, or its model/ folder)
+        /// instead of training.
+        #[arg(long, value_name = "RUN_DIR")]
+        model_from: Option<PathBuf>,
     },
     /// List and inspect plugins.
     Plugins {
@@ -113,17 +123,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Run { config, plugins, json } => {
+        Command::Run { config, plugins, json, output_dir, model_from } => {
             let registry = plugins.into_options(Some(&config));
-            commands::run::run(commands::run::RunOptions { config, registry, json })
+            let show_progress = !cli.quiet;
+            commands::run::run(commands::run::RunOptions {
+                config,
+                registry,
+                json,
+                output_dir,
+                model_from,
+                show_progress,
+            })
         }
         Command::Plugins { command: PluginsCommand::List { plugins, json } } => {
-            commands::plugins::list(plugins.into_options(None), json)
+            commands::plugins::list(plugins.into_options(None), json).map(|()| ExitCode::SUCCESS)
         }
-        Command::Plugins { command: PluginsCommand::Inspect { path, json } } => commands::plugins::inspect(&path, json),
+        Command::Plugins { command: PluginsCommand::Inspect { path, json } } => {
+            commands::plugins::inspect(&path, json).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -321,6 +321,7 @@ pub struct ListedClass {
     pub plugin_version: String,
     pub sdk_version: String,
     pub sha256: String,
+    pub size: u64,
 }
 
 impl ListedClass {
@@ -336,6 +337,7 @@ impl ListedClass {
             plugin_version: manifest.plugin_version.clone(),
             sdk_version: manifest.sdk_version.clone(),
             sha256: resolved.library.sha256.clone(),
+            size: resolved.library.size,
         }
     }
 }

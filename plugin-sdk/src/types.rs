@@ -71,7 +71,7 @@ pub enum Elements<'a> {
     U8(&'a [u8]),
 }
 
-impl Elements<'_> {
+impl<'a> Elements<'a> {
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
@@ -99,7 +99,7 @@ impl Elements<'_> {
 
     /// The elements as little-endian bytes, without copying on little-endian machines.
     /// Used for content hashing.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(&self) -> &'a [u8] {
         fn bytes<T>(slice: &[T]) -> &[u8] {
             // SAFETY: every element type here is plain old data with no padding, and
             // u8 has alignment 1, so viewing the same memory as bytes is sound.

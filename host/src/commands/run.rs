@@ -1,42 +1,30 @@
-//! `host run CONFIG`: validates the experiment config against the selected plugin classes and
-//! instantiates each class, so every config or plugin problem surfaces before any work starts.
+//! `host run CONFIG`: validates the experiment config against the selected plugin classes, then
+//! runs the pipeline and prints where the outputs are and a short results table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
-use plugin_sdk::{ClassKind, RunContext};
-use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::experiment::ExperimentConfig;
-use crate::output::{print_json, short_hash, table};
+use crate::output::{print_json, table};
+use crate::pipeline::{RunRequest, RunStatus, RunSummary, execute};
 use crate::registry::{Registry, RegistryOptions, ResolvedClass};
 
 pub struct RunOptions {
     pub config: PathBuf,
     pub registry: RegistryOptions,
     pub json: bool,
-}
-
-#[derive(Serialize)]
-struct SelectedClass {
-    kind: ClassKind,
-    class: String,
-    plugin: String,
-    library: PathBuf,
-    sha256: String,
-}
-
-#[derive(Serialize)]
-struct Validation {
-    config: PathBuf,
-    experiment_name: String,
-    status: &'static str,
-    classes: Vec<SelectedClass>,
+    pub output_dir: Option<PathBuf>,
+    pub model_from: Option<PathBuf>,
+    pub show_progress: bool,
 }
 
 /// Loads the registry and the config, resolving every selected class.
 pub fn prepare(
-    config: &std::path::Path,
+    config: &Path,
     registry: RegistryOptions,
 ) -> anyhow::Result<(Registry, ExperimentConfig, Vec<ResolvedClass>)> {
     let registry = Registry::open(registry)?;
@@ -49,48 +37,88 @@ pub fn prepare(
     Ok((registry, experiment, resolved))
 }
 
-pub fn run(options: RunOptions) -> anyhow::Result<()> {
+/// Ctrl-C once asks the running plugin to stop after its current batch; twice exits at once.
+fn install_interrupt_handler(stop: Arc<AtomicBool>) {
+    let result = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current batch (Ctrl-C again to exit now)");
+    });
+    if let Err(error) = result {
+        tracing::warn!("cannot install the Ctrl-C handler: {error}");
+    }
+}
+
+pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let (_registry, experiment, classes) = prepare(&options.config, options.registry)?;
-    let context = RunContext { seed: experiment.seed, threads: experiment.threads };
-    // Instantiating each class lets the plugin apply its own checks to its config.
-    for class in &classes {
-        let sections = experiment.class_sections(class.info.kind);
-        let library = &class.library.library;
-        let created = match class.info.kind {
-            ClassKind::Loader => library.create_loader(&class.info.name, &sections, &context).map(drop),
-            ClassKind::Model => library.create_model(&class.info.name, &sections, &context).map(drop),
-            ClassKind::ReportGenerator => {
-                library.create_report_generator(&class.info.name, &sections, &context).map(drop)
-            }
-        };
-        created.with_context(|| {
-            format!("{}: plugins: {} {}", options.config.display(), class.info.kind, class.info.name)
-        })?;
-    }
-    let validation = Validation {
-        config: options.config.clone(),
-        experiment_name: experiment.experiment_name.clone(),
-        status: "valid",
-        classes: classes
-            .iter()
-            .map(|c| SelectedClass {
-                kind: c.info.kind,
-                class: c.info.name.clone(),
-                plugin: c.library.plugin_label(),
-                library: c.library.path.clone(),
-                sha256: c.library.sha256.clone(),
-            })
-            .collect(),
+    let stop = Arc::new(AtomicBool::new(false));
+    install_interrupt_handler(stop.clone());
+    let request = RunRequest {
+        experiment: &experiment,
+        classes: &classes,
+        output_root: options.output_dir.clone().unwrap_or_else(|| experiment.output_dir.clone()),
+        model_from: options.model_from.clone(),
+        show_progress: options.show_progress && !options.json,
+        stop,
     };
+    let summary = execute(&request)?;
     if options.json {
-        return print_json(&validation);
+        print_json(&summary)?;
+    } else {
+        print_summary(&summary);
     }
-    println!("{}: config and plugins are valid (experiment {})", options.config.display(), experiment.experiment_name);
-    let rows: Vec<Vec<String>> = validation
-        .classes
+    Ok(match summary.status {
+        RunStatus::Completed => ExitCode::SUCCESS,
+        RunStatus::Cancelled => ExitCode::from(130),
+        _ => {
+            if !options.json {
+                eprintln!(
+                    "error: run {} failed in stage {}: {}",
+                    summary.run_id,
+                    summary.failed_stage.unwrap_or("?"),
+                    summary.error.as_deref().unwrap_or("unknown error")
+                );
+            }
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn metric(metrics: &Option<Value>, pointer: &str) -> Option<f64> {
+    metrics.as_ref()?.pointer(pointer)?.as_f64()
+}
+
+fn print_summary(summary: &RunSummary) {
+    let status = match summary.status {
+        RunStatus::Completed => "completed",
+        RunStatus::Cancelled => "cancelled",
+        RunStatus::Failed => "failed",
+        RunStatus::Running => "running",
+    };
+    println!("run {} {status} in {:.1}s", summary.run_id, summary.seconds);
+    println!("outputs: {}", summary.output_dir.display());
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut add = |name: &str, value: Option<f64>| {
+        if let Some(value) = value {
+            rows.push(vec![name.to_owned(), format!("{value:.4}")]);
+        }
+    };
+    add("test accuracy", metric(&summary.metrics, "/test/accuracy"));
+    add("test macro F1", metric(&summary.metrics, "/test/macro_average/f1"));
+    add("test log loss", metric(&summary.metrics, "/test/log_loss"));
+    add("test top-3 accuracy", metric(&summary.metrics, "/test/top_k_accuracy/top_3"));
+    if let Some((epoch, last)) = summary.history.iter().next_back() {
+        add(&format!("val accuracy (epoch {epoch})"), last.get("val_accuracy").copied());
+    }
+    if !rows.is_empty() {
+        println!("{}", table(&["METRIC", "VALUE"], &rows));
+    }
+    let stages: Vec<Vec<String>> = summary
+        .stages
         .iter()
-        .map(|c| vec![c.kind.to_string(), c.class.clone(), c.plugin.clone(), short_hash(&c.sha256).to_owned()])
+        .map(|s| vec![s.name.to_owned(), format!("{:?}", s.status).to_lowercase(), format!("{:.2}s", s.seconds)])
         .collect();
-    println!("{}", table(&["KIND", "CLASS", "PLUGIN", "SHA256"], &rows));
-    Ok(())
+    println!("{}", table(&["STAGE", "STATUS", "TIME"], &stages));
 }

@@ -11,25 +11,6 @@ use serde_json::{Map, Value, json};
 use super::schema::{check_section, describe};
 use super::{ConfigError, Problem, read_yaml};
 
-/// Which class fills each role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginSelection {
-    pub data_loader: String,
-    pub model: String,
-    pub report_generator: Option<String>,
-}
-
-impl PluginSelection {
-    pub fn class(&self, kind: ClassKind) -> Option<&str> {
-        match kind {
-            ClassKind::Loader => Some(&self.data_loader),
-            ClassKind::Model => Some(&self.model),
-            ClassKind::ReportGenerator => self.report_generator.as_deref(),
-        }
-    }
-}
-
 /// How the host splits the data into train, validation and test sets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +45,6 @@ pub struct ExperimentConfig {
     pub seed: u64,
     /// Compute threads; resolved from 0 (every core) to a count.
     pub threads: usize,
-    pub plugins: PluginSelection,
     pub data_splitting: DataSplitting,
     pub preprocessing: Preprocessing,
     pub reporting_enabled: bool,
@@ -216,7 +196,6 @@ impl ExperimentConfig {
             output_dir: PathBuf::from(canonical["output_dir"].as_str().unwrap_or("runs")),
             seed,
             threads,
-            plugins: serde_json::from_value(typed("plugins")).map_err(parse_error)?,
             data_splitting: serde_json::from_value(typed("data_splitting")).map_err(parse_error)?,
             preprocessing: serde_json::from_value(typed("preprocessing")).map_err(parse_error)?,
             reporting_enabled: canonical["reporting"]["enabled"].as_bool().unwrap_or(true),

@@ -1,0 +1,539 @@
+//! The data manager: splits a loaded dataset into train / validation / test with the run's
+//! seed, scales features to f32 (and optionally standardises them with statistics fitted on the
+//! training split), and records every transform with its parameters and the content digests of
+//! its inputs and outputs. Task-agnostic: it knows classification from regression only through
+//! the loader's `TaskKind`.
+
+use anyhow::{Context, bail};
+use plugin_sdk::{DataView, Dataset, Elements, TaskKind, TensorView};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::experiment::{DataSplitting, Preprocessing};
+use crate::hashing::hex;
+
+/// Random streams derived from the run's seed, one per purpose, so adding a consumer never
+/// shifts another's numbers.
+const SPLIT_STREAM: u64 = 10;
+
+/// The content digest of a tensor: SHA-256 over its dtype, shape and the SHA-256 of its bytes.
+/// Hashing the bytes separately lets a reshape be re-digested without rehashing the data.
+pub fn tensor_digest(dtype: &str, shape: &[usize], data_sha256: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"tensor\0");
+    hasher.update(dtype.as_bytes());
+    for dim in shape {
+        hasher.update((*dim as u64).to_le_bytes());
+    }
+    hasher.update(data_sha256.as_bytes());
+    hex(&hasher.finalize())
+}
+
+/// The digest of a features/targets pair (a dataset or a split).
+pub fn pair_digest(features: &str, targets: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"dataset\0");
+    hasher.update(features.as_bytes());
+    hasher.update(targets.as_bytes());
+    hex(&hasher.finalize())
+}
+
+fn bytes_of_f32(values: &[f32]) -> &[u8] {
+    Elements::F32(values).as_bytes()
+}
+
+/// Targets of one split.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// Class indices.
+    Classes(Vec<i64>),
+    /// Values, `columns` per row.
+    Values { values: Vec<f32>, columns: usize },
+}
+
+impl Targets {
+    fn elements(&self) -> Elements<'_> {
+        match self {
+            Targets::Classes(c) => Elements::I64(c),
+            Targets::Values { values, .. } => Elements::F32(values),
+        }
+    }
+
+    fn shape(&self, rows: usize) -> Vec<usize> {
+        match self {
+            Targets::Classes(_) => vec![rows],
+            Targets::Values { columns, .. } => vec![rows, *columns],
+        }
+    }
+
+    pub fn classes(&self) -> Option<&[i64]> {
+        match self {
+            Targets::Classes(c) => Some(c),
+            Targets::Values { .. } => None,
+        }
+    }
+}
+
+/// One prepared split: f32 features and its targets.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub name: &'static str,
+    pub rows: usize,
+    pub features: Vec<f32>,
+    pub targets: Targets,
+    /// Source row of each sample in the loaded dataset.
+    pub source_rows: Vec<usize>,
+    pub digest: String,
+}
+
+/// A content-addressed data entity, as the provenance store records it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DataEntity {
+    pub label: String,
+    pub sha256: String,
+}
+
+/// One transform of the data: a lineage edge set (used -> generated, with parameters).
+#[derive(Debug, Clone, Serialize)]
+pub struct Transform {
+    pub name: String,
+    pub parameters: Value,
+    pub inputs: Vec<DataEntity>,
+    pub outputs: Vec<DataEntity>,
+    pub seconds: f64,
+}
+
+/// What the prepare stage hands to training and evaluation.
+#[derive(Debug)]
+pub struct Prepared {
+    pub train: Split,
+    pub validation: Split,
+    pub test: Split,
+    /// The shape of one sample's features.
+    pub sample_shape: Vec<usize>,
+    pub task: TaskKind,
+    pub label_names: Vec<String>,
+    pub dataset_digest: String,
+    pub transforms: Vec<Transform>,
+}
+
+impl Prepared {
+    pub fn outputs(&self) -> usize {
+        self.label_names.len()
+    }
+
+    /// Borrows a split as the model sees it.
+    pub fn view<'a>(&self, split: &'a Split) -> DataView<'a> {
+        let mut shape = vec![split.rows];
+        shape.extend_from_slice(&self.sample_shape);
+        DataView {
+            features: TensorView { shape, elements: Elements::F32(&split.features) },
+            targets: TensorView { shape: split.targets.shape(split.rows), elements: split.targets.elements() },
+            task: self.task,
+            outputs: self.outputs(),
+        }
+    }
+
+    pub fn splits(&self) -> [&Split; 3] {
+        [&self.train, &self.validation, &self.test]
+    }
+}
+
+/// The digest of a loaded dataset, as the loader returned it.
+pub fn dataset_digest(dataset: &Dataset) -> String {
+    let features = dataset.features.elements();
+    let targets = dataset.targets.elements();
+    let feature_digest =
+        tensor_digest(features.dtype().name(), dataset.features.shape(), &hex(&Sha256::digest(features.as_bytes())));
+    let target_digest =
+        tensor_digest(targets.dtype().name(), dataset.targets.shape(), &hex(&Sha256::digest(targets.as_bytes())));
+    pair_digest(&feature_digest, &target_digest)
+}
+
+/// Rows for train, validation and test, chosen with the seed.
+fn split_rows(
+    rows: usize,
+    test_start: Option<usize>,
+    splitting: &DataSplitting,
+    seed: u64,
+) -> ([Vec<usize>; 3], Value) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(SPLIT_STREAM);
+    match test_start.filter(|_| splitting.use_predefined_test) {
+        Some(test_start) => {
+            let mut pool: Vec<usize> = (0..test_start).collect();
+            if splitting.shuffle {
+                pool.shuffle(&mut rng);
+            }
+            let validation_rows = (test_start as f64 * splitting.validation_fraction).round() as usize;
+            let train = pool.split_off(validation_rows);
+            let parameters = json!({
+                "strategy": "predefined_test",
+                "validation_fraction": splitting.validation_fraction,
+                "shuffle": splitting.shuffle,
+                "seed": seed,
+            });
+            ([train, pool, (test_start..rows).collect()], parameters)
+        }
+        None => {
+            let mut all: Vec<usize> = (0..rows).collect();
+            if splitting.shuffle {
+                all.shuffle(&mut rng);
+            }
+            let test_rows = (rows as f64 * splitting.test_ratio).round() as usize;
+            let validation_rows = (rows as f64 * splitting.val_ratio).round() as usize;
+            let test = all.split_off(rows - test_rows.min(rows));
+            let validation = all.split_off(all.len() - validation_rows.min(all.len()));
+            let parameters = json!({
+                "strategy": "ratios",
+                "train_ratio": splitting.train_ratio,
+                "val_ratio": splitting.val_ratio,
+                "test_ratio": splitting.test_ratio,
+                "shuffle": splitting.shuffle,
+                "seed": seed,
+            });
+            ([all, validation, test], parameters)
+        }
+    }
+}
+
+/// How raw features become f32: `value * scale + shift`, per element.
+#[derive(Debug, Clone, Copy)]
+struct Affine {
+    scale: f32,
+    shift: f32,
+}
+
+fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affine: Affine) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * row_len);
+    macro_rules! gather {
+        ($slice:expr) => {
+            for &row in rows {
+                let start = row * row_len;
+                out.extend($slice[start..start + row_len].iter().map(|&v| v as f32 * affine.scale + affine.shift));
+            }
+        };
+    }
+    match features {
+        Elements::U8(s) => gather!(s),
+        Elements::F32(s) => gather!(s),
+        Elements::F64(s) => gather!(s),
+        Elements::I64(s) => gather!(s),
+    }
+    out
+}
+
+/// SHA-256 of the raw bytes of the chosen rows, in order, without materialising them.
+fn rows_sha256(elements: &Elements<'_>, row_len: usize, rows: &[usize]) -> String {
+    let bytes = elements.as_bytes();
+    let row_bytes = row_len * elements.dtype().size();
+    let mut hasher = Sha256::new();
+    for &row in rows {
+        hasher.update(&bytes[row * row_bytes..(row + 1) * row_bytes]);
+    }
+    hex(&hasher.finalize())
+}
+
+fn gather_targets(dataset: &Dataset, rows: &[usize]) -> anyhow::Result<Targets> {
+    let columns: usize = dataset.targets.shape().iter().skip(1).product();
+    Ok(match (dataset.task, dataset.targets.elements()) {
+        (TaskKind::Classification, Elements::I64(labels)) => {
+            let classes = dataset.label_names.len() as i64;
+            let picked: Vec<i64> = rows.iter().map(|&r| labels[r]).collect();
+            if let Some(bad) = picked.iter().find(|&&l| l < 0 || l >= classes) {
+                bail!("the loader returned class index {bad}, outside its {classes} class names");
+            }
+            Targets::Classes(picked)
+        }
+        (TaskKind::Regression, Elements::F32(values)) => Targets::Values {
+            values: rows.iter().flat_map(|&r| values[r * columns..(r + 1) * columns].iter().copied()).collect(),
+            columns,
+        },
+        (task, elements) => bail!("the loader returned {} targets for a {task:?} task", elements.dtype()),
+    })
+}
+
+/// Splits, scales and (optionally) standardises; every step is recorded as a transform.
+pub fn prepare(
+    dataset: &Dataset,
+    splitting: &DataSplitting,
+    preprocessing: &Preprocessing,
+    seed: u64,
+) -> anyhow::Result<Prepared> {
+    let rows = dataset.features.rows();
+    if rows == 0 {
+        bail!("the loader returned no samples");
+    }
+    if dataset.targets.rows() != rows {
+        bail!("the loader returned {rows} feature rows but {} target rows", dataset.targets.rows());
+    }
+    if dataset.task == TaskKind::Classification && dataset.label_names.is_empty() {
+        bail!("the loader returned a classification data set without class names");
+    }
+    let features = dataset.features.elements();
+    let raw_sample_shape = dataset.features.shape()[1..].to_vec();
+    let row_len: usize = raw_sample_shape.iter().product();
+    let dataset_digest = dataset_digest(dataset);
+    let dataset_entity = DataEntity { label: "dataset".into(), sha256: dataset_digest.clone() };
+    let mut transforms = Vec::new();
+
+    // 1. Split.
+    let started = std::time::Instant::now();
+    let (split_rows, split_parameters) = split_rows(rows, dataset.test_start, splitting, seed);
+    let names = ["train", "validation", "test"];
+    if split_rows[0].is_empty() {
+        bail!("the split leaves no training samples; lower data_splitting.val_ratio/test_ratio or validation_fraction");
+    }
+    let mut targets = Vec::with_capacity(3);
+    let mut raw_digests = Vec::with_capacity(3);
+    for split in &split_rows {
+        let split_targets = gather_targets(dataset, split).context("prepare")?;
+        let feature_digest = tensor_digest(
+            features.dtype().name(),
+            &[&[split.len()][..], &raw_sample_shape].concat(),
+            &rows_sha256(&features, row_len, split),
+        );
+        let target_digest = tensor_digest(
+            split_targets.elements().dtype().name(),
+            &split_targets.shape(split.len()),
+            &hex(&Sha256::digest(split_targets.elements().as_bytes())),
+        );
+        raw_digests.push(pair_digest(&feature_digest, &target_digest));
+        targets.push(split_targets);
+    }
+    let mut split_parameters = split_parameters;
+    split_parameters["sizes"] =
+        json!({"train": split_rows[0].len(), "validation": split_rows[1].len(), "test": split_rows[2].len()});
+    transforms.push(Transform {
+        name: "split".into(),
+        parameters: split_parameters,
+        inputs: vec![dataset_entity],
+        outputs: names
+            .iter()
+            .zip(&raw_digests)
+            .map(|(n, d)| DataEntity { label: format!("{n} (raw)"), sha256: d.clone() })
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+
+    // 2. Scale to f32 (and flatten, which only changes the recorded shape).
+    let started = std::time::Instant::now();
+    let affine = match (preprocessing.normalize.as_str(), features.dtype()) {
+        ("none", _) => Affine { scale: 1.0, shift: 0.0 },
+        (_, plugin_sdk::DType::U8) => Affine { scale: 1.0 / 255.0, shift: 0.0 },
+        _ => {
+            // Min-max to [0, 1] with the training split's range.
+            let train = gather_features(&features, row_len, &split_rows[0], Affine { scale: 1.0, shift: 0.0 });
+            let (min, max) =
+                train.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let range = if max > min { max - min } else { 1.0 };
+            Affine { scale: 1.0 / range, shift: -min / range }
+        }
+    };
+    let sample_shape = if preprocessing.flatten { vec![row_len] } else { raw_sample_shape.clone() };
+    let mut splits: Vec<Split> = Vec::with_capacity(3);
+    for ((name, rows_of_split), split_targets) in names.iter().zip(split_rows).zip(targets) {
+        let values = gather_features(&features, row_len, &rows_of_split, affine);
+        splits.push(Split {
+            name,
+            rows: rows_of_split.len(),
+            features: values,
+            targets: split_targets,
+            source_rows: rows_of_split,
+            digest: String::new(),
+        });
+    }
+    digest_splits(&mut splits, &sample_shape);
+    transforms.push(Transform {
+        name: "scale".into(),
+        parameters: json!({
+            "normalize": if preprocessing.normalize == "none" { "none" } else { "unit" },
+            "scale": affine.scale,
+            "shift": affine.shift,
+            "dtype": "f32",
+            "flatten": preprocessing.flatten,
+            "sample_shape": sample_shape,
+        }),
+        inputs: names
+            .iter()
+            .zip(&raw_digests)
+            .map(|(n, d)| DataEntity { label: format!("{n} (raw)"), sha256: d.clone() })
+            .collect(),
+        outputs: splits
+            .iter()
+            .map(|s| DataEntity { label: format!("{} (scaled)", s.name), sha256: s.digest.clone() })
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+
+    // 3. Standardise with the training split's per-feature mean and standard deviation.
+    if preprocessing.normalize == "standardize" {
+        let started = std::time::Instant::now();
+        let inputs: Vec<DataEntity> = splits
+            .iter()
+            .map(|s| DataEntity { label: format!("{} (scaled)", s.name), sha256: s.digest.clone() })
+            .collect();
+        let (mean, std) = feature_statistics(&splits[0].features, row_len);
+        for split in &mut splits {
+            for row in split.features.chunks_exact_mut(row_len) {
+                for ((value, m), s) in row.iter_mut().zip(&mean).zip(&std) {
+                    *value = (*value - m) / s;
+                }
+            }
+        }
+        digest_splits(&mut splits, &sample_shape);
+        transforms.push(Transform {
+            name: "standardize".into(),
+            parameters: json!({ "fitted_on": "train", "mean": mean, "std": std }),
+            inputs,
+            outputs: splits
+                .iter()
+                .map(|s| DataEntity { label: format!("{} (standardized)", s.name), sha256: s.digest.clone() })
+                .collect(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    let [train, validation, test] = <[Split; 3]>::try_from(splits).map_err(|_| anyhow::anyhow!("three splits"))?;
+    Ok(Prepared {
+        train,
+        validation,
+        test,
+        sample_shape,
+        task: dataset.task,
+        label_names: dataset.label_names.clone(),
+        dataset_digest,
+        transforms,
+    })
+}
+
+/// Per-feature mean and standard deviation (a zero deviation becomes 1, leaving constant
+/// features centred rather than dividing by zero).
+fn feature_statistics(values: &[f32], row_len: usize) -> (Vec<f32>, Vec<f32>) {
+    let rows = (values.len() / row_len.max(1)).max(1) as f64;
+    let mut sum = vec![0f64; row_len];
+    let mut sum_sq = vec![0f64; row_len];
+    for row in values.chunks_exact(row_len) {
+        for ((s, q), &v) in sum.iter_mut().zip(&mut sum_sq).zip(row) {
+            *s += v as f64;
+            *q += (v as f64) * (v as f64);
+        }
+    }
+    let mean: Vec<f32> = sum.iter().map(|s| (s / rows) as f32).collect();
+    let std = sum_sq
+        .iter()
+        .zip(&sum)
+        .map(|(q, s)| {
+            let variance = (q / rows - (s / rows).powi(2)).max(0.0);
+            if variance > 1e-12 { variance.sqrt() as f32 } else { 1.0 }
+        })
+        .collect();
+    (mean, std)
+}
+
+/// Digests each split's f32 features and targets; the splits are hashed on parallel threads.
+fn digest_splits(splits: &mut [Split], sample_shape: &[usize]) {
+    std::thread::scope(|scope| {
+        for split in splits.iter_mut() {
+            scope.spawn(move || {
+                let mut shape = vec![split.rows];
+                shape.extend_from_slice(sample_shape);
+                let features = tensor_digest("f32", &shape, &hex(&Sha256::digest(bytes_of_f32(&split.features))));
+                let targets = split.targets.elements();
+                let targets = tensor_digest(
+                    targets.dtype().name(),
+                    &split.targets.shape(split.rows),
+                    &hex(&Sha256::digest(targets.as_bytes())),
+                );
+                split.digest = pair_digest(&features, &targets);
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_sdk::Tensor;
+
+    fn dataset(rows: usize, test_start: Option<usize>) -> Dataset {
+        Dataset {
+            features: Tensor::from_u8(vec![rows, 2, 2], (0..rows * 4).map(|i| (i % 256) as u8).collect()).unwrap(),
+            targets: Tensor::from_i64(vec![rows], (0..rows).map(|i| (i % 3) as i64).collect()).unwrap(),
+            task: TaskKind::Classification,
+            label_names: vec!["a".into(), "b".into(), "c".into()],
+            test_start,
+            metadata: json!({}),
+        }
+    }
+
+    fn splitting() -> DataSplitting {
+        DataSplitting {
+            train_ratio: 0.8,
+            val_ratio: 0.1,
+            test_ratio: 0.1,
+            use_predefined_test: true,
+            validation_fraction: 0.25,
+            shuffle: true,
+        }
+    }
+
+    fn unit(flatten: bool) -> Preprocessing {
+        Preprocessing { normalize: "unit".into(), flatten }
+    }
+
+    #[test]
+    fn predefined_test_set_is_kept_and_the_pool_split_with_the_seed() {
+        let prepared = prepare(&dataset(100, Some(80)), &splitting(), &unit(true), 7).unwrap();
+        assert_eq!((prepared.train.rows, prepared.validation.rows, prepared.test.rows), (60, 20, 20));
+        assert_eq!(prepared.test.source_rows, (80..100).collect::<Vec<_>>());
+        assert_eq!(prepared.sample_shape, vec![4]);
+        let mut pool: Vec<usize> =
+            prepared.train.source_rows.iter().chain(&prepared.validation.source_rows).copied().collect();
+        pool.sort_unstable();
+        assert_eq!(pool, (0..80).collect::<Vec<_>>());
+        let row = prepared.train.source_rows[0];
+        let expected: Vec<f32> = (0..4).map(|j| ((row * 4 + j) % 256) as f32 / 255.0).collect();
+        assert_eq!(prepared.train.features[..4], expected[..]);
+        assert_eq!(prepared.transforms.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["split", "scale"]);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_digests_and_another_seed_does_not() {
+        let a = prepare(&dataset(100, None), &splitting(), &unit(false), 1).unwrap();
+        let b = prepare(&dataset(100, None), &splitting(), &unit(false), 1).unwrap();
+        let c = prepare(&dataset(100, None), &splitting(), &unit(false), 2).unwrap();
+        assert_eq!(a.train.digest, b.train.digest);
+        assert_ne!(a.train.digest, c.train.digest);
+        assert_eq!((a.train.rows, a.validation.rows, a.test.rows), (80, 10, 10));
+        assert_eq!(a.sample_shape, vec![2, 2]);
+        // Flattening changes only the shape, and so the digest.
+        let flat = prepare(&dataset(100, None), &splitting(), &unit(true), 1).unwrap();
+        assert_eq!(flat.train.features, a.train.features);
+        assert_ne!(flat.train.digest, a.train.digest);
+    }
+
+    #[test]
+    fn standardisation_is_fitted_on_the_training_split_and_recorded() {
+        let preprocessing = Preprocessing { normalize: "standardize".into(), flatten: true };
+        let prepared = prepare(&dataset(200, Some(150)), &splitting(), &preprocessing, 3).unwrap();
+        let step = prepared.transforms.last().unwrap();
+        assert_eq!(step.name, "standardize");
+        assert_eq!(step.parameters["mean"].as_array().unwrap().len(), 4);
+        let (mean, _) = feature_statistics(&prepared.train.features, 4);
+        assert!(mean.iter().all(|m| m.abs() < 1e-4), "{mean:?}");
+        assert_eq!(step.inputs[0].sha256, prepared.transforms[1].outputs[0].sha256);
+    }
+
+    #[test]
+    fn out_of_range_labels_are_refused() {
+        let mut data = dataset(10, None);
+        data.label_names.truncate(2);
+        let error = prepare(&data, &splitting(), &unit(true), 1).unwrap_err();
+        assert!(format!("{error:#}").contains("class index 2, outside its 2 class names"), "{error:#}");
+    }
+}

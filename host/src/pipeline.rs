@@ -1,0 +1,672 @@
+//! The orchestrator: runs the stages load, prepare, train, evaluate and report for one
+//! experiment, timing each, writing every output into the run's folder and hashing it. Plugins
+//! see the host only through `StageServices`; nothing here knows MNIST or any other data set.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use indicatif::{ProgressBar, ProgressStyle};
+use plugin_sdk::host::{HostServices, ReportKind};
+use plugin_sdk::{ClassKind, ErrorKind, FitSummary, LogLevel, RunContext, TaskKind};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::experiment::ExperimentConfig;
+use crate::data::{self, Prepared, Split, Transform};
+use crate::hashing::{sha256_bytes, sha256_file};
+use crate::metrics;
+use crate::registry::ResolvedClass;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginUse {
+    pub kind: ClassKind,
+    pub class: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub sdk_version: String,
+    pub library: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRecord {
+    pub name: &'static str,
+    pub status: RunStatus,
+    pub seconds: f64,
+}
+
+/// A file the run read or wrote, content-addressed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileArtifact {
+    pub kind: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl FileArtifact {
+    fn of(kind: &str, path: &Path) -> anyhow::Result<Self> {
+        let (sha256, size) = sha256_file(path).with_context(|| format!("{}: cannot hash", path.display()))?;
+        Ok(FileArtifact { kind: kind.into(), path: path.to_owned(), sha256, size })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitRecord {
+    pub rows: usize,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DataRecord {
+    pub description: String,
+    pub dataset_sha256: String,
+    pub task: Option<TaskKind>,
+    pub label_names: Vec<String>,
+    pub sample_shape: Vec<usize>,
+    pub splits: BTreeMap<String, SplitRecord>,
+    pub transforms: Vec<Transform>,
+}
+
+/// Everything about one run: what `host run --json` prints and `run.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub experiment_name: String,
+    pub status: RunStatus,
+    pub config_file: PathBuf,
+    pub config_sha256: String,
+    pub seed: u64,
+    pub threads: usize,
+    pub output_dir: PathBuf,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub seconds: f64,
+    pub plugins: Vec<PluginUse>,
+    pub stages: Vec<StageRecord>,
+    pub source_files: Vec<FileArtifact>,
+    pub data: DataRecord,
+    pub fit: Option<FitSummary>,
+    /// Per-epoch metrics: epoch -> name -> value.
+    pub history: BTreeMap<u64, BTreeMap<String, f64>>,
+    pub metrics: Option<Value>,
+    pub artifacts: Vec<FileArtifact>,
+    pub failed_stage: Option<&'static str>,
+    pub error: Option<String>,
+}
+
+/// What to run and how.
+pub struct RunRequest<'a> {
+    pub experiment: &'a ExperimentConfig,
+    pub classes: &'a [ResolvedClass],
+    /// The folder that receives `<run id>/`.
+    pub output_root: PathBuf,
+    /// Evaluate a saved model (a run folder or its `model/` folder) instead of training.
+    pub model_from: Option<PathBuf>,
+    pub show_progress: bool,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// The current UTC time as RFC 3339 (`2026-11-26T07:15:30Z`).
+pub fn now_rfc3339() -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// A new run id: UTC time plus random digits, sortable and unique across machines.
+pub fn new_run_id() -> String {
+    let now = now_rfc3339();
+    let compact: String = now.chars().filter(|c| c.is_ascii_digit()).collect();
+    format!("{}-{}-{:06x}", &compact[..8], &compact[8..14], rand::random::<u32>() & 0xff_ffff)
+}
+
+struct MetricPoint {
+    name: String,
+    step: u64,
+    value: f64,
+}
+
+/// The services one stage's plugin calls see.
+struct StageServices<'a> {
+    plugin: String,
+    artifact_dir: PathBuf,
+    stop: &'a AtomicBool,
+    show_progress: bool,
+    bar: RefCell<Option<ProgressBar>>,
+    metrics: RefCell<Vec<MetricPoint>>,
+    printed_epochs: Cell<u64>,
+    last_plain_progress: Cell<Option<Instant>>,
+}
+
+impl<'a> StageServices<'a> {
+    fn new(plugin: String, artifact_dir: PathBuf, request: &'a RunRequest<'_>) -> Self {
+        StageServices {
+            plugin,
+            artifact_dir,
+            stop: &request.stop,
+            show_progress: request.show_progress,
+            bar: RefCell::new(None),
+            metrics: RefCell::new(Vec::new()),
+            printed_epochs: Cell::new(0),
+            last_plain_progress: Cell::new(None),
+        }
+    }
+
+    /// Prints one line per epoch whose metrics are complete (`through` and earlier).
+    fn print_epochs(&self, through: u64) {
+        if !self.show_progress {
+            return;
+        }
+        let metrics = self.metrics.borrow();
+        for epoch in self.printed_epochs.get() + 1..=through {
+            let values: Vec<String> = metrics
+                .iter()
+                .filter(|m| m.step == epoch)
+                .map(|m| {
+                    if m.name.ends_with("seconds") {
+                        format!("{} {:.2}s", m.name, m.value)
+                    } else {
+                        format!("{} {:.4}", m.name, m.value)
+                    }
+                })
+                .collect();
+            if !values.is_empty() {
+                self.clear_bar();
+                eprintln!("epoch {epoch}: {}", values.join("  "));
+            }
+            self.printed_epochs.set(epoch);
+        }
+    }
+
+    fn last_step(&self) -> u64 {
+        self.metrics.borrow().iter().map(|m| m.step).max().unwrap_or(0)
+    }
+
+    fn clear_bar(&self) {
+        if let Some(bar) = self.bar.borrow_mut().take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn history(&self) -> BTreeMap<u64, BTreeMap<String, f64>> {
+        let mut history: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();
+        for m in self.metrics.borrow().iter() {
+            history.entry(m.step).or_default().insert(m.name.clone(), m.value);
+        }
+        history
+    }
+}
+
+impl HostServices for StageServices<'_> {
+    fn log(&self, level: LogLevel, message: &str) {
+        let plugin = &self.plugin;
+        match level {
+            LogLevel::Debug => tracing::debug!("[{plugin}] {message}"),
+            LogLevel::Info => tracing::info!("[{plugin}] {message}"),
+            LogLevel::Warn => tracing::warn!("[{plugin}] {message}"),
+            LogLevel::Error => tracing::error!("[{plugin}] {message}"),
+        }
+    }
+
+    fn progress(&self, done: u64, total: u64, message: &str) {
+        if done <= 1 {
+            // A new round of progress: the previous epoch's metrics are complete.
+            self.print_epochs(self.last_step());
+        }
+        if !self.show_progress {
+            return;
+        }
+        if std::io::stderr().is_terminal() {
+            let mut bar = self.bar.borrow_mut();
+            let bar = bar.get_or_insert_with(|| {
+                let bar = ProgressBar::new(total);
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} batches {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                bar
+            });
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(message.to_owned());
+            if done >= total {
+                bar.finish_and_clear();
+            }
+        } else {
+            // Plain lines at most every 5 seconds, so logs of long steps show life without flooding.
+            let due = self.last_plain_progress.get().is_none_or(|t| t.elapsed().as_secs() >= 5);
+            if due && done < total {
+                self.last_plain_progress.set(Some(Instant::now()));
+                eprintln!("  {message} ({done}/{total})");
+            }
+        }
+    }
+
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        self.metrics.borrow_mut().push(MetricPoint { name: name.to_owned(), step, value });
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn artifact_dir(&self) -> PathBuf {
+        self.artifact_dir.clone()
+    }
+}
+
+/// Why a stage stopped the run.
+enum StageError {
+    Failed(anyhow::Error),
+    Cancelled,
+}
+
+impl From<anyhow::Error> for StageError {
+    fn from(error: anyhow::Error) -> Self {
+        let cancelled = error.chain().any(|cause| {
+            cause.downcast_ref::<plugin_sdk::host::CallError>().is_some_and(|e| e.kind == ErrorKind::Cancelled)
+        });
+        if cancelled { StageError::Cancelled } else { StageError::Failed(error) }
+    }
+}
+
+impl From<plugin_sdk::host::CallError> for StageError {
+    fn from(error: plugin_sdk::host::CallError) -> Self {
+        StageError::from(anyhow::Error::new(error))
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+struct Run<'a> {
+    request: &'a RunRequest<'a>,
+    dir: PathBuf,
+    summary: RunSummary,
+    context: RunContext,
+}
+
+impl<'a> Run<'a> {
+    fn class(&self, kind: ClassKind) -> Option<&'a ResolvedClass> {
+        self.request.classes.iter().find(|c| c.info.kind == kind)
+    }
+
+    fn required_class(&self, kind: ClassKind) -> anyhow::Result<&'a ResolvedClass> {
+        self.class(kind).ok_or_else(|| anyhow!("no {kind} class selected"))
+    }
+
+    fn services(&self, class: &ResolvedClass, artifact_dir: PathBuf) -> StageServices<'a> {
+        StageServices::new(format!("{} {}", class.info.name, class.library.plugin_label()), artifact_dir, self.request)
+    }
+
+    fn stage<T>(
+        &mut self,
+        name: &'static str,
+        body: impl FnOnce(&mut Self) -> Result<T, StageError>,
+    ) -> Result<T, StageError> {
+        if self.request.stop.load(Ordering::Relaxed) {
+            return Err(StageError::Cancelled);
+        }
+        tracing::info!("stage {name}");
+        let started = Instant::now();
+        let result = body(self);
+        let status = match &result {
+            Ok(_) => RunStatus::Completed,
+            Err(StageError::Cancelled) => RunStatus::Cancelled,
+            Err(StageError::Failed(_)) => RunStatus::Failed,
+        };
+        self.summary.stages.push(StageRecord { name, status, seconds: started.elapsed().as_secs_f64() });
+        if status == RunStatus::Failed {
+            self.summary.failed_stage = Some(name);
+        }
+        result
+    }
+
+    fn artifact(&mut self, kind: &str, path: &Path) -> anyhow::Result<()> {
+        self.summary.artifacts.push(FileArtifact::of(kind, path)?);
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<plugin_sdk::Dataset, StageError> {
+        let class = self.required_class(ClassKind::Loader)?;
+        let experiment = self.request.experiment;
+        let mut loader = class.library.library.create_loader(
+            &class.info.name,
+            &experiment.class_sections(ClassKind::Loader),
+            &self.context,
+        )?;
+        let services = self.services(class, self.dir.clone());
+        let summary = loader.load_data(&services)?;
+        services.clear_bar();
+        for file in &summary.source_files {
+            self.summary.source_files.push(FileArtifact::of(&file.role, Path::new(&file.path))?);
+        }
+        self.summary.data.description = summary.description;
+        Ok(loader.extract_features_and_targets(&services)?)
+    }
+
+    fn prepare(&mut self, dataset: &plugin_sdk::Dataset) -> Result<Prepared, StageError> {
+        let experiment = self.request.experiment;
+        let prepared = data::prepare(dataset, &experiment.data_splitting, &experiment.preprocessing, experiment.seed)?;
+        let record = &mut self.summary.data;
+        record.dataset_sha256 = prepared.dataset_digest.clone();
+        record.task = Some(prepared.task);
+        record.label_names = prepared.label_names.clone();
+        record.sample_shape = prepared.sample_shape.clone();
+        record.transforms = prepared.transforms.clone();
+        for split in prepared.splits() {
+            record.splits.insert(split.name.into(), SplitRecord { rows: split.rows, sha256: split.digest.clone() });
+        }
+        write_json(&self.dir.join("lineage.json"), &prepared.transforms)?;
+        self.artifact("lineage", &self.dir.join("lineage.json"))?;
+        Ok(prepared)
+    }
+
+    fn train(&mut self, prepared: &Prepared) -> Result<plugin_sdk::host::ModelHandle, StageError> {
+        let class = self.required_class(ClassKind::Model)?;
+        let experiment = self.request.experiment;
+        let mut model = class.library.library.create_model(
+            &class.info.name,
+            &experiment.class_sections(ClassKind::Model),
+            &self.context,
+        )?;
+        let model_dir = self.dir.join("model");
+        if let Some(source) = &self.request.model_from {
+            let source = if source.join("model").is_dir() { source.join("model") } else { source.clone() };
+            model
+                .load(&source)
+                .map_err(anyhow::Error::new)
+                .with_context(|| format!("loading the model from {}", source.display()))?;
+            return Ok(model);
+        }
+        let services = self.services(class, self.dir.clone());
+        let validation = (prepared.validation.rows > 0).then(|| prepared.view(&prepared.validation));
+        let fit = model.fit(&prepared.view(&prepared.train), validation.as_ref(), &services);
+        services.clear_bar();
+        services.print_epochs(services.last_step());
+        self.summary.history = services.history();
+        write_history(&self.dir.join("history.csv"), &self.summary.history)?;
+        self.artifact("history", &self.dir.join("history.csv"))?;
+        self.summary.fit = Some(fit?);
+        std::fs::create_dir_all(&model_dir).with_context(|| format!("{}: cannot create", model_dir.display()))?;
+        for file in model.save(&model_dir)? {
+            self.artifact("model", &file)?;
+        }
+        let checkpoint = self.dir.join("checkpoints/best.safetensors");
+        if checkpoint.is_file() {
+            self.artifact("checkpoint", &checkpoint)?;
+        }
+        Ok(model)
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &mut plugin_sdk::host::ModelHandle,
+        prepared: &Prepared,
+    ) -> Result<Value, StageError> {
+        let class = self.required_class(ClassKind::Model)?;
+        let test = &prepared.test;
+        if test.rows == 0 {
+            return Err(StageError::Failed(anyhow!(
+                "the test split is empty; raise data_splitting.test_ratio or keep the predefined test set"
+            )));
+        }
+        let services = self.services(class, self.dir.clone());
+        let view = prepared.view(test);
+        let predictions = model.predict(&view.features, &services)?;
+        let probabilities = predictions.view().as_f32().ok_or_else(|| {
+            anyhow!("{}: predict returned {} values; expected f32 probabilities", class.info.name, predictions.dtype())
+        })?;
+        if predictions.rows() != test.rows {
+            return Err(StageError::Failed(anyhow!(
+                "{}: predict returned {} rows for {} samples",
+                class.info.name,
+                predictions.rows(),
+                test.rows
+            )));
+        }
+        let mut metrics = serde_json::Map::new();
+        if let Some(labels) = test.targets.classes() {
+            let standard = metrics::classification(labels, probabilities, &prepared.label_names)
+                .with_context(|| format!("evaluating the predictions of {}", class.info.name))?;
+            write_predictions(&self.dir.join("predictions.csv"), test, labels, probabilities, &prepared.label_names)?;
+            metrics.insert("test".into(), serde_json::to_value(standard).map_err(anyhow::Error::from)?);
+        }
+        metrics.insert("model".into(), Value::Object(model.evaluate(&view, &services)?));
+        metrics.insert("custom".into(), Value::Object(model.custom_metrics(&view.targets, &predictions.view())?));
+        let metrics = Value::Object(metrics);
+        write_json(&self.dir.join("metrics.json"), &metrics)?;
+        self.artifact("metrics", &self.dir.join("metrics.json"))?;
+        if self.dir.join("predictions.csv").is_file() {
+            self.artifact("predictions", &self.dir.join("predictions.csv"))?;
+        }
+        Ok(metrics)
+    }
+
+    fn report(&mut self, prepared: &Prepared) -> Result<(), StageError> {
+        let class = self.required_class(ClassKind::ReportGenerator)?;
+        let experiment = self.request.experiment;
+        let reports_dir = self.dir.join("reports");
+        std::fs::create_dir_all(&reports_dir).with_context(|| format!("{}: cannot create", reports_dir.display()))?;
+        let mut generator = class.library.library.create_report_generator(
+            &class.info.name,
+            &experiment.class_sections(ClassKind::ReportGenerator),
+            &self.context,
+        )?;
+        let services = self.services(class, reports_dir);
+        let input = report_input(&self.summary, prepared);
+        for kind in [ReportKind::Data, ReportKind::Training, ReportKind::Evaluation, ReportKind::Summary] {
+            for file in generator.generate(kind, &input, &services)? {
+                self.artifact("report", &file)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_history(path: &Path, history: &BTreeMap<u64, BTreeMap<String, f64>>) -> anyhow::Result<()> {
+    let mut names: Vec<&String> = history.values().flat_map(|m| m.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut text = String::from("epoch");
+    for name in &names {
+        text.push(',');
+        text.push_str(name);
+    }
+    text.push('\n');
+    for (epoch, values) in history {
+        text.push_str(&epoch.to_string());
+        for name in &names {
+            text.push(',');
+            if let Some(value) = values.get(*name) {
+                text.push_str(&value.to_string());
+            }
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn write_predictions(
+    path: &Path,
+    split: &Split,
+    labels: &[i64],
+    probabilities: &[f32],
+    names: &[String],
+) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    let classes = names.len();
+    let mut text = String::from("row,true,predicted,confidence");
+    for name in names {
+        let _ = write!(text, ",p_{}", name.replace([',', '"', '\n'], "_"));
+    }
+    text.push('\n');
+    for ((row, &label), probs) in split.source_rows.iter().zip(labels).zip(probabilities.chunks_exact(classes)) {
+        let predicted = probs.iter().enumerate().fold(0, |best, (i, &p)| if p > probs[best] { i } else { best });
+        let _ = write!(text, "{row},{label},{predicted},{:.6}", probs[predicted]);
+        for p in probs {
+            let _ = write!(text, ",{p:.6}");
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Class counts per split and a few sample rows per split, for reports.
+fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
+    let class_counts = |split: &Split| -> Vec<usize> {
+        let mut counts = vec![0; prepared.label_names.len()];
+        for &label in split.targets.classes().unwrap_or(&[]) {
+            counts[label as usize] += 1;
+        }
+        counts
+    };
+    let row_len: usize = prepared.sample_shape.iter().product();
+    let samples: Vec<Value> = prepared
+        .test
+        .features
+        .chunks_exact(row_len.max(1))
+        .zip(prepared.test.targets.classes().unwrap_or(&[]))
+        .take(24)
+        .map(|(values, &label)| json!({"label": label, "values": values}))
+        .collect();
+    json!({
+        "run": summary,
+        "data": {
+            "label_names": prepared.label_names,
+            "sample_shape": prepared.sample_shape,
+            "class_counts": {
+                "train": class_counts(&prepared.train),
+                "validation": class_counts(&prepared.validation),
+                "test": class_counts(&prepared.test),
+            },
+            "test_samples": samples,
+        },
+    })
+}
+
+/// Runs the experiment. Always returns a summary (also for failed and cancelled runs, whose
+/// `run.json` is written too); `Err` only when the run folder itself cannot be created.
+pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
+    let experiment = request.experiment;
+    let run_id = new_run_id();
+    let dir = request.output_root.join(&run_id);
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!("{}: cannot create the run folder; check output_dir or --output-dir", dir.display())
+    })?;
+    let canonical_text = serde_json::to_string(&experiment.canonical)?;
+    let started = Instant::now();
+    let mut run = Run {
+        request,
+        dir: dir.clone(),
+        context: RunContext { seed: experiment.seed, threads: experiment.threads },
+        summary: RunSummary {
+            run_id,
+            experiment_name: experiment.experiment_name.clone(),
+            status: RunStatus::Running,
+            config_file: experiment.file.clone(),
+            config_sha256: sha256_bytes(canonical_text.as_bytes()),
+            seed: experiment.seed,
+            threads: experiment.threads,
+            output_dir: dir.clone(),
+            started_at: now_rfc3339(),
+            finished_at: None,
+            seconds: 0.0,
+            plugins: request
+                .classes
+                .iter()
+                .map(|c| {
+                    let manifest = c.library.library.manifest();
+                    PluginUse {
+                        kind: c.info.kind,
+                        class: c.info.name.clone(),
+                        plugin_name: manifest.plugin_name.clone(),
+                        plugin_version: manifest.plugin_version.clone(),
+                        sdk_version: manifest.sdk_version.clone(),
+                        library: c.library.path.clone(),
+                        sha256: c.library.sha256.clone(),
+                    }
+                })
+                .collect(),
+            stages: Vec::new(),
+            source_files: Vec::new(),
+            data: DataRecord::default(),
+            fit: None,
+            history: BTreeMap::new(),
+            metrics: None,
+            artifacts: Vec::new(),
+            failed_stage: None,
+            error: None,
+        },
+    };
+    let outcome = (|| -> Result<(), StageError> {
+        write_json(&dir.join("config.json"), &experiment.canonical)?;
+        let dataset = run.stage("load", |run| run.load())?;
+        let prepared = run.stage("prepare", |run| run.prepare(&dataset))?;
+        drop(dataset);
+        let mut model = run.stage("train", |run| run.train(&prepared))?;
+        let metrics = run.stage("evaluate", |run| run.evaluate(&mut model, &prepared))?;
+        run.summary.metrics = Some(metrics);
+        if experiment.reporting_enabled && run.class(ClassKind::ReportGenerator).is_some() {
+            run.stage("report", |run| run.report(&prepared))?;
+        }
+        Ok(())
+    })();
+    run.summary.status = match outcome {
+        Ok(()) => RunStatus::Completed,
+        Err(StageError::Cancelled) => RunStatus::Cancelled,
+        Err(StageError::Failed(error)) => {
+            run.summary.error = Some(format!("{error:#}"));
+            RunStatus::Failed
+        }
+    };
+    run.summary.finished_at = Some(now_rfc3339());
+    run.summary.seconds = started.elapsed().as_secs_f64();
+    write_json(&dir.join("run.json"), &run.summary)?;
+    Ok(run.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_run_ids_have_their_formats() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
+        let id = new_run_id();
+        assert_eq!(id.len(), 22, "{id}");
+        assert_ne!(new_run_id(), new_run_id());
+    }
+}
