@@ -118,7 +118,7 @@ mod tests {
         let probabilities = [
             0.7, 0.2, 0.1, // right
             0.6, 0.3, 0.1, // right
-            0.2, 0.5, 0.3, // wrong: predicts 1, true class ranked second
+            0.2, 0.5, 0.3, // wrong: predicts 1, true class ranked third
             0.1, 0.8, 0.1, // right
         ];
         let m = classification(&labels, &probabilities, &names(3)).unwrap();
@@ -129,7 +129,8 @@ mod tests {
         assert_eq!(m.per_class[1].precision, 0.5);
         assert_eq!(m.per_class[1].recall, 1.0);
         assert_eq!(m.per_class[2].support, 0);
-        assert_eq!(m.top_k_accuracy["top_2"], 1.0);
+        assert_eq!(m.top_k_accuracy["top_2"], 0.75);
+        assert!(!m.top_k_accuracy.contains_key("top_3"), "only k below the class count");
         let expected_loss = -(0.7f64.ln() + 0.6f64.ln() + 0.2f64.ln() + 0.8f64.ln()) / 4.0;
         assert!((m.log_loss - expected_loss).abs() < 1e-6, "{}", m.log_loss);
         let f1_0 = 2.0 * (2.0 / 3.0) / (1.0 + 2.0 / 3.0);

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use abi_stable::{
     library::{LibraryError, RootModule, lib_header_from_path},
     sabi_trait::TD_Opaque,
+    sabi_types::VersionNumber,
     std_types::{RResult, RStr, RString, RVec},
 };
 
@@ -288,6 +289,18 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, LoadError> {
     // Each header initialises its own root module; `RootModule::load_from_file` would instead
     // cache one module per type and hand every later plugin the first one (abi_stable issue 92).
     let header = lib_header_from_path(&canonical).map_err(|e| classify_library_error(path, e))?;
+    // abi_stable only refuses plugins of an older 0.x minor; a newer minor is refused here too,
+    // so the one-line message names both versions instead of a long layout report.
+    let (plugin_sdk, host_sdk) = (header.version_strings(), PluginModule_Ref::VERSION_STRINGS);
+    if let (Ok(plugin), Ok(host)) = (VersionNumber::new(plugin_sdk), VersionNumber::new(host_sdk))
+        && !host.is_loosely_compatible(plugin)
+    {
+        return Err(LoadError::IncompatibleSdk {
+            path: path.to_owned(),
+            plugin_sdk: plugin.to_string(),
+            host_sdk: host.to_string(),
+        });
+    }
     let module = header.init_root_module::<PluginModule_Ref>().map_err(|e| classify_library_error(path, e))?;
     let manifest = Manifest::from_ffi((module.manifest())())
         .map_err(|e| LoadError::Invalid { path: path.to_owned(), detail: e.message })?;

@@ -213,15 +213,33 @@ pub(crate) fn to_ffi_error(error: PluginError) -> FfiError {
     FfiError { kind: error.kind.code(), message: error.message.into() }
 }
 
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the plugin's panic hook.
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Replaces this plugin's panic hook (each cdylib has its own copy of std, so this affects
+/// panics inside the plugin only): instead of printing to stderr, it records the location,
+/// which the error returned to the host then names.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+        PANIC_LOCATION.with(|cell| *cell.borrow_mut() = location);
+    }));
+}
+
 /// Runs `body`, turning both its error and any panic into an `FfiError`.
 fn guard<T>(body: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, FfiError> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => RResult::ROk(value),
         Ok(Err(error)) => RResult::RErr(to_ffi_error(error)),
-        Err(payload) => RResult::RErr(FfiError {
-            kind: ErrorKind::Panicked.code(),
-            message: panic_message(payload.as_ref()).into(),
-        }),
+        Err(payload) => {
+            let mut message = panic_message(payload.as_ref());
+            if let Some(location) = PANIC_LOCATION.with(|cell| cell.borrow_mut().take()) {
+                message = format!("{message} (at {location})");
+            }
+            RResult::RErr(FfiError { kind: ErrorKind::Panicked.code(), message: message.into() })
+        }
     }
 }
 
@@ -492,6 +510,8 @@ fn root_module() -> PluginModule_Ref {
 /// Called by the library header that [`export_plugin!`](crate::export_plugin) emits.
 #[doc(hidden)]
 pub fn load_root_module(build: fn() -> Registry) -> RootModuleResult {
-    let _ = BUILD_REGISTRY.set(build);
+    if BUILD_REGISTRY.set(build).is_ok() {
+        install_panic_hook();
+    }
     abi_stable::library::__call_root_module_loader(root_module)
 }

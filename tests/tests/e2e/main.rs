@@ -1,0 +1,8 @@
+//! End-to-end tests: the built `host` binary against real plugin libraries, in temporary
+//! projects. Needs `cargo build --workspace` first (the README's test command does it).
+
+mod config;
+mod faults;
+mod pipeline;
+mod plugins;
+mod support;

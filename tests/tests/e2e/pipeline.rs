@@ -1,0 +1,148 @@
+//! `host run` end to end with the MNIST plugin on a tiny generated IDX data set: outputs in the
+//! run folder, determinism, evaluate-only from a saved model, the CNN, and Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::{Project, host_binary, library, write_tiny_mnist};
+
+fn mnist_project(model: &str, extra: &str) -> Project {
+    let project = Project::new();
+    write_tiny_mnist(&project.path().join("data"), 300, 100);
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n  MNISTCNN: {path}\n"));
+    project.write(
+        "config/tiny.yaml",
+        &format!(
+            "experiment_name: tiny\noutput_dir: runs\nseed: 7\nthreads: 1\nplugins: {{data_loader: MNISTLoader, model: {model}}}\n\
+             data_loader: {{data_dir: data}}\ndata_splitting: {{validation_fraction: 0.2}}\n{extra}"
+        ),
+    );
+    project
+}
+
+fn run_dir(project: &Project, summary: &serde_json::Value) -> PathBuf {
+    project.path().join(summary["output_dir"].as_str().unwrap())
+}
+
+fn file_sha(summary: &serde_json::Value, suffix: &str) -> String {
+    summary["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no artifact {suffix}"))["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_run_trains_evaluates_and_writes_its_outputs() {
+    let project = mnist_project("MNISTMLP", "training: {epochs: 3, batch_size: 32}\n");
+    let run = project.host(&["run", "config/tiny.yaml"]);
+    run.success();
+    assert!(run.stdout.contains("completed in") && run.stdout.contains("test accuracy"), "{}", run.stdout);
+    assert!(run.stderr.contains("epoch 3: loss"), "{}", run.stderr);
+
+    let summary = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert_eq!(summary["status"], "completed");
+    let dir = run_dir(&project, &summary);
+    for file in [
+        "run.json",
+        "config.json",
+        "lineage.json",
+        "history.csv",
+        "metrics.json",
+        "predictions.csv",
+        "model/model.safetensors",
+        "model/model.json",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing in {}", dir.display());
+    }
+    assert!(summary["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.9, "{:#}", summary["metrics"]);
+    assert_eq!(summary["metrics"]["test"]["confusion_matrix"].as_array().unwrap().len(), 10);
+    assert!(summary["metrics"]["custom"]["expected_calibration_error"].is_number());
+    assert_eq!(summary["data"]["splits"]["train"]["rows"], 240);
+    assert_eq!(summary["data"]["splits"]["validation"]["rows"], 60);
+    assert_eq!(summary["data"]["splits"]["test"]["rows"], 100);
+    let transforms: Vec<&str> =
+        summary["data"]["transforms"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(transforms, ["split", "scale"]);
+    assert_eq!(summary["source_files"].as_array().unwrap().len(), 4);
+    assert_eq!(summary["history"].as_object().unwrap().len(), 3);
+    let predictions = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
+    assert_eq!(predictions.lines().count(), 101);
+    assert!(predictions.starts_with("row,true,predicted,confidence,p_0,"), "{predictions}");
+}
+
+#[test]
+fn the_same_seed_and_threads_give_bit_identical_weights() {
+    let project = mnist_project("MNISTMLP", "model: {dropout: 0.2}\ntraining: {epochs: 2}\n");
+    let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    let second = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert_eq!(file_sha(&first, "model.safetensors"), file_sha(&second, "model.safetensors"));
+    assert_eq!(first["data"]["splits"], second["data"]["splits"]);
+    assert_eq!(first["metrics"], second["metrics"]);
+    assert_ne!(first["run_id"], second["run_id"]);
+}
+
+#[test]
+fn a_saved_model_is_evaluated_without_retraining() {
+    let project = mnist_project("MNISTMLP", "training: {epochs: 2}\n");
+    let trained = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    let source = run_dir(&project, &trained);
+    let evaluated =
+        project.host(&["run", "config/tiny.yaml", "--json", "--model-from", source.to_str().unwrap()]).success().json();
+    assert!(evaluated["fit"].is_null(), "no training happened");
+    assert_eq!(evaluated["metrics"]["test"], trained["metrics"]["test"]);
+    let missing = project.host(&["run", "config/tiny.yaml", "--model-from", "runs/nowhere"]);
+    assert!(missing.failure().contains("loading the model from runs/nowhere"), "{}", missing.stderr);
+}
+
+#[test]
+fn the_cnn_trains_on_images() {
+    let project = mnist_project(
+        "MNISTCNN",
+        "preprocessing: {flatten: false}\nmodel: {conv_filters: [8], kernel_sizes: [3], dense_layers: [32], dropout: 0.0}\ntraining: {epochs: 8, learning_rate: 0.005}\n",
+    );
+    let summary = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert_eq!(summary["data"]["sample_shape"], serde_json::json!([1, 28, 28]));
+    assert!(summary["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.5, "{:#}", summary["metrics"]["test"]);
+    let bad = mnist_project("MNISTCNN", "model: {conv_filters: [4, 8], kernel_sizes: [3]}\n");
+    let stderr = bad.host(&["run", "config/tiny.yaml"]).failure().to_owned();
+    assert!(stderr.contains("model.kernel_sizes: 1 kernel sizes for 2 conv_filters; give one per block"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_after_the_current_batch_and_the_run_is_cancelled() {
+    let project = mnist_project("MNISTMLP", "training: {epochs: 1000, batch_size: 8}\n");
+    let child = Command::new(host_binary())
+        .args(["run", "config/tiny.yaml", "--json"])
+        .current_dir(project.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (the run folder holds lineage.json), then interrupt.
+    let runs = project.path().join("runs");
+    let started = std::time::Instant::now();
+    while !has_lineage(&runs) {
+        assert!(started.elapsed().as_secs() < 60, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["status"], "cancelled");
+    assert_eq!(summary["stages"].as_array().unwrap().last().unwrap()["name"], "train");
+}
+
+fn has_lineage(runs: &Path) -> bool {
+    std::fs::read_dir(runs)
+        .map(|mut entries| entries.any(|e| e.is_ok_and(|e| e.path().join("lineage.json").is_file())))
+        .unwrap_or(false)
+}

@@ -1,0 +1,255 @@
+//! The registry and loader: listing, discovery, mapping precedence, every load failure's
+//! message, swapping a plugin under one host binary, and the host not linking libtorch.
+
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::support::{Project, build_fixture, host_binary, library, workspace_root};
+
+fn sha256(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn faulty_mapping(project: &Project, body: &str) {
+    project.mapping(&body.replace("FAULTY", &library("faulty-plugin").display().to_string()));
+}
+
+#[test]
+fn the_repository_mapping_lists_the_mnist_classes_with_their_sha256() {
+    let output =
+        Command::new(host_binary()).args(["plugins", "list", "--json"]).current_dir(workspace_root()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let listing: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let entries = listing["entries"].as_array().unwrap();
+    for (class, kind) in [("MNISTLoader", "Loader"), ("MNISTMLP", "Model"), ("MNISTCNN", "Model")] {
+        let entry =
+            entries.iter().find(|e| e["class"] == class).unwrap_or_else(|| panic!("{class} missing: {listing:#}"));
+        assert_eq!(entry["kind"], kind);
+        assert_eq!(entry["source"], "mapped");
+        assert_eq!(entry["plugin_name"], "mnist-plugin");
+        let library = workspace_root().join(entry["library"].as_str().unwrap());
+        assert_eq!(entry["sha256"], sha256(&library), "{class}");
+    }
+    let text = Command::new(host_binary()).args(["plugins", "list"]).current_dir(workspace_root()).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.starts_with("CLASS"), "{text}");
+    assert!(text.contains("MNISTLoader") && text.contains("mnist-plugin 0.1.0"), "{text}");
+}
+
+#[test]
+fn libraries_in_plugins_are_discovered_and_a_mapping_entry_wins() {
+    let project = Project::new();
+    let dropped = project.drop_plugin(&library("faulty-plugin"), "libfaulty_plugin.so");
+    let listing = project.host(&["plugins", "list", "--json"]).success().json();
+    let classes: Vec<&str> =
+        listing["entries"].as_array().unwrap().iter().map(|e| e["class"].as_str().unwrap()).collect();
+    assert_eq!(classes, ["FaultyLoader", "FaultyModel", "FaultyReport"]);
+    assert!(
+        listing["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["source"] == "discovered" && e["sha256"] == sha256(&dropped))
+    );
+
+    // A second copy offers the same classes: ambiguous without a mapping entry.
+    project.drop_plugin(&library("faulty-plugin"), "libfaulty_copy.so");
+    project.write("config/run.yaml", "experiment_name: e\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n");
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(
+        stderr.contains("class FaultyLoader is provided by both ./plugins/libfaulty_copy.so and ./plugins/libfaulty_plugin.so; map it in the class mapping to choose one"),
+        "{stderr}"
+    );
+    faulty_mapping(&project, "Loader:\n  FaultyLoader: FAULTY\nModel:\n  FaultyModel: FAULTY\n");
+    let run = project.host(&["run", "config/run.yaml", "--json"]);
+    run.success();
+    assert_eq!(run.json()["plugins"][0]["library"], library("faulty-plugin").display().to_string());
+}
+
+/// Runs `host plugins inspect` and `host run` against a mapping that points FaultyLoader at
+/// `library`; both must fail with `expected` in a short message.
+fn assert_load_error(project: &Project, library: &Path, expected: &str) {
+    let inspect = project.host(&["plugins", "inspect", library.to_str().unwrap()]);
+    let stderr = inspect.failure();
+    assert!(stderr.contains(expected), "inspect: expected `{expected}` in:\n{stderr}");
+    assert!(stderr.lines().count() <= 2, "inspect: not short:\n{stderr}");
+
+    project.mapping(&format!("Loader:\n  FaultyLoader: {}\n", library.display()));
+    project.write("config/run.yaml", "experiment_name: e\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n");
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(stderr.contains("config/run.yaml: plugins.data_loader: "), "{stderr}");
+    assert!(stderr.contains(expected), "run: expected `{expected}` in:\n{stderr}");
+}
+
+#[test]
+fn a_missing_library_names_where_it_was_looked_for_and_how_to_build_it() {
+    let project = Project::new();
+    project.mapping("Loader:\n  FaultyLoader: nope_plugin\n");
+    project.write("config/run.yaml", "experiment_name: e\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n");
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(
+        stderr.contains("library `nope_plugin` (libnope_plugin.so) is not in ./plugins, ./target/release, ./target/debug; build it with `cargo build -p nope-plugin` or fix config/class_mapping_config.yaml"),
+        "{stderr}"
+    );
+    assert_load_error(
+        &project,
+        &project.path().join("plugins/libgone.so"),
+        "libgone.so: no such file; build the plugin",
+    );
+}
+
+#[test]
+fn files_that_are_not_plugins_are_refused_with_the_reason() {
+    let project = Project::new();
+    let text = project.write("plugins/libtext.so", "not a library\n");
+    assert_load_error(&project, &text, "libtext.so: not a loadable dynamic library");
+    assert_load_error(&project, project.path().join("plugins").as_path(), "is a directory, not a plugin library");
+
+    // A real shared library without a plugin root module.
+    let source = project.write("empty.c", "int answer(void) { return 42; }\n");
+    let empty = project.path().join("libempty.so");
+    let status = Command::new("cc").arg("-shared").arg("-fPIC").arg("-o").arg(&empty).arg(&source).status().unwrap();
+    assert!(status.success());
+    assert_load_error(
+        &project,
+        &empty,
+        "a dynamic library but not a plugin (no plugin root module); build it with plugin_sdk::export_plugin!",
+    );
+}
+
+#[test]
+fn plugins_built_against_another_sdk_are_refused_in_one_line() {
+    let project = Project::new();
+    let host_sdk = plugin_sdk::SDK_VERSION;
+    let newer =
+        build_fixture("foreign-plugin", &[("FIXTURE_SDK_VERSION", "0.99.0")], &[], &project.path().join("libnewer.so"));
+    assert_load_error(
+        &project,
+        &newer,
+        &format!("built against plugin SDK 0.99.0, but this host speaks SDK {host_sdk}; rebuild the plugin"),
+    );
+    let older =
+        build_fixture("foreign-plugin", &[("FIXTURE_SDK_VERSION", "0.0.1")], &[], &project.path().join("libolder.so"));
+    assert_load_error(&project, &older, "built against plugin SDK 0.0.1");
+
+    let layout = build_fixture(
+        "foreign-plugin",
+        &[("FIXTURE_SDK_VERSION", host_sdk)],
+        &["layout-mismatch"],
+        &project.path().join("liblayout.so"),
+    );
+    assert_load_error(&project, &layout, "plugin interface layout differs from this host's");
+    // The long abi_stable report is there for -v, not by default.
+    let verbose = project.host(&["-v", "plugins", "inspect", layout.to_str().unwrap()]);
+    verbose.failure();
+    assert!(verbose.stderr.lines().count() > 10, "{}", verbose.stderr);
+}
+
+#[test]
+fn a_class_missing_from_its_library_or_of_the_wrong_kind_is_named() {
+    let project = Project::new();
+    project.write("config/run.yaml", "experiment_name: e\nplugins: {data_loader: Nope, model: FaultyLoader}\n");
+    faulty_mapping(&project, "Loader:\n  Nope: FAULTY\nModel:\n  FaultyLoader: FAULTY\n");
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(
+        stderr.contains("plugins.data_loader: ") && stderr.contains("(plugin faulty-plugin 0.1.0) has no class Nope; it provides FaultyLoader (Loader), FaultyModel (Model), FaultyReport (ReportGenerator)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plugins.model: class FaultyLoader in ")
+            && stderr.contains("is a Loader, not a Model; choose a Model class such as FaultyModel"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_plugin_whose_libtorch_is_missing_says_so_and_how_to_fix_it() {
+    let project = Project::new();
+    let copy = project.path().join("libmnist_no_rpath.so");
+    std::fs::copy(library("mnist-plugin"), &copy).unwrap();
+    let status = Command::new("patchelf").arg("--remove-rpath").arg(&copy).status();
+    let status = status.expect("patchelf is missing: the set-up (scripts/setup.sh) installs it");
+    assert!(status.success());
+    let run = project.host(&["plugins", "inspect", copy.to_str().unwrap()]);
+    let stderr = run.failure();
+    assert!(
+        stderr.contains(
+            "libmnist_no_rpath.so: needs libtorch (libtorch_cpu.so), which could not be found; run the set-up"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_class_mapping_names_the_file_and_every_problem() {
+    let project = Project::new();
+    project.write("config/run.yaml", "experiment_name: e\nplugins: {data_loader: A, model: B}\n");
+    project.mapping("Loader:\n  A: [unclosed\n");
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(stderr.contains("config/class_mapping_config.yaml: malformed YAML: "), "{stderr}");
+    project.mapping("Loaders:\n  A: a\nModel:\n  B: 3\n");
+    let stderr = project.host(&["plugins", "list"]).failure().to_owned();
+    assert!(stderr.contains("class_mapping_config.yaml: Loaders: unknown section; did you mean `Loader`?"), "{stderr}");
+    assert!(
+        stderr.contains("class_mapping_config.yaml: Model.B: expected a library name or path, found 3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_rebuilt_plugin_is_seen_by_the_same_host_binary() {
+    let project = Project::new();
+    let host_before = sha256(&host_binary());
+    let scratch = tempfile::tempdir().unwrap();
+    let v1 = build_fixture("swap-plugin", &[("SWAP_PLUGIN_VERSION", "1.0.0")], &[], &scratch.path().join("v1.so"));
+    let v2 = build_fixture("swap-plugin", &[("SWAP_PLUGIN_VERSION", "2.0.0")], &[], &scratch.path().join("v2.so"));
+
+    project.drop_plugin(&v1, "libswap_plugin.so");
+    let first = project.host(&["plugins", "list", "--json"]).success().json();
+    assert_eq!(first["entries"][0]["plugin_version"], "1.0.0");
+    assert_eq!(first["entries"][0]["sha256"], sha256(&v1));
+
+    // Replace by rename, never by writing over the loaded file.
+    project.drop_plugin(&v2, "libswap_plugin.so");
+    let second = project.host(&["plugins", "list", "--json"]).success().json();
+    assert_eq!(second["entries"][0]["plugin_version"], "2.0.0");
+    assert_eq!(second["entries"][0]["sha256"], sha256(&v2));
+    assert_ne!(sha256(&v1), sha256(&v2));
+    assert_eq!(sha256(&host_binary()), host_before, "the host was not rebuilt");
+}
+
+#[test]
+fn the_host_binary_does_not_link_libtorch() {
+    let output = Command::new("readelf").arg("-d").arg(host_binary()).output().expect("readelf (binutils)");
+    assert!(output.status.success());
+    let dynamic = String::from_utf8_lossy(&output.stdout);
+    let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert!(!needed.is_empty(), "no NEEDED entries parsed from:\n{dynamic}");
+    for line in &needed {
+        assert!(!line.contains("torch") && !line.contains("c10"), "the host links {line}");
+    }
+    // The MNIST plugin, by contrast, does, with its rpath pointing at libtorch.
+    let plugin = Command::new("readelf").arg("-d").arg(library("mnist-plugin")).output().unwrap();
+    let plugin = String::from_utf8_lossy(&plugin.stdout);
+    assert!(plugin.contains("libtorch_cpu.so") && plugin.contains("RUNPATH"), "{plugin}");
+}
+
+#[test]
+fn inspect_shows_the_manifest_and_config_keys() {
+    let project = Project::new();
+    let run = project.host(&["plugins", "inspect", library("mnist-plugin").to_str().unwrap(), "--json"]);
+    let manifest = run.success().json();
+    assert_eq!(manifest["plugin_name"], "mnist-plugin");
+    assert_eq!(manifest["sdk_version"], plugin_sdk::SDK_VERSION);
+    assert_eq!(manifest["sha256"], sha256(&library("mnist-plugin")));
+    let mlp = manifest["classes"].as_array().unwrap().iter().find(|c| c["name"] == "MNISTMLP").unwrap();
+    let learning_rate = mlp["config_keys"].as_array().unwrap().iter().find(|k| k["name"] == "learning_rate").unwrap();
+    assert_eq!(learning_rate["section"], "training");
+    assert_eq!(learning_rate["type"], "number");
+    assert_eq!(learning_rate["default"], 0.001);
+    let text = project.host(&["plugins", "inspect", library("mnist-plugin").to_str().unwrap()]);
+    let line = text.success().stdout.lines().find(|l| l.contains("training.learning_rate")).unwrap_or_default();
+    assert!(line.contains("number") && line.contains("0.001"), "{}", text.stdout);
+}

@@ -1,0 +1,181 @@
+//! Helpers: where the built binaries are, temporary projects, running the host, building the
+//! stand-alone fixture plugins, and tiny generated IDX data sets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_owned()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn built(name: &str) -> PathBuf {
+    let path = target_dir().join("debug").join(name);
+    assert!(path.is_file(), "{} is missing: run `cargo build --workspace` before the tests", path.display());
+    path
+}
+
+pub fn host_binary() -> PathBuf {
+    built("host")
+}
+
+pub fn library(crate_name: &str) -> PathBuf {
+    built(&format!("lib{}.so", crate_name.replace('-', "_")))
+}
+
+/// A temporary project: `config/`, `plugins/`, and a place for runs.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn mapping(&self, text: &str) -> PathBuf {
+        self.write("config/class_mapping_config.yaml", text)
+    }
+
+    /// Copies `library` into plugins/ under `name`, by write-then-rename as users should.
+    pub fn drop_plugin(&self, library: &Path, name: &str) -> PathBuf {
+        let target = self.path().join("plugins").join(name);
+        let staging = self.path().join("plugins").join(format!(".{name}.tmp"));
+        std::fs::copy(library, &staging).unwrap();
+        std::fs::rename(&staging, &target).unwrap();
+        target
+    }
+
+    /// Runs the host in the project folder.
+    pub fn host(&self, args: &[&str]) -> Run {
+        let output = Command::new(host_binary())
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("HOST_LOG")
+            .env_remove("HOST_CLASS_MAPPING")
+            .env_remove("HOST_PLUGINS_DIR")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run host");
+        Run::from(output)
+    }
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "host failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts a clean failure (exit 1, no panic, no abort) and returns stderr.
+    #[track_caller]
+    pub fn failure(&self) -> &str {
+        assert_eq!(self.code, Some(1), "expected exit 1\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        for forbidden in ["panicked at", "RUST_BACKTRACE", "Attempted to panic", "abort"] {
+            assert!(!self.stderr.contains(forbidden), "stderr shows `{forbidden}`:\n{}", self.stderr);
+        }
+        &self.stderr
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// Builds a stand-alone fixture crate under tests/fixtures with the given environment and
+/// features, and copies the library out (builds share one target dir, so they run one at a time).
+pub fn build_fixture(crate_dir: &str, env: &[(&str, &str)], features: &[&str], copy_to: &Path) -> PathBuf {
+    static BUILD: OnceLock<Mutex<()>> = OnceLock::new();
+    let _guard = BUILD.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let manifest = workspace_root().join("tests/fixtures").join(crate_dir).join("Cargo.toml");
+    let fixture_target = target_dir().join("fixtures");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(["build", "--quiet", "--manifest-path"]).arg(&manifest).arg("--target-dir").arg(&fixture_target);
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run cargo");
+    assert!(output.status.success(), "building {crate_dir} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let built = fixture_target.join("debug").join(format!("lib{}.so", crate_dir.replace('-', "_")));
+    std::fs::copy(&built, copy_to).unwrap();
+    copy_to.to_owned()
+}
+
+/// Writes a tiny MNIST-format data set (raw IDX) whose classes are learnable: each class
+/// lights up its own band of rows, plus seeded noise.
+pub fn write_tiny_mnist(dir: &Path, train: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 60) as u8
+    };
+    let mut write_split = |prefix: &str, count: usize| {
+        let mut images = Vec::with_capacity(count * 784);
+        let mut labels = Vec::with_capacity(count);
+        for i in 0..count {
+            let label = (i % 10) as u8;
+            for row in 0..28 {
+                for _ in 0..28 {
+                    let lit = row / 3 == label as usize;
+                    images.push(if lit { 200 + noise() / 2 } else { noise() });
+                }
+            }
+            labels.push(label);
+        }
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), idx(&[count, 28, 28], &images)).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), idx(&[count], &labels)).unwrap();
+    };
+    write_split("train", train);
+    write_split("t10k", test);
+}
+
+pub fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, dims.len() as u8];
+    for &d in dims {
+        out.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
