@@ -334,3 +334,197 @@ impl DataLoader for MnistLoader {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use plugin_sdk::LogLevel;
+    use plugin_sdk::host::{HostServices, with_services};
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::idx::encode_idx;
+
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl HostServices for Recorder {
+        fn log(&self, _: LogLevel, message: &str) {
+            self.0.lock().unwrap().push(message.to_owned());
+        }
+        fn progress(&self, _: u64, _: u64, _: &str) {}
+        fn metric(&self, _: &str, _: u64, _: f64) {}
+        fn should_stop(&self) -> bool {
+            false
+        }
+        fn artifact_dir(&self) -> PathBuf {
+            std::env::temp_dir()
+        }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// The four gzipped files of a 12-image training and 4-image test set.
+    fn files() -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        for (prefix, count) in [("train", 12usize), ("t10k", 4)] {
+            let images: Vec<u8> = (0..count * 784).map(|i| (i % 251) as u8).collect();
+            let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
+            files.push((format!("{prefix}-images-idx3-ubyte.gz"), gzip(&encode_idx(&[count, 28, 28], &images))));
+            files.push((format!("{prefix}-labels-idx1-ubyte.gz"), gzip(&encode_idx(&[count], &labels))));
+        }
+        files
+    }
+
+    /// Serves `/good/<file>` from `files` and 404 for anything else, on 127.0.0.1, recording
+    /// every path requested. Stops after `connections` requests.
+    fn serve(files: Vec<(String, Vec<u8>)>, connections: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let requested = Arc::new(Mutex::new(Vec::new()));
+        let log = requested.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(connections) {
+                let Ok(mut stream) = stream else { continue };
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                reader.read_line(&mut line).unwrap();
+                while reader.read_line(&mut String::new()).map(|n| n > 2).unwrap_or(false) {}
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                log.lock().unwrap().push(path.clone());
+                let body = path
+                    .strip_prefix("/good/")
+                    .and_then(|name| files.iter().find(|(n, _)| n == name))
+                    .map(|(_, b)| b.clone());
+                let response = match body {
+                    Some(body) => {
+                        let mut head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                                .into_bytes();
+                        head.extend(body);
+                        head
+                    }
+                    None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                };
+                let _ = stream.write_all(&response);
+            }
+        });
+        (address, requested)
+    }
+
+    fn loader(data_dir: &Path, mirrors: Vec<String>, sha256: serde_json::Value) -> MnistLoader {
+        let sections = serde_json::json!({"data_loader": {
+            "data_dir": data_dir, "dataset": "mnist", "n_samples": null, "n_test_samples": null,
+            "download": true, "mirrors": mirrors, "sha256": sha256, "download_timeout_seconds": 10,
+        }});
+        MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1 }).unwrap()
+    }
+
+    fn hashes(files: &[(String, Vec<u8>)]) -> serde_json::Value {
+        files
+            .iter()
+            .map(|(name, bytes)| (name.clone(), serde_json::json!(format!("{:x}", Sha256::digest(bytes)))))
+            .collect()
+    }
+
+    #[test]
+    fn missing_files_are_downloaded_verified_and_cached() {
+        let files = files();
+        let (address, requested) = serve(files.clone(), 8);
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("mnist");
+        let mirrors = vec![format!("{address}/missing/"), format!("{address}/good/")];
+        let mut first = loader(&data_dir, mirrors.clone(), hashes(&files));
+        let recorder = Recorder(Mutex::new(Vec::new()));
+        let summary = with_services(&recorder, |s| first.load_data(s)).unwrap();
+        assert_eq!(summary.samples, 16);
+        assert_eq!(summary.source_files.len(), 4);
+        // Each file: the first mirror 404s, the second serves it.
+        assert_eq!(requested.lock().unwrap().len(), 8);
+        for (name, bytes) in &files {
+            assert_eq!(&std::fs::read(data_dir.join(name)).unwrap(), bytes);
+        }
+        let dataset = with_services(&recorder, |s| first.extract_features_and_targets(s)).unwrap();
+        assert_eq!(dataset.features.shape(), [16, 1, 28, 28]);
+        assert_eq!(dataset.test_start, Some(12));
+
+        // Cached: a second loader reads the files without any server.
+        let mut second = loader(&data_dir, vec!["http://127.0.0.1:9/".into()], hashes(&files));
+        assert_eq!(with_services(&recorder, |s| second.load_data(s)).unwrap().samples, 16);
+    }
+
+    #[test]
+    fn a_download_with_the_wrong_sha256_is_refused_and_not_kept() {
+        let files = files();
+        let (address, _) = serve(files.clone(), 4);
+        let dir = tempfile::tempdir().unwrap();
+        let mut wrong = hashes(&files);
+        wrong["train-images-idx3-ubyte.gz"] = serde_json::json!("0".repeat(64));
+        let mut loader = loader(dir.path(), vec![format!("{address}/good/")], wrong);
+        let error = with_services(&Recorder(Mutex::new(Vec::new())), |s| loader.load_data(s)).unwrap_err();
+        assert!(error.message.contains("could not download train-images-idx3-ubyte.gz"), "{}", error.message);
+        assert!(error.message.contains(&format!("SHA-256 mismatch: expected {}", "0".repeat(64))), "{}", error.message);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "nothing is kept: {left:?}");
+    }
+
+    #[test]
+    fn without_download_a_missing_file_says_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sections = serde_json::json!({"data_loader": {
+            "data_dir": dir.path(), "dataset": "fashion-mnist", "n_samples": null, "n_test_samples": null,
+            "download": false, "mirrors": [], "download_timeout_seconds": 10,
+        }});
+        let mut loader = MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1 }).unwrap();
+        let error = with_services(&Recorder(Mutex::new(Vec::new())), |s| loader.load_data(s)).unwrap_err();
+        assert!(
+            error.message.contains("neither train-images-idx3-ubyte.gz nor train-images-idx3-ubyte is there"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains("set data_loader.download: true"), "{}", error.message);
+    }
+
+    #[test]
+    fn subsampling_is_seeded_and_mismatched_counts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files() {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let make = |seed| {
+            let sections = serde_json::json!({"data_loader": {
+                "data_dir": dir.path(), "dataset": "mnist", "n_samples": 5, "n_test_samples": 2,
+                "download": false, "mirrors": [], "download_timeout_seconds": 10,
+            }});
+            MnistLoader::new(ClassConfig { sections, seed, threads: 1 }).unwrap()
+        };
+        let recorder = Recorder(Mutex::new(Vec::new()));
+        let load = |mut loader: MnistLoader| {
+            with_services(&recorder, |s| {
+                loader.load_data(s).unwrap();
+                loader.extract_features_and_targets(s).unwrap()
+            })
+        };
+        let (a, b, c) = (load(make(1)), load(make(1)), load(make(2)));
+        assert_eq!(a.features.shape(), [7, 1, 28, 28]);
+        assert_eq!(a.test_start, Some(5));
+        assert_eq!(a.targets.view().as_i64(), b.targets.view().as_i64());
+        assert_ne!(a.features.elements().as_bytes(), c.features.elements().as_bytes());
+
+        let labels = gzip(&encode_idx(&[11], &[0; 11]));
+        std::fs::write(dir.path().join("train-labels-idx1-ubyte.gz"), labels).unwrap();
+        let mut loader = make(1);
+        let error = with_services(&recorder, |s| loader.load_data(s)).unwrap_err();
+        assert!(
+            error.message.contains("holds 12 images but") && error.message.contains("holds 11 labels"),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -10,7 +10,10 @@ fn mnist_project(model: &str, extra: &str) -> Project {
     let project = Project::new();
     write_tiny_mnist(&project.path().join("data"), 300, 100);
     let path = library("mnist-plugin").display().to_string();
-    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n  MNISTCNN: {path}\n"));
+    let linear = library("linear-plugin").display().to_string();
+    project.mapping(&format!(
+        "Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n  MNISTCNN: {path}\n  SoftmaxRegression: {linear}\n"
+    ));
     project.write(
         "config/tiny.yaml",
         &format!(
@@ -112,6 +115,20 @@ fn the_cnn_trains_on_images() {
     let bad = mnist_project("MNISTCNN", "model: {conv_filters: [4, 8], kernel_sizes: [3]}\n");
     let stderr = bad.host(&["run", "config/tiny.yaml"]).failure().to_owned();
     assert!(stderr.contains("model.kernel_sizes: 1 kernel sizes for 2 conv_filters; give one per block"), "{stderr}");
+}
+
+#[test]
+fn models_swap_by_config_alone() {
+    let torch = mnist_project("MNISTMLP", "training: {epochs: 2}\n");
+    let torch_run = torch.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    let plain = mnist_project("SoftmaxRegression", "training: {epochs: 5, learning_rate: 0.05}\n");
+    let plain_run = plain.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert_eq!(plain_run["plugins"][1]["plugin_name"], "linear-plugin");
+    assert_eq!(torch_run["plugins"][1]["plugin_name"], "mnist-plugin");
+    assert_eq!(plain_run["data"]["splits"], torch_run["data"]["splits"], "the same data either way");
+    assert!(plain_run["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.9, "{:#}", plain_run["metrics"]["test"]);
+    let stderr = plain.host(&["run", "config/tiny.yaml", "--json"]).stderr;
+    assert!(!stderr.contains("libtorch"), "{stderr}");
 }
 
 #[test]

@@ -1,0 +1,380 @@
+//! A plain-Rust model plugin with no libtorch: multinomial logistic (softmax) regression trained
+//! with mini-batch SGD with momentum and L2 weight decay. It proves models swap by config alone
+//! and gives a fast baseline. Deterministic for a seed: one thread, ChaCha-seeded shuffles.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use plugin_sdk::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use safetensors::{Dtype, tensor::TensorView as SafeView};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainingSection {
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    momentum: f64,
+    weight_decay: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sections {
+    #[serde(default)]
+    model: Map<String, Value>,
+    training: TrainingSection,
+}
+
+/// Weights `[outputs, inputs]` and biases `[outputs]`.
+#[derive(Debug, Clone, PartialEq)]
+struct Parameters {
+    inputs: usize,
+    outputs: usize,
+    weights: Vec<f32>,
+    biases: Vec<f32>,
+}
+
+impl Parameters {
+    fn zeros(inputs: usize, outputs: usize) -> Self {
+        Parameters { inputs, outputs, weights: vec![0.0; inputs * outputs], biases: vec![0.0; outputs] }
+    }
+
+    /// Class probabilities of one sample, written into `out`.
+    fn probabilities(&self, x: &[f32], out: &mut [f32]) {
+        for (class, score) in out.iter_mut().enumerate() {
+            let row = &self.weights[class * self.inputs..(class + 1) * self.inputs];
+            *score = self.biases[class] + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
+        }
+        let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0;
+        for score in out.iter_mut() {
+            *score = (*score - max).exp();
+            total += *score;
+        }
+        for score in out.iter_mut() {
+            *score /= total;
+        }
+    }
+}
+
+/// Softmax regression.
+pub struct SoftmaxRegression {
+    training: TrainingSection,
+    seed: u64,
+    parameters: Option<Parameters>,
+}
+
+impl PluginClass for SoftmaxRegression {
+    const NAME: &'static str = "SoftmaxRegression";
+    const SUMMARY: &'static str = "plain-Rust multinomial logistic regression (no libtorch)";
+
+    fn config_keys() -> Vec<ConfigKey> {
+        let s = "training";
+        vec![
+            ConfigKey::new(s, "epochs", ConfigType::Integer).default(5),
+            ConfigKey::new(s, "batch_size", ConfigType::Integer).default(64),
+            ConfigKey::new(s, "learning_rate", ConfigType::Number).default(0.1),
+            ConfigKey::new(s, "momentum", ConfigType::Number).default(0.9),
+            ConfigKey::new(s, "weight_decay", ConfigType::Number).default(0.0001),
+        ]
+    }
+
+    fn new(config: ClassConfig) -> Result<Self, PluginError> {
+        let sections: Sections = config.parse()?;
+        if let Some(key) = sections.model.keys().next() {
+            return Err(PluginError::invalid_config(format!("model.{key}: SoftmaxRegression has no model keys")));
+        }
+        let t = &sections.training;
+        if t.epochs == 0 || t.batch_size == 0 {
+            return Err(PluginError::invalid_config("training.epochs and training.batch_size must be at least 1"));
+        }
+        if !(t.learning_rate > 0.0) {
+            return Err(PluginError::invalid_config(format!(
+                "training.learning_rate: must be more than 0, found {}",
+                t.learning_rate
+            )));
+        }
+        Ok(SoftmaxRegression { training: sections.training, seed: config.seed, parameters: None })
+    }
+}
+
+fn features_of<'a>(view: &TensorView<'a>) -> Result<&'a [f32], PluginError> {
+    view.as_f32().ok_or_else(|| PluginError::new(format!("features must be f32, got {}", view.elements.dtype())))
+}
+
+fn labels_of<'a>(data: &DataView<'a>) -> Result<&'a [i64], PluginError> {
+    if data.task != TaskKind::Classification {
+        return Err(PluginError::new("SoftmaxRegression classifies; this data set is a regression task"));
+    }
+    let labels = data.targets.as_i64().ok_or_else(|| PluginError::new("classification targets must be i64"))?;
+    if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= data.outputs) {
+        return Err(PluginError::new(format!("target {bad} is outside 0..{}", data.outputs)));
+    }
+    Ok(labels)
+}
+
+/// Mean cross-entropy and accuracy.
+fn measure(parameters: &Parameters, data: &DataView<'_>) -> Result<(f64, f64), PluginError> {
+    let x = features_of(&data.features)?;
+    let labels = labels_of(data)?;
+    let mut probabilities = vec![0.0; parameters.outputs];
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for (row, &label) in x.chunks_exact(parameters.inputs).zip(labels) {
+        parameters.probabilities(row, &mut probabilities);
+        loss -= (probabilities[label as usize] as f64).max(1e-15).ln();
+        let predicted = probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
+        correct += usize::from(predicted == label as usize);
+    }
+    let n = labels.len().max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+impl SoftmaxRegression {
+    fn parameters(&self) -> Result<&Parameters, PluginError> {
+        self.parameters.as_ref().ok_or_else(|| PluginError::new("the model has not been trained or loaded yet"))
+    }
+}
+
+impl Model for SoftmaxRegression {
+    fn fit(
+        &mut self,
+        train: &DataView<'_>,
+        validation: Option<&DataView<'_>>,
+        services: &Services<'_>,
+    ) -> Result<FitSummary, PluginError> {
+        let t = self.training.clone();
+        let x = features_of(&train.features)?;
+        let labels = labels_of(train)?;
+        let (inputs, outputs) = (train.features.row_len(), train.outputs);
+        let mut parameters = Parameters::zeros(inputs, outputs);
+        let mut velocity = Parameters::zeros(inputs, outputs);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        let mut probabilities = vec![0.0f32; outputs];
+        let mut gradient = Parameters::zeros(inputs, outputs);
+        let batches = labels.len().div_ceil(t.batch_size) as u64;
+        for epoch in 1..=t.epochs {
+            let started = Instant::now();
+            order.shuffle(&mut rng);
+            let (mut loss, mut correct) = (0.0f64, 0usize);
+            for (batch, rows) in order.chunks(t.batch_size).enumerate() {
+                if services.should_stop() {
+                    return Err(PluginError::cancelled());
+                }
+                gradient.weights.fill(0.0);
+                gradient.biases.fill(0.0);
+                for &row in rows {
+                    let sample = &x[row * inputs..(row + 1) * inputs];
+                    let label = labels[row] as usize;
+                    parameters.probabilities(sample, &mut probabilities);
+                    loss -= (probabilities[label] as f64).max(1e-15).ln();
+                    let predicted =
+                        probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
+                    correct += usize::from(predicted == label);
+                    for (class, &p) in probabilities.iter().enumerate() {
+                        let error = p - f32::from(class == label);
+                        gradient.biases[class] += error;
+                        for (g, v) in gradient.weights[class * inputs..(class + 1) * inputs].iter_mut().zip(sample) {
+                            *g += error * v;
+                        }
+                    }
+                }
+                let scale = 1.0 / rows.len() as f32;
+                let (lr, momentum, decay) = (t.learning_rate as f32, t.momentum as f32, t.weight_decay as f32);
+                for ((w, v), g) in parameters.weights.iter_mut().zip(&mut velocity.weights).zip(&gradient.weights) {
+                    *v = momentum * *v + g * scale + decay * *w;
+                    *w -= lr * *v;
+                }
+                for ((b, v), g) in parameters.biases.iter_mut().zip(&mut velocity.biases).zip(&gradient.biases) {
+                    *v = momentum * *v + g * scale;
+                    *b -= lr * *v;
+                }
+                services.progress(
+                    batch as u64 + 1,
+                    batches,
+                    &format!("epoch {epoch}/{} loss {:.4}", t.epochs, loss / order.len() as f64),
+                );
+            }
+            let n = labels.len() as f64;
+            if !loss.is_finite() {
+                return Err(PluginError::new(format!(
+                    "loss became {loss} at epoch {epoch}; lower training.learning_rate"
+                )));
+            }
+            services.metric("loss", epoch as u64, loss / n);
+            services.metric("accuracy", epoch as u64, correct as f64 / n);
+            services.metric("learning_rate", epoch as u64, t.learning_rate);
+            if let Some(validation) = validation.filter(|v| v.features.rows() > 0) {
+                let (val_loss, val_accuracy) = measure(&parameters, validation)?;
+                services.metric("val_loss", epoch as u64, val_loss);
+                services.metric("val_accuracy", epoch as u64, val_accuracy);
+            }
+            services.metric("epoch_seconds", epoch as u64, started.elapsed().as_secs_f64());
+        }
+        self.parameters = Some(parameters);
+        Ok(FitSummary { epochs_completed: t.epochs, device: "cpu".into(), ..FitSummary::default() })
+    }
+
+    fn predict(&mut self, features: &TensorView<'_>, _: &Services<'_>) -> Result<Tensor, PluginError> {
+        let parameters = self.parameters()?;
+        let x = features_of(features)?;
+        if features.row_len() != parameters.inputs {
+            return Err(PluginError::new(format!(
+                "features have {} values per sample; the model takes {}",
+                features.row_len(),
+                parameters.inputs
+            )));
+        }
+        let mut out = vec![0.0f32; features.rows() * parameters.outputs];
+        for (row, probabilities) in x.chunks_exact(parameters.inputs).zip(out.chunks_exact_mut(parameters.outputs)) {
+            parameters.probabilities(row, probabilities);
+        }
+        Ok(Tensor::from_f32(vec![features.rows(), parameters.outputs], out)?)
+    }
+
+    fn evaluate(&mut self, data: &DataView<'_>, _: &Services<'_>) -> Result<Map<String, Value>, PluginError> {
+        let (loss, accuracy) = measure(self.parameters()?, data)?;
+        let mut metrics = Map::new();
+        metrics.insert("loss".into(), json!(loss));
+        metrics.insert("accuracy".into(), json!(accuracy));
+        Ok(metrics)
+    }
+
+    fn custom_metrics(&mut self, _: &TensorView<'_>, _: &TensorView<'_>) -> Result<Map<String, Value>, PluginError> {
+        let parameters = self.parameters()?;
+        let norm: f64 = parameters.weights.iter().map(|w| (*w as f64).powi(2)).sum::<f64>().sqrt();
+        let mut metrics = Map::new();
+        metrics.insert("weight_l2_norm".into(), json!(norm));
+        Ok(metrics)
+    }
+
+    fn save(&mut self, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+        let parameters = self.parameters()?;
+        let bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        let (weights, biases) = (bytes(&parameters.weights), bytes(&parameters.biases));
+        let tensors = [
+            (
+                "biases",
+                SafeView::new(Dtype::F32, vec![parameters.outputs], &biases)
+                    .map_err(|e| PluginError::new(e.to_string()))?,
+            ),
+            (
+                "weights",
+                SafeView::new(Dtype::F32, vec![parameters.outputs, parameters.inputs], &weights)
+                    .map_err(|e| PluginError::new(e.to_string()))?,
+            ),
+        ];
+        let encoded = safetensors::serialize(tensors, None).map_err(|e| PluginError::new(e.to_string()))?;
+        let path = dir.join("model.safetensors");
+        std::fs::write(&path, encoded).with_context(|| path.display())?;
+        Ok(vec![path])
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
+        let path = dir.join("model.safetensors");
+        let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read the saved model", path.display()))?;
+        let file = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| PluginError::new(format!("{}: {e}", path.display())))?;
+        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), PluginError> {
+            let view = file.tensor(name).map_err(|e| PluginError::new(format!("{}: {name}: {e}", path.display())))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(PluginError::new(format!("{}: {name} is not f32", path.display())));
+            }
+            let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            Ok((view.shape().to_vec(), values))
+        };
+        let (weight_shape, weights) = read("weights")?;
+        let (_, biases) = read("biases")?;
+        let [outputs, inputs] = <[usize; 2]>::try_from(weight_shape).map_err(|shape| {
+            PluginError::new(format!("{}: weights have shape {shape:?}, expected [classes, features]", path.display()))
+        })?;
+        if biases.len() != outputs {
+            return Err(PluginError::new(format!("{}: {} biases for {outputs} classes", path.display(), biases.len())));
+        }
+        self.parameters = Some(Parameters { inputs, outputs, weights, biases });
+        Ok(())
+    }
+}
+
+plugin_sdk::export_plugin! {
+    name: env!("CARGO_PKG_NAME"),
+    version: env!("CARGO_PKG_VERSION"),
+    loaders: [],
+    models: [SoftmaxRegression],
+    report_generators: [],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_sdk::host::{HostServices, with_services};
+    use plugin_sdk::{Elements, LogLevel};
+
+    struct Quiet;
+
+    impl HostServices for Quiet {
+        fn log(&self, _: LogLevel, _: &str) {}
+        fn progress(&self, _: u64, _: u64, _: &str) {}
+        fn metric(&self, _: &str, _: u64, _: f64) {}
+        fn should_stop(&self) -> bool {
+            false
+        }
+        fn artifact_dir(&self) -> PathBuf {
+            std::env::temp_dir()
+        }
+    }
+
+    fn model() -> SoftmaxRegression {
+        let sections = json!({"training": {"epochs": 30, "batch_size": 8, "learning_rate": 0.5, "momentum": 0.9, "weight_decay": 0.0}});
+        SoftmaxRegression::new(ClassConfig { sections, seed: 3, threads: 1 }).unwrap()
+    }
+
+    #[test]
+    fn it_learns_a_separable_problem_and_round_trips_through_safetensors() {
+        // Class = which of three features is hot.
+        let (features, labels): (Vec<f32>, Vec<i64>) = (0..90)
+            .map(|i| {
+                let class = i % 3;
+                let mut row = [0.1f32; 3];
+                row[class] = 1.0;
+                (row, class as i64)
+            })
+            .fold((Vec::new(), Vec::new()), |(mut f, mut l), (row, label)| {
+                f.extend_from_slice(&row);
+                l.push(label);
+                (f, l)
+            });
+        let view = DataView {
+            features: TensorView::new(vec![90, 3], Elements::F32(&features)).unwrap(),
+            targets: TensorView::new(vec![90], Elements::I64(&labels)).unwrap(),
+            task: TaskKind::Classification,
+            outputs: 3,
+        };
+        let mut trained = model();
+        with_services(&Quiet, |services| trained.fit(&view, None, services)).unwrap();
+        let (_, accuracy) = measure(trained.parameters().unwrap(), &view).unwrap();
+        assert_eq!(accuracy, 1.0);
+
+        let dir = tempfile::tempdir().unwrap();
+        trained.save(dir.path()).unwrap();
+        let mut loaded = model();
+        loaded.load(dir.path()).unwrap();
+        assert_eq!(loaded.parameters, trained.parameters);
+        let mut again = model();
+        with_services(&Quiet, |services| again.fit(&view, None, services)).unwrap();
+        assert_eq!(again.parameters, trained.parameters, "the same seed gives the same weights");
+    }
+
+    #[test]
+    fn model_keys_are_refused() {
+        let sections = json!({"model": {"hidden_layers": [3]}, "training": {"epochs": 1, "batch_size": 1, "learning_rate": 0.1, "momentum": 0.0, "weight_decay": 0.0}});
+        let error = SoftmaxRegression::new(ClassConfig { sections, seed: 0, threads: 1 }).err().unwrap();
+        assert_eq!(error.message, "model.hidden_layers: SoftmaxRegression has no model keys");
+    }
+}
