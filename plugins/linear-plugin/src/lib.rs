@@ -94,7 +94,7 @@ impl PluginClass for SoftmaxRegression {
         if t.epochs == 0 || t.batch_size == 0 {
             return Err(PluginError::invalid_config("training.epochs and training.batch_size must be at least 1"));
         }
-        if !(t.learning_rate > 0.0) {
+        if t.learning_rate <= 0.0 || t.learning_rate.is_nan() {
             return Err(PluginError::invalid_config(format!(
                 "training.learning_rate: must be more than 0, found {}",
                 t.learning_rate

@@ -1,17 +1,20 @@
-//! The MNIST plugin: MNISTLoader (IDX files), MNISTMLP and MNISTCNN (libtorch via tch).
+//! The MNIST plugin: MNISTLoader (IDX files), MNISTMLP and MNISTCNN (libtorch via tch),
+//! MNISTReportGenerator (HTML with tera).
 //! Built as a cdylib for the host and as an rlib so its classes are tested in-process.
 
 pub mod idx;
 pub mod loader;
 pub mod model;
+pub mod report;
 
 pub use loader::MnistLoader;
 pub use model::{MnistCnn, MnistMlp};
+pub use report::MnistReportGenerator;
 
 plugin_sdk::export_plugin! {
     name: env!("CARGO_PKG_NAME"),
     version: env!("CARGO_PKG_VERSION"),
     loaders: [MnistLoader],
     models: [MnistMlp, MnistCnn],
-    report_generators: [],
+    report_generators: [MnistReportGenerator],
 }

@@ -12,7 +12,8 @@ fn mnist_project(model: &str, extra: &str) -> Project {
     let path = library("mnist-plugin").display().to_string();
     let linear = library("linear-plugin").display().to_string();
     project.mapping(&format!(
-        "Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n  MNISTCNN: {path}\n  SoftmaxRegression: {linear}\n"
+        "Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n  MNISTCNN: {path}\n  SoftmaxRegression: {linear}\n\
+         ReportGenerator:\n  MNISTReportGenerator: {path}\n"
     ));
     project.write(
         "config/tiny.yaml",
@@ -115,6 +116,35 @@ fn the_cnn_trains_on_images() {
     let bad = mnist_project("MNISTCNN", "model: {conv_filters: [4, 8], kernel_sizes: [3]}\n");
     let stderr = bad.host(&["run", "config/tiny.yaml"]).failure().to_owned();
     assert!(stderr.contains("model.kernel_sizes: 1 kernel sizes for 2 conv_filters; give one per block"), "{stderr}");
+}
+
+#[test]
+fn reports_are_self_contained_and_escape_what_they_show() {
+    let project = mnist_project("MNISTMLP", "training: {epochs: 2}\n");
+    let config = std::fs::read_to_string(project.path().join("config/tiny.yaml")).unwrap();
+    let config = config
+        .replace("experiment_name: tiny", "experiment_name: \"<script>alert('x')</script>\"")
+        .replace("model: MNISTMLP}", "model: MNISTMLP, report_generator: MNISTReportGenerator}");
+    project.write("config/tiny.yaml", &config);
+    let summary = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    let reports = run_dir(&project, &summary).join("reports");
+    for page in ["index.html", "data.html", "training.html", "evaluation.html"] {
+        let html = std::fs::read_to_string(reports.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(!html.contains("<script>"), "{page} holds a live script tag");
+        assert!(html.contains("&lt;script&gt;"), "{page} does not show the name as text");
+        assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "{page} fetches something");
+        assert!(html.contains("<svg"), "{page} has no chart");
+    }
+    let index = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    assert!(index.contains(summary["config_sha256"].as_str().unwrap()), "the provenance panel shows the config hash");
+    let reported: Vec<&str> = summary["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "report")
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(reported.len(), 4, "{reported:?}");
 }
 
 #[test]
