@@ -1,0 +1,66 @@
+//! The reference workload in one plain tch program, for the host-overhead benchmark: exactly the
+//! job of config/reference_mlp.yaml (Fashion-MNIST from Debian's package, bytes / 255, MLP
+//! 784-128-10 with ReLU, Adam 1e-3, batch 128, seed 42, 5 epochs, the same batch loop, test
+//! accuracy). Prints one JSON line: seconds and accuracy.
+
+use std::time::Instant;
+
+use mnist_plugin::idx::read_idx;
+use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+fn images(path: &str) -> anyhow::Result<(Tensor, i64)> {
+    let array = read_idx(std::path::Path::new(path), 3)?;
+    let scaled: Vec<f32> = array.data.iter().map(|&v| v as f32 * (1.0 / 255.0)).collect();
+    let n = array.dims[0] as i64;
+    Ok((Tensor::from_slice(&scaled).view([n, 784]), n))
+}
+
+fn labels(path: &str) -> anyhow::Result<Tensor> {
+    let array = read_idx(std::path::Path::new(path), 1)?;
+    let labels: Vec<i64> = array.data.iter().map(|&l| l as i64).collect();
+    Ok(Tensor::from_slice(&labels))
+}
+
+fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = std::env::args().nth(1).unwrap_or_else(|| "/usr/share/datasets/fashion-mnist".into());
+    let threads: i32 = std::env::args().nth(2).map(|t| t.parse()).transpose()?.unwrap_or(2);
+    tch::manual_seed(42);
+    tch::set_num_threads(threads);
+    let (x_train, n) = images(&format!("{dir}/train-images-idx3-ubyte.gz"))?;
+    let y_train = labels(&format!("{dir}/train-labels-idx1-ubyte.gz"))?;
+    let (x_test, _) = images(&format!("{dir}/t10k-images-idx3-ubyte.gz"))?;
+    let y_test = labels(&format!("{dir}/t10k-labels-idx1-ubyte.gz"))?;
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let net = nn::seq_t()
+        .add_fn(|xs| xs.flatten(1, -1))
+        .add(nn::linear(&root / "hidden0", 784, 128, Default::default()))
+        .add_fn(|xs| xs.relu())
+        .add(nn::linear(&root / "output", 128, 10, Default::default()));
+    let mut optimizer = nn::Adam::default().build(&vs, 1e-3)?;
+    let batch_size = 128i64;
+    for _epoch in 1..=5 {
+        let order = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
+        let (mut loss_sum, mut correct) = (0.0, 0i64);
+        for start in (0..n).step_by(batch_size as usize) {
+            let len = (n - start).min(batch_size);
+            let index = order.narrow(0, start, len);
+            let (xb, yb) = (x_train.index_select(0, &index), y_train.index_select(0, &index));
+            let logits = net.forward_t(&xb, true);
+            let loss = logits.cross_entropy_for_logits(&yb);
+            optimizer.backward_step(&loss);
+            loss_sum += loss.double_value(&[]) * len as f64;
+            correct += tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]));
+        }
+        std::hint::black_box((loss_sum, correct));
+    }
+    let accuracy = tch::no_grad(|| {
+        let logits = net.forward_t(&x_test, false);
+        logits.argmax(-1, false).eq_tensor(&y_test).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+    });
+    println!("{}", serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "accuracy": accuracy}));
+    Ok(())
+}

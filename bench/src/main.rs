@@ -1,0 +1,108 @@
+//! `bench`: prints benchmark figures (never asserts timings). Run it through
+//! `scripts/bench.sh`, which builds everything in release first.
+//!
+//! - `overhead`: `host run config/reference_mlp.yaml` against `bare-mlp` (the same job in plain
+//!   tch), interleaved, medians of N runs and their ratio.
+//! - `decode`: decoding Fashion-MNIST's 60,000 training images from IDX gz, median of N.
+//! - `accuracy`: test accuracy of config/fashion_mnist_config.yaml (MLP) and
+//!   config/fashion_cnn_config.yaml (CNN) on Fashion-MNIST's test set.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+const FASHION: &str = "/usr/share/datasets/fashion-mnist";
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::current_exe()?.parent().map(Path::to_owned).context("no executable folder")?;
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{} is missing: build with `cargo build --release --workspace` (scripts/bench.sh does)", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs a command, returning its wall time and stdout.
+fn timed(command: &mut Command) -> anyhow::Result<(f64, String)> {
+    let started = Instant::now();
+    let output = command.output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok((seconds, String::from_utf8_lossy(&output.stdout).into_owned()))
+}
+
+fn host_run(config: &str, output_dir: &Path) -> anyhow::Result<(f64, serde_json::Value)> {
+    let (seconds, stdout) = timed(
+        Command::new(sibling("host")?).args(["-q", "run", config, "--json", "--output-dir"]).arg(output_dir),
+    )?;
+    Ok((seconds, serde_json::from_str(&stdout)?))
+}
+
+fn overhead(runs: usize) -> anyhow::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("bench-overhead-{}", std::process::id()));
+    let (mut host, mut bare) = (Vec::new(), Vec::new());
+    let (mut host_accuracy, mut bare_accuracy) = (0.0, 0.0);
+    for run in 1..=runs {
+        let (seconds, summary) = host_run("config/reference_mlp.yaml", &scratch)?;
+        host.push(seconds);
+        host_accuracy = summary["metrics"]["test"]["accuracy"].as_f64().unwrap_or(f64::NAN);
+        let (seconds, stdout) = timed(Command::new(sibling("bare-mlp")?).arg(FASHION).arg("2"))?;
+        bare.push(seconds);
+        bare_accuracy = serde_json::from_str::<serde_json::Value>(&stdout)?["accuracy"].as_f64().unwrap_or(f64::NAN);
+        eprintln!("run {run}/{runs}: host {:.2}s, bare {:.2}s", host.last().unwrap_or(&0.0), bare.last().unwrap_or(&0.0));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (host_median, bare_median) = (median(&mut host), median(&mut bare));
+    println!("host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, 2 threads), medians of {runs}:");
+    println!("  host run config/reference_mlp.yaml  {host_median:.3} s  (test accuracy {host_accuracy:.4})");
+    println!("  bare tch program (bare-mlp)         {bare_median:.3} s  (test accuracy {bare_accuracy:.4})");
+    println!("  ratio host / bare                   {:.3}  (target at most 1.10)", host_median / bare_median);
+    Ok(())
+}
+
+fn decode(runs: usize) -> anyhow::Result<()> {
+    let path = Path::new(FASHION).join("train-images-idx3-ubyte.gz");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let array = mnist_plugin::idx::read_idx(&path, 3)?;
+        times.push(started.elapsed().as_secs_f64());
+        assert_eq!(array.dims, [60_000, 28, 28]);
+    }
+    println!("decode {} (60,000 images), median of {runs}: {:.3} s  (target under 0.5 s)", path.display(), median(&mut times));
+    Ok(())
+}
+
+fn accuracy() -> anyhow::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("bench-accuracy-{}", std::process::id()));
+    for (config, target) in [("config/fashion_mnist_config.yaml", 0.87), ("config/fashion_cnn_config.yaml", 0.90)] {
+        let (seconds, summary) = host_run(config, &scratch)?;
+        let accuracy = summary["metrics"]["test"]["accuracy"].as_f64().unwrap_or(f64::NAN);
+        println!("{config}: test accuracy {accuracy:.4} (target at least {target}) in {seconds:.0} s");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).map(|r| r.parse()).transpose()?.unwrap_or(5);
+    let which = args.first().map(String::as_str).unwrap_or("all");
+    match which {
+        "overhead" => overhead(runs),
+        "decode" => decode(runs),
+        "accuracy" => accuracy(),
+        "all" => decode(runs).and_then(|()| overhead(runs)).and_then(|()| accuracy()),
+        other => bail!("unknown benchmark {other}; use overhead, decode, accuracy or all"),
+    }
+}

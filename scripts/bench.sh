@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Benchmarks: builds host, plugins and the bench programs in release, then prints figures.
+# usage: scripts/bench.sh [overhead|decode|accuracy|all] [--runs N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --workspace
+target/release/bench "$@"
