@@ -18,7 +18,7 @@ const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
+    if values.len().is_multiple_of(2) { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -42,9 +42,8 @@ fn timed(command: &mut Command) -> anyhow::Result<(f64, String)> {
 }
 
 fn host_run(config: &str, output_dir: &Path) -> anyhow::Result<(f64, serde_json::Value)> {
-    let (seconds, stdout) = timed(
-        Command::new(sibling("host")?).args(["-q", "run", config, "--json", "--output-dir"]).arg(output_dir),
-    )?;
+    let (seconds, stdout) =
+        timed(Command::new(sibling("host")?).args(["-q", "run", config, "--json", "--output-dir"]).arg(output_dir))?;
     Ok((seconds, serde_json::from_str(&stdout)?))
 }
 
@@ -59,11 +58,17 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
         let (seconds, stdout) = timed(Command::new(sibling("bare-mlp")?).arg(FASHION).arg("2"))?;
         bare.push(seconds);
         bare_accuracy = serde_json::from_str::<serde_json::Value>(&stdout)?["accuracy"].as_f64().unwrap_or(f64::NAN);
-        eprintln!("run {run}/{runs}: host {:.2}s, bare {:.2}s", host.last().unwrap_or(&0.0), bare.last().unwrap_or(&0.0));
+        eprintln!(
+            "run {run}/{runs}: host {:.2}s, bare {:.2}s",
+            host.last().unwrap_or(&0.0),
+            bare.last().unwrap_or(&0.0)
+        );
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let (host_median, bare_median) = (median(&mut host), median(&mut bare));
-    println!("host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, 2 threads), medians of {runs}:");
+    println!(
+        "host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, 2 threads), medians of {runs}:"
+    );
     println!("  host run config/reference_mlp.yaml  {host_median:.3} s  (test accuracy {host_accuracy:.4})");
     println!("  bare tch program (bare-mlp)         {bare_median:.3} s  (test accuracy {bare_accuracy:.4})");
     println!("  ratio host / bare                   {:.3}  (target at most 1.10)", host_median / bare_median);
@@ -79,7 +84,11 @@ fn decode(runs: usize) -> anyhow::Result<()> {
         times.push(started.elapsed().as_secs_f64());
         assert_eq!(array.dims, [60_000, 28, 28]);
     }
-    println!("decode {} (60,000 images), median of {runs}: {:.3} s  (target under 0.5 s)", path.display(), median(&mut times));
+    println!(
+        "decode {} (60,000 images), median of {runs}: {:.3} s  (target under 0.5 s)",
+        path.display(),
+        median(&mut times)
+    );
     Ok(())
 }
 
@@ -96,7 +105,13 @@ fn accuracy() -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).map(|r| r.parse()).transpose()?.unwrap_or(5);
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .map(|r| r.parse())
+        .transpose()?
+        .unwrap_or(5);
     let which = args.first().map(String::as_str).unwrap_or("all");
     match which {
         "overhead" => overhead(runs),

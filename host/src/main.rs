@@ -10,6 +10,7 @@ mod metrics;
 mod output;
 mod pipeline;
 mod registry;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,15 @@ enum Command {
         /// instead of training.
         #[arg(long, value_name = "RUN_DIR")]
         model_from: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Query the runs recorded in the provenance store.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List and inspect plugins.
     Plugins {
@@ -77,6 +87,47 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List {
+        /// Only runs of this experiment.
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Only runs with this status (running, completed, failed, cancelled, interrupted).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's record: config, plugins with hashes, stages, metrics.
+    Show {
+        /// The run id.
+        run: String,
+        /// Print the whole record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// The provenance store (SQLite) [default: path in config/database_config.yaml, else
+    /// provenance.db].
+    #[arg(long, env = "HOST_DB", value_name = "PATH", global = true)]
+    db: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn into_options(self) -> commands::run::StoreOptions {
+        commands::run::StoreOptions { db: self.db, database_config: PathBuf::from("config/database_config.yaml") }
+    }
 }
 
 #[derive(Args)]
@@ -123,17 +174,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Run { config, plugins, json, output_dir, model_from } => {
+        Command::Run { config, plugins, json, output_dir, model_from, store } => {
             let registry = plugins.into_options(Some(&config));
             let show_progress = !cli.quiet;
+            let store = store.into_options();
             commands::run::run(commands::run::RunOptions {
                 config,
+                store,
                 registry,
                 json,
                 output_dir,
                 model_from,
                 show_progress,
             })
+        }
+        Command::Runs { command, store } => {
+            let store = store.into_options();
+            match command {
+                RunsCommand::List { experiment, status, limit, json } => {
+                    commands::runs::list(&store, experiment.as_deref(), status.as_deref(), limit, json)
+                }
+                RunsCommand::Show { run, json } => commands::runs::show(&store, &run, json),
+            }
+            .map(|()| ExitCode::SUCCESS)
         }
         Command::Plugins { command: PluginsCommand::List { plugins, json } } => {
             commands::plugins::list(plugins.into_options(None), json).map(|()| ExitCode::SUCCESS)

@@ -22,6 +22,7 @@ use crate::data::{self, Prepared, Split, Transform};
 use crate::hashing::{sha256_bytes, sha256_file};
 use crate::metrics;
 use crate::registry::ResolvedClass;
+use crate::store::{Environment, Store};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +43,7 @@ pub struct PluginUse {
     pub sdk_version: String,
     pub library: PathBuf,
     pub sha256: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,11 +123,20 @@ pub struct RunRequest<'a> {
     pub model_from: Option<PathBuf>,
     pub show_progress: bool,
     pub stop: Arc<AtomicBool>,
+    /// Where the run is recorded; `None` records only the run folder.
+    pub store: Option<&'a RefCell<Store>>,
+    /// The folder whose git state the run records.
+    pub project_dir: PathBuf,
 }
 
 /// The current UTC time as RFC 3339 (`2026-11-26T07:15:30Z`).
 pub fn now_rfc3339() -> String {
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// A time as RFC 3339 in UTC, to the second.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let seconds = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rest) = (seconds / 86_400, seconds % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -156,6 +167,8 @@ struct MetricPoint {
 /// The services one stage's plugin calls see.
 struct StageServices<'a> {
     plugin: String,
+    heartbeat: Option<(&'a RefCell<Store>, String)>,
+    last_heartbeat: Cell<Option<Instant>>,
     artifact_dir: PathBuf,
     stop: &'a AtomicBool,
     show_progress: bool,
@@ -166,9 +179,11 @@ struct StageServices<'a> {
 }
 
 impl<'a> StageServices<'a> {
-    fn new(plugin: String, artifact_dir: PathBuf, request: &'a RunRequest<'_>) -> Self {
+    fn new(plugin: String, artifact_dir: PathBuf, request: &'a RunRequest<'_>, run_id: &str) -> Self {
         StageServices {
             plugin,
+            heartbeat: request.store.map(|store| (store, run_id.to_owned())),
+            last_heartbeat: Cell::new(Some(Instant::now())),
             artifact_dir,
             stop: &request.stop,
             show_progress: request.show_progress,
@@ -236,6 +251,15 @@ impl HostServices for StageServices<'_> {
     }
 
     fn progress(&self, done: u64, total: u64, message: &str) {
+        // Progress is the sign of life a long call gives: keep the run's heartbeat fresh.
+        if let Some((store, run_id)) = &self.heartbeat
+            && self.last_heartbeat.get().is_none_or(|t| t.elapsed().as_secs() >= 5)
+        {
+            self.last_heartbeat.set(Some(Instant::now()));
+            if let Err(error) = store.borrow().heartbeat(run_id) {
+                tracing::warn!("cannot record the heartbeat: {error:#}");
+            }
+        }
         if done <= 1 {
             // A new round of progress: the previous epoch's metrics are complete.
             self.print_epochs(self.last_step());
@@ -326,7 +350,12 @@ impl<'a> Run<'a> {
     }
 
     fn services(&self, class: &ResolvedClass, artifact_dir: PathBuf) -> StageServices<'a> {
-        StageServices::new(format!("{} {}", class.info.name, class.library.plugin_label()), artifact_dir, self.request)
+        StageServices::new(
+            format!("{} {}", class.info.name, class.library.plugin_label()),
+            artifact_dir,
+            self.request,
+            &self.summary.run_id,
+        )
     }
 
     fn stage<T>(
@@ -349,7 +378,20 @@ impl<'a> Run<'a> {
         if status == RunStatus::Failed {
             self.summary.failed_stage = Some(name);
         }
+        if let Err(error) = self.record() {
+            return Err(StageError::Failed(error));
+        }
         result
+    }
+
+    /// Writes the run's record so far to the store, one transaction per stage.
+    fn record(&self) -> anyhow::Result<()> {
+        match self.request.store {
+            Some(store) => {
+                store.borrow_mut().record(&self.summary).context("recording the run in the provenance store")
+            }
+            None => Ok(()),
+        }
     }
 
     fn artifact(&mut self, kind: &str, path: &Path) -> anyhow::Result<()> {
@@ -615,6 +657,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
                         sdk_version: manifest.sdk_version.clone(),
                         library: c.library.path.clone(),
                         sha256: c.library.sha256.clone(),
+                        size: c.library.size,
                     }
                 })
                 .collect(),
@@ -629,6 +672,13 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
             error: None,
         },
     };
+    if let Some(store) = request.store {
+        let environment = Environment::current(experiment.threads);
+        store
+            .borrow_mut()
+            .begin_run(&run.summary, &experiment.canonical, &environment, &request.project_dir)
+            .context("recording the run in the provenance store")?;
+    }
     let outcome = (|| -> Result<(), StageError> {
         write_json(&dir.join("config.json"), &experiment.canonical)?;
         let dataset = run.stage("load", |run| run.load())?;
@@ -653,6 +703,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
     run.summary.finished_at = Some(now_rfc3339());
     run.summary.seconds = started.elapsed().as_secs_f64();
     write_json(&dir.join("run.json"), &run.summary)?;
+    run.record()?;
     Ok(run.summary)
 }
 

@@ -12,9 +12,32 @@ use crate::config::experiment::ExperimentConfig;
 use crate::output::{print_json, table};
 use crate::pipeline::{RunRequest, RunStatus, RunSummary, execute};
 use crate::registry::{Registry, RegistryOptions, ResolvedClass};
+use crate::store::{DatabaseConfig, Store};
+
+/// Where the provenance store is: `--db`, else `config/database_config.yaml`, else defaults.
+pub struct StoreOptions {
+    pub db: Option<PathBuf>,
+    pub database_config: PathBuf,
+}
+
+impl StoreOptions {
+    /// Opens the store and marks runs whose process died as interrupted.
+    pub fn open(&self) -> anyhow::Result<Store> {
+        let mut config = DatabaseConfig::load(&self.database_config)?;
+        if let Some(db) = &self.db {
+            config.path = db.clone();
+        }
+        let store = Store::open(&config)?;
+        for run_id in store.mark_interrupted(std::time::Duration::from_secs(120))? {
+            tracing::warn!("run {run_id} stopped without finishing; marked interrupted");
+        }
+        Ok(store)
+    }
+}
 
 pub struct RunOptions {
     pub config: PathBuf,
+    pub store: StoreOptions,
     pub registry: RegistryOptions,
     pub json: bool,
     pub output_dir: Option<PathBuf>,
@@ -53,6 +76,7 @@ fn install_interrupt_handler(stop: Arc<AtomicBool>) {
 
 pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let (_registry, experiment, classes) = prepare(&options.config, options.registry)?;
+    let store = std::cell::RefCell::new(options.store.open()?);
     let stop = Arc::new(AtomicBool::new(false));
     install_interrupt_handler(stop.clone());
     let request = RunRequest {
@@ -62,12 +86,15 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         model_from: options.model_from.clone(),
         show_progress: options.show_progress && !options.json,
         stop,
+        store: Some(&store),
+        project_dir: options.config.parent().map(Path::to_owned).unwrap_or_default(),
     };
     let summary = execute(&request)?;
     if options.json {
         print_json(&summary)?;
     } else {
         print_summary(&summary);
+        println!("recorded in {} (host runs show {})", store.borrow().path().display(), summary.run_id);
     }
     Ok(match summary.status {
         RunStatus::Completed => ExitCode::SUCCESS,

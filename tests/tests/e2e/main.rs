@@ -5,4 +5,5 @@ mod config;
 mod faults;
 mod pipeline;
 mod plugins;
+mod store;
 mod support;

@@ -1,0 +1,113 @@
+//! The store's schema as append-only migrations: migration N brings `PRAGMA user_version` from
+//! N to N+1. Never edit a released migration; add a new one.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the run record, content-addressed artifacts, lineage in W3C PROV terms.
+    r#"
+    CREATE TABLE experiments (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'interrupted')),
+        config_file TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        config_sha256 TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        threads INTEGER NOT NULL,
+        host_version TEXT NOT NULL,
+        git_commit TEXT,
+        git_dirty INTEGER,
+        output_dir TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        heartbeat_at TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        hostname TEXT NOT NULL,
+        error TEXT,
+        failed_stage TEXT,
+        summary_json TEXT
+    );
+    CREATE INDEX runs_by_experiment ON runs (experiment_id, started_at);
+    CREATE INDEX runs_by_status ON runs (status);
+    CREATE TABLE environments (
+        run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+        os TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        cpu TEXT NOT NULL,
+        cores INTEGER NOT NULL,
+        threads INTEGER NOT NULL,
+        rustc TEXT NOT NULL,
+        libtorch TEXT,
+        device TEXT
+    );
+    CREATE TABLE plugin_libraries (
+        sha256 TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        plugin_name TEXT NOT NULL,
+        plugin_version TEXT NOT NULL,
+        sdk_version TEXT NOT NULL,
+        size INTEGER NOT NULL
+    );
+    CREATE TABLE run_plugins (
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        class TEXT NOT NULL,
+        library_sha256 TEXT NOT NULL REFERENCES plugin_libraries(sha256),
+        PRIMARY KEY (run_id, kind)
+    );
+    CREATE INDEX run_plugins_by_library ON run_plugins (library_sha256);
+    CREATE TABLE artifacts (
+        sha256 TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        size INTEGER
+    );
+    CREATE TABLE run_artifacts (
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL REFERENCES artifacts(sha256),
+        role TEXT NOT NULL,
+        path TEXT NOT NULL DEFAULT '',
+        UNIQUE (run_id, role, path, sha256)
+    );
+    CREATE INDEX run_artifacts_by_sha256 ON run_artifacts (sha256);
+    CREATE TABLE stages (
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        parameters_json TEXT,
+        cache_hit INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE TABLE lineage_edges (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        relation TEXT NOT NULL CHECK (relation IN ('used', 'wasGeneratedBy', 'wasDerivedFrom', 'wasAssociatedWith')),
+        subject TEXT NOT NULL,
+        object TEXT NOT NULL,
+        activity TEXT,
+        parameters_json TEXT
+    );
+    CREATE INDEX lineage_by_subject ON lineage_edges (subject);
+    CREATE INDEX lineage_by_object ON lineage_edges (object);
+    CREATE INDEX lineage_by_run ON lineage_edges (run_id);
+    CREATE TABLE parameters (
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        value_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE TABLE metrics (
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        step INTEGER,
+        value REAL,
+        value_json TEXT
+    );
+    CREATE INDEX metrics_by_run ON metrics (run_id, name, step);
+    "#,
+];

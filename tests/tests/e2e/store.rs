@@ -1,0 +1,118 @@
+//! The provenance store end to end: runs recorded with `--db`, queried back, a failed run's
+//! error and stage, a killed run marked interrupted, and two runs writing at once.
+
+use std::process::{Command, Stdio};
+
+use crate::support::{Project, host_binary, library};
+
+fn faulty_project() -> Project {
+    let project = Project::new();
+    let path = library("faulty-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  FaultyLoader: {path}\nModel:\n  FaultyModel: {path}\n"));
+    project.write(
+        "config/run.yaml",
+        "experiment_name: stored\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n",
+    );
+    project
+}
+
+#[test]
+fn runs_are_recorded_and_queried_from_the_store_named_by_db() {
+    let project = faulty_project();
+    let summary = project.host(&["run", "config/run.yaml", "--json", "--db", "stores/a.db"]).success().json();
+    assert!(project.path().join("stores/a.db").is_file());
+    let runs = project.host(&["runs", "list", "--json", "--db", "stores/a.db"]).success().json();
+    assert_eq!(runs[0]["run_id"], summary["run_id"]);
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(runs[0]["experiment"], "stored");
+    let record = project
+        .host(&["runs", "show", summary["run_id"].as_str().unwrap(), "--json", "--db", "stores/a.db"])
+        .success()
+        .json();
+    assert_eq!(record["plugins"][0]["sha256"], summary["plugins"][0]["sha256"]);
+    assert_eq!(record["config"]["seed"], 42);
+    let missing = project.host(&["runs", "show", "nope", "--db", "stores/a.db"]);
+    assert!(missing.failure().contains("no run nope in stores/a.db"), "{}", missing.stderr);
+    // The default store is a separate file.
+    let default = project.host(&["runs", "list", "--json"]).success().json();
+    assert_eq!(default.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_failed_run_records_its_error_and_stage() {
+    let project = faulty_project();
+    let config = std::fs::read_to_string(project.path().join("config/run.yaml")).unwrap();
+    project.write("config/run.yaml", &format!("{config}model: {{fail_in: predict, mode: error}}\n"));
+    project.host(&["run", "config/run.yaml"]).failure();
+    let runs = project.host(&["runs", "list", "--json", "--status", "failed"]).success().json();
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let record = project.host(&["runs", "show", &run_id, "--json"]).success().json();
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["failed_stage"], "evaluate");
+    assert!(record["error"].as_str().unwrap().contains("deliberate error in predict"), "{record:#}");
+}
+
+#[test]
+fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
+    let project = Project::new();
+    crate::support::write_tiny_mnist(&project.path().join("data"), 300, 50);
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n"));
+    project.write(
+        "config/long.yaml",
+        "experiment_name: long\nthreads: 1\nplugins: {data_loader: MNISTLoader, model: MNISTMLP}\ndata_loader: {data_dir: data}\ntraining: {epochs: 100000, batch_size: 4}\n",
+    );
+    let mut child = Command::new(host_binary())
+        .args(["-q", "run", "config/long.yaml"])
+        .current_dir(project.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let runs = project.host(&["runs", "list", "--json"]).success().json();
+        if runs[0]["status"] == "running" {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 60, "the run never started: {runs}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:#}");
+    // The store is intact and takes new runs.
+    project.write(
+        "config/long.yaml",
+        &std::fs::read_to_string(project.path().join("config/long.yaml")).unwrap().replace("100000", "1"),
+    );
+    project.host(&["run", "config/long.yaml"]).success();
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn two_runs_writing_to_one_store_at_once_both_complete() {
+    let project = faulty_project();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(host_binary())
+                .args(["-q", "run", "config/run.yaml", "--json"])
+                .current_dir(project.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let runs = project.host(&["runs", "list", "--json", "--status", "completed"]).success().json();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+}
