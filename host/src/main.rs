@@ -55,6 +55,17 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Rehash every file a run recorded (data, weights, outputs, plugin libraries); exit 1 when
+    /// any changed or is missing.
+    Verify {
+        /// The run id.
+        run: String,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Query the runs recorded in the provenance store.
     Runs {
         #[command(subcommand)]
@@ -188,6 +199,7 @@ fn main() -> ExitCode {
                 show_progress,
             })
         }
+        Command::Verify { run, json, store } => commands::verify::verify(&store.into_options(), &run, json),
         Command::Runs { command, store } => {
             let store = store.into_options();
             match command {

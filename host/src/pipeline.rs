@@ -63,9 +63,11 @@ pub struct FileArtifact {
 }
 
 impl FileArtifact {
+    /// Hashes the file; the path is recorded absolute, so `host verify` works from anywhere.
     fn of(kind: &str, path: &Path) -> anyhow::Result<Self> {
         let (sha256, size) = sha256_file(path).with_context(|| format!("{}: cannot hash", path.display()))?;
-        Ok(FileArtifact { kind: kind.into(), path: path.to_owned(), sha256, size })
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        Ok(FileArtifact { kind: kind.into(), path, sha256, size })
     }
 }
 
@@ -655,7 +657,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
                         plugin_name: manifest.plugin_name.clone(),
                         plugin_version: manifest.plugin_version.clone(),
                         sdk_version: manifest.sdk_version.clone(),
-                        library: c.library.path.clone(),
+                        library: std::path::absolute(&c.library.path).unwrap_or_else(|_| c.library.path.clone()),
                         sha256: c.library.sha256.clone(),
                         size: c.library.size,
                     }

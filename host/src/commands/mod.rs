@@ -4,3 +4,4 @@
 pub mod plugins;
 pub mod run;
 pub mod runs;
+pub mod verify;

@@ -580,6 +580,40 @@ impl Store {
     }
 }
 
+/// A file a run recorded, to check again.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedFile {
+    /// `plugin`, or the artifact's role (`model`, `metrics`, `train-images`, ...).
+    pub role: String,
+    pub path: String,
+    pub sha256: String,
+}
+
+impl Store {
+    /// Every file a run used or produced (plugin libraries included), with its recorded SHA-256.
+    /// `None` when the run is unknown.
+    pub fn recorded_files(&self, run_id: &str) -> anyhow::Result<Option<Vec<RecordedFile>>> {
+        let known: Option<String> = self
+            .connection
+            .query_row("SELECT run_id FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
+            .optional()?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let mut statement = self.connection.prepare(
+            "SELECT 'plugin ' || rp.kind, l.path, l.sha256 FROM run_plugins rp JOIN plugin_libraries l ON l.sha256 = rp.library_sha256
+             WHERE rp.run_id = ?1
+             UNION ALL
+             SELECT role, path, sha256 FROM run_artifacts WHERE run_id = ?1 AND path <> ''
+             ORDER BY 1, 2",
+        )?;
+        let files = statement
+            .query_map([run_id], |r| Ok(RecordedFile { role: r.get(0)?, path: r.get(1)?, sha256: r.get(2)? }))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(files))
+    }
+}
+
 /// One line of `host runs list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {

@@ -116,3 +116,28 @@ fn two_runs_writing_to_one_store_at_once_both_complete() {
     let runs = project.host(&["runs", "list", "--json", "--status", "completed"]).success().json();
     assert_eq!(runs.as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn verify_passes_until_an_artifact_is_altered_or_removed() {
+    let project = faulty_project();
+    let summary = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let run_id = summary["run_id"].as_str().unwrap();
+    let verified = project.host(&["verify", run_id]);
+    assert!(verified.success().stdout.contains("all "), "{}", verified.stdout);
+    let json = project.host(&["verify", run_id, "--json"]).success().json();
+    let roles: Vec<&str> = json["files"].as_array().unwrap().iter().map(|f| f["role"].as_str().unwrap()).collect();
+    assert!(roles.contains(&"plugin Loader") && roles.contains(&"model") && roles.contains(&"metrics"), "{roles:?}");
+
+    let dir = project.path().join(summary["output_dir"].as_str().unwrap());
+    std::fs::write(dir.join("metrics.json"), "{}").unwrap();
+    std::fs::remove_file(dir.join("predictions.csv")).unwrap();
+    let failed = project.host(&["verify", run_id]);
+    assert_eq!(failed.code, Some(1), "{}", failed.stdout);
+    assert!(failed.stdout.lines().any(|l| l.starts_with("changed") && l.contains("metrics.json")), "{}", failed.stdout);
+    assert!(
+        failed.stdout.lines().any(|l| l.starts_with("missing") && l.contains("predictions.csv")),
+        "{}",
+        failed.stdout
+    );
+    assert!(failed.stderr.contains("2 of"), "{}", failed.stderr);
+}
