@@ -38,6 +38,7 @@
 mod ffi;
 pub mod host;
 mod plugin;
+pub mod testing;
 mod types;
 
 pub use plugin::{ClassConfig, DataLoader, Model, PluginClass, ReportGenerator, Services};

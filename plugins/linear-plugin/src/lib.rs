@@ -313,22 +313,9 @@ plugin_sdk::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_sdk::host::{HostServices, with_services};
-    use plugin_sdk::{Elements, LogLevel};
-
-    struct Quiet;
-
-    impl HostServices for Quiet {
-        fn log(&self, _: LogLevel, _: &str) {}
-        fn progress(&self, _: u64, _: u64, _: &str) {}
-        fn metric(&self, _: &str, _: u64, _: f64) {}
-        fn should_stop(&self) -> bool {
-            false
-        }
-        fn artifact_dir(&self) -> PathBuf {
-            std::env::temp_dir()
-        }
-    }
+    use plugin_sdk::Elements;
+    use plugin_sdk::host::with_services;
+    use plugin_sdk::testing::RecordingServices;
 
     fn model() -> SoftmaxRegression {
         let sections = json!({"training": {"epochs": 30, "batch_size": 8, "learning_rate": 0.5, "momentum": 0.9, "weight_decay": 0.0}});
@@ -357,7 +344,9 @@ mod tests {
             outputs: 3,
         };
         let mut trained = model();
-        with_services(&Quiet, |services| trained.fit(&view, None, services)).unwrap();
+        let services = RecordingServices::new(std::env::temp_dir());
+        with_services(&services, |s| trained.fit(&view, None, s)).unwrap();
+        assert_eq!(services.metrics.lock().unwrap().iter().filter(|(name, _, _)| name == "loss").count(), 30);
         let (_, accuracy) = measure(trained.parameters().unwrap(), &view).unwrap();
         assert_eq!(accuracy, 1.0);
 
@@ -367,7 +356,7 @@ mod tests {
         loaded.load(dir.path()).unwrap();
         assert_eq!(loaded.parameters, trained.parameters);
         let mut again = model();
-        with_services(&Quiet, |services| again.fit(&view, None, services)).unwrap();
+        with_services(&services, |s| again.fit(&view, None, s)).unwrap();
         assert_eq!(again.parameters, trained.parameters, "the same seed gives the same weights");
     }
 

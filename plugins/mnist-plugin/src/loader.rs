@@ -341,28 +341,12 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
 
-    use plugin_sdk::LogLevel;
-    use plugin_sdk::host::{HostServices, with_services};
+    use plugin_sdk::host::with_services;
+    use plugin_sdk::testing::RecordingServices;
     use sha2::{Digest, Sha256};
 
     use super::*;
     use crate::idx::encode_idx;
-
-    struct Recorder(Mutex<Vec<String>>);
-
-    impl HostServices for Recorder {
-        fn log(&self, _: LogLevel, message: &str) {
-            self.0.lock().unwrap().push(message.to_owned());
-        }
-        fn progress(&self, _: u64, _: u64, _: &str) {}
-        fn metric(&self, _: &str, _: u64, _: f64) {}
-        fn should_stop(&self) -> bool {
-            false
-        }
-        fn artifact_dir(&self) -> PathBuf {
-            std::env::temp_dir()
-        }
-    }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -441,7 +425,7 @@ mod tests {
         let data_dir = dir.path().join("mnist");
         let mirrors = vec![format!("{address}/missing/"), format!("{address}/good/")];
         let mut first = loader(&data_dir, mirrors.clone(), hashes(&files));
-        let recorder = Recorder(Mutex::new(Vec::new()));
+        let recorder = RecordingServices::new(std::env::temp_dir());
         let summary = with_services(&recorder, |s| first.load_data(s)).unwrap();
         assert_eq!(summary.samples, 16);
         assert_eq!(summary.source_files.len(), 4);
@@ -467,7 +451,7 @@ mod tests {
         let mut wrong = hashes(&files);
         wrong["train-images-idx3-ubyte.gz"] = serde_json::json!("0".repeat(64));
         let mut loader = loader(dir.path(), vec![format!("{address}/good/")], wrong);
-        let error = with_services(&Recorder(Mutex::new(Vec::new())), |s| loader.load_data(s)).unwrap_err();
+        let error = with_services(&RecordingServices::new(std::env::temp_dir()), |s| loader.load_data(s)).unwrap_err();
         assert!(error.message.contains("could not download train-images-idx3-ubyte.gz"), "{}", error.message);
         assert!(error.message.contains(&format!("SHA-256 mismatch: expected {}", "0".repeat(64))), "{}", error.message);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -482,7 +466,7 @@ mod tests {
             "download": false, "mirrors": [], "download_timeout_seconds": 10,
         }});
         let mut loader = MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1 }).unwrap();
-        let error = with_services(&Recorder(Mutex::new(Vec::new())), |s| loader.load_data(s)).unwrap_err();
+        let error = with_services(&RecordingServices::new(std::env::temp_dir()), |s| loader.load_data(s)).unwrap_err();
         assert!(
             error.message.contains("neither train-images-idx3-ubyte.gz nor train-images-idx3-ubyte is there"),
             "{}",
@@ -504,7 +488,7 @@ mod tests {
             }});
             MnistLoader::new(ClassConfig { sections, seed, threads: 1 }).unwrap()
         };
-        let recorder = Recorder(Mutex::new(Vec::new()));
+        let recorder = RecordingServices::new(std::env::temp_dir());
         let load = |mut loader: MnistLoader| {
             with_services(&recorder, |s| {
                 loader.load_data(s).unwrap();
