@@ -14,14 +14,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::experiment::{DataSplitting, Preprocessing};
-use crate::hashing::hex;
+use crate::hashing::{chunked_sha256, hex};
 
 /// Random streams derived from the run's seed, one per purpose, so adding a consumer never
 /// shifts another's numbers.
 const SPLIT_STREAM: u64 = 10;
 
-/// The content digest of a tensor: SHA-256 over its dtype, shape and the SHA-256 of its bytes.
-/// Hashing the bytes separately lets a reshape be re-digested without rehashing the data.
+/// The content digest of a tensor: SHA-256 over its dtype, shape and the digest of its bytes
+/// (plain SHA-256 for rows streamed from the loader's buffer, `chunked_sha256` for whole
+/// buffers). Hashing the bytes separately lets a reshape be re-digested without rehashing.
 pub fn tensor_digest(dtype: &str, shape: &[usize], data_sha256: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"tensor\0");
@@ -148,9 +149,9 @@ pub fn dataset_digest(dataset: &Dataset) -> String {
     let features = dataset.features.elements();
     let targets = dataset.targets.elements();
     let feature_digest =
-        tensor_digest(features.dtype().name(), dataset.features.shape(), &hex(&Sha256::digest(features.as_bytes())));
+        tensor_digest(features.dtype().name(), dataset.features.shape(), &chunked_sha256(features.as_bytes()));
     let target_digest =
-        tensor_digest(targets.dtype().name(), dataset.targets.shape(), &hex(&Sha256::digest(targets.as_bytes())));
+        tensor_digest(targets.dtype().name(), dataset.targets.shape(), &chunked_sha256(targets.as_bytes()));
     pair_digest(&feature_digest, &target_digest)
 }
 
@@ -208,34 +209,52 @@ struct Affine {
     shift: f32,
 }
 
+/// The chosen rows as f32, `value * scale + shift`, filled on every core.
 fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affine: Affine) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows.len() * row_len);
-    macro_rules! gather {
-        ($slice:expr) => {
-            for &row in rows {
-                let start = row * row_len;
-                out.extend($slice[start..start + row_len].iter().map(|&v| v as f32 * affine.scale + affine.shift));
+    let mut out = vec![0f32; rows.len() * row_len];
+    if row_len == 0 {
+        return out;
+    }
+    fn fill<T: Copy + Into<f64>>(source: &[T], row_len: usize, rows: &[usize], out: &mut [f32], affine: Affine) {
+        for (&row, target) in rows.iter().zip(out.chunks_exact_mut(row_len)) {
+            for (value, &raw) in target.iter_mut().zip(&source[row * row_len..(row + 1) * row_len]) {
+                *value = raw.into() as f32 * affine.scale + affine.shift;
             }
-        };
+        }
     }
-    match features {
-        Elements::U8(s) => gather!(s),
-        Elements::F32(s) => gather!(s),
-        Elements::F64(s) => gather!(s),
-        Elements::I64(s) => gather!(s),
-    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rows_per_thread = rows.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (rows, out) in rows.chunks(rows_per_thread).zip(out.chunks_mut(rows_per_thread * row_len)) {
+            let features = *features;
+            scope.spawn(move || match features {
+                Elements::U8(s) => fill(s, row_len, rows, out, affine),
+                Elements::F32(s) => fill(s, row_len, rows, out, affine),
+                Elements::F64(s) => fill(s, row_len, rows, out, affine),
+                Elements::I64(s) => {
+                    let as_f64: Vec<f64> = rows
+                        .iter()
+                        .flat_map(|&r| s[r * row_len..(r + 1) * row_len].iter().map(|&v| v as f64))
+                        .collect();
+                    let sequential: Vec<usize> = (0..rows.len()).collect();
+                    fill(&as_f64, row_len, &sequential, out, affine)
+                }
+            });
+        }
+    });
     out
 }
 
-/// SHA-256 of the raw bytes of the chosen rows, in order, without materialising them.
+/// The digest of the raw bytes of the chosen rows, in order: the rows are gathered, then
+/// hashed on every core.
 fn rows_sha256(elements: &Elements<'_>, row_len: usize, rows: &[usize]) -> String {
     let bytes = elements.as_bytes();
     let row_bytes = row_len * elements.dtype().size();
-    let mut hasher = Sha256::new();
+    let mut gathered = Vec::with_capacity(rows.len() * row_bytes);
     for &row in rows {
-        hasher.update(&bytes[row * row_bytes..(row + 1) * row_bytes]);
+        gathered.extend_from_slice(&bytes[row * row_bytes..(row + 1) * row_bytes]);
     }
-    hex(&hasher.finalize())
+    chunked_sha256(&gathered)
 }
 
 fn gather_targets(dataset: &Dataset, rows: &[usize]) -> anyhow::Result<Targets> {
@@ -300,7 +319,7 @@ pub fn prepare(
         let target_digest = tensor_digest(
             split_targets.elements().dtype().name(),
             &split_targets.shape(split.len()),
-            &hex(&Sha256::digest(split_targets.elements().as_bytes())),
+            &chunked_sha256(split_targets.elements().as_bytes()),
         );
         raw_digests.push(pair_digest(&feature_digest, &target_digest));
         targets.push(split_targets);
@@ -435,24 +454,20 @@ fn feature_statistics(values: &[f32], row_len: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, std)
 }
 
-/// Digests each split's f32 features and targets; the splits are hashed on parallel threads.
+/// Digests each split's f32 features and targets (each buffer hashed on every core).
 fn digest_splits(splits: &mut [Split], sample_shape: &[usize]) {
-    std::thread::scope(|scope| {
-        for split in splits.iter_mut() {
-            scope.spawn(move || {
-                let mut shape = vec![split.rows];
-                shape.extend_from_slice(sample_shape);
-                let features = tensor_digest("f32", &shape, &hex(&Sha256::digest(bytes_of_f32(&split.features))));
-                let targets = split.targets.elements();
-                let targets = tensor_digest(
-                    targets.dtype().name(),
-                    &split.targets.shape(split.rows),
-                    &hex(&Sha256::digest(targets.as_bytes())),
-                );
-                split.digest = pair_digest(&features, &targets);
-            });
-        }
-    });
+    for split in splits.iter_mut() {
+        let mut shape = vec![split.rows];
+        shape.extend_from_slice(sample_shape);
+        let features = tensor_digest("f32", &shape, &chunked_sha256(bytes_of_f32(&split.features)));
+        let targets = split.targets.elements();
+        let targets = tensor_digest(
+            targets.dtype().name(),
+            &split.targets.shape(split.rows),
+            &chunked_sha256(targets.as_bytes()),
+        );
+        split.digest = pair_digest(&features, &targets);
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,35 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// Chunk size of [`chunked_sha256`].
+const CHUNK: usize = 4 << 20;
+
+/// A SHA-256-based digest of a large buffer computed on every core: the buffer is cut into
+/// 4 MiB chunks, each hashed with SHA-256, and the chunk digests are hashed in order. It is not
+/// the plain SHA-256 of the bytes; the data manager's content digests are defined with it.
+pub fn chunked_sha256(bytes: &[u8]) -> String {
+    let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(chunks.len()).max(1);
+    let mut digests = vec![[0u8; 32]; chunks.len()];
+    std::thread::scope(|scope| {
+        let per_thread = chunks.len().div_ceil(threads).max(1);
+        for (slots, work) in digests.chunks_mut(per_thread).zip(chunks.chunks(per_thread)) {
+            scope.spawn(move || {
+                for (slot, chunk) in slots.iter_mut().zip(work) {
+                    slot.copy_from_slice(&Sha256::digest(chunk));
+                }
+            });
+        }
+    });
+    let mut hasher = Sha256::new();
+    hasher.update(b"chunked-sha256-4MiB\0");
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    for digest in &digests {
+        hasher.update(digest);
+    }
+    hex(&hasher.finalize())
+}
+
 /// The SHA-256 of a file's contents, as hex, and its size in bytes.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     let mut file = File::open(path)?;
@@ -41,6 +70,25 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_digests_depend_on_every_byte_and_not_on_the_thread_count() {
+        let data: Vec<u8> = (0..(CHUNK * 3 + 17)).map(|i| (i % 251) as u8).collect();
+        let digest = chunked_sha256(&data);
+        let mut changed = data.clone();
+        changed[CHUNK * 2 + 5] ^= 1;
+        assert_ne!(chunked_sha256(&changed), digest);
+        assert_ne!(chunked_sha256(&data[..data.len() - 1]), digest);
+        // The definition, computed by hand on one thread.
+        let mut hasher = Sha256::new();
+        hasher.update(b"chunked-sha256-4MiB\0");
+        hasher.update((data.len() as u64).to_le_bytes());
+        for chunk in data.chunks(CHUNK) {
+            hasher.update(Sha256::digest(chunk));
+        }
+        assert_eq!(digest, hex(&hasher.finalize()));
+        assert_eq!(chunked_sha256(b""), chunked_sha256(&[]));
+    }
 
     #[test]
     fn known_digests() {

@@ -22,7 +22,7 @@ use crate::data::{self, Prepared, Split, Transform};
 use crate::hashing::{sha256_bytes, sha256_file};
 use crate::metrics;
 use crate::registry::ResolvedClass;
-use crate::store::{Environment, Store};
+use crate::store::{Environment, GitState, Store};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,8 +127,8 @@ pub struct RunRequest<'a> {
     pub stop: Arc<AtomicBool>,
     /// Where the run is recorded; `None` records only the run folder.
     pub store: Option<&'a RefCell<Store>>,
-    /// The folder whose git state the run records.
-    pub project_dir: PathBuf,
+    /// The git commit and dirty flag of the experiment's repository.
+    pub git: GitState,
 }
 
 /// The current UTC time as RFC 3339 (`2026-11-26T07:15:30Z`).
@@ -678,7 +678,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
         let environment = Environment::current(experiment.threads);
         store
             .borrow_mut()
-            .begin_run(&run.summary, &experiment.canonical, &environment, &request.project_dir)
+            .begin_run(&run.summary, &experiment.canonical, &environment, &request.git)
             .context("recording the run in the provenance store")?;
     }
     let outcome = (|| -> Result<(), StageError> {

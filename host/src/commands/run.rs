@@ -75,6 +75,9 @@ fn install_interrupt_handler(stop: Arc<AtomicBool>) {
 }
 
 pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
+    // Asking git takes tens of milliseconds; it runs while the plugins load.
+    let config_dir = options.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+    let git = std::thread::spawn(move || crate::store::git_state(&config_dir));
     let (_registry, experiment, classes) = prepare(&options.config, options.registry)?;
     let store = std::cell::RefCell::new(options.store.open()?);
     let stop = Arc::new(AtomicBool::new(false));
@@ -87,7 +90,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         show_progress: options.show_progress && !options.json,
         stop,
         store: Some(&store),
-        project_dir: options.config.parent().map(Path::to_owned).unwrap_or_default(),
+        git: git.join().unwrap_or((None, None)),
     };
     let summary = execute(&request)?;
     if options.json {

@@ -137,8 +137,11 @@ fn process_alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// The git commit of `dir`'s repository and whether its work tree is dirty, when it is one.
-pub fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
+/// The git commit of a repository and whether its work tree is dirty.
+pub type GitState = (Option<String>, Option<bool>);
+
+/// The git state of `dir`'s repository, when it is in one.
+pub fn git_state(dir: &Path) -> GitState {
     let git = |args: &[&str]| {
         std::process::Command::new("git").args(args).current_dir(dir).output().ok().filter(|o| o.status.success())
     };
@@ -367,9 +370,9 @@ impl Store {
         summary: &RunSummary,
         config: &Value,
         environment: &Environment,
-        project_dir: &Path,
+        git: &GitState,
     ) -> anyhow::Result<()> {
-        let (commit, dirty) = git_state(project_dir);
+        let (commit, dirty) = git.clone();
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(
             "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?1, ?2)",
