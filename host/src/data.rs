@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::experiment::{DataSplitting, Preprocessing};
-use crate::hashing::{chunked_sha256, hex};
+use crate::hashing::{chunked_sha256, fill_and_chunked_sha256, hex};
 
 /// Random streams derived from the run's seed, one per purpose, so adding a consumer never
 /// shifts another's numbers.
@@ -209,40 +209,41 @@ struct Affine {
     shift: f32,
 }
 
-/// The chosen rows as f32, `value * scale + shift`, filled on every core.
-fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affine: Affine) -> Vec<f32> {
-    let mut out = vec![0f32; rows.len() * row_len];
-    if row_len == 0 {
-        return out;
-    }
-    fn fill<T: Copy + Into<f64>>(source: &[T], row_len: usize, rows: &[usize], out: &mut [f32], affine: Affine) {
-        for (&row, target) in rows.iter().zip(out.chunks_exact_mut(row_len)) {
-            for (value, &raw) in target.iter_mut().zip(&source[row * row_len..(row + 1) * row_len]) {
-                *value = raw.into() as f32 * affine.scale + affine.shift;
+/// The chosen rows as f32, `value * scale + shift`, and the `chunked_sha256` of their bytes,
+/// filled and hashed chunk by chunk on every core.
+fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affine: Affine) -> (Vec<f32>, String) {
+    fn fill<T: Copy>(
+        source: &[T],
+        row_len: usize,
+        rows: &[usize],
+        first: usize,
+        out: &mut [f32],
+        affine: Affine,
+        as_f32: impl Fn(T) -> f32,
+    ) {
+        // Walk row by row from the chunk's first element: one division per chunk, not per value.
+        let (mut row, mut column) = (first / row_len, first % row_len);
+        let mut out = out;
+        while !out.is_empty() {
+            let take = (row_len - column).min(out.len());
+            let start = rows[row] * row_len + column;
+            let (head, rest) = out.split_at_mut(take);
+            for (value, &raw) in head.iter_mut().zip(&source[start..start + take]) {
+                *value = as_f32(raw) * affine.scale + affine.shift;
             }
+            out = rest;
+            (row, column) = (row + 1, 0);
         }
     }
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let rows_per_thread = rows.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        for (rows, out) in rows.chunks(rows_per_thread).zip(out.chunks_mut(rows_per_thread * row_len)) {
-            let features = *features;
-            scope.spawn(move || match features {
-                Elements::U8(s) => fill(s, row_len, rows, out, affine),
-                Elements::F32(s) => fill(s, row_len, rows, out, affine),
-                Elements::F64(s) => fill(s, row_len, rows, out, affine),
-                Elements::I64(s) => {
-                    let as_f64: Vec<f64> = rows
-                        .iter()
-                        .flat_map(|&r| s[r * row_len..(r + 1) * row_len].iter().map(|&v| v as f64))
-                        .collect();
-                    let sequential: Vec<usize> = (0..rows.len()).collect();
-                    fill(&as_f64, row_len, &sequential, out, affine)
-                }
-            });
-        }
+    let mut out = vec![0f32; rows.len() * row_len];
+    let features = *features;
+    let digest = fill_and_chunked_sha256(&mut out, |first, chunk| match features {
+        Elements::U8(s) => fill(s, row_len, rows, first, chunk, affine, f32::from),
+        Elements::F32(s) => fill(s, row_len, rows, first, chunk, affine, |v| v),
+        Elements::F64(s) => fill(s, row_len, rows, first, chunk, affine, |v| v as f32),
+        Elements::I64(s) => fill(s, row_len, rows, first, chunk, affine, |v| v as f32),
     });
-    out
+    (out, digest)
 }
 
 /// The digest of the raw bytes of the chosen rows, in order: the rows are gathered, then
@@ -316,11 +317,7 @@ pub fn prepare(
             &[&[split.len()][..], &raw_sample_shape].concat(),
             &rows_sha256(&features, row_len, split),
         );
-        let target_digest = tensor_digest(
-            split_targets.elements().dtype().name(),
-            &split_targets.shape(split.len()),
-            &chunked_sha256(split_targets.elements().as_bytes()),
-        );
+        let target_digest = targets_digest(&split_targets, split.len());
         raw_digests.push(pair_digest(&feature_digest, &target_digest));
         targets.push(split_targets);
     }
@@ -346,7 +343,7 @@ pub fn prepare(
         (_, plugin_sdk::DType::U8) => Affine { scale: 1.0 / 255.0, shift: 0.0 },
         _ => {
             // Min-max to [0, 1] with the training split's range.
-            let train = gather_features(&features, row_len, &split_rows[0], Affine { scale: 1.0, shift: 0.0 });
+            let (train, _) = gather_features(&features, row_len, &split_rows[0], Affine { scale: 1.0, shift: 0.0 });
             let (min, max) =
                 train.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let range = if max > min { max - min } else { 1.0 };
@@ -356,17 +353,22 @@ pub fn prepare(
     let sample_shape = if preprocessing.flatten { vec![row_len] } else { raw_sample_shape.clone() };
     let mut splits: Vec<Split> = Vec::with_capacity(3);
     for ((name, rows_of_split), split_targets) in names.iter().zip(split_rows).zip(targets) {
-        let values = gather_features(&features, row_len, &rows_of_split, affine);
+        let (values, values_sha256) = gather_features(&features, row_len, &rows_of_split, affine);
+        let mut shape = vec![rows_of_split.len()];
+        shape.extend_from_slice(&sample_shape);
+        let digest = pair_digest(
+            &tensor_digest("f32", &shape, &values_sha256),
+            &targets_digest(&split_targets, rows_of_split.len()),
+        );
         splits.push(Split {
             name,
             rows: rows_of_split.len(),
             features: values,
             targets: split_targets,
             source_rows: rows_of_split,
-            digest: String::new(),
+            digest,
         });
     }
-    digest_splits(&mut splits, &sample_shape);
     transforms.push(Transform {
         name: "scale".into(),
         parameters: json!({
@@ -452,6 +454,11 @@ fn feature_statistics(values: &[f32], row_len: usize) -> (Vec<f32>, Vec<f32>) {
         })
         .collect();
     (mean, std)
+}
+
+fn targets_digest(targets: &Targets, rows: usize) -> String {
+    let elements = targets.elements();
+    tensor_digest(elements.dtype().name(), &targets.shape(rows), &chunked_sha256(elements.as_bytes()))
 }
 
 /// Digests each split's f32 features and targets (each buffer hashed on every core).

@@ -29,22 +29,59 @@ const CHUNK: usize = 4 << 20;
 /// the plain SHA-256 of the bytes; the data manager's content digests are defined with it.
 pub fn chunked_sha256(bytes: &[u8]) -> String {
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(chunks.len()).max(1);
     let mut digests = vec![[0u8; 32]; chunks.len()];
+    on_every_core(&mut digests, |index, slot| slot.copy_from_slice(&Sha256::digest(chunks[index])));
+    combine_chunk_digests(bytes.len(), &digests)
+}
+
+/// Fills `values` chunk by chunk (`fill(first index, chunk)`) on every core and returns their
+/// [`chunked_sha256`], hashing each chunk right after filling it, while it is still in cache.
+pub fn fill_and_chunked_sha256(values: &mut [f32], fill: impl Fn(usize, &mut [f32]) + Sync) -> String {
+    const FLOATS: usize = CHUNK / 4;
+    let byte_len = std::mem::size_of_val(values);
+    let mut chunks: Vec<&mut [f32]> = values.chunks_mut(FLOATS).collect();
+    let mut digests = vec![[0u8; 32]; chunks.len()];
+    let work: Vec<(&mut &mut [f32], &mut [u8; 32])> = chunks.iter_mut().zip(digests.iter_mut()).collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(work.len()).max(1);
+    let per_thread = work.len().div_ceil(threads).max(1);
+    let fill = &fill;
     std::thread::scope(|scope| {
-        let per_thread = chunks.len().div_ceil(threads).max(1);
-        for (slots, work) in digests.chunks_mut(per_thread).zip(chunks.chunks(per_thread)) {
+        let mut work = work.into_iter().enumerate().peekable();
+        while work.peek().is_some() {
+            let batch: Vec<_> = work.by_ref().take(per_thread).collect();
             scope.spawn(move || {
-                for (slot, chunk) in slots.iter_mut().zip(work) {
-                    slot.copy_from_slice(&Sha256::digest(chunk));
+                for (index, (chunk, slot)) in batch {
+                    fill(index * FLOATS, chunk);
+                    let bytes = plugin_sdk::Elements::F32(chunk).as_bytes();
+                    slot.copy_from_slice(&Sha256::digest(bytes));
                 }
             });
         }
     });
+    combine_chunk_digests(byte_len, &digests)
+}
+
+/// Runs `work(index, slot)` for every slot, the slots split evenly across the cores.
+fn on_every_core(slots: &mut [[u8; 32]], work: impl Fn(usize, &mut [u8; 32]) + Sync) {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(slots.len()).max(1);
+    let per_thread = slots.len().div_ceil(threads).max(1);
+    let work = &work;
+    std::thread::scope(|scope| {
+        for (batch, slots) in slots.chunks_mut(per_thread).enumerate() {
+            scope.spawn(move || {
+                for (offset, slot) in slots.iter_mut().enumerate() {
+                    work(batch * per_thread + offset, slot);
+                }
+            });
+        }
+    });
+}
+
+fn combine_chunk_digests(byte_len: usize, digests: &[[u8; 32]]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"chunked-sha256-4MiB\0");
-    hasher.update((bytes.len() as u64).to_le_bytes());
-    for digest in &digests {
+    hasher.update((byte_len as u64).to_le_bytes());
+    for digest in digests {
         hasher.update(digest);
     }
     hex(&hasher.finalize())
@@ -88,6 +125,18 @@ mod tests {
         }
         assert_eq!(digest, hex(&hasher.finalize()));
         assert_eq!(chunked_sha256(b""), chunked_sha256(&[]));
+    }
+
+    #[test]
+    fn filling_and_hashing_at_once_gives_the_chunked_digest_of_the_result() {
+        let mut values = vec![0f32; CHUNK / 4 * 2 + 1000];
+        let digest = fill_and_chunked_sha256(&mut values, |first, chunk| {
+            for (offset, value) in chunk.iter_mut().enumerate() {
+                *value = ((first + offset) % 997) as f32;
+            }
+        });
+        assert!(values.iter().enumerate().all(|(i, &v)| v == (i % 997) as f32));
+        assert_eq!(digest, chunked_sha256(plugin_sdk::Elements::F32(&values).as_bytes()));
     }
 
     #[test]
