@@ -117,6 +117,15 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Parameters and final metrics of runs side by side, differences marked.
+    Compare {
+        /// Two or more run ids.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// One run's record: config, plugins with hashes, stages, metrics.
     Show {
         /// The run id.
@@ -207,6 +216,7 @@ fn main() {
                     commands::runs::list(&store, experiment.as_deref(), status.as_deref(), limit, json)
                 }
                 RunsCommand::Show { run, json } => commands::runs::show(&store, &run, json),
+                RunsCommand::Compare { runs, json } => commands::runs::compare(&store, &runs, json),
             }
             .map(|()| ExitCode::SUCCESS)
         }

@@ -94,3 +94,76 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[derive(serde::Serialize)]
+struct Compared {
+    name: String,
+    values: Vec<serde_json::Value>,
+    differs: bool,
+}
+
+fn compared(
+    names: std::collections::BTreeSet<String>,
+    value: impl Fn(usize, &str) -> serde_json::Value,
+    runs: usize,
+) -> Vec<Compared> {
+    names
+        .into_iter()
+        .map(|name| {
+            let values: Vec<serde_json::Value> = (0..runs).map(|i| value(i, &name)).collect();
+            let differs = values.windows(2).any(|pair| pair[0] != pair[1]);
+            Compared { name, values, differs }
+        })
+        .collect()
+}
+
+/// `host runs compare`: parameters and final metrics side by side, differences marked.
+pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool) -> anyhow::Result<()> {
+    if run_ids.len() < 2 {
+        bail!("compare needs at least two runs; `host runs list` shows them");
+    }
+    let store = store.open()?;
+    let mut parameters = Vec::new();
+    let mut metrics = Vec::new();
+    for run_id in run_ids {
+        let Some(run_parameters) = store.parameters(run_id)? else {
+            bail!("no run {run_id} in {}; `host runs list` shows the runs", store.path().display());
+        };
+        parameters.push(run_parameters);
+        metrics.push(store.final_metrics(run_id)?);
+    }
+    let parameter_rows = compared(
+        parameters.iter().flat_map(|p| p.keys().cloned()).collect(),
+        |i, name| parameters[i].get(name).cloned().unwrap_or(serde_json::Value::Null),
+        run_ids.len(),
+    );
+    let metric_rows = compared(
+        metrics.iter().flat_map(|m| m.keys().cloned()).collect(),
+        |i, name| metrics[i].get(name).map(|v| serde_json::json!(v)).unwrap_or(serde_json::Value::Null),
+        run_ids.len(),
+    );
+    if json {
+        return print_json(&serde_json::json!({"runs": run_ids, "parameters": parameter_rows, "metrics": metric_rows}));
+    }
+    let render = |rows: &[Compared], only_differences: bool| -> Vec<Vec<String>> {
+        rows.iter()
+            .filter(|row| row.differs || !only_differences)
+            .map(|row| {
+                let mut cells = vec![if row.differs { "*".to_owned() } else { String::new() }, row.name.clone()];
+                cells.extend(row.values.iter().map(|v| match v {
+                    serde_json::Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }));
+                cells
+            })
+            .collect()
+    };
+    let mut headers = vec!["", "NAME"];
+    headers.extend(run_ids.iter().map(String::as_str));
+    println!("parameters that differ (* marks a difference; --json has them all):");
+    println!("{}", table(&headers, &render(&parameter_rows, true)));
+    println!("\nmetrics:");
+    println!("{}", table(&headers, &render(&metric_rows, false)));
+    Ok(())
+}

@@ -617,6 +617,36 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A run's parameters (dotted config keys) with their JSON values, or `None` for an unknown run.
+    pub fn parameters(&self, run_id: &str) -> anyhow::Result<Option<std::collections::BTreeMap<String, Value>>> {
+        let known: Option<String> = self
+            .connection
+            .query_row("SELECT run_id FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
+            .optional()?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let mut statement = self.connection.prepare("SELECT name, value_json FROM parameters WHERE run_id = ?1")?;
+        let rows = statement.query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut parameters = std::collections::BTreeMap::new();
+        for row in rows {
+            let (name, value) = row?;
+            parameters.insert(name, serde_json::from_str(&value)?);
+        }
+        Ok(Some(parameters))
+    }
+
+    /// A run's final scalar metrics (`test.accuracy`, `model.loss`, ...).
+    pub fn final_metrics(&self, run_id: &str) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT name, value FROM metrics WHERE run_id = ?1 AND step IS NULL AND value IS NOT NULL")?;
+        let rows = statement.query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 /// One line of `host runs list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {

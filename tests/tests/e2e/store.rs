@@ -141,3 +141,24 @@ fn verify_passes_until_an_artifact_is_altered_or_removed() {
     );
     assert!(failed.stderr.contains("2 of"), "{}", failed.stderr);
 }
+
+#[test]
+fn compare_marks_the_parameters_and_metrics_that_differ() {
+    let project = faulty_project();
+    let first = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let config = std::fs::read_to_string(project.path().join("config/run.yaml")).unwrap();
+    project.write("config/run.yaml", &format!("{config}seed: 7\n"));
+    let second = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let (a, b) = (first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap());
+    let compared = project.host(&["runs", "compare", a, b, "--json"]).success().json();
+    let seed = compared["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "seed").unwrap();
+    assert_eq!(seed["values"], serde_json::json!([42, 7]));
+    assert_eq!(seed["differs"], true);
+    let name = compared["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "experiment_name").unwrap();
+    assert_eq!(name["differs"], false);
+    assert!(compared["metrics"].as_array().unwrap().iter().any(|m| m["name"] == "test.accuracy"));
+    let text = project.host(&["runs", "compare", a, b]).success().stdout.clone();
+    assert!(text.lines().any(|l| l.starts_with('*') && l.contains("seed")), "{text}");
+    let stderr = project.host(&["runs", "compare", a, "nope"]).failure().to_owned();
+    assert!(stderr.contains("no run nope"), "{stderr}");
+}
