@@ -66,6 +66,17 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Lineage across runs: a run's data from raw files to reports, or for one SHA-256 its
+    /// ancestors, descendants and every run that used it (a data file or a plugin build).
+    Lineage {
+        /// A run id, or a SHA-256 (8 or more leading hex digits) of data, an artifact or a plugin.
+        target: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Query the runs recorded in the provenance store.
     Runs {
         #[command(subcommand)]
@@ -207,6 +218,9 @@ fn main() {
                 model_from,
                 show_progress,
             })
+        }
+        Command::Lineage { target, json, store } => {
+            commands::lineage::lineage(&store.into_options(), &target, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Verify { run, json, store } => commands::verify::verify(&store.into_options(), &run, json),
         Command::Runs { command, store } => {

@@ -647,6 +647,110 @@ impl Store {
     }
 }
 
+/// An entity in the lineage graph and how it was reached.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageStep {
+    pub sha256: String,
+    /// What the entity is (`raw`, `dataset`, `split`, `model`, ...) and its role or path.
+    pub kind: String,
+    pub label: String,
+    /// The entity it was derived from (ancestors) or that was derived from it (descendants).
+    pub via: String,
+    pub activity: Option<String>,
+    pub depth: usize,
+}
+
+impl Store {
+    fn describe_entity(&self, sha256: &str) -> anyhow::Result<(String, String)> {
+        let found: Option<(String, String, String)> = self
+            .connection
+            .query_row(
+                "SELECT a.kind, ra.role, ra.path FROM artifacts a LEFT JOIN run_artifacts ra ON ra.sha256 = a.sha256
+                 WHERE a.sha256 = ?1 LIMIT 1",
+                [sha256],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(match found {
+            Some((kind, role, path)) if !path.is_empty() => (kind, format!("{role} {path}")),
+            Some((kind, role, _)) => (kind, role),
+            None => ("unknown".into(), String::new()),
+        })
+    }
+
+    /// Walks `wasDerivedFrom` edges from `sha256` across every run: towards its sources
+    /// (`ancestors`) or towards what was made from it.
+    pub fn lineage_walk(&self, sha256: &str, ancestors: bool) -> anyhow::Result<Vec<LineageStep>> {
+        let query = if ancestors {
+            "SELECT DISTINCT object, activity FROM lineage_edges WHERE relation = 'wasDerivedFrom' AND subject = ?1"
+        } else {
+            "SELECT DISTINCT subject, activity FROM lineage_edges WHERE relation = 'wasDerivedFrom' AND object = ?1"
+        };
+        let mut statement = self.connection.prepare(query)?;
+        let mut seen = std::collections::HashSet::from([sha256.to_owned()]);
+        let mut frontier = vec![(sha256.to_owned(), 0usize)];
+        let mut steps = Vec::new();
+        while let Some((current, depth)) = frontier.pop() {
+            let next: Vec<(String, Option<String>)> =
+                statement.query_map([&current], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            for (entity, activity) in next {
+                if seen.insert(entity.clone()) {
+                    let (kind, label) = self.describe_entity(&entity)?;
+                    steps.push(LineageStep {
+                        sha256: entity.clone(),
+                        kind,
+                        label,
+                        via: current.clone(),
+                        activity,
+                        depth: depth + 1,
+                    });
+                    frontier.push((entity, depth + 1));
+                }
+            }
+        }
+        steps.sort_by(|a, b| a.depth.cmp(&b.depth).then(a.sha256.cmp(&b.sha256)));
+        Ok(steps)
+    }
+
+    /// Every run that used or produced `sha256` as data, an artifact or a plugin library.
+    pub fn runs_using(&self, sha256: &str) -> anyhow::Result<Vec<String>> {
+        let mut statement = self.connection.prepare(
+            "SELECT run_id FROM run_artifacts WHERE sha256 = ?1 UNION SELECT run_id FROM run_plugins WHERE library_sha256 = ?1 ORDER BY 1",
+        )?;
+        Ok(statement.query_map([sha256], |r| r.get(0))?.collect::<Result<_, _>>()?)
+    }
+
+    /// The digests a run recorded, by kind, for `host lineage RUN`.
+    pub fn run_entities(&self, run_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let mut statement = self.connection.prepare(
+            "SELECT DISTINCT a.kind, ra.sha256 FROM run_artifacts ra JOIN artifacts a ON a.sha256 = ra.sha256 WHERE ra.run_id = ?1",
+        )?;
+        Ok(statement.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    }
+
+    /// Full SHA-256 digests starting with `prefix` (at least 8 hex digits).
+    pub fn expand_sha256(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut statement = self.connection.prepare(
+            "SELECT sha256 FROM artifacts WHERE sha256 LIKE ?1 || '%' UNION SELECT sha256 FROM plugin_libraries WHERE sha256 LIKE ?1 || '%'",
+        )?;
+        Ok(statement.query_map([prefix.to_ascii_lowercase()], |r| r.get(0))?.collect::<Result<_, _>>()?)
+    }
+
+    pub fn run_exists(&self, run_id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .connection
+            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+}
+
 /// One line of `host runs list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {

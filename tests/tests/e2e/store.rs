@@ -162,3 +162,44 @@ fn compare_marks_the_parameters_and_metrics_that_differ() {
     let stderr = project.host(&["runs", "compare", a, "nope"]).failure().to_owned();
     assert!(stderr.contains("no run nope"), "{stderr}");
 }
+
+#[test]
+fn lineage_runs_from_raw_files_to_reports_and_finds_every_run_that_used_an_entity() {
+    let project = Project::new();
+    crate::support::write_tiny_mnist(&project.path().join("data"), 100, 30);
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!(
+        "Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\nReportGenerator:\n  MNISTReportGenerator: {path}\n"
+    ));
+    let config = "experiment_name: lineage\nthreads: 1\nplugins: {data_loader: MNISTLoader, model: MNISTMLP, report_generator: MNISTReportGenerator}\n\
+                  data_loader: {data_dir: data}\ntraining: {epochs: 1}\n";
+    project.write("config/a.yaml", config);
+    project.write("config/b.yaml", &config.replace("epochs: 1", "epochs: 1, learning_rate: 0.01"));
+    let first = project.host(&["run", "config/a.yaml", "--json"]).success().json();
+    let second = project.host(&["run", "config/b.yaml", "--json"]).success().json();
+
+    let raw = first["source_files"][0]["sha256"].as_str().unwrap();
+    let report = project.host(&["lineage", &raw[..16], "--json"]).success().json();
+    let kinds: Vec<&str> =
+        report["descendants"].as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    for kind in ["dataset", "split", "model", "metrics", "report"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let runs: Vec<&str> = report["runs"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(runs, [first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap()]);
+
+    // Ancestors of a model go back to the raw files; a plugin build's impact lists both runs.
+    let model = first["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "model").unwrap()["sha256"]
+        .as_str()
+        .unwrap();
+    let ancestors = project.host(&["lineage", model, "--json"]).success().json();
+    assert!(ancestors["ancestors"].as_array().unwrap().iter().any(|a| a["sha256"] == raw), "{ancestors:#}");
+    let plugin = first["plugins"][0]["sha256"].as_str().unwrap();
+    let impact = project.host(&["lineage", plugin, "--json"]).success().json();
+    assert_eq!(impact["runs"].as_array().unwrap().len(), 2);
+
+    let by_run = project.host(&["lineage", first["run_id"].as_str().unwrap()]).success().stdout.clone();
+    assert!(by_run.contains("descendants") && by_run.contains("report"), "{by_run}");
+    let stderr = project.host(&["lineage", "not-a-run"]).failure().to_owned();
+    assert!(stderr.contains("neither a run id nor a SHA-256"), "{stderr}");
+}

@@ -1,0 +1,97 @@
+//! `host lineage RUN|SHA256`: where an entity came from and what was made from it, across runs,
+//! and every run that used it (impact: which results a bad data file or plugin build touched).
+
+use anyhow::bail;
+use serde_json::json;
+
+use crate::commands::run::StoreOptions;
+use crate::output::{print_json, short_hash, table};
+use crate::store::{LineageStep, Store};
+
+fn steps_table(steps: &[LineageStep]) -> String {
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.depth.to_string(),
+                short_hash(&s.sha256).to_owned(),
+                s.kind.clone(),
+                s.label.clone(),
+                format!("via {}", short_hash(&s.via)),
+                s.activity.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["DEPTH", "SHA256", "KIND", "WHAT", "LINK", "ACTIVITY"], &rows)
+}
+
+fn entity_report(store: &Store, sha256: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(json!({
+        "sha256": sha256,
+        "ancestors": store.lineage_walk(sha256, true)?,
+        "descendants": store.lineage_walk(sha256, false)?,
+        "runs": store.runs_using(sha256)?,
+    }))
+}
+
+pub fn lineage(store: &StoreOptions, target: &str, json: bool) -> anyhow::Result<()> {
+    let store = store.open()?;
+    let report = if store.run_exists(target)? {
+        // A run: the lineage of each of its outputs' sources, from raw files to reports.
+        let entities = store.run_entities(target)?;
+        let mut roots: Vec<String> =
+            entities.iter().filter(|(kind, _)| kind == "raw").map(|(_, sha)| sha.clone()).collect();
+        roots.sort();
+        let mut descendants = Vec::new();
+        for root in &roots {
+            descendants.extend(store.lineage_walk(root, false)?);
+        }
+        descendants.sort_by(|a, b| a.depth.cmp(&b.depth).then(a.sha256.cmp(&b.sha256)));
+        descendants.dedup_by(|a, b| a.sha256 == b.sha256);
+        json!({"run_id": target, "raw_files": roots, "descendants": descendants})
+    } else {
+        let is_hex = target.len() >= 8 && target.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_hex {
+            bail!("{target} is neither a run id nor a SHA-256 (8 or more hex digits) in {}", store.path().display());
+        }
+        let matches = store.expand_sha256(target)?;
+        match matches.as_slice() {
+            [] => bail!("no entity or plugin with SHA-256 {target} in {}", store.path().display()),
+            [sha256] => entity_report(&store, sha256)?,
+            many => bail!("{target} matches {} digests; give more digits", many.len()),
+        }
+    };
+    if json {
+        return print_json(&report);
+    }
+    let steps = |key: &str| -> Vec<LineageStep> {
+        serde_json::from_value::<Vec<serde_json::Value>>(report[key].clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| {
+                Some(LineageStep {
+                    sha256: v["sha256"].as_str()?.to_owned(),
+                    kind: v["kind"].as_str()?.to_owned(),
+                    label: v["label"].as_str()?.to_owned(),
+                    via: v["via"].as_str()?.to_owned(),
+                    activity: v["activity"].as_str().map(str::to_owned),
+                    depth: v["depth"].as_u64()? as usize,
+                })
+            })
+            .collect()
+    };
+    for key in ["ancestors", "descendants"] {
+        if report.get(key).is_some() {
+            let list = steps(key);
+            println!("{key} ({}):", list.len());
+            if !list.is_empty() {
+                println!("{}", steps_table(&list));
+            }
+        }
+    }
+    if let Some(runs) = report["runs"].as_array() {
+        let runs: Vec<&str> = runs.iter().filter_map(|r| r.as_str()).collect();
+        println!("runs that used it ({}): {}", runs.len(), runs.join(", "));
+    }
+    Ok(())
+}
