@@ -32,7 +32,9 @@ fi
 step "libtorch (pip torch==$TORCH_VERSION)"
 installed=$(python3 -c 'import torch, sys; sys.stdout.write(torch.__version__)' 2>/dev/null || true)
 if [[ "$installed" != "$TORCH_VERSION"* ]]; then
-    python3 -m pip install --quiet "torch==$TORCH_VERSION"
+    # A Debian-managed python3 refuses pip installs (PEP 668) unless told otherwise.
+    python3 -m pip install --quiet "torch==$TORCH_VERSION" \
+        || python3 -m pip install --quiet --break-system-packages "torch==$TORCH_VERSION"
 else
     echo "torch $installed present"
 fi
