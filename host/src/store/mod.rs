@@ -127,6 +127,31 @@ impl Environment {
     }
 }
 
+/// Sets the journal mode, retrying while another process holds the store: switching a new
+/// store to WAL needs an exclusive lock, and SQLite answers "locked" there without waiting for
+/// the busy timeout when two processes create the store at once.
+fn set_journal_mode(connection: &Connection, mode: &str, timeout: Duration) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let result = connection.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).and_then(|current| {
+            if current.eq_ignore_ascii_case(mode) {
+                Ok(current)
+            } else {
+                connection.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
+            }
+        });
+        match result {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if matches!(error.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -304,8 +329,8 @@ impl Store {
         let connection =
             Connection::open(&path).with_context(|| format!("{}: cannot open the provenance store", path.display()))?;
         connection.busy_timeout(config.timeout)?;
-        let mode: String =
-            connection.query_row(&format!("PRAGMA journal_mode = {}", config.journal_mode), [], |r| r.get(0))?;
+        let mode = set_journal_mode(&connection, &config.journal_mode, config.timeout)
+            .with_context(|| format!("{}: cannot set the journal mode", path.display()))?;
         if !mode.eq_ignore_ascii_case(&config.journal_mode) {
             tracing::warn!("{}: journal mode is {mode}, not {}", path.display(), config.journal_mode);
         }

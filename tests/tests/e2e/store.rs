@@ -96,9 +96,9 @@ fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
 }
 
 #[test]
-fn two_runs_writing_to_one_store_at_once_both_complete() {
+fn runs_writing_to_one_new_store_at_once_all_complete() {
     let project = faulty_project();
-    let children: Vec<_> = (0..2)
+    let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(host_binary())
                 .args(["-q", "run", "config/run.yaml", "--json"])
@@ -114,7 +114,7 @@ fn two_runs_writing_to_one_store_at_once_both_complete() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
     let runs = project.host(&["runs", "list", "--json", "--status", "completed"]).success().json();
-    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs.as_array().unwrap().len(), 4);
 }
 
 #[test]
