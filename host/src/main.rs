@@ -66,6 +66,20 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Export a run: W3C PROV-JSON (entities, activities, agents and their relations) or the
+    /// whole run record as JSON.
+    Export {
+        /// The run id.
+        run: String,
+        /// prov-json or json.
+        #[arg(long, default_value = "prov-json", value_parser = ["prov-json", "json"])]
+        format: String,
+        /// Write to FILE instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Lineage across runs: a run's data from raw files to reports, or for one SHA-256 its
     /// ancestors, descendants and every run that used it (a data file or a plugin build).
     Lineage {
@@ -218,6 +232,9 @@ fn main() {
                 model_from,
                 show_progress,
             })
+        }
+        Command::Export { run, format, output, store } => {
+            commands::export::export(&store.into_options(), &run, &format, output).map(|()| ExitCode::SUCCESS)
         }
         Command::Lineage { target, json, store } => {
             commands::lineage::lineage(&store.into_options(), &target, json).map(|()| ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each takes an options struct filled by the CLI and does the work,
 //! so tests can call it without parsing arguments.
 
+pub mod export;
 pub mod lineage;
 pub mod plugins;
 pub mod run;

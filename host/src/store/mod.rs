@@ -776,6 +776,36 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The lineage edges recorded for a run.
+    pub fn lineage_edges(&self, run_id: &str) -> anyhow::Result<Vec<Edge>> {
+        let mut statement = self.connection.prepare(
+            "SELECT relation, subject, object, activity, parameters_json FROM lineage_edges WHERE run_id = ?1 ORDER BY id",
+        )?;
+        let rows = statement.query_map([run_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, Option<String>>(4)?))
+        })?;
+        let mut edges = Vec::new();
+        for row in rows {
+            let (relation, subject, object, activity, parameters) = row?;
+            let relation = match relation.as_str() {
+                "used" => "used",
+                "wasGeneratedBy" => "wasGeneratedBy",
+                "wasDerivedFrom" => "wasDerivedFrom",
+                _ => "wasAssociatedWith",
+            };
+            let parameters = parameters.map(|p| serde_json::from_str(&p)).transpose()?;
+            edges.push(Edge { relation, subject, object, activity, parameters });
+        }
+        Ok(edges)
+    }
+
+    /// What an entity is, for exports: its kind and its role or path.
+    pub fn entity_description(&self, sha256: &str) -> anyhow::Result<(String, String)> {
+        self.describe_entity(sha256)
+    }
+}
+
 /// One line of `host runs list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {

@@ -203,3 +203,44 @@ fn lineage_runs_from_raw_files_to_reports_and_finds_every_run_that_used_an_entit
     let stderr = project.host(&["lineage", "not-a-run"]).failure().to_owned();
     assert!(stderr.contains("neither a run id nor a SHA-256"), "{stderr}");
 }
+
+#[test]
+fn a_run_exports_as_prov_json_that_an_independent_prov_library_reads() {
+    let project = faulty_project();
+    let summary = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let run_id = summary["run_id"].as_str().unwrap();
+    project.host(&["export", run_id, "--format", "prov-json", "-o", "run.prov.json"]).success();
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path().join("run.prov.json")).unwrap()).unwrap();
+    let model = summary["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "model").unwrap()["sha256"]
+        .as_str()
+        .unwrap();
+    assert!(document["entity"].get(format!("sha256:{model}")).is_some(), "{document:#}");
+    assert!(document["agent"].get(format!("plugin:{}", summary["plugins"][1]["sha256"].as_str().unwrap())).is_some());
+
+    // The Python `prov` package (installed by the set-up) parses it and finds the same graph.
+    let script = "import sys\nfrom collections import Counter\nfrom prov.model import ProvDocument\n\
+                  d = ProvDocument.deserialize(sys.argv[1], format='json')\n\
+                  print(dict(Counter(type(r).__name__ for r in d.get_records())))\n";
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(project.path().join("run.prov.json"))
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "the prov library (scripts/setup.sh installs it) failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let counts = String::from_utf8_lossy(&output.stdout);
+    for record in
+        ["ProvEntity", "ProvActivity", "ProvAgent", "ProvUsage", "ProvGeneration", "ProvDerivation", "ProvAssociation"]
+    {
+        assert!(counts.contains(record), "{record} missing: {counts}");
+    }
+
+    let whole = project.host(&["export", run_id, "--format", "json"]).success().json();
+    assert_eq!(whole["run_id"], run_id);
+    assert!(!whole["lineage"].as_array().unwrap().is_empty());
+}

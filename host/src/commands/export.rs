@@ -1,0 +1,109 @@
+//! `host export RUN --format prov-json|json`: a run as W3C PROV-JSON (entities are content
+//! digests, activities the run's stages and transforms, agents the host and each plugin build)
+//! or as the whole run record.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+
+use crate::commands::run::StoreOptions;
+use crate::store::{Edge, Store};
+
+/// The PROV qualified name of one of the store's node ids.
+fn qualified(id: &str) -> String {
+    if let Some(sha) = id.strip_prefix("plugin:") {
+        format!("plugin:{sha}")
+    } else if let Some(version) = id.strip_prefix("host:") {
+        format!("host:{version}")
+    } else if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("sha256:{id}")
+    } else {
+        format!("run:{id}")
+    }
+}
+
+fn prov_json(store: &Store, edges: &[Edge]) -> anyhow::Result<Value> {
+    let (mut entities, mut activities, mut agents) = (Map::new(), Map::new(), Map::new());
+    let mut relations: Map<String, Value> = Map::new();
+    let add_entity = |id: &str, entities: &mut Map<String, Value>| -> anyhow::Result<()> {
+        let name = qualified(id);
+        if !entities.contains_key(&name) {
+            let (kind, label) = store.entity_description(id)?;
+            entities.insert(name, json!({"host:kind": kind, "prov:label": label}));
+        }
+        Ok(())
+    };
+    for (index, edge) in edges.iter().enumerate() {
+        let id = format!("_:{}{index}", &edge.relation[..1]);
+        let (subject, object) = (qualified(&edge.subject), qualified(&edge.object));
+        let record = match edge.relation {
+            "used" => {
+                activities.entry(subject.clone()).or_insert_with(|| json!({}));
+                add_entity(&edge.object, &mut entities)?;
+                json!({"prov:activity": subject, "prov:entity": object})
+            }
+            "wasGeneratedBy" => {
+                add_entity(&edge.subject, &mut entities)?;
+                activities.entry(object.clone()).or_insert_with(|| json!({}));
+                json!({"prov:entity": subject, "prov:activity": object})
+            }
+            "wasDerivedFrom" => {
+                add_entity(&edge.subject, &mut entities)?;
+                add_entity(&edge.object, &mut entities)?;
+                let mut record = json!({"prov:generatedEntity": subject, "prov:usedEntity": object});
+                if let Some(activity) = &edge.activity {
+                    record["prov:activity"] = json!(qualified(activity));
+                    activities.entry(qualified(activity)).or_insert_with(|| json!({}));
+                }
+                if let Some(parameters) = &edge.parameters {
+                    record["host:parameters"] = json!(parameters.to_string());
+                }
+                record
+            }
+            _ => {
+                activities.entry(subject.clone()).or_insert_with(|| json!({}));
+                agents.entry(object.clone()).or_insert_with(|| json!({"prov:type": "prov:SoftwareAgent"}));
+                json!({"prov:activity": subject, "prov:agent": object})
+            }
+        };
+        relations.entry(edge.relation.to_owned()).or_insert_with(|| json!({}))[&id] = record;
+    }
+    let mut document = json!({
+        "prefix": {
+            "sha256": "urn:sha256:",
+            "run": "urn:host-run:",
+            "plugin": "urn:host-plugin:sha256:",
+            "host": "urn:host:version:",
+        },
+        "entity": entities,
+        "activity": activities,
+        "agent": agents,
+    });
+    for (relation, records) in relations {
+        document[relation] = records;
+    }
+    Ok(document)
+}
+
+pub fn export(store: &StoreOptions, run_id: &str, format: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let store = store.open()?;
+    let Some(mut record) = store.run_record(run_id)? else {
+        bail!("no run {run_id} in {}; `host runs list` shows the runs", store.path().display());
+    };
+    let edges = store.lineage_edges(run_id)?;
+    let document = match format {
+        "prov-json" => prov_json(&store, &edges)?,
+        "json" => {
+            record["lineage"] = serde_json::to_value(&edges)?;
+            record
+        }
+        other => bail!("unknown export format {other}; use prov-json or json"),
+    };
+    let text = serde_json::to_string_pretty(&document)?;
+    match output {
+        Some(path) => std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
