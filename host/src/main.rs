@@ -66,6 +66,15 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// What the provenance store holds: runs by status, experiments with their best test
+    /// accuracy, plugin builds, artifacts, lineage edges.
+    Summary {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Export a run: W3C PROV-JSON (entities, activities, agents and their relations) or the
     /// whole run record as JSON.
     Export {
@@ -232,6 +241,9 @@ fn main() {
                 model_from,
                 show_progress,
             })
+        }
+        Command::Summary { json, store } => {
+            commands::runs::summary(&store.into_options(), json).map(|()| ExitCode::SUCCESS)
         }
         Command::Export { run, format, output, store } => {
             commands::export::export(&store.into_options(), &run, &format, output).map(|()| ExitCode::SUCCESS)

@@ -83,6 +83,20 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
         })
         .collect();
     println!("\n{}", table(&["STAGE", "STATUS", "TIME"], &stages));
+    let artifacts: Vec<Vec<String>> = store
+        .recorded_files(run_id)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|file| {
+            let state = match crate::hashing::sha256_file(std::path::Path::new(&file.path)) {
+                Ok((sha, _)) if sha == file.sha256 => "present",
+                Ok(_) => "changed",
+                Err(_) => "missing",
+            };
+            vec![state.to_owned(), file.role, file.path, short_hash(&file.sha256).to_owned()]
+        })
+        .collect();
+    println!("\n{}", table(&["STATE", "ROLE", "PATH", "SHA256"], &artifacts));
     if let Some(test) = record["metrics"]["test"].as_object() {
         let rows: Vec<Vec<String>> = ["accuracy", "log_loss"]
             .iter()
@@ -165,5 +179,36 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool) -> anyhow::
     println!("{}", table(&headers, &render(&parameter_rows, true)));
     println!("\nmetrics:");
     println!("{}", table(&headers, &render(&metric_rows, false)));
+    Ok(())
+}
+
+/// `host summary`: what the store holds.
+pub fn summary(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
+    let store = store.open()?;
+    let summary = store.summary()?;
+    if json {
+        return print_json(&summary);
+    }
+    println!("store {}", store.path().display());
+    let statuses: Vec<String> = summary.runs_by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let total: i64 = summary.runs_by_status.values().sum();
+    println!("runs: {total} ({})", if statuses.is_empty() { "none".into() } else { statuses.join(", ") });
+    println!(
+        "plugin builds: {}, artifacts: {} ({:.1} MB in files), lineage edges: {}",
+        summary.plugin_builds,
+        summary.artifacts,
+        summary.artifact_bytes as f64 / 1e6,
+        summary.lineage_edges
+    );
+    let rows: Vec<Vec<String>> = summary
+        .experiments
+        .iter()
+        .map(|(name, runs, best)| {
+            vec![name.clone(), runs.to_string(), best.map(|b| format!("{b:.4}")).unwrap_or_default()]
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!("\n{}", table(&["EXPERIMENT", "RUNS", "BEST TEST ACC"], &rows));
+    }
     Ok(())
 }

@@ -433,7 +433,8 @@ impl Store {
         )?;
         for plugin in &summary.plugins {
             transaction.execute(
-                "INSERT OR IGNORE INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (sha256) DO UPDATE SET path = excluded.path",
                 params![plugin.sha256, plugin.library.display().to_string(), plugin.plugin_name, plugin.plugin_version, plugin.sdk_version, plugin.size as i64],
             )?;
             transaction.execute(
@@ -803,6 +804,43 @@ impl Store {
     /// What an entity is, for exports: its kind and its role or path.
     pub fn entity_description(&self, sha256: &str) -> anyhow::Result<(String, String)> {
         self.describe_entity(sha256)
+    }
+}
+
+/// Counts for `host summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub runs_by_status: std::collections::BTreeMap<String, i64>,
+    pub experiments: Vec<(String, i64, Option<f64>)>,
+    pub plugin_builds: i64,
+    pub artifacts: i64,
+    pub artifact_bytes: i64,
+    pub lineage_edges: i64,
+}
+
+impl Store {
+    /// Runs by status, runs and best test accuracy per experiment, and store totals.
+    pub fn summary(&self) -> anyhow::Result<Summary> {
+        let mut statement =
+            self.connection.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
+        let runs_by_status = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut statement = self.connection.prepare(
+            "SELECT e.name, COUNT(r.run_id),
+                    (SELECT MAX(m.value) FROM metrics m JOIN runs r2 ON r2.run_id = m.run_id
+                     WHERE r2.experiment_id = e.id AND m.name = 'test.accuracy' AND m.step IS NULL)
+             FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id GROUP BY e.id ORDER BY e.name",
+        )?;
+        let experiments =
+            statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        let count = |sql: &str| -> rusqlite::Result<i64> { self.connection.query_row(sql, [], |r| r.get(0)) };
+        Ok(Summary {
+            runs_by_status,
+            experiments,
+            plugin_builds: count("SELECT COUNT(*) FROM plugin_libraries")?,
+            artifacts: count("SELECT COUNT(*) FROM artifacts")?,
+            artifact_bytes: count("SELECT COALESCE(SUM(size), 0) FROM artifacts")?,
+            lineage_edges: count("SELECT COUNT(*) FROM lineage_edges")?,
+        })
     }
 }
 

@@ -34,6 +34,15 @@ fn runs_are_recorded_and_queried_from_the_store_named_by_db() {
     assert_eq!(record["config"]["seed"], 42);
     let missing = project.host(&["runs", "show", "nope", "--db", "stores/a.db"]);
     assert!(missing.failure().contains("no run nope in stores/a.db"), "{}", missing.stderr);
+    let summary_json = project.host(&["summary", "--json", "--db", "stores/a.db"]).success().json();
+    assert_eq!(summary_json["runs_by_status"]["completed"], 1);
+    assert_eq!(summary_json["experiments"][0][0], "stored");
+    let shown = project
+        .host(&["runs", "show", summary["run_id"].as_str().unwrap(), "--db", "stores/a.db"])
+        .success()
+        .stdout
+        .clone();
+    assert!(shown.lines().any(|l| l.starts_with("present") && l.contains("metrics.json")), "{shown}");
     // The default store is a separate file.
     let default = project.host(&["runs", "list", "--json"]).success().json();
     assert_eq!(default.as_array().unwrap().len(), 0);
