@@ -160,6 +160,11 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete a run: its rows and its output folder (files other runs still record are kept).
+    Delete {
+        /// The run id.
+        run: String,
+    },
     /// One run's record: config, plugins with hashes, stages, metrics.
     Show {
         /// The run id.
@@ -260,6 +265,7 @@ fn main() {
                 }
                 RunsCommand::Show { run, json } => commands::runs::show(&store, &run, json),
                 RunsCommand::Compare { runs, json } => commands::runs::compare(&store, &runs, json),
+                RunsCommand::Delete { run } => commands::runs::delete(&store, &run),
             }
             .map(|()| ExitCode::SUCCESS)
         }

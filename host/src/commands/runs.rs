@@ -1,6 +1,6 @@
 //! `host runs list` and `host runs show`: queries of the provenance store.
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::commands::run::StoreOptions;
 use crate::output::{print_json, short_hash, table};
@@ -211,4 +211,45 @@ pub fn summary(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
         println!("\n{}", table(&["EXPERIMENT", "RUNS", "BEST TEST ACC"], &rows));
     }
     Ok(())
+}
+
+/// `host runs delete`: the run's rows and output folder; files other runs still record stay.
+pub fn delete(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
+    let mut store = store.open()?;
+    let (output_dir, shared) = store.delete_run(run_id)?;
+    let shared: Vec<std::path::PathBuf> =
+        shared.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
+    let mut removed = 0usize;
+    if output_dir.is_dir() {
+        if shared.is_empty() {
+            std::fs::remove_dir_all(&output_dir).with_context(|| format!("{}: cannot remove", output_dir.display()))?;
+        } else {
+            removed = remove_except(&output_dir, &shared)?;
+        }
+    }
+    println!("deleted run {run_id} from {}", store.path().display());
+    match (output_dir.exists(), shared.len()) {
+        (false, _) => println!("removed {}", output_dir.display()),
+        (true, kept) => {
+            println!("removed {removed} files from {}; kept {kept} still used by other runs", output_dir.display())
+        }
+    }
+    Ok(())
+}
+
+/// Removes every file under `dir` except `keep`, and the folders left empty.
+fn remove_except(dir: &std::path::Path, keep: &[std::path::PathBuf]) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let absolute = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+        if path.is_dir() {
+            removed += remove_except(&path, keep)?;
+            let _ = std::fs::remove_dir(&path);
+        } else if !keep.contains(&absolute) {
+            std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove", path.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

@@ -807,6 +807,43 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Deletes a run's rows (children cascade), then artifacts and plugin builds no run refers
+    /// to any more. Returns the run's output folder and the paths of its files that other runs
+    /// still record, which must be kept on disk.
+    pub fn delete_run(&mut self, run_id: &str) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+        let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let row: Option<(String, String, i64, String)> = transaction
+            .query_row("SELECT output_dir, status, pid, hostname FROM runs WHERE run_id = ?1", [run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((output_dir, status, pid, host)) = row else {
+            bail!("no run {run_id} in {}; `host runs list` shows the runs", self.path.display());
+        };
+        if status == "running" && (host != hostname() || process_alive(pid)) {
+            bail!("run {run_id} is still running (process {pid} on {host}); stop it first");
+        }
+        let shared: Vec<PathBuf> = {
+            let mut statement = transaction.prepare(
+                "SELECT DISTINCT mine.path FROM run_artifacts mine JOIN run_artifacts other
+                 ON other.path = mine.path AND other.run_id <> mine.run_id WHERE mine.run_id = ?1 AND mine.path <> ''",
+            )?;
+            statement
+                .query_map([run_id], |r| r.get::<_, String>(0))?
+                .map(|p| p.map(PathBuf::from))
+                .collect::<Result<_, _>>()?
+        };
+        transaction.execute("DELETE FROM runs WHERE run_id = ?1", [run_id])?;
+        transaction.execute("DELETE FROM artifacts WHERE sha256 NOT IN (SELECT sha256 FROM run_artifacts)", [])?;
+        transaction
+            .execute("DELETE FROM plugin_libraries WHERE sha256 NOT IN (SELECT library_sha256 FROM run_plugins)", [])?;
+        transaction.execute("DELETE FROM experiments WHERE id NOT IN (SELECT experiment_id FROM runs)", [])?;
+        transaction.commit()?;
+        Ok((PathBuf::from(output_dir), shared))
+    }
+}
+
 /// Counts for `host summary`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {

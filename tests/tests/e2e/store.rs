@@ -253,3 +253,25 @@ fn a_run_exports_as_prov_json_that_an_independent_prov_library_reads() {
     assert_eq!(whole["run_id"], run_id);
     assert!(!whole["lineage"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn deleting_a_run_removes_its_rows_and_folder_and_leaves_other_runs_intact() {
+    let project = faulty_project();
+    let first = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let second = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let (a, b) = (first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap());
+    let folder = project.path().join(first["output_dir"].as_str().unwrap());
+    assert!(folder.is_dir());
+    let deleted = project.host(&["runs", "delete", a]);
+    assert!(deleted.success().stdout.contains(&format!("deleted run {a}")), "{}", deleted.stdout);
+    assert!(!folder.exists());
+    assert!(project.host(&["runs", "show", a]).failure().contains(&format!("no run {a}")));
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    project.host(&["verify", b]).success();
+    // The shared plugin build is still recorded for the remaining run.
+    let impact =
+        project.host(&["lineage", second["plugins"][0]["sha256"].as_str().unwrap(), "--json"]).success().json();
+    assert_eq!(impact["runs"], serde_json::json!([b]));
+    assert!(project.host(&["runs", "delete", a]).failure().contains("no run"));
+}
