@@ -160,6 +160,11 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a run's epochs from another terminal until it ends.
+    Watch {
+        /// The run id.
+        run: String,
+    },
     /// Delete a run: its rows and its output folder (files other runs still record are kept).
     Delete {
         /// The run id.
@@ -266,6 +271,7 @@ fn main() {
                 RunsCommand::Show { run, json } => commands::runs::show(&store, &run, json),
                 RunsCommand::Compare { runs, json } => commands::runs::compare(&store, &runs, json),
                 RunsCommand::Delete { run } => commands::runs::delete(&store, &run),
+                RunsCommand::Watch { run } => commands::runs::watch(&store, &run),
             }
             .map(|()| ExitCode::SUCCESS)
         }

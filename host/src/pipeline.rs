@@ -298,6 +298,11 @@ impl HostServices for StageServices<'_> {
 
     fn metric(&self, name: &str, step: u64, value: f64) {
         self.metrics.borrow_mut().push(MetricPoint { name: name.to_owned(), step, value });
+        if let Some((store, run_id)) = &self.heartbeat
+            && let Err(error) = store.borrow().live_metric(run_id, name, step, value)
+        {
+            tracing::warn!("cannot record metric {name}: {error:#}");
+        }
     }
 
     fn should_stop(&self) -> bool {

@@ -253,3 +253,37 @@ fn remove_except(dir: &std::path::Path, keep: &[std::path::PathBuf]) -> anyhow::
     }
     Ok(removed)
 }
+
+/// `host runs watch`: prints a run's epochs as they are recorded, until it ends.
+pub fn watch(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
+    let store = store.open()?;
+    let mut printed = 0i64;
+    loop {
+        let Some((status, metrics)) = store.watch_state(run_id, printed)? else {
+            bail!("no run {run_id} in {}; `host runs list` shows the runs", store.path().display());
+        };
+        let running = status == "running";
+        let last_step = metrics.last().map(|(step, _, _)| *step).unwrap_or(printed);
+        // While running, the newest step may still be filling in: print only completed steps.
+        let through = if running { last_step - 1 } else { last_step };
+        let mut line = (0, String::new());
+        for (step, name, value) in metrics.iter().filter(|(step, _, _)| *step <= through) {
+            if line.0 != *step && !line.1.is_empty() {
+                println!("epoch {}: {}", line.0, line.1.trim_end());
+                line.1.clear();
+            }
+            line.0 = *step;
+            line.1.push_str(&format!("{name} {value:.4}  "));
+        }
+        if !line.1.is_empty() {
+            println!("epoch {}: {}", line.0, line.1.trim_end());
+        }
+        printed = printed.max(through);
+        if !running {
+            println!("run {run_id} {status}");
+            return Ok(());
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

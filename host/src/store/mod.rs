@@ -844,6 +844,36 @@ impl Store {
     }
 }
 
+/// One per-step metric: step, name, value.
+pub type StepMetric = (i64, String, f64);
+
+impl Store {
+    /// Records one per-step metric as it happens, so `host runs watch` sees epochs live.
+    pub fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> anyhow::Result<()> {
+        self.connection.execute(
+            "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, name, step as i64, value],
+        )?;
+        Ok(())
+    }
+
+    /// A run's status and its per-step metrics after `after_step`, in step order.
+    pub fn watch_state(&self, run_id: &str, after_step: i64) -> anyhow::Result<Option<(String, Vec<StepMetric>)>> {
+        let status: Option<String> = self
+            .connection
+            .query_row("SELECT status FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
+            .optional()?;
+        let Some(status) = status else { return Ok(None) };
+        let mut statement = self.connection.prepare(
+            "SELECT step, name, value FROM metrics WHERE run_id = ?1 AND step > ?2 AND value IS NOT NULL ORDER BY step, rowid",
+        )?;
+        let metrics = statement
+            .query_map(params![run_id, after_step], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some((status, metrics)))
+    }
+}
+
 /// Counts for `host summary`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {

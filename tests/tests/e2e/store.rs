@@ -275,3 +275,53 @@ fn deleting_a_run_removes_its_rows_and_folder_and_leaves_other_runs_intact() {
     assert_eq!(impact["runs"], serde_json::json!([b]));
     assert!(project.host(&["runs", "delete", a]).failure().contains("no run"));
 }
+
+#[test]
+fn watch_follows_a_live_run_until_it_ends() {
+    use std::io::{BufRead, BufReader};
+    let project = Project::new();
+    crate::support::write_tiny_mnist(&project.path().join("data"), 200, 20);
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n"));
+    project.write(
+        "config/long.yaml",
+        "experiment_name: watched\nthreads: 1\nplugins: {data_loader: MNISTLoader, model: MNISTMLP}\ndata_loader: {data_dir: data}\ntraining: {epochs: 100000, batch_size: 50}\n",
+    );
+    let run = Command::new(host_binary())
+        .args(["-q", "run", "config/long.yaml"])
+        .current_dir(project.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let run_id = loop {
+        let runs = project.host(&["runs", "list", "--json"]).success().json();
+        if runs[0]["status"] == "running" {
+            break runs[0]["run_id"].as_str().unwrap().to_owned();
+        }
+        assert!(started.elapsed().as_secs() < 60, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut watch = Command::new(host_binary())
+        .args(["runs", "watch", &run_id])
+        .current_dir(project.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut epochs = Vec::new();
+    while epochs.len() < 2 {
+        let line = lines.next().expect("watch ended early").unwrap();
+        assert!(line.starts_with("epoch "), "{line}");
+        epochs.push(line);
+    }
+    assert!(epochs[0].starts_with("epoch 1: ") && epochs[0].contains("loss"), "{epochs:?}");
+    assert!(epochs[1].starts_with("epoch 2: "), "{epochs:?}");
+    Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(watch.wait().unwrap().success());
+    assert_eq!(rest.last().map(String::as_str), Some(format!("run {run_id} cancelled").as_str()), "{rest:?}");
+    let mut run = run;
+    run.wait().unwrap();
+}
