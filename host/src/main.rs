@@ -13,7 +13,6 @@ mod registry;
 mod store;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -252,14 +251,12 @@ fn main() {
                 show_progress,
             })
         }
-        Command::Summary { json, store } => {
-            commands::runs::summary(&store.into_options(), json).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),
         Command::Export { run, format, output, store } => {
-            commands::export::export(&store.into_options(), &run, &format, output).map(|()| ExitCode::SUCCESS)
+            commands::export::export(&store.into_options(), &run, &format, output).map(|()| 0)
         }
         Command::Lineage { target, json, store } => {
-            commands::lineage::lineage(&store.into_options(), &target, json).map(|()| ExitCode::SUCCESS)
+            commands::lineage::lineage(&store.into_options(), &target, json).map(|()| 0)
         }
         Command::Verify { run, json, store } => commands::verify::verify(&store.into_options(), &run, json),
         Command::Runs { command, store } => {
@@ -273,20 +270,20 @@ fn main() {
                 RunsCommand::Delete { run } => commands::runs::delete(&store, &run),
                 RunsCommand::Watch { run } => commands::runs::watch(&store, &run),
             }
-            .map(|()| ExitCode::SUCCESS)
+            .map(|()| 0)
         }
         Command::Plugins { command: PluginsCommand::List { plugins, json } } => {
-            commands::plugins::list(plugins.into_options(None), json).map(|()| ExitCode::SUCCESS)
+            commands::plugins::list(plugins.into_options(None), json).map(|()| 0)
         }
         Command::Plugins { command: PluginsCommand::Inspect { path, json } } => {
-            commands::plugins::inspect(&path, json).map(|()| ExitCode::SUCCESS)
+            commands::plugins::inspect(&path, json).map(|()| 0)
         }
     };
     let code = match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            1
         }
     };
     exit_now(code)
@@ -295,17 +292,10 @@ fn main() {
 /// Flushes what the host printed and ends the process without running the exit-time
 /// destructors of loaded plugins: libtorch's alone take about 0.3 s and free nothing that
 /// outlives the process. Everything the host owns (files, the store) is closed by now.
-fn exit_now(code: ExitCode) -> ! {
+fn exit_now(status: u8) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    let status = if code == ExitCode::SUCCESS {
-        0
-    } else if code == ExitCode::from(130) {
-        130
-    } else {
-        1
-    };
     // SAFETY: `_exit` ends the process immediately; no Rust state is used after it.
-    unsafe { libc::_exit(status) }
+    unsafe { libc::_exit(i32::from(status)) }
 }

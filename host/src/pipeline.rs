@@ -169,7 +169,8 @@ struct MetricPoint {
 /// The services one stage's plugin calls see.
 struct StageServices<'a> {
     plugin: String,
-    heartbeat: Option<(&'a RefCell<Store>, String)>,
+    /// The store and run id that heartbeats and live metrics go to.
+    recorder: Option<(&'a RefCell<Store>, String)>,
     last_heartbeat: Cell<Option<Instant>>,
     artifact_dir: PathBuf,
     stop: &'a AtomicBool,
@@ -184,7 +185,7 @@ impl<'a> StageServices<'a> {
     fn new(plugin: String, artifact_dir: PathBuf, request: &'a RunRequest<'_>, run_id: &str) -> Self {
         StageServices {
             plugin,
-            heartbeat: request.store.map(|store| (store, run_id.to_owned())),
+            recorder: request.store.map(|store| (store, run_id.to_owned())),
             last_heartbeat: Cell::new(Some(Instant::now())),
             artifact_dir,
             stop: &request.stop,
@@ -254,7 +255,7 @@ impl HostServices for StageServices<'_> {
 
     fn progress(&self, done: u64, total: u64, message: &str) {
         // Progress is the sign of life a long call gives: keep the run's heartbeat fresh.
-        if let Some((store, run_id)) = &self.heartbeat
+        if let Some((store, run_id)) = &self.recorder
             && self.last_heartbeat.get().is_none_or(|t| t.elapsed().as_secs() >= 5)
         {
             self.last_heartbeat.set(Some(Instant::now()));
@@ -298,7 +299,7 @@ impl HostServices for StageServices<'_> {
 
     fn metric(&self, name: &str, step: u64, value: f64) {
         self.metrics.borrow_mut().push(MetricPoint { name: name.to_owned(), step, value });
-        if let Some((store, run_id)) = &self.heartbeat
+        if let Some((store, run_id)) = &self.recorder
             && let Err(error) = store.borrow().live_metric(run_id, name, step, value)
         {
             tracing::warn!("cannot record metric {name}: {error:#}");

@@ -266,7 +266,8 @@ impl Registry {
     }
 }
 
-fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
+/// Loads a library (its loader's full report logged at info level for `-v`) and hashes its file.
+pub fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
     let library = load_library(path).map_err(|error| {
         if let Some(detail) = error.detail() {
             tracing::info!("{}: full loader report:\n{detail}", error.path().display());

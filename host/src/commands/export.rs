@@ -88,9 +88,7 @@ fn prov_json(store: &Store, edges: &[Edge]) -> anyhow::Result<Value> {
 
 pub fn export(store: &StoreOptions, run_id: &str, format: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
     let store = store.open()?;
-    let Some(mut record) = store.run_record(run_id)? else {
-        bail!("no run {run_id} in {}; `host runs list` shows the runs", store.path().display());
-    };
+    let mut record = store.run_record(run_id)?;
     let edges = store.lineage_edges(run_id)?;
     let document = match format {
         "prov-json" => prov_json(&store, &edges)?,

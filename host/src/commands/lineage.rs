@@ -36,7 +36,7 @@ fn entity_report(store: &Store, sha256: &str) -> anyhow::Result<serde_json::Valu
 
 pub fn lineage(store: &StoreOptions, target: &str, json: bool) -> anyhow::Result<()> {
     let store = store.open()?;
-    let report = if store.run_exists(target)? {
+    let report = if store.require_run(target).is_ok() {
         // A run: the lineage of each of its outputs' sources, from raw files to reports.
         let entities = store.run_entities(target)?;
         let mut roots: Vec<String> =

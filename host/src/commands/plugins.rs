@@ -2,13 +2,11 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use plugin_sdk::Manifest;
 use serde::Serialize;
 
-use crate::hashing::sha256_file;
 use crate::output::{print_json, short_hash, table};
-use crate::registry::{Registry, RegistryOptions, Source};
+use crate::registry::{Registry, RegistryOptions, Source, load_and_hash};
 
 pub fn list(options: RegistryOptions, json: bool) -> anyhow::Result<()> {
     let registry = Registry::open(options)?;
@@ -59,16 +57,15 @@ struct Inspection<'a> {
 }
 
 pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
-    let library = plugin_sdk::host::load_library(path).map_err(|error| {
-        if let Some(detail) = error.detail() {
-            tracing::info!("full loader report:\n{detail}");
-        }
-        anyhow::Error::new(error)
-    })?;
-    let (sha256, size) = sha256_file(path).with_context(|| format!("{}: cannot read for hashing", path.display()))?;
-    let manifest = library.manifest();
-    let inspection =
-        Inspection { path, sha256, size, host_sdk_version: plugin_sdk::host::host_sdk_version(), manifest };
+    let loaded = load_and_hash(path).map_err(|message| anyhow::anyhow!(message))?;
+    let manifest = loaded.library.manifest();
+    let inspection = Inspection {
+        path,
+        sha256: loaded.sha256.clone(),
+        size: loaded.size,
+        host_sdk_version: plugin_sdk::host::host_sdk_version(),
+        manifest,
+    };
     if json {
         return print_json(&inspection);
     }

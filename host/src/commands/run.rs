@@ -2,7 +2,6 @@
 //! runs the pipeline and prints where the outputs are and a short results table.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,10 +45,7 @@ pub struct RunOptions {
 }
 
 /// Loads the registry and the config, resolving every selected class.
-pub fn prepare(
-    config: &Path,
-    registry: RegistryOptions,
-) -> anyhow::Result<(Registry, ExperimentConfig, Vec<ResolvedClass>)> {
+fn prepare(config: &Path, registry: RegistryOptions) -> anyhow::Result<(ExperimentConfig, Vec<ResolvedClass>)> {
     let registry = Registry::open(registry)?;
     let mut resolved = Vec::new();
     let experiment = ExperimentConfig::load(config, |kind, class| {
@@ -57,7 +53,7 @@ pub fn prepare(
         resolved.push(found.clone());
         Ok(found.info)
     })?;
-    Ok((registry, experiment, resolved))
+    Ok((experiment, resolved))
 }
 
 /// Ctrl-C once asks the running plugin to stop after its current batch; twice exits at once.
@@ -74,11 +70,11 @@ fn install_interrupt_handler(stop: Arc<AtomicBool>) {
     }
 }
 
-pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
+pub fn run(options: RunOptions) -> anyhow::Result<u8> {
     // Asking git takes tens of milliseconds; it runs while the plugins load.
     let config_dir = options.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
     let git = std::thread::spawn(move || crate::store::git_state(&config_dir));
-    let (_registry, experiment, classes) = prepare(&options.config, options.registry)?;
+    let (experiment, classes) = prepare(&options.config, options.registry)?;
     let store = std::cell::RefCell::new(options.store.open()?);
     let stop = Arc::new(AtomicBool::new(false));
     install_interrupt_handler(stop.clone());
@@ -100,8 +96,8 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         println!("recorded in {} (host runs show {})", store.borrow().path().display(), summary.run_id);
     }
     Ok(match summary.status {
-        RunStatus::Completed => ExitCode::SUCCESS,
-        RunStatus::Cancelled => ExitCode::from(130),
+        RunStatus::Completed => 0,
+        RunStatus::Cancelled => 130,
         _ => {
             if !options.json {
                 eprintln!(
@@ -111,7 +107,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     summary.error.as_deref().unwrap_or("unknown error")
                 );
             }
-            ExitCode::FAILURE
+            1
         }
     })
 }

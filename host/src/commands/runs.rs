@@ -40,9 +40,7 @@ pub fn list(
 
 pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()> {
     let store = store.open()?;
-    let Some(record) = store.run_record(run_id)? else {
-        bail!("no run {run_id} in {}; `host runs list` shows the runs", store.path().display());
-    };
+    let record = store.run_record(run_id)?;
     if json {
         return print_json(&record);
     }
@@ -85,7 +83,6 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
     println!("\n{}", table(&["STAGE", "STATUS", "TIME"], &stages));
     let artifacts: Vec<Vec<String>> = store
         .recorded_files(run_id)?
-        .unwrap_or_default()
         .into_iter()
         .map(|file| {
             let state = match crate::hashing::sha256_file(std::path::Path::new(&file.path)) {
@@ -140,10 +137,7 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool) -> anyhow::
     let mut parameters = Vec::new();
     let mut metrics = Vec::new();
     for run_id in run_ids {
-        let Some(run_parameters) = store.parameters(run_id)? else {
-            bail!("no run {run_id} in {}; `host runs list` shows the runs", store.path().display());
-        };
-        parameters.push(run_parameters);
+        parameters.push(store.parameters(run_id)?);
         metrics.push(store.final_metrics(run_id)?);
     }
     let parameter_rows = compared(
@@ -259,9 +253,7 @@ pub fn watch(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
     let store = store.open()?;
     let mut printed = 0i64;
     loop {
-        let Some((status, metrics)) = store.watch_state(run_id, printed)? else {
-            bail!("no run {run_id} in {}; `host runs list` shows the runs", store.path().display());
-        };
+        let (status, metrics) = store.watch_state(run_id, printed)?;
         let running = status == "running";
         let last_step = metrics.last().map(|(step, _, _)| *step).unwrap_or(printed);
         // While running, the newest step may still be filling in: print only completed steps.

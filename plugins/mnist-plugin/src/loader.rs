@@ -347,12 +347,7 @@ mod tests {
 
     use super::*;
     use crate::idx::encode_idx;
-
-    fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(bytes).unwrap();
-        encoder.finish().unwrap()
-    }
+    use crate::idx::tests::gzip;
 
     /// The four gzipped files of a 12-image training and 4-image test set.
     fn files() -> Vec<(String, Vec<u8>)> {

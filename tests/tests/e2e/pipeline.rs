@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{Project, host_binary, library, write_tiny_mnist};
+use crate::support::{Project, library, spawn_host, write_tiny_mnist};
 
 fn mnist_project(model: &str, extra: &str) -> Project {
     let project = Project::new();
@@ -164,13 +164,7 @@ fn models_swap_by_config_alone() {
 #[test]
 fn ctrl_c_stops_after_the_current_batch_and_the_run_is_cancelled() {
     let project = mnist_project("MNISTMLP", "training: {epochs: 1000, batch_size: 8}\n");
-    let child = Command::new(host_binary())
-        .args(["run", "config/tiny.yaml", "--json"])
-        .current_dir(project.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn_host(&project, &["run", "config/tiny.yaml", "--json"], Stdio::piped());
     // Wait until training has started (the run folder holds lineage.json), then interrupt.
     let runs = project.path().join("runs");
     let started = std::time::Instant::now();

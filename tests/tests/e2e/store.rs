@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::{Project, host_binary, library};
+use crate::support::{Project, endless_training_project, host_binary, library, spawn_host, wait_until_running};
 
 fn faulty_project() -> Project {
     let project = Project::new();
@@ -64,30 +64,9 @@ fn a_failed_run_records_its_error_and_stage() {
 
 #[test]
 fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
-    let project = Project::new();
-    crate::support::write_tiny_mnist(&project.path().join("data"), 300, 50);
-    let path = library("mnist-plugin").display().to_string();
-    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n"));
-    project.write(
-        "config/long.yaml",
-        "experiment_name: long\nthreads: 1\nplugins: {data_loader: MNISTLoader, model: MNISTMLP}\ndata_loader: {data_dir: data}\ntraining: {epochs: 100000, batch_size: 4}\n",
-    );
-    let mut child = Command::new(host_binary())
-        .args(["-q", "run", "config/long.yaml"])
-        .current_dir(project.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        let runs = project.host(&["runs", "list", "--json"]).success().json();
-        if runs[0]["status"] == "running" {
-            break;
-        }
-        assert!(started.elapsed().as_secs() < 60, "the run never started: {runs}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let project = endless_training_project(4);
+    let mut child = spawn_host(&project, &["-q", "run", "config/long.yaml"], Stdio::null());
+    wait_until_running(&project);
     std::thread::sleep(std::time::Duration::from_millis(500));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -279,36 +258,10 @@ fn deleting_a_run_removes_its_rows_and_folder_and_leaves_other_runs_intact() {
 #[test]
 fn watch_follows_a_live_run_until_it_ends() {
     use std::io::{BufRead, BufReader};
-    let project = Project::new();
-    crate::support::write_tiny_mnist(&project.path().join("data"), 200, 20);
-    let path = library("mnist-plugin").display().to_string();
-    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n"));
-    project.write(
-        "config/long.yaml",
-        "experiment_name: watched\nthreads: 1\nplugins: {data_loader: MNISTLoader, model: MNISTMLP}\ndata_loader: {data_dir: data}\ntraining: {epochs: 100000, batch_size: 50}\n",
-    );
-    let run = Command::new(host_binary())
-        .args(["-q", "run", "config/long.yaml"])
-        .current_dir(project.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let run_id = loop {
-        let runs = project.host(&["runs", "list", "--json"]).success().json();
-        if runs[0]["status"] == "running" {
-            break runs[0]["run_id"].as_str().unwrap().to_owned();
-        }
-        assert!(started.elapsed().as_secs() < 60, "the run never started");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let mut watch = Command::new(host_binary())
-        .args(["runs", "watch", &run_id])
-        .current_dir(project.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let project = endless_training_project(50);
+    let run = spawn_host(&project, &["-q", "run", "config/long.yaml"], Stdio::null());
+    let run_id = wait_until_running(&project);
+    let mut watch = spawn_host(&project, &["runs", "watch", &run_id], Stdio::piped());
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     let mut epochs = Vec::new();
     while epochs.len() < 2 {

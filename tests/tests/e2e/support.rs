@@ -209,3 +209,44 @@ pub fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(data);
     out
 }
+
+/// A project whose `config/long.yaml` trains MNISTMLP on a tiny set for practically ever, for
+/// tests that interrupt, kill or watch a live run.
+pub fn endless_training_project(batch_size: usize) -> Project {
+    let project = Project::new();
+    write_tiny_mnist(&project.path().join("data"), 200, 20);
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n"));
+    project.write(
+        "config/long.yaml",
+        &format!(
+            "experiment_name: long\nthreads: 1\nplugins: {{data_loader: MNISTLoader, model: MNISTMLP}}\n\
+             data_loader: {{data_dir: data}}\ntraining: {{epochs: 100000, batch_size: {batch_size}}}\n"
+        ),
+    );
+    project
+}
+
+/// Starts the host in the project without waiting for it.
+pub fn spawn_host(project: &Project, args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
+    Command::new(host_binary())
+        .args(args)
+        .current_dir(project.path())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start host")
+}
+
+/// Waits until the newest run in the project's store is running and returns its id.
+pub fn wait_until_running(project: &Project) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let runs = project.host(&["runs", "list", "--json"]).success().json();
+        if runs[0]["status"] == "running" {
+            return runs[0]["run_id"].as_str().unwrap().to_owned();
+        }
+        assert!(started.elapsed().as_secs() < 60, "the run never started: {runs}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
