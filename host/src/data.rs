@@ -9,7 +9,7 @@ use plugin_sdk::{DataView, Dataset, Elements, TaskKind, TensorView};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -92,14 +92,14 @@ pub struct Split {
 }
 
 /// A content-addressed data entity, as the provenance store records it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DataEntity {
     pub label: String,
     pub sha256: String,
 }
 
 /// One transform of the data: a lineage edge set (used -> generated, with parameters).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Transform {
     pub name: String,
     pub parameters: Value,
@@ -278,8 +278,10 @@ fn gather_targets(dataset: &Dataset, rows: &[usize]) -> anyhow::Result<Targets> 
 }
 
 /// Splits, scales and (optionally) standardises; every step is recorded as a transform.
+/// `dataset_digest` is the dataset's [`dataset_digest`], computed once by the caller.
 pub fn prepare(
     dataset: &Dataset,
+    dataset_digest: &str,
     splitting: &DataSplitting,
     preprocessing: &Preprocessing,
     seed: u64,
@@ -297,7 +299,7 @@ pub fn prepare(
     let features = dataset.features.elements();
     let raw_sample_shape = dataset.features.shape()[1..].to_vec();
     let row_len: usize = raw_sample_shape.iter().product();
-    let dataset_digest = dataset_digest(dataset);
+    let dataset_digest = dataset_digest.to_owned();
     let dataset_entity = DataEntity { label: "dataset".into(), sha256: dataset_digest.clone() };
     let mut transforms = Vec::new();
 
@@ -462,7 +464,7 @@ fn targets_digest(targets: &Targets, rows: usize) -> String {
 }
 
 /// Digests each split's f32 features and targets (each buffer hashed on every core).
-fn digest_splits(splits: &mut [Split], sample_shape: &[usize]) {
+pub fn digest_splits(splits: &mut [Split], sample_shape: &[usize]) {
     for split in splits.iter_mut() {
         let mut shape = vec![split.rows];
         shape.extend_from_slice(sample_shape);
@@ -481,6 +483,15 @@ fn digest_splits(splits: &mut [Split], sample_shape: &[usize]) {
 mod tests {
     use super::*;
     use plugin_sdk::Tensor;
+
+    fn prepare(
+        dataset: &Dataset,
+        splitting: &DataSplitting,
+        preprocessing: &Preprocessing,
+        seed: u64,
+    ) -> anyhow::Result<Prepared> {
+        super::prepare(dataset, &dataset_digest(dataset), splitting, preprocessing, seed)
+    }
 
     fn dataset(rows: usize, test_start: Option<usize>) -> Dataset {
         Dataset {

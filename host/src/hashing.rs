@@ -4,8 +4,27 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
+
+/// Time this process spent hashing, summed over threads: the hashing half of the provenance
+/// overhead that `host run --json` reports and the store benchmark quotes.
+static HASHING_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Seconds spent hashing so far in this process, summed over threads.
+pub fn hashing_seconds() -> f64 {
+    HASHING_NANOS.load(Ordering::Relaxed) as f64 / 1e9
+}
+
+/// SHA-256 of one buffer, timed into [`hashing_seconds`].
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let started = Instant::now();
+    let digest = Sha256::digest(bytes).into();
+    HASHING_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    digest
+}
 
 /// Lowercase hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
@@ -30,7 +49,7 @@ const CHUNK: usize = 4 << 20;
 pub fn chunked_sha256(bytes: &[u8]) -> String {
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
     let mut digests = vec![[0u8; 32]; chunks.len()];
-    on_every_core(&mut digests, |index, slot| slot.copy_from_slice(&Sha256::digest(chunks[index])));
+    on_every_core(&mut digests, |index, slot| *slot = digest(chunks[index]));
     combine_chunk_digests(bytes.len(), &digests)
 }
 
@@ -53,7 +72,7 @@ pub fn fill_and_chunked_sha256(values: &mut [f32], fill: impl Fn(usize, &mut [f3
                 for (index, (chunk, slot)) in batch {
                     fill(index * FLOATS, chunk);
                     let bytes = plugin_sdk::Elements::F32(chunk).as_bytes();
-                    slot.copy_from_slice(&Sha256::digest(bytes));
+                    *slot = digest(bytes);
                 }
             });
         }
@@ -93,14 +112,18 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
+    let mut hashing = std::time::Duration::ZERO;
     loop {
         let read = file.read(&mut buffer)?;
         if read == 0 {
             break;
         }
         size += read as u64;
+        let started = Instant::now();
         hasher.update(&buffer[..read]);
+        hashing += started.elapsed();
     }
+    HASHING_NANOS.fetch_add(hashing.as_nanos() as u64, Ordering::Relaxed);
     Ok((hex(&hasher.finalize()), size))
 }
 

@@ -1,23 +1,13 @@
 //! `host`: runs ML experiments from YAML with plugins loaded at runtime, recording provenance.
 //! This file only parses arguments, sets up logging and prints errors; the commands live in
-//! `commands/`. The host never links libtorch: model plugins bring their own.
-
-mod commands;
-mod config;
-mod data;
-mod hashing;
-mod metrics;
-mod output;
-mod pipeline;
-mod registry;
-mod store;
+//! the library's `commands/`. The host never links libtorch: model plugins bring their own.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use host::commands;
+use host::registry::RegistryOptions;
 use tracing_subscriber::EnvFilter;
-
-use crate::registry::RegistryOptions;
 
 /// Run ML experiments from YAML with runtime-loaded plugins, and record their provenance.
 #[derive(Parser)]
@@ -51,6 +41,10 @@ enum Command {
         /// instead of training.
         #[arg(long, value_name = "RUN_DIR")]
         model_from: Option<PathBuf>,
+        /// Recompute every stage: never reuse the outputs of an earlier run's stage with the
+        /// same inputs, config, plugin build and seed (the stage cache).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -60,6 +54,21 @@ enum Command {
         /// The run id.
         run: String,
         /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Re-execute a recorded run with its recorded config and plugin library files,
+    /// recomputing every stage, and report stage by stage whether the outputs are
+    /// bit-identical (exit 1 when any differs).
+    Replay {
+        /// The run id.
+        run: String,
+        /// Replay even when a recorded plugin library's SHA-256 no longer matches.
+        #[arg(long)]
+        force: bool,
+        /// Print the comparison as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -93,6 +102,9 @@ enum Command {
     Lineage {
         /// A run id, or a SHA-256 (8 or more leading hex digits) of data, an artifact or a plugin.
         target: String,
+        /// At most this many entities per list (ancestors, descendants, runs); 0 for all.
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
@@ -237,7 +249,7 @@ fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Run { config, plugins, json, output_dir, model_from, store } => {
+        Command::Run { config, plugins, json, output_dir, model_from, force, store } => {
             let registry = plugins.into_options(Some(&config));
             let show_progress = !cli.quiet;
             let store = store.into_options();
@@ -249,14 +261,22 @@ fn main() {
                 output_dir,
                 model_from,
                 show_progress,
+                force,
             })
         }
+        Command::Replay { run, force, json, store } => commands::replay::replay(commands::replay::ReplayOptions {
+            store: store.into_options(),
+            run,
+            force,
+            json,
+            show_progress: !cli.quiet,
+        }),
         Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),
         Command::Export { run, format, output, store } => {
             commands::export::export(&store.into_options(), &run, &format, output).map(|()| 0)
         }
-        Command::Lineage { target, json, store } => {
-            commands::lineage::lineage(&store.into_options(), &target, json).map(|()| 0)
+        Command::Lineage { target, limit, json, store } => {
+            commands::lineage::lineage(&store.into_options(), &target, limit, json).map(|()| 0)
         }
         Command::Verify { run, json, store } => commands::verify::verify(&store.into_options(), &run, json),
         Command::Runs { command, store } => {

@@ -14,7 +14,7 @@ use anyhow::{Context, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use plugin_sdk::host::{HostServices, ReportKind};
 use plugin_sdk::{ClassKind, ErrorKind, FitSummary, LogLevel, RunContext, TaskKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::experiment::ExperimentConfig;
@@ -51,10 +51,21 @@ pub struct StageRecord {
     pub name: &'static str,
     pub status: RunStatus,
     pub seconds: f64,
+    /// The stage-cache key: what the stage's outputs depend on (`None` for stages never reused).
+    pub cache_key: Option<String>,
+    /// The earlier run whose outputs this stage reused instead of recomputing.
+    pub reused_from: Option<String>,
+}
+
+/// Time a run spent on provenance: hashing (summed over threads) and store writes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProvenanceTime {
+    pub hashing_seconds: f64,
+    pub store_seconds: f64,
 }
 
 /// A file the run read or wrote, content-addressed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileArtifact {
     pub kind: String,
     pub path: PathBuf,
@@ -64,7 +75,7 @@ pub struct FileArtifact {
 
 impl FileArtifact {
     /// Hashes the file; the path is recorded absolute, so `host verify` works from anywhere.
-    fn of(kind: &str, path: &Path) -> anyhow::Result<Self> {
+    pub fn of(kind: &str, path: &Path) -> anyhow::Result<Self> {
         let (sha256, size) = sha256_file(path).with_context(|| format!("{}: cannot hash", path.display()))?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         Ok(FileArtifact { kind: kind.into(), path, sha256, size })
@@ -96,6 +107,12 @@ pub struct RunSummary {
     pub status: RunStatus,
     pub config_file: PathBuf,
     pub config_sha256: String,
+    /// The folder the run ran in: relative paths in its config resolve against it.
+    pub working_dir: PathBuf,
+    /// The saved model evaluated instead of training (`host run --model-from`).
+    pub model_from: Option<PathBuf>,
+    /// The run this one replayed (`host replay`).
+    pub replay_of: Option<String>,
     pub seed: u64,
     pub threads: usize,
     pub output_dir: PathBuf,
@@ -113,6 +130,9 @@ pub struct RunSummary {
     pub artifacts: Vec<FileArtifact>,
     pub failed_stage: Option<&'static str>,
     pub error: Option<String>,
+    /// Measured when the run ends (after its last store write), so only `run.json` and
+    /// `host run --json` carry it.
+    pub provenance: Option<ProvenanceTime>,
 }
 
 /// What to run and how.
@@ -129,6 +149,11 @@ pub struct RunRequest<'a> {
     pub store: Option<&'a RefCell<Store>>,
     /// The git commit and dirty flag of the experiment's repository.
     pub git: GitState,
+    /// Reuse the outputs of earlier stages with the same cache key (`host run --force` and
+    /// `host replay` recompute).
+    pub reuse: bool,
+    /// The run this one replays.
+    pub replay_of: Option<String>,
 }
 
 /// The current UTC time as RFC 3339 (`2026-11-26T07:15:30Z`).
@@ -346,6 +371,26 @@ struct Run<'a> {
     dir: PathBuf,
     summary: RunSummary,
     context: RunContext,
+    /// The running stage's cache key and the run it reused from, set by the stage's body.
+    cache: Option<(String, Option<String>)>,
+    /// The prepare stage's key and source run when the load stage already found its splits.
+    splits_hit: Option<(String, String)>,
+    /// Writes freshly prepared splits into the cache while training runs.
+    splits_writer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// What the load stage hands on: the loader's dataset (and its digest), or the prepared
+/// splits of an earlier run with the same load and prepare keys.
+#[allow(clippy::large_enum_variant, reason = "made once per run and moved once")]
+enum Loaded {
+    Dataset(plugin_sdk::Dataset),
+    Cached(Prepared),
+}
+
+/// The trained model: live from training, or to be loaded from the run's `model/` folder
+/// when training was reused (and only if evaluation is not reused too).
+struct Trained {
+    handle: Option<plugin_sdk::host::ModelHandle>,
 }
 
 impl<'a> Run<'a> {
@@ -376,13 +421,28 @@ impl<'a> Run<'a> {
         }
         tracing::info!("stage {name}");
         let started = Instant::now();
+        self.cache = None;
         let result = body(self);
         let status = match &result {
             Ok(_) => RunStatus::Completed,
             Err(StageError::Cancelled) => RunStatus::Cancelled,
             Err(StageError::Failed(_)) => RunStatus::Failed,
         };
-        self.summary.stages.push(StageRecord { name, status, seconds: started.elapsed().as_secs_f64() });
+        let (cache_key, reused_from) = self.cache.take().unzip();
+        let reused_from = reused_from.flatten();
+        if let Some(from) = &reused_from {
+            tracing::info!("stage {name} reused the outputs of run {from}");
+            if self.request.show_progress {
+                eprintln!("{name}: reused the outputs of run {from} (host run --force recomputes)");
+            }
+        }
+        self.summary.stages.push(StageRecord {
+            name,
+            status,
+            seconds: started.elapsed().as_secs_f64(),
+            cache_key,
+            reused_from,
+        });
         if status == RunStatus::Failed {
             self.summary.failed_stage = Some(name);
         }
@@ -407,9 +467,94 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn load(&mut self) -> Result<plugin_sdk::Dataset, StageError> {
+    /// Earlier completed stages with this key whose outputs may be reused, newest first.
+    fn candidates(&self, stage: &str, key: &str) -> Vec<crate::store::CachedStage> {
+        let Some(store) = self.request.store.filter(|_| self.request.reuse) else { return Vec::new() };
+        store.borrow().cached_stages(stage, key).unwrap_or_else(|error| {
+            tracing::warn!("cannot look up the stage cache: {error:#}");
+            Vec::new()
+        })
+    }
+
+    fn cache_dir(&self) -> Option<PathBuf> {
+        self.request.store.map(|store| crate::cache::cache_dir(store.borrow().path()))
+    }
+
+    fn prepare_key(&self, dataset_digest: &str) -> String {
+        let canonical = &self.request.experiment.canonical;
+        crate::cache::stage_key(
+            "prepare",
+            json!({
+                "dataset": dataset_digest,
+                "data_splitting": canonical["data_splitting"],
+                "preprocessing": canonical["preprocessing"],
+                "seed": self.request.experiment.seed,
+            }),
+        )
+    }
+
+    /// The cached splits of a completed prepare stage with this key, re-digested.
+    fn reuse_splits(&self, key: &str) -> Option<(Prepared, String)> {
+        let cache_dir = self.cache_dir()?;
+        let from = self.candidates("prepare", key).into_iter().next()?;
+        let path = crate::cache::splits_path(&cache_dir, key);
+        if !path.is_file() {
+            return None;
+        }
+        match crate::cache::read_splits(&path) {
+            Ok(prepared) => Some((prepared, from.run_id)),
+            Err(error) => {
+                tracing::warn!("{error:#}; preparing the data again");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Skips loading when an earlier run loaded the same files with the same loader and config
+    /// (its raw files rehashed unchanged) and its prepared splits are cached.
+    fn reuse_data(&mut self, load_key: &str) -> Option<Prepared> {
+        for candidate in self.candidates("load", load_key) {
+            let record = &candidate.summary;
+            let Ok(sources) = serde_json::from_value::<Vec<FileArtifact>>(record["source_files"].clone()) else {
+                continue;
+            };
+            let Some(digest) = record["data"]["dataset_sha256"].as_str().filter(|d| !d.is_empty()) else { continue };
+            if !crate::cache::files_unchanged(&sources) {
+                tracing::info!("the raw files of run {} changed; loading again", candidate.run_id);
+                continue;
+            }
+            let prepare_key = self.prepare_key(digest);
+            if let Some((prepared, prepared_by)) = self.reuse_splits(&prepare_key) {
+                self.summary.source_files = sources;
+                self.summary.data.description = record["data"]["description"].as_str().unwrap_or_default().into();
+                self.summary.data.dataset_sha256 = digest.to_owned();
+                self.cache = Some((load_key.to_owned(), Some(candidate.run_id)));
+                self.splits_hit = Some((prepare_key, prepared_by));
+                return Some(prepared);
+            }
+        }
+        None
+    }
+
+    fn load(&mut self) -> Result<Loaded, StageError> {
         let class = self.required_class(ClassKind::Loader)?;
         let experiment = self.request.experiment;
+        let key = crate::cache::stage_key(
+            "load",
+            json!({
+                "plugin": class.library.sha256,
+                "class": class.info.name,
+                "config": experiment.class_sections(ClassKind::Loader),
+                "seed": experiment.seed,
+                // Relative data paths in the config resolve against it.
+                "working_dir": std::env::current_dir().ok(),
+            }),
+        );
+        if let Some(prepared) = self.reuse_data(&key) {
+            return Ok(Loaded::Cached(prepared));
+        }
+        self.cache = Some((key, None));
         let mut loader = class.library.library.create_loader(
             &class.info.name,
             &experiment.class_sections(ClassKind::Loader),
@@ -422,12 +567,44 @@ impl<'a> Run<'a> {
             self.summary.source_files.push(FileArtifact::of(&file.role, Path::new(&file.path))?);
         }
         self.summary.data.description = summary.description;
-        Ok(loader.extract_features_and_targets(&services)?)
+        let dataset = loader.extract_features_and_targets(&services)?;
+        self.summary.data.dataset_sha256 = data::dataset_digest(&dataset);
+        Ok(Loaded::Dataset(dataset))
     }
 
-    fn prepare(&mut self, dataset: &plugin_sdk::Dataset) -> Result<Prepared, StageError> {
+    fn prepare(&mut self, loaded: Loaded) -> Result<Arc<Prepared>, StageError> {
         let experiment = self.request.experiment;
-        let prepared = data::prepare(dataset, &experiment.data_splitting, &experiment.preprocessing, experiment.seed)?;
+        let prepared = match loaded {
+            Loaded::Cached(prepared) => {
+                self.cache = self.splits_hit.take().map(|(key, from)| (key, Some(from)));
+                Arc::new(prepared)
+            }
+            Loaded::Dataset(dataset) => {
+                let digest = self.summary.data.dataset_sha256.clone();
+                let key = self.prepare_key(&digest);
+                if let Some((prepared, from)) = self.reuse_splits(&key) {
+                    self.cache = Some((key, Some(from)));
+                    Arc::new(prepared)
+                } else {
+                    let prepared = Arc::new(data::prepare(
+                        &dataset,
+                        &digest,
+                        &experiment.data_splitting,
+                        &experiment.preprocessing,
+                        experiment.seed,
+                    )?);
+                    if let Some(path) = self.cache_dir().map(|dir| crate::cache::splits_path(&dir, &key))
+                        && !path.is_file()
+                    {
+                        let splits = prepared.clone();
+                        self.splits_writer =
+                            Some(std::thread::spawn(move || crate::cache::write_splits(&path, &splits)));
+                    }
+                    self.cache = Some((key, None));
+                    prepared
+                }
+            }
+        };
         let record = &mut self.summary.data;
         record.dataset_sha256 = prepared.dataset_digest.clone();
         record.task = Some(prepared.task);
@@ -442,9 +619,75 @@ impl<'a> Run<'a> {
         Ok(prepared)
     }
 
-    fn train(&mut self, prepared: &Prepared) -> Result<plugin_sdk::host::ModelHandle, StageError> {
+    /// Copies the files of `kinds` that an earlier run recorded into this run's folder,
+    /// checking each against its recorded SHA-256.
+    fn reuse_files(&mut self, candidate: &crate::store::CachedStage, kinds: &[&str]) -> anyhow::Result<()> {
+        let files: Vec<FileArtifact> = serde_json::from_value(candidate.summary["artifacts"].clone())?;
+        let mut copies = Vec::new();
+        for file in files.iter().filter(|f| kinds.contains(&f.kind.as_str())) {
+            copies.push(crate::cache::copy_verified(file, &candidate.output_dir, &self.dir)?);
+        }
+        self.summary.artifacts.extend(copies);
+        Ok(())
+    }
+
+    /// Reuses the outputs of an earlier stage with this key: the files of `kinds` and, through
+    /// `adopt`, what the stage put in the run record. Returns the run reused from.
+    fn reuse_stage(
+        &mut self,
+        stage: &str,
+        key: &str,
+        kinds: &[&str],
+        adopt: impl Fn(&mut Self, &Value) -> anyhow::Result<()>,
+    ) -> Option<String> {
+        for candidate in self.candidates(stage, key) {
+            let artifacts_before = self.summary.artifacts.len();
+            match self.reuse_files(&candidate, kinds).and_then(|()| adopt(self, &candidate.summary)) {
+                Ok(()) => return Some(candidate.run_id),
+                Err(error) => {
+                    self.summary.artifacts.truncate(artifacts_before);
+                    tracing::info!("cannot reuse the {stage} outputs of run {}: {error:#}", candidate.run_id);
+                }
+            }
+        }
+        None
+    }
+
+    fn model_key(&self, stage: &str, inputs: Value) -> anyhow::Result<String> {
         let class = self.required_class(ClassKind::Model)?;
         let experiment = self.request.experiment;
+        Ok(crate::cache::stage_key(
+            stage,
+            json!({
+                "plugin": class.library.sha256,
+                "class": class.info.name,
+                "config": experiment.class_sections(ClassKind::Model),
+                "inputs": inputs,
+                "seed": experiment.seed,
+                "threads": experiment.threads,
+            }),
+        ))
+    }
+
+    fn train(&mut self, prepared: &Prepared) -> Result<Trained, StageError> {
+        let class = self.required_class(ClassKind::Model)?;
+        let experiment = self.request.experiment;
+        if self.request.model_from.is_none() {
+            let key = self.model_key(
+                "train",
+                json!({"train": prepared.train.digest, "validation": prepared.validation.digest}),
+            )?;
+            let reused = self.reuse_stage("train", &key, &["model", "checkpoint", "history"], |run, record| {
+                run.summary.fit = Some(serde_json::from_value(record["fit"].clone())?);
+                run.summary.history = serde_json::from_value(record["history"].clone())?;
+                Ok(())
+            });
+            let done = reused.is_some();
+            self.cache = Some((key, reused));
+            if done {
+                return Ok(Trained { handle: None });
+            }
+        }
         let mut model = class.library.library.create_model(
             &class.info.name,
             &experiment.class_sections(ClassKind::Model),
@@ -457,7 +700,7 @@ impl<'a> Run<'a> {
                 .load(&source)
                 .map_err(anyhow::Error::new)
                 .with_context(|| format!("loading the model from {}", source.display()))?;
-            return Ok(model);
+            return Ok(Trained { handle: Some(model) });
         }
         let services = self.services(class, self.dir.clone());
         let validation = (prepared.validation.rows > 0).then(|| prepared.view(&prepared.validation));
@@ -476,14 +719,10 @@ impl<'a> Run<'a> {
         if checkpoint.is_file() {
             self.artifact("checkpoint", &checkpoint)?;
         }
-        Ok(model)
+        Ok(Trained { handle: Some(model) })
     }
 
-    fn evaluate(
-        &mut self,
-        model: &mut plugin_sdk::host::ModelHandle,
-        prepared: &Prepared,
-    ) -> Result<Value, StageError> {
+    fn evaluate(&mut self, trained: &mut Trained, prepared: &Prepared) -> Result<Value, StageError> {
         let class = self.required_class(ClassKind::Model)?;
         let test = &prepared.test;
         if test.rows == 0 {
@@ -491,6 +730,42 @@ impl<'a> Run<'a> {
                 "the test split is empty; raise data_splitting.test_ratio or keep the predefined test set"
             )));
         }
+        if self.request.model_from.is_none() {
+            let mut weights: Vec<&str> =
+                self.summary.artifacts.iter().filter(|a| a.kind == "model").map(|a| a.sha256.as_str()).collect();
+            weights.sort();
+            let key = self.model_key(
+                "evaluate",
+                json!({"model": weights, "test": test.digest, "label_names": prepared.label_names}),
+            )?;
+            let reused = self.reuse_stage("evaluate", &key, &["metrics", "predictions"], |run, record| {
+                record["metrics"].as_object().context("the earlier run recorded no metrics")?;
+                run.summary.metrics = Some(record["metrics"].clone());
+                Ok(())
+            });
+            let done = reused.is_some();
+            self.cache = Some((key, reused));
+            if done {
+                return Ok(self.summary.metrics.clone().unwrap_or_default());
+            }
+        }
+        let model = match &mut trained.handle {
+            Some(model) => model,
+            None => {
+                // Training was reused: load its weights, copied into this run's folder.
+                let mut model = class.library.library.create_model(
+                    &class.info.name,
+                    &self.request.experiment.class_sections(ClassKind::Model),
+                    &self.context,
+                )?;
+                let model_dir = self.dir.join("model");
+                model
+                    .load(&model_dir)
+                    .map_err(anyhow::Error::new)
+                    .with_context(|| format!("loading the reused model from {}", model_dir.display()))?;
+                trained.handle.insert(model)
+            }
+        };
         let services = self.services(class, self.dir.clone());
         let view = prepared.view(test);
         let predictions = model.predict(&view.features, &services)?;
@@ -524,6 +799,7 @@ impl<'a> Run<'a> {
     }
 
     fn report(&mut self, prepared: &Prepared) -> Result<(), StageError> {
+        // Reports describe their run (its id, timings, provenance): never reused.
         let class = self.required_class(ClassKind::ReportGenerator)?;
         let experiment = self.request.experiment;
         let reports_dir = self.dir.join("reports");
@@ -631,21 +907,30 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
     let experiment = request.experiment;
     let run_id = new_run_id();
     let dir = request.output_root.join(&run_id);
+    // Absolute, so the record (and the stage cache, which copies from it) works from anywhere.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     std::fs::create_dir_all(&dir).with_context(|| {
         format!("{}: cannot create the run folder; check output_dir or --output-dir", dir.display())
     })?;
     let canonical_text = serde_json::to_string(&experiment.canonical)?;
     let started = Instant::now();
+    let provenance_before = (crate::hashing::hashing_seconds(), crate::store::write_seconds());
     let mut run = Run {
         request,
         dir: dir.clone(),
         context: RunContext { seed: experiment.seed, threads: experiment.threads },
+        cache: None,
+        splits_hit: None,
+        splits_writer: None,
         summary: RunSummary {
             run_id,
             experiment_name: experiment.experiment_name.clone(),
             status: RunStatus::Running,
             config_file: experiment.file.clone(),
             config_sha256: sha256_bytes(canonical_text.as_bytes()),
+            working_dir: std::env::current_dir().unwrap_or_default(),
+            model_from: request.model_from.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            replay_of: request.replay_of.clone(),
             seed: experiment.seed,
             threads: experiment.threads,
             output_dir: dir.clone(),
@@ -678,6 +963,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
             artifacts: Vec::new(),
             failed_stage: None,
             error: None,
+            provenance: None,
         },
     };
     if let Some(store) = request.store {
@@ -689,9 +975,8 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
     }
     let outcome = (|| -> Result<(), StageError> {
         write_json(&dir.join("config.json"), &experiment.canonical)?;
-        let dataset = run.stage("load", |run| run.load())?;
-        let prepared = run.stage("prepare", |run| run.prepare(&dataset))?;
-        drop(dataset);
+        let loaded = run.stage("load", |run| run.load())?;
+        let prepared = run.stage("prepare", |run| run.prepare(loaded))?;
         let mut model = run.stage("train", |run| run.train(&prepared))?;
         let metrics = run.stage("evaluate", |run| run.evaluate(&mut model, &prepared))?;
         run.summary.metrics = Some(metrics);
@@ -708,10 +993,22 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
             RunStatus::Failed
         }
     };
+    if let Some(writer) = run.splits_writer.take() {
+        match writer.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!("the stage cache keeps no splits of this run: {error:#}"),
+            Err(_) => tracing::warn!("the stage cache keeps no splits of this run: its writer panicked"),
+        }
+    }
     run.summary.finished_at = Some(now_rfc3339());
     run.summary.seconds = started.elapsed().as_secs_f64();
+    let recorded = run.record();
+    run.summary.provenance = Some(ProvenanceTime {
+        hashing_seconds: crate::hashing::hashing_seconds() - provenance_before.0,
+        store_seconds: crate::store::write_seconds() - provenance_before.1,
+    });
     write_json(&dir.join("run.json"), &run.summary)?;
-    run.record()?;
+    recorded?;
     Ok(run.summary)
 }
 

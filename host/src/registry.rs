@@ -38,6 +38,8 @@ impl PluginLibrary {
 pub enum Source {
     Mapped,
     Discovered,
+    /// The library file an earlier run recorded (`host replay`).
+    Recorded,
 }
 
 /// A class ready to instantiate.
@@ -264,6 +266,13 @@ impl Registry {
         }
         listing
     }
+}
+
+/// The class a run recorded, from the library file it recorded: no mapping, no discovery.
+pub fn resolve_recorded(path: &Path, kind: ClassKind, class: &str) -> Result<ResolvedClass, String> {
+    let library = load_and_hash(path)?;
+    let info = find_class(&library, class, kind)?;
+    Ok(ResolvedClass { info, library, source: Source::Recorded })
 }
 
 /// Loads a library (its loader's full report logged at info level for `-v`) and hashes its file.

@@ -25,30 +25,41 @@ fn steps_table(steps: &[LineageStep]) -> String {
     table(&["DEPTH", "SHA256", "KIND", "WHAT", "LINK", "ACTIVITY"], &rows)
 }
 
-fn entity_report(store: &Store, sha256: &str) -> anyhow::Result<serde_json::Value> {
+/// One entity across every run: ancestors, descendants and the runs that used it, each
+/// capped at `limit` (0: all).
+fn entity_report(store: &Store, sha256: &str, limit: usize) -> anyhow::Result<serde_json::Value> {
+    let (ancestors, ancestors_truncated) = store.lineage_walk(sha256, true, None, limit)?;
+    let (descendants, descendants_truncated) = store.lineage_walk(sha256, false, None, limit)?;
+    let (runs, runs_total) = store.runs_using(sha256, limit)?;
     Ok(json!({
         "sha256": sha256,
-        "ancestors": store.lineage_walk(sha256, true)?,
-        "descendants": store.lineage_walk(sha256, false)?,
-        "runs": store.runs_using(sha256)?,
+        "ancestors": ancestors,
+        "descendants": descendants,
+        "runs": runs,
+        "runs_total": runs_total,
+        "truncated": ancestors_truncated || descendants_truncated || runs.len() < runs_total,
     }))
 }
 
-pub fn lineage(store: &StoreOptions, target: &str, json: bool) -> anyhow::Result<()> {
+pub fn lineage(store: &StoreOptions, target: &str, limit: usize, json: bool) -> anyhow::Result<()> {
     let store = store.open()?;
     let report = if store.require_run(target).is_ok() {
-        // A run: the lineage of each of its outputs' sources, from raw files to reports.
+        // A run: its own chain from each raw file it read to its reports (a SHA-256 query
+        // shows what other runs made from the same files).
         let entities = store.run_entities(target)?;
         let mut roots: Vec<String> =
             entities.iter().filter(|(kind, _)| kind == "raw").map(|(_, sha)| sha.clone()).collect();
         roots.sort();
         let mut descendants = Vec::new();
+        let mut truncated = false;
         for root in &roots {
-            descendants.extend(store.lineage_walk(root, false)?);
+            let (steps, cut) = store.lineage_walk(root, false, Some(target), limit)?;
+            descendants.extend(steps);
+            truncated |= cut;
         }
         descendants.sort_by(|a, b| a.depth.cmp(&b.depth).then(a.sha256.cmp(&b.sha256)));
         descendants.dedup_by(|a, b| a.sha256 == b.sha256);
-        json!({"run_id": target, "raw_files": roots, "descendants": descendants})
+        json!({"run_id": target, "raw_files": roots, "descendants": descendants, "truncated": truncated})
     } else {
         let is_hex = target.len() >= 8 && target.bytes().all(|b| b.is_ascii_hexdigit());
         if !is_hex {
@@ -57,7 +68,7 @@ pub fn lineage(store: &StoreOptions, target: &str, json: bool) -> anyhow::Result
         let matches = store.expand_sha256(target)?;
         match matches.as_slice() {
             [] => bail!("no entity or plugin with SHA-256 {target} in {}", store.path().display()),
-            [sha256] => entity_report(&store, sha256)?,
+            [sha256] => entity_report(&store, sha256, limit)?,
             many => bail!("{target} matches {} digests; give more digits", many.len()),
         }
     };
@@ -91,7 +102,10 @@ pub fn lineage(store: &StoreOptions, target: &str, json: bool) -> anyhow::Result
     }
     if let Some(runs) = report["runs"].as_array() {
         let runs: Vec<&str> = runs.iter().filter_map(|r| r.as_str()).collect();
-        println!("runs that used it ({}): {}", runs.len(), runs.join(", "));
+        println!("runs that used it ({}): {}", report["runs_total"], runs.join(", "));
+    }
+    if report["truncated"] == true {
+        println!("(each list stops at {limit} entries; --limit 0 shows everything)");
     }
     Ok(())
 }

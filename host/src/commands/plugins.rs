@@ -25,6 +25,7 @@ pub fn list(options: RegistryOptions, json: bool) -> anyhow::Result<()> {
                 match e.source {
                     Source::Mapped => "mapped".into(),
                     Source::Discovered => "discovered".into(),
+                    Source::Recorded => "recorded".into(),
                 },
                 short_hash(&e.sha256).to_owned(),
                 e.library.display().to_string(),

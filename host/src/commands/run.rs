@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub output_dir: Option<PathBuf>,
     pub model_from: Option<PathBuf>,
     pub show_progress: bool,
+    /// Recompute every stage instead of reusing cached outputs.
+    pub force: bool,
 }
 
 /// Loads the registry and the config, resolving every selected class.
@@ -87,6 +89,8 @@ pub fn run(options: RunOptions) -> anyhow::Result<u8> {
         stop,
         store: Some(&store),
         git: git.join().unwrap_or((None, None)),
+        reuse: !options.force,
+        replay_of: None,
     };
     let summary = execute(&request)?;
     if options.json {
@@ -144,7 +148,13 @@ fn print_summary(summary: &RunSummary) {
     let stages: Vec<Vec<String>> = summary
         .stages
         .iter()
-        .map(|s| vec![s.name.to_owned(), format!("{:?}", s.status).to_lowercase(), format!("{:.2}s", s.seconds)])
+        .map(|s| {
+            let status = match &s.reused_from {
+                Some(from) => format!("reused from {from}"),
+                None => format!("{:?}", s.status).to_lowercase(),
+            };
+            vec![s.name.to_owned(), status, format!("{:.2}s", s.seconds)]
+        })
         .collect();
     println!("{}", table(&["STAGE", "STATUS", "TIME"], &stages));
 }

@@ -73,9 +73,13 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
         .into_iter()
         .flatten()
         .map(|s| {
+            let status = match s["reused_from"].as_str() {
+                Some(from) => format!("reused from {from}"),
+                None => s["status"].as_str().unwrap_or("").into(),
+            };
             vec![
                 s["name"].as_str().unwrap_or("").into(),
-                s["status"].as_str().unwrap_or("").into(),
+                status,
                 format!("{:.2}s", s["seconds"].as_f64().unwrap_or(0.0)),
             ]
         })

@@ -19,7 +19,23 @@ use crate::config::schema::check_section;
 use crate::config::{ConfigError, read_yaml};
 use crate::pipeline::{RunStatus, RunSummary, now_rfc3339};
 
-pub use queries::LineageStep;
+pub use queries::{CachedStage, LineageStep};
+
+/// Time this process spent writing run records: the store half of the provenance overhead.
+static WRITE_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Seconds spent in the store's run-record writes so far in this process.
+pub fn write_seconds() -> f64 {
+    WRITE_NANOS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+}
+
+/// Runs one write, timed into [`write_seconds`].
+fn timed_write<T>(write: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let result = write();
+    WRITE_NANOS.fetch_add(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    result
+}
 
 /// `config/database_config.yaml`.
 #[derive(Debug, Clone, PartialEq)]
@@ -400,6 +416,16 @@ impl Store {
         environment: &Environment,
         git: &GitState,
     ) -> anyhow::Result<()> {
+        timed_write(|| self.insert_run(summary, config, environment, git))
+    }
+
+    fn insert_run(
+        &mut self,
+        summary: &RunSummary,
+        config: &Value,
+        environment: &Environment,
+        git: &GitState,
+    ) -> anyhow::Result<()> {
         let (commit, dirty) = git.clone();
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         transaction.execute(
@@ -411,8 +437,8 @@ impl Store {
                 .query_row("SELECT id FROM experiments WHERE name = ?1", [&summary.experiment_name], |r| r.get(0))?;
         transaction.execute(
             "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
-                               git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname)
-             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
+                               git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of)
+             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15)",
             params![
                 summary.run_id,
                 experiment_id,
@@ -428,6 +454,7 @@ impl Store {
                 summary.started_at,
                 std::process::id() as i64,
                 hostname(),
+                summary.replay_of,
             ],
         )?;
         transaction.execute(
@@ -459,14 +486,20 @@ impl Store {
 
     /// Keeps the run's heartbeat fresh.
     pub fn heartbeat(&self, run_id: &str) -> anyhow::Result<()> {
-        self.connection
-            .execute("UPDATE runs SET heartbeat_at = ?2 WHERE run_id = ?1", params![run_id, now_rfc3339()])?;
+        timed_write(|| {
+            self.connection
+                .execute("UPDATE runs SET heartbeat_at = ?2 WHERE run_id = ?1", params![run_id, now_rfc3339()])
+        })?;
         Ok(())
     }
 
     /// Records everything the run has produced so far, in one transaction: called after each
     /// stage and at the end, so a run killed later keeps the records of its completed stages.
     pub fn record(&mut self, summary: &RunSummary) -> anyhow::Result<()> {
+        timed_write(|| self.write_record(summary))
+    }
+
+    fn write_record(&mut self, summary: &RunSummary) -> anyhow::Result<()> {
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let run = &summary.run_id;
         let finished = summary.status != RunStatus::Running;
@@ -484,8 +517,17 @@ impl Store {
         )?;
         for stage in &summary.stages {
             transaction.execute(
-                "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, cache_hit) VALUES (?1, ?2, ?3, ?4, 0)",
-                params![run, stage.name, status_name(stage.status), stage.seconds],
+                "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, cache_hit, cache_key, reused_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    run,
+                    stage.name,
+                    status_name(stage.status),
+                    stage.seconds,
+                    stage.reused_from.is_some(),
+                    stage.cache_key,
+                    stage.reused_from
+                ],
             )?;
         }
         let add_artifact = |tx: &Transaction<'_>,

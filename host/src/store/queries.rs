@@ -32,6 +32,15 @@ pub struct LineageStep {
     pub depth: usize,
 }
 
+/// A completed stage of an earlier run whose outputs a stage with the same key may reuse.
+#[derive(Debug, Clone)]
+pub struct CachedStage {
+    pub run_id: String,
+    pub output_dir: PathBuf,
+    /// The earlier run's record (`RunSummary` as JSON).
+    pub summary: Value,
+}
+
 /// One per-step metric: step, name, value.
 pub type StepMetric = (i64, String, f64);
 
@@ -95,6 +104,29 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Completed stages named `stage` with cache key `key`, newest first (a few are enough:
+    /// each is checked before its outputs are reused).
+    pub fn cached_stages(&self, stage: &str, key: &str) -> anyhow::Result<Vec<CachedStage>> {
+        let mut statement = self.connection.prepare(
+            "SELECT r.run_id, r.output_dir, r.summary_json FROM stages s JOIN runs r ON r.run_id = s.run_id
+             WHERE s.cache_key = ?1 AND s.name = ?2 AND s.status = 'completed' AND r.summary_json IS NOT NULL
+             ORDER BY r.started_at DESC, r.run_id DESC LIMIT 5",
+        )?;
+        let rows = statement.query_map(params![key, stage], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        let mut stages = Vec::new();
+        for row in rows {
+            let (run_id, output_dir, summary) = row?;
+            stages.push(CachedStage {
+                run_id,
+                output_dir: PathBuf::from(output_dir),
+                summary: serde_json::from_str(&summary)?,
+            });
+        }
+        Ok(stages)
     }
 
     /// A run's full record as written at its last stage, with its current status.
@@ -177,22 +209,37 @@ impl Store {
         })
     }
 
-    /// Walks `wasDerivedFrom` edges from `sha256` across every run: towards its sources
-    /// (`ancestors`) or towards what was made from it.
-    pub fn lineage_walk(&self, sha256: &str, ancestors: bool) -> anyhow::Result<Vec<LineageStep>> {
+    /// Walks `wasDerivedFrom` edges from `sha256` towards its sources (`ancestors`) or towards
+    /// what was made from it, breadth first: across every run, or within one run's record.
+    /// Stops after `limit` entities (0: no limit); the flag says whether it stopped early.
+    pub fn lineage_walk(
+        &self,
+        sha256: &str,
+        ancestors: bool,
+        run: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<LineageStep>, bool)> {
         let query = if ancestors {
-            "SELECT DISTINCT object, activity FROM lineage_edges WHERE relation = 'wasDerivedFrom' AND subject = ?1"
+            "SELECT DISTINCT object, activity FROM lineage_edges
+             WHERE relation = 'wasDerivedFrom' AND subject = ?1 AND (?2 IS NULL OR run_id = ?2)"
         } else {
-            "SELECT DISTINCT subject, activity FROM lineage_edges WHERE relation = 'wasDerivedFrom' AND object = ?1"
+            "SELECT DISTINCT subject, activity FROM lineage_edges
+             WHERE relation = 'wasDerivedFrom' AND object = ?1 AND (?2 IS NULL OR run_id = ?2)"
         };
         let mut statement = self.connection.prepare(query)?;
         let mut seen = std::collections::HashSet::from([sha256.to_owned()]);
-        let mut frontier = vec![(sha256.to_owned(), 0usize)];
+        let mut frontier = std::collections::VecDeque::from([(sha256.to_owned(), 0usize)]);
         let mut steps = Vec::new();
-        while let Some((current, depth)) = frontier.pop() {
-            let next: Vec<(String, Option<String>)> =
-                statement.query_map([&current], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut truncated = false;
+        'walk: while let Some((current, depth)) = frontier.pop_front() {
+            let next: Vec<(String, Option<String>)> = statement
+                .query_map(params![current, run], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
             for (entity, activity) in next {
+                if limit > 0 && steps.len() >= limit {
+                    truncated = true;
+                    break 'walk;
+                }
                 if seen.insert(entity.clone()) {
                     let (kind, label) = self.describe_entity(&entity)?;
                     steps.push(LineageStep {
@@ -203,20 +250,24 @@ impl Store {
                         activity,
                         depth: depth + 1,
                     });
-                    frontier.push((entity, depth + 1));
+                    frontier.push_back((entity, depth + 1));
                 }
             }
         }
         steps.sort_by(|a, b| a.depth.cmp(&b.depth).then(a.sha256.cmp(&b.sha256)));
-        Ok(steps)
+        Ok((steps, truncated))
     }
 
-    /// Every run that used or produced `sha256` as data, an artifact or a plugin library.
-    pub fn runs_using(&self, sha256: &str) -> anyhow::Result<Vec<String>> {
-        let mut statement = self.connection.prepare(
-            "SELECT run_id FROM run_artifacts WHERE sha256 = ?1 UNION SELECT run_id FROM run_plugins WHERE library_sha256 = ?1 ORDER BY 1",
-        )?;
-        Ok(statement.query_map([sha256], |r| r.get(0))?.collect::<Result<_, _>>()?)
+    /// The runs that used or produced `sha256` as data, an artifact or a plugin library (the
+    /// first `limit`, 0 for all, in id order) and how many there are in all.
+    pub fn runs_using(&self, sha256: &str, limit: usize) -> anyhow::Result<(Vec<String>, usize)> {
+        let union = "SELECT run_id FROM run_artifacts WHERE sha256 = ?1 UNION SELECT run_id FROM run_plugins WHERE library_sha256 = ?1";
+        let total: i64 =
+            self.connection.query_row(&format!("SELECT COUNT(*) FROM ({union})"), [sha256], |r| r.get(0))?;
+        let mut statement = self.connection.prepare(&format!("{union} ORDER BY 1 LIMIT ?2"))?;
+        let limit = if limit == 0 { -1 } else { limit as i64 };
+        let runs = statement.query_map(params![sha256, limit], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok((runs, total as usize))
     }
 
     /// The digests a run recorded, by kind, for `host lineage RUN`.
@@ -298,10 +349,12 @@ impl Store {
 
     /// Records one per-step metric as it happens, so `host runs watch` sees epochs live.
     pub fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> anyhow::Result<()> {
-        self.connection.execute(
-            "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
-            params![run_id, name, step as i64, value],
-        )?;
+        super::timed_write(|| {
+            self.connection.execute(
+                "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, name, step as i64, value],
+            )
+        })?;
         Ok(())
     }
 

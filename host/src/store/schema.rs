@@ -110,4 +110,13 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX metrics_by_run ON metrics (run_id, name, step);
     "#,
+    // 2: the stage cache (which key each stage had, which run's outputs it reused), replays,
+    // and newest-first listing without sorting every run.
+    r#"
+    ALTER TABLE stages ADD COLUMN cache_key TEXT;
+    ALTER TABLE stages ADD COLUMN reused_from TEXT REFERENCES runs(run_id) ON DELETE SET NULL;
+    CREATE INDEX stages_by_cache_key ON stages (cache_key) WHERE cache_key IS NOT NULL;
+    ALTER TABLE runs ADD COLUMN replay_of TEXT REFERENCES runs(run_id) ON DELETE SET NULL;
+    CREATE INDEX runs_by_start ON runs (started_at, run_id);
+    "#,
 ];

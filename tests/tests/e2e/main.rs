@@ -5,5 +5,6 @@ mod config;
 mod faults;
 mod pipeline;
 mod plugins;
+mod reproduce;
 mod store;
 mod support;

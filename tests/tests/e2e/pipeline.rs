@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::{Project, library, spawn_host, write_tiny_mnist};
 
-fn mnist_project(model: &str, extra: &str) -> Project {
+pub fn mnist_project(model: &str, extra: &str) -> Project {
     let project = Project::new();
     write_tiny_mnist(&project.path().join("data"), 300, 100);
     let path = library("mnist-plugin").display().to_string();
@@ -25,7 +25,7 @@ fn mnist_project(model: &str, extra: &str) -> Project {
     project
 }
 
-fn run_dir(project: &Project, summary: &serde_json::Value) -> PathBuf {
+pub fn run_dir(project: &Project, summary: &serde_json::Value) -> PathBuf {
     project.path().join(summary["output_dir"].as_str().unwrap())
 }
 
@@ -84,7 +84,9 @@ fn a_run_trains_evaluates_and_writes_its_outputs() {
 fn the_same_seed_and_threads_give_bit_identical_weights() {
     let project = mnist_project("MNISTMLP", "model: {dropout: 0.2}\ntraining: {epochs: 2}\n");
     let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
-    let second = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    // --force: train again rather than reuse the first run's stages.
+    let second = project.host(&["run", "config/tiny.yaml", "--json", "--force"]).success().json();
+    assert!(second["stages"].as_array().unwrap().iter().all(|s| s["reused_from"].is_null()), "{:#}", second["stages"]);
     assert_eq!(file_sha(&first, "model.safetensors"), file_sha(&second, "model.safetensors"));
     assert_eq!(first["data"]["splits"], second["data"]["splits"]);
     assert_eq!(first["metrics"], second["metrics"]);

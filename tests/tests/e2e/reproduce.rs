@@ -1,0 +1,149 @@
+//! Reproduction end to end: the stage cache (a second run reuses what it can, and only that)
+//! and `host replay` (bit-identical on CPU, refusing plugin builds that changed).
+
+use serde_json::Value;
+
+use crate::pipeline::{mnist_project, run_dir};
+use crate::support::library;
+
+/// Each stage's name and the run it reused, if any.
+fn reuse(summary: &Value) -> Vec<(String, Option<String>)> {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["reused_from"].as_str().map(str::to_owned)))
+        .collect()
+}
+
+fn reused(summary: &Value) -> Vec<String> {
+    reuse(summary).into_iter().filter(|(_, from)| from.is_some()).map(|(name, _)| name).collect()
+}
+
+#[test]
+fn a_rerun_reuses_its_stages_and_a_new_learning_rate_reuses_only_the_data() {
+    let project = mnist_project("MNISTMLP", "training: {epochs: 2, learning_rate: 0.001}\n");
+    let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert!(reused(&first).is_empty(), "{:?}", reuse(&first));
+    let first_id = first["run_id"].as_str().unwrap();
+
+    // The same config again: every cacheable stage is reused; the report is always made anew.
+    let again = project.host(&["run", "config/tiny.yaml", "--json"]);
+    let again_json = again.success().json();
+    assert_eq!(reused(&again_json), ["load", "prepare", "train", "evaluate"]);
+    assert!(reuse(&again_json).iter().all(|(_, from)| from.as_deref().is_none_or(|f| f == first_id)));
+    assert!(!again.stderr.contains("epoch 1:"), "no training happened: {}", again.stderr);
+    assert_eq!(again_json["metrics"], first["metrics"]);
+    assert_eq!(again_json["history"], first["history"]);
+    assert_eq!(again_json["data"]["splits"], first["data"]["splits"]);
+    // The reused outputs are this run's own files, recorded and verifiable.
+    let again_id = again_json["run_id"].as_str().unwrap();
+    assert!(run_dir(&project, &again_json).join("model/model.safetensors").is_file());
+    project.host(&["verify", again_id]).success();
+    let shown = project.host(&["runs", "show", again_id]).success().stdout.clone();
+    assert!(shown.lines().any(|l| l.starts_with("train") && l.contains(&format!("reused from {first_id}"))), "{shown}");
+
+    // A new learning rate: the data is neither reloaded nor re-split; training runs.
+    let config = std::fs::read_to_string(project.path().join("config/tiny.yaml")).unwrap();
+    project.write("config/tiny.yaml", &config.replace("learning_rate: 0.001", "learning_rate: 0.01"));
+    let tuned = project.host(&["run", "config/tiny.yaml", "--json"]);
+    let tuned_json = tuned.success().json();
+    assert_eq!(reused(&tuned_json), ["load", "prepare"]);
+    assert!(!tuned.stderr.contains("reading"), "the loader did not run: {}", tuned.stderr);
+    assert_eq!(tuned_json["data"]["splits"], first["data"]["splits"]);
+    assert_ne!(tuned_json["metrics"]["model"], first["metrics"]["model"]);
+
+    // --force recomputes everything.
+    let forced = project.host(&["run", "config/tiny.yaml", "--json", "--force"]).success().json();
+    assert!(reused(&forced).is_empty(), "{:?}", reuse(&forced));
+    assert_eq!(forced["data"]["splits"], first["data"]["splits"]);
+}
+
+#[test]
+fn the_cache_checks_what_it_reuses_and_recomputes_on_any_change() {
+    let project = mnist_project("MNISTMLP", "training: {epochs: 1}\n");
+    let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+
+    // The earlier run's weights were altered: training is not reused from them.
+    let weights = run_dir(&project, &first).join("model/model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&weights, &bytes).unwrap();
+    let second = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    // Training again gives the original weights (bit-identical on CPU), so evaluating those
+    // weights, keyed by their digest, is reused from the first run.
+    assert_eq!(reused(&second), ["load", "prepare", "evaluate"]);
+
+    // A raw data file changed: it is loaded again.
+    let labels = project.path().join("data/train-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] = (bytes[last] + 1) % 10;
+    std::fs::write(&labels, &bytes).unwrap();
+    let third = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert!(reused(&third).is_empty(), "{:?}", reuse(&third));
+    assert_ne!(third["data"]["dataset_sha256"], first["data"]["dataset_sha256"]);
+
+    // The cached splits were corrupted: they are prepared again (and the bad file replaced).
+    let cache = project.path().join("provenance.cache/splits");
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let fourth = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert!(!reused(&fourth).contains(&"prepare".to_owned()), "{:?}", reuse(&fourth));
+    let fifth = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    assert_eq!(reused(&fifth), ["load", "prepare", "train", "evaluate"]);
+}
+
+#[test]
+fn replay_reproduces_a_run_bit_for_bit_and_refuses_changed_plugin_builds() {
+    let project = mnist_project("MNISTMLP", "model: {dropout: 0.1}\ntraining: {epochs: 2}\n");
+    // The run uses its own copy of the plugin, which the test then alters.
+    let plugin = project.drop_plugin(&library("mnist-plugin"), "libmnist_copy.so").display().to_string();
+    project.mapping(&format!("Loader:\n  MNISTLoader: {plugin}\nModel:\n  MNISTMLP: {plugin}\n"));
+    let original = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    let run_id = original["run_id"].as_str().unwrap();
+
+    let replay = project.host(&["replay", run_id]);
+    replay.success();
+    assert!(replay.stdout.contains("every compared output is bit-identical"), "{}", replay.stdout);
+    for stage in ["load", "prepare", "train", "evaluate"] {
+        assert!(
+            replay.stdout.lines().any(|l| l.starts_with(stage) && l.contains("identical")),
+            "{stage}: {}",
+            replay.stdout
+        );
+    }
+    // A replay recomputes (no stage cache), is recorded as one, and works from any folder.
+    let json = crate::support::Project::new();
+    let db = project.path().join("provenance.db");
+    let replayed = json.host(&["replay", run_id, "--json", "--db", db.to_str().unwrap()]).success().json();
+    assert_eq!(replayed["identical"], true, "{replayed:#}");
+    let stages = replayed["stages"].as_array().unwrap();
+    assert!(stages.iter().filter(|s| s["stage"] != "report").all(|s| s["identical"] == true), "{stages:?}");
+    let record = project.host(&["runs", "show", replayed["replay"].as_str().unwrap(), "--json"]).success().json();
+    assert_eq!(record["replay_of"], run_id);
+    assert!(record["stages"].as_array().unwrap().iter().all(|s| s["reused_from"].is_null()));
+
+    // The plugin build changed since the run: refused with both hashes, unless forced.
+    let mut bytes = std::fs::read(&plugin).unwrap();
+    bytes.extend_from_slice(b"rebuilt");
+    std::fs::write(&plugin, &bytes).unwrap();
+    let refused = project.host(&["replay", run_id]);
+    let message = refused.failure();
+    let recorded = original["plugins"][0]["sha256"].as_str().unwrap();
+    assert!(message.contains(&format!("the run recorded {recorded}")), "{message}");
+    assert!(message.contains("has SHA-256 ") && message.contains("--force"), "{message}");
+    assert_eq!(project.host(&["runs", "list", "--json"]).success().json().as_array().unwrap().len(), 3);
+    let forced = project.host(&["replay", run_id, "--force"]);
+    forced.success();
+    assert!(forced.stdout.contains("bit-identical"), "{}", forced.stdout);
+
+    let unknown = project.host(&["replay", "nope"]);
+    assert!(unknown.failure().contains("no run nope"), "{}", unknown.stderr);
+}
