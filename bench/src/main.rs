@@ -6,6 +6,9 @@
 //! - `decode`: decoding Fashion-MNIST's 60,000 training images from IDX gz, median of N.
 //! - `accuracy`: test accuracy of config/fashion_mnist_config.yaml (MLP) and
 //!   config/fashion_cnn_config.yaml (CNN) on Fashion-MNIST's test set.
+//! - `store`: the provenance store (`sha256`, `provenance`, `queries`; see `store.rs`).
+
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +46,10 @@ fn timed(command: &mut Command) -> anyhow::Result<(f64, String)> {
 
 fn host_run(config: &str, output_dir: &Path) -> anyhow::Result<(f64, serde_json::Value)> {
     let (seconds, stdout) =
-        timed(Command::new(sibling("host")?).args(["-q", "run", config, "--json", "--output-dir"]).arg(output_dir))?;
+        // --force: every run computes every stage (no stage cache), as a first run does.
+        timed(
+            Command::new(sibling("host")?).args(["-q", "run", config, "--json", "--force", "--output-dir"]).arg(output_dir),
+        )?;
     Ok((seconds, serde_json::from_str(&stdout)?))
 }
 
@@ -117,7 +123,18 @@ fn main() -> anyhow::Result<()> {
         "overhead" => overhead(runs),
         "decode" => decode(runs),
         "accuracy" => accuracy(),
-        "all" => decode(runs).and_then(|()| overhead(runs)).and_then(|()| accuracy()),
-        other => bail!("unknown benchmark {other}; use overhead, decode, accuracy or all"),
+        "sha256" => store::sha256(runs),
+        "provenance" => store::overhead(runs),
+        "queries" => store::queries(runs),
+        "store" => store::sha256(runs).and_then(|()| store::overhead(runs)).and_then(|()| store::queries(runs)),
+        "all" => decode(runs)
+            .and_then(|()| overhead(runs))
+            .and_then(|()| store::sha256(runs))
+            .and_then(|()| store::overhead(runs))
+            .and_then(|()| store::queries(runs))
+            .and_then(|()| accuracy()),
+        other => bail!(
+            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, store or all"
+        ),
     }
 }

@@ -3,7 +3,7 @@
 //! inputs, the seed and thread count. A stage whose key matches a completed stage of an earlier
 //! run reuses that stage's outputs instead of recomputing them; the run records the key and the
 //! run it reused from. Nothing is trusted blindly: reused files are copied into the new run's
-//! folder and rehashed against the recorded SHA-256, reused splits are re-digested, and raw
+//! folder and rehashed against the recorded SHA-256, reused splits are checksummed, and raw
 //! input files are rehashed before a load is skipped. Any mismatch falls back to recomputing.
 //!
 //! The prepared splits are the only outputs kept outside run folders, one file per prepare key
@@ -18,8 +18,8 @@ use plugin_sdk::TaskKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::data::{self, Prepared, Split, Targets, Transform};
-use crate::hashing::{sha256_bytes, sha256_file};
+use crate::data::{Prepared, Split, Targets, Transform};
+use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file};
 use crate::pipeline::FileArtifact;
 
 /// Bump when what a key covers changes, so old entries stop matching.
@@ -101,12 +101,22 @@ struct SplitHeader {
     digest: String,
     /// `None` for class indices (i64), else the number of f32 target columns.
     target_columns: Option<usize>,
-    /// SHA-256 of the source-row indices (u64), which the split's digest does not cover.
+    /// Checksums of the bytes that follow, checked on every read: the split's digest is
+    /// derived from its inputs (see `data::derived_digest`), not from these bytes.
+    features_sha256: String,
+    targets_sha256: String,
     source_rows_sha256: String,
 }
 
 fn source_rows(split: &Split) -> Vec<u64> {
     split.source_rows.iter().map(|&r| r as u64).collect()
+}
+
+fn targets_bytes(targets: &Targets) -> &[u8] {
+    match targets {
+        Targets::Classes(classes) => plain_bytes(classes),
+        Targets::Values { values, .. } => plain_bytes(values),
+    }
 }
 
 /// The path of the splits of prepare key `key`.
@@ -135,6 +145,8 @@ pub fn write_splits(path: &Path, prepared: &Prepared) -> anyhow::Result<()> {
                     Targets::Classes(_) => None,
                     Targets::Values { columns, .. } => Some(*columns),
                 },
+                features_sha256: chunked_sha256(plain_bytes(&s.features)),
+                targets_sha256: chunked_sha256(targets_bytes(&s.targets)),
                 source_rows_sha256: sha256_bytes(plain_bytes(&source_rows(s))),
             })
             .collect(),
@@ -148,13 +160,12 @@ pub fn write_splits(path: &Path, prepared: &Prepared) -> anyhow::Result<()> {
         out.write_all(&header)?;
         for split in prepared.splits() {
             out.write_all(plain_bytes(&split.features))?;
-            match &split.targets {
-                Targets::Classes(classes) => out.write_all(plain_bytes(classes))?,
-                Targets::Values { values, .. } => out.write_all(plain_bytes(values))?,
-            }
+            out.write_all(targets_bytes(&split.targets))?;
             out.write_all(plain_bytes(&source_rows(split)))?;
         }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        // No fsync: a file cut short by a crash fails its checksums and is recomputed.
+        out.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
     };
     if let Err(error) = write().and_then(|()| std::fs::rename(&temporary, path)) {
         let _ = std::fs::remove_file(&temporary);
@@ -208,8 +219,13 @@ pub fn read_splits(path: &Path) -> anyhow::Result<Prepared> {
             }
         };
         let source_rows: Vec<u64> = read_plain(&mut input, split.rows).with_context(context)?;
-        if sha256_bytes(plain_bytes(&source_rows)) != split.source_rows_sha256 {
-            bail!("{}: the {name} split's source rows no longer match their digest", path.display());
+        let checks = [
+            ("features", chunked_sha256(plain_bytes(&features)), &split.features_sha256),
+            ("targets", chunked_sha256(targets_bytes(&targets)), &split.targets_sha256),
+            ("source rows", sha256_bytes(plain_bytes(&source_rows)), &split.source_rows_sha256),
+        ];
+        if let Some((what, _, _)) = checks.iter().find(|(_, actual, recorded)| actual != *recorded) {
+            bail!("{}: the {name} split's {what} no longer match their checksum", path.display());
         }
         splits.push(Split {
             name,
@@ -217,14 +233,8 @@ pub fn read_splits(path: &Path) -> anyhow::Result<Prepared> {
             features,
             targets,
             source_rows: source_rows.into_iter().map(|r| r as usize).collect(),
-            digest: String::new(),
+            digest: split.digest.clone(),
         });
-    }
-    data::digest_splits(&mut splits, &header.sample_shape);
-    for (split, recorded) in splits.iter().zip(&header.splits) {
-        if split.digest != recorded.digest {
-            bail!("{}: the {} split no longer matches its digest", path.display(), split.name);
-        }
     }
     let [train, validation, test] = <[Split; 3]>::try_from(splits).map_err(|_| anyhow::anyhow!("three splits"))?;
     Ok(Prepared {
@@ -264,6 +274,7 @@ fn read_plain<T: Plain>(input: &mut impl Read, count: usize) -> std::io::Result<
 mod tests {
     use super::*;
     use crate::config::experiment::{DataSplitting, Preprocessing};
+    use crate::data;
     use plugin_sdk::{Dataset, Tensor};
 
     fn prepared(normalize: &str) -> Prepared {
@@ -324,7 +335,7 @@ mod tests {
         write_splits(&path, &prepared("unit")).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         // The last bytes are the test split's source rows; before them, its targets.
-        for (offset, message) in [(4, "source rows no longer match"), (8 * 10 + 4, "no longer matches its digest")] {
+        for (offset, message) in [(4, "source rows no longer match"), (8 * 10 + 4, "targets no longer match")] {
             let mut altered = bytes.clone();
             let at = altered.len() - offset;
             altered[at] ^= 1;

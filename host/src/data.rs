@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::experiment::{DataSplitting, Preprocessing};
-use crate::hashing::{chunked_sha256, fill_and_chunked_sha256, hex};
+use crate::hashing::{chunked_sha256, fill_on_every_core, hex};
 
 /// Random streams derived from the run's seed, one per purpose, so adding a consumer never
 /// shifts another's numbers.
@@ -34,6 +34,23 @@ pub fn tensor_digest(dtype: &str, shape: &[usize], data_sha256: &str) -> String 
     hex(&hasher.finalize())
 }
 
+/// The digest of a host transform's output, derived from its input's digest and the
+/// transform's parameters rather than from the output's bytes. The host's transforms (row
+/// selection, scaling, standardisation) are deterministic functions of exactly these, so the
+/// digest names the output's content as surely as hashing it would, without hashing hundreds
+/// of megabytes of f32 on every run (the data a run reads, and the dataset its loader returns,
+/// are content-hashed).
+pub fn derived_digest(transform: &str, input: &str, parameters: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"derived\0");
+    hasher.update(transform.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(input.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(parameters);
+    hex(&hasher.finalize())
+}
+
 /// The digest of a features/targets pair (a dataset or a split).
 pub fn pair_digest(features: &str, targets: &str) -> String {
     let mut hasher = Sha256::new();
@@ -41,10 +58,6 @@ pub fn pair_digest(features: &str, targets: &str) -> String {
     hasher.update(features.as_bytes());
     hasher.update(targets.as_bytes());
     hex(&hasher.finalize())
-}
-
-fn bytes_of_f32(values: &[f32]) -> &[u8] {
-    Elements::F32(values).as_bytes()
 }
 
 /// Targets of one split.
@@ -209,9 +222,8 @@ struct Affine {
     shift: f32,
 }
 
-/// The chosen rows as f32, `value * scale + shift`, and the `chunked_sha256` of their bytes,
-/// filled and hashed chunk by chunk on every core.
-fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affine: Affine) -> (Vec<f32>, String) {
+/// The chosen rows as f32, `value * scale + shift`, filled chunk by chunk on every core.
+fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affine: Affine) -> Vec<f32> {
     fn fill<T: Copy>(
         source: &[T],
         row_len: usize,
@@ -237,25 +249,19 @@ fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affi
     }
     let mut out = vec![0f32; rows.len() * row_len];
     let features = *features;
-    let digest = fill_and_chunked_sha256(&mut out, |first, chunk| match features {
+    fill_on_every_core(&mut out, |first, chunk| match features {
         Elements::U8(s) => fill(s, row_len, rows, first, chunk, affine, f32::from),
         Elements::F32(s) => fill(s, row_len, rows, first, chunk, affine, |v| v),
         Elements::F64(s) => fill(s, row_len, rows, first, chunk, affine, |v| v as f32),
         Elements::I64(s) => fill(s, row_len, rows, first, chunk, affine, |v| v as f32),
     });
-    (out, digest)
+    out
 }
 
-/// The digest of the raw bytes of the chosen rows, in order: the rows are gathered, then
-/// hashed on every core.
-fn rows_sha256(elements: &Elements<'_>, row_len: usize, rows: &[usize]) -> String {
-    let bytes = elements.as_bytes();
-    let row_bytes = row_len * elements.dtype().size();
-    let mut gathered = Vec::with_capacity(rows.len() * row_bytes);
-    for &row in rows {
-        gathered.extend_from_slice(&bytes[row * row_bytes..(row + 1) * row_bytes]);
-    }
-    chunked_sha256(&gathered)
+/// The SHA-256 of row indices, as little-endian u64s.
+fn rows_digest(rows: &[usize]) -> String {
+    let bytes: Vec<u8> = rows.iter().flat_map(|&r| (r as u64).to_le_bytes()).collect();
+    hex(&Sha256::digest(&bytes))
 }
 
 fn gather_targets(dataset: &Dataset, rows: &[usize]) -> anyhow::Result<Targets> {
@@ -313,15 +319,9 @@ pub fn prepare(
     let mut targets = Vec::with_capacity(3);
     let mut raw_digests = Vec::with_capacity(3);
     for split in &split_rows {
-        let split_targets = gather_targets(dataset, split).context("prepare")?;
-        let feature_digest = tensor_digest(
-            features.dtype().name(),
-            &[&[split.len()][..], &raw_sample_shape].concat(),
-            &rows_sha256(&features, row_len, split),
-        );
-        let target_digest = targets_digest(&split_targets, split.len());
-        raw_digests.push(pair_digest(&feature_digest, &target_digest));
-        targets.push(split_targets);
+        targets.push(gather_targets(dataset, split).context("prepare")?);
+        // These rows of that dataset, features and targets alike.
+        raw_digests.push(derived_digest("rows", &dataset_digest, rows_digest(split).as_bytes()));
     }
     let mut split_parameters = split_parameters;
     split_parameters["sizes"] =
@@ -345,7 +345,7 @@ pub fn prepare(
         (_, plugin_sdk::DType::U8) => Affine { scale: 1.0 / 255.0, shift: 0.0 },
         _ => {
             // Min-max to [0, 1] with the training split's range.
-            let (train, _) = gather_features(&features, row_len, &split_rows[0], Affine { scale: 1.0, shift: 0.0 });
+            let train = gather_features(&features, row_len, &split_rows[0], Affine { scale: 1.0, shift: 0.0 });
             let (min, max) =
                 train.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let range = if max > min { max - min } else { 1.0 };
@@ -354,14 +354,18 @@ pub fn prepare(
     };
     let sample_shape = if preprocessing.flatten { vec![row_len] } else { raw_sample_shape.clone() };
     let mut splits: Vec<Split> = Vec::with_capacity(3);
-    for ((name, rows_of_split), split_targets) in names.iter().zip(split_rows).zip(targets) {
-        let (values, values_sha256) = gather_features(&features, row_len, &rows_of_split, affine);
-        let mut shape = vec![rows_of_split.len()];
-        shape.extend_from_slice(&sample_shape);
-        let digest = pair_digest(
-            &tensor_digest("f32", &shape, &values_sha256),
-            &targets_digest(&split_targets, rows_of_split.len()),
-        );
+    let scaling = json!({
+        "scale": affine.scale.to_bits(),
+        "shift": affine.shift.to_bits(),
+        "dtype": "f32",
+        "sample_shape": sample_shape,
+    })
+    .to_string();
+    for (((name, rows_of_split), split_targets), raw_digest) in
+        names.iter().zip(split_rows).zip(targets).zip(&raw_digests)
+    {
+        let values = gather_features(&features, row_len, &rows_of_split, affine);
+        let digest = derived_digest("scale", raw_digest, scaling.as_bytes());
         splits.push(Split {
             name,
             rows: rows_of_split.len(),
@@ -408,7 +412,13 @@ pub fn prepare(
                 }
             }
         }
-        digest_splits(&mut splits, &sample_shape);
+        let mut statistics = Vec::with_capacity(mean.len() * 8);
+        for value in mean.iter().chain(&std) {
+            statistics.extend_from_slice(&value.to_le_bytes());
+        }
+        for split in &mut splits {
+            split.digest = derived_digest("standardize", &split.digest, &statistics);
+        }
         transforms.push(Transform {
             name: "standardize".into(),
             parameters: json!({ "fitted_on": "train", "mean": mean, "std": std }),
@@ -456,27 +466,6 @@ fn feature_statistics(values: &[f32], row_len: usize) -> (Vec<f32>, Vec<f32>) {
         })
         .collect();
     (mean, std)
-}
-
-fn targets_digest(targets: &Targets, rows: usize) -> String {
-    let elements = targets.elements();
-    tensor_digest(elements.dtype().name(), &targets.shape(rows), &chunked_sha256(elements.as_bytes()))
-}
-
-/// Digests each split's f32 features and targets (each buffer hashed on every core).
-pub fn digest_splits(splits: &mut [Split], sample_shape: &[usize]) {
-    for split in splits.iter_mut() {
-        let mut shape = vec![split.rows];
-        shape.extend_from_slice(sample_shape);
-        let features = tensor_digest("f32", &shape, &chunked_sha256(bytes_of_f32(&split.features)));
-        let targets = split.targets.elements();
-        let targets = tensor_digest(
-            targets.dtype().name(),
-            &split.targets.shape(split.rows),
-            &chunked_sha256(targets.as_bytes()),
-        );
-        split.digest = pair_digest(&features, &targets);
-    }
 }
 
 #[cfg(test)]
@@ -548,6 +537,13 @@ mod tests {
         let flat = prepare(&dataset(100, None), &splitting(), &unit(true), 1).unwrap();
         assert_eq!(flat.train.features, a.train.features);
         assert_ne!(flat.train.digest, a.train.digest);
+        // Split digests derive from the dataset's content digest: other data, other digests.
+        let mut other = dataset(100, None);
+        other.targets = plugin_sdk::Tensor::from_i64(vec![100], (0..100).map(|i| (i % 2) as i64).collect()).unwrap();
+        let d = prepare(&other, &splitting(), &unit(false), 1).unwrap();
+        assert_eq!(d.train.source_rows, a.train.source_rows);
+        assert_ne!(d.train.digest, a.train.digest);
+        assert_ne!(d.transforms[0].outputs, a.transforms[0].outputs);
     }
 
     #[test]

@@ -9,21 +9,17 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-/// Time this process spent hashing, summed over threads: the hashing half of the provenance
+/// Wall time the host spent hashing data and files: the hashing half of the provenance
 /// overhead that `host run --json` reports and the store benchmark quotes.
 static HASHING_NANOS: AtomicU64 = AtomicU64::new(0);
 
-/// Seconds spent hashing so far in this process, summed over threads.
+/// Seconds spent hashing so far in this process (wall time of the hashing calls).
 pub fn hashing_seconds() -> f64 {
     HASHING_NANOS.load(Ordering::Relaxed) as f64 / 1e9
 }
 
-/// SHA-256 of one buffer, timed into [`hashing_seconds`].
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    let started = Instant::now();
-    let digest = Sha256::digest(bytes).into();
+fn count_since(started: Instant) {
     HASHING_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    digest
 }
 
 /// Lowercase hex of a digest.
@@ -47,37 +43,33 @@ const CHUNK: usize = 4 << 20;
 /// 4 MiB chunks, each hashed with SHA-256, and the chunk digests are hashed in order. It is not
 /// the plain SHA-256 of the bytes; the data manager's content digests are defined with it.
 pub fn chunked_sha256(bytes: &[u8]) -> String {
+    let started = Instant::now();
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
     let mut digests = vec![[0u8; 32]; chunks.len()];
-    on_every_core(&mut digests, |index, slot| *slot = digest(chunks[index]));
-    combine_chunk_digests(bytes.len(), &digests)
+    on_every_core(&mut digests, |index, slot| *slot = Sha256::digest(chunks[index]).into());
+    let digest = combine_chunk_digests(bytes.len(), &digests);
+    count_since(started);
+    digest
 }
 
-/// Fills `values` chunk by chunk (`fill(first index, chunk)`) on every core and returns their
-/// [`chunked_sha256`], hashing each chunk right after filling it, while it is still in cache.
-pub fn fill_and_chunked_sha256(values: &mut [f32], fill: impl Fn(usize, &mut [f32]) + Sync) -> String {
+/// Fills `values` chunk by chunk (`fill(first index, chunk)`) on every core.
+pub fn fill_on_every_core(values: &mut [f32], fill: impl Fn(usize, &mut [f32]) + Sync) {
     const FLOATS: usize = CHUNK / 4;
-    let byte_len = std::mem::size_of_val(values);
-    let mut chunks: Vec<&mut [f32]> = values.chunks_mut(FLOATS).collect();
-    let mut digests = vec![[0u8; 32]; chunks.len()];
-    let work: Vec<(&mut &mut [f32], &mut [u8; 32])> = chunks.iter_mut().zip(digests.iter_mut()).collect();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(work.len()).max(1);
-    let per_thread = work.len().div_ceil(threads).max(1);
+    let chunks: Vec<&mut [f32]> = values.chunks_mut(FLOATS).collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(chunks.len()).max(1);
+    let per_thread = chunks.len().div_ceil(threads).max(1);
     let fill = &fill;
     std::thread::scope(|scope| {
-        let mut work = work.into_iter().enumerate().peekable();
+        let mut work = chunks.into_iter().enumerate().peekable();
         while work.peek().is_some() {
             let batch: Vec<_> = work.by_ref().take(per_thread).collect();
             scope.spawn(move || {
-                for (index, (chunk, slot)) in batch {
+                for (index, chunk) in batch {
                     fill(index * FLOATS, chunk);
-                    let bytes = plugin_sdk::Elements::F32(chunk).as_bytes();
-                    *slot = digest(bytes);
                 }
             });
         }
     });
-    combine_chunk_digests(byte_len, &digests)
 }
 
 /// Runs `work(index, slot)` for every slot, the slots split evenly across the cores.
@@ -112,18 +104,16 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
-    let mut hashing = std::time::Duration::ZERO;
+    let started = Instant::now();
     loop {
         let read = file.read(&mut buffer)?;
         if read == 0 {
             break;
         }
         size += read as u64;
-        let started = Instant::now();
         hasher.update(&buffer[..read]);
-        hashing += started.elapsed();
     }
-    HASHING_NANOS.fetch_add(hashing.as_nanos() as u64, Ordering::Relaxed);
+    count_since(started);
     Ok((hex(&hasher.finalize()), size))
 }
 
@@ -151,15 +141,14 @@ mod tests {
     }
 
     #[test]
-    fn filling_and_hashing_at_once_gives_the_chunked_digest_of_the_result() {
+    fn filling_on_every_core_fills_every_chunk_at_its_offset() {
         let mut values = vec![0f32; CHUNK / 4 * 2 + 1000];
-        let digest = fill_and_chunked_sha256(&mut values, |first, chunk| {
+        fill_on_every_core(&mut values, |first, chunk| {
             for (offset, value) in chunk.iter_mut().enumerate() {
                 *value = ((first + offset) % 997) as f32;
             }
         });
         assert!(values.iter().enumerate().all(|(i, &v)| v == (i % 997) as f32));
-        assert_eq!(digest, chunked_sha256(plugin_sdk::Elements::F32(&values).as_bytes()));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct StageRecord {
     pub reused_from: Option<String>,
 }
 
-/// Time a run spent on provenance: hashing (summed over threads) and store writes.
+/// Wall time a run spent on provenance: hashing data and files, and store writes.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct ProvenanceTime {
     pub hashing_seconds: f64,

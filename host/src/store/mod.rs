@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use plugin_sdk::{ConfigKey, ConfigType};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -416,69 +416,21 @@ impl Store {
         environment: &Environment,
         git: &GitState,
     ) -> anyhow::Result<()> {
-        timed_write(|| self.insert_run(summary, config, environment, git))
+        timed_write(|| {
+            let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_run(&transaction, summary, config, environment, git)?;
+            transaction.commit()?;
+            Ok(())
+        })
     }
 
-    fn insert_run(
-        &mut self,
-        summary: &RunSummary,
-        config: &Value,
-        environment: &Environment,
-        git: &GitState,
-    ) -> anyhow::Result<()> {
-        let (commit, dirty) = git.clone();
+    /// Records finished runs in one transaction: for importing many at once (the store
+    /// benchmark builds its 100,000-run store with it).
+    pub fn import_runs(&mut self, runs: &[(RunSummary, Value, Environment, GitState)]) -> anyhow::Result<()> {
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        transaction.execute(
-            "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?1, ?2)",
-            params![summary.experiment_name, summary.started_at],
-        )?;
-        let experiment_id: i64 =
-            transaction
-                .query_row("SELECT id FROM experiments WHERE name = ?1", [&summary.experiment_name], |r| r.get(0))?;
-        transaction.execute(
-            "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
-                               git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of)
-             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15)",
-            params![
-                summary.run_id,
-                experiment_id,
-                summary.config_file.display().to_string(),
-                serde_json::to_string(config)?,
-                summary.config_sha256,
-                summary.seed as i64,
-                summary.threads as i64,
-                env!("CARGO_PKG_VERSION"),
-                commit,
-                dirty,
-                summary.output_dir.display().to_string(),
-                summary.started_at,
-                std::process::id() as i64,
-                hostname(),
-                summary.replay_of,
-            ],
-        )?;
-        transaction.execute(
-            "INSERT INTO environments (run_id, os, arch, cpu, cores, threads, rustc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![summary.run_id, environment.os, environment.arch, environment.cpu, environment.cores as i64, environment.threads as i64, environment.rustc],
-        )?;
-        for plugin in &summary.plugins {
-            transaction.execute(
-                "INSERT INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (sha256) DO UPDATE SET path = excluded.path",
-                params![plugin.sha256, plugin.library.display().to_string(), plugin.plugin_name, plugin.plugin_version, plugin.sdk_version, plugin.size as i64],
-            )?;
-            transaction.execute(
-                "INSERT INTO run_plugins (run_id, kind, class, library_sha256) VALUES (?1, ?2, ?3, ?4)",
-                params![summary.run_id, plugin.kind.name(), plugin.class, plugin.sha256],
-            )?;
-        }
-        let mut parameters = Vec::new();
-        flatten("", config, &mut parameters);
-        for (name, value) in parameters {
-            transaction.execute(
-                "INSERT INTO parameters (run_id, name, type, value_json) VALUES (?1, ?2, ?3, ?4)",
-                params![summary.run_id, name, json_type(&value), value.to_string()],
-            )?;
+        for (summary, config, environment, git) in runs {
+            insert_run(&transaction, summary, config, environment, git)?;
+            write_record(&transaction, summary)?;
         }
         transaction.commit()?;
         Ok(())
@@ -496,116 +448,185 @@ impl Store {
     /// Records everything the run has produced so far, in one transaction: called after each
     /// stage and at the end, so a run killed later keeps the records of its completed stages.
     pub fn record(&mut self, summary: &RunSummary) -> anyhow::Result<()> {
-        timed_write(|| self.write_record(summary))
+        timed_write(|| {
+            let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            write_record(&transaction, summary)?;
+            transaction.commit()?;
+            Ok(())
+        })
     }
+}
 
-    fn write_record(&mut self, summary: &RunSummary) -> anyhow::Result<()> {
-        let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let run = &summary.run_id;
-        let finished = summary.status != RunStatus::Running;
+/// Writes what a run has produced so far (status, stages, artifacts, lineage, metrics).
+fn write_record(transaction: &Connection, summary: &RunSummary) -> anyhow::Result<()> {
+    let run = &summary.run_id;
+    let finished = summary.status != RunStatus::Running;
+    transaction.execute(
+        "UPDATE runs SET status = ?2, finished_at = ?3, heartbeat_at = ?4, error = ?5, failed_stage = ?6, summary_json = ?7 WHERE run_id = ?1",
+        params![
+            run,
+            status_name(summary.status),
+            if finished { summary.finished_at.clone() } else { None },
+            now_rfc3339(),
+            summary.error,
+            summary.failed_stage,
+            serde_json::to_string(summary)?
+        ],
+    )?;
+    for stage in &summary.stages {
         transaction.execute(
-            "UPDATE runs SET status = ?2, finished_at = ?3, heartbeat_at = ?4, error = ?5, failed_stage = ?6, summary_json = ?7 WHERE run_id = ?1",
+            "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, cache_hit, cache_key, reused_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 run,
-                status_name(summary.status),
-                if finished { summary.finished_at.clone() } else { None },
-                now_rfc3339(),
-                summary.error,
-                summary.failed_stage,
-                serde_json::to_string(summary)?
+                stage.name,
+                status_name(stage.status),
+                stage.seconds,
+                stage.reused_from.is_some(),
+                stage.cache_key,
+                stage.reused_from
             ],
         )?;
-        for stage in &summary.stages {
-            transaction.execute(
-                "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, cache_hit, cache_key, reused_from)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    run,
-                    stage.name,
-                    status_name(stage.status),
-                    stage.seconds,
-                    stage.reused_from.is_some(),
-                    stage.cache_key,
-                    stage.reused_from
-                ],
-            )?;
-        }
-        let add_artifact = |tx: &Transaction<'_>,
-                            sha256: &str,
-                            kind: &str,
-                            size: Option<u64>,
-                            role: &str,
-                            path: &str|
-         -> rusqlite::Result<()> {
-            tx.execute(
-                "INSERT OR IGNORE INTO artifacts (sha256, kind, size) VALUES (?1, ?2, ?3)",
-                params![sha256, kind, size.map(|s| s as i64)],
-            )?;
-            tx.execute(
-                "INSERT OR IGNORE INTO run_artifacts (run_id, sha256, role, path) VALUES (?1, ?2, ?3, ?4)",
-                params![run, sha256, role, path],
-            )?;
-            Ok(())
-        };
-        for file in &summary.source_files {
-            add_artifact(
-                &transaction,
-                &file.sha256,
-                "raw",
-                Some(file.size),
-                &file.kind,
-                &file.path.display().to_string(),
-            )?;
-        }
-        if !summary.data.dataset_sha256.is_empty() {
-            add_artifact(&transaction, &summary.data.dataset_sha256, "dataset", None, "dataset", "")?;
-        }
-        for transform in &summary.data.transforms {
-            for output in &transform.outputs {
-                add_artifact(&transaction, &output.sha256, "split", None, &output.label, "")?;
-            }
-        }
-        for file in &summary.artifacts {
-            add_artifact(
-                &transaction,
-                &file.sha256,
-                &file.kind,
-                Some(file.size),
-                &file.kind,
-                &file.path.display().to_string(),
-            )?;
-        }
-        transaction.execute("DELETE FROM lineage_edges WHERE run_id = ?1", [run])?;
-        for edge in lineage(summary) {
-            transaction.execute(
-                "INSERT INTO lineage_edges (run_id, relation, subject, object, activity, parameters_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run, edge.relation, edge.subject, edge.object, edge.activity, edge.parameters.map(|p| p.to_string())],
-            )?;
-        }
-        transaction.execute("DELETE FROM metrics WHERE run_id = ?1", [run])?;
-        for (epoch, values) in &summary.history {
-            for (name, value) in values {
-                transaction.execute(
-                    "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
-                    params![run, name, *epoch as i64, value],
-                )?;
-            }
-        }
-        if let Some(metrics) = &summary.metrics {
-            let mut flat = Vec::new();
-            flatten("", metrics, &mut flat);
-            for (name, value) in flat {
-                // Scalars are queryable as numbers; structured values (the confusion matrix,
-                // per-class rows) are kept whole as JSON.
-                transaction.execute(
-                    "INSERT INTO metrics (run_id, name, step, value, value_json) VALUES (?1, ?2, NULL, ?3, ?4)",
-                    params![run, name, value.as_f64(), if value.is_number() { None } else { Some(value.to_string()) }],
-                )?;
-            }
-        }
-        transaction.commit()?;
-        Ok(())
     }
+    let add_artifact = |tx: &Connection,
+                        sha256: &str,
+                        kind: &str,
+                        size: Option<u64>,
+                        role: &str,
+                        path: &str|
+     -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT OR IGNORE INTO artifacts (sha256, kind, size) VALUES (?1, ?2, ?3)",
+            params![sha256, kind, size.map(|s| s as i64)],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO run_artifacts (run_id, sha256, role, path) VALUES (?1, ?2, ?3, ?4)",
+            params![run, sha256, role, path],
+        )?;
+        Ok(())
+    };
+    for file in &summary.source_files {
+        add_artifact(transaction, &file.sha256, "raw", Some(file.size), &file.kind, &file.path.display().to_string())?;
+    }
+    if !summary.data.dataset_sha256.is_empty() {
+        add_artifact(transaction, &summary.data.dataset_sha256, "dataset", None, "dataset", "")?;
+    }
+    for transform in &summary.data.transforms {
+        for output in &transform.outputs {
+            add_artifact(transaction, &output.sha256, "split", None, &output.label, "")?;
+        }
+    }
+    for file in &summary.artifacts {
+        add_artifact(
+            transaction,
+            &file.sha256,
+            &file.kind,
+            Some(file.size),
+            &file.kind,
+            &file.path.display().to_string(),
+        )?;
+    }
+    transaction.execute("DELETE FROM lineage_edges WHERE run_id = ?1", [run])?;
+    for edge in lineage(summary) {
+        transaction.execute(
+            "INSERT INTO lineage_edges (run_id, relation, subject, object, activity, parameters_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run, edge.relation, edge.subject, edge.object, edge.activity, edge.parameters.map(|p| p.to_string())],
+        )?;
+    }
+    transaction.execute("DELETE FROM metrics WHERE run_id = ?1", [run])?;
+    for (epoch, values) in &summary.history {
+        for (name, value) in values {
+            transaction.execute(
+                "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
+                params![run, name, *epoch as i64, value],
+            )?;
+        }
+    }
+    if let Some(metrics) = &summary.metrics {
+        let mut flat = Vec::new();
+        flatten("", metrics, &mut flat);
+        for (name, value) in flat {
+            // Scalars are queryable as numbers; structured values (the confusion matrix,
+            // per-class rows) are kept whole as JSON.
+            transaction.execute(
+                "INSERT INTO metrics (run_id, name, step, value, value_json) VALUES (?1, ?2, NULL, ?3, ?4)",
+                params![run, name, value.as_f64(), if value.is_number() { None } else { Some(value.to_string()) }],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts a run at its start: its experiment, run row, environment, plugins and parameters.
+fn insert_run(
+    transaction: &Connection,
+    summary: &RunSummary,
+    config: &Value,
+    environment: &Environment,
+    git: &GitState,
+) -> anyhow::Result<()> {
+    let (commit, dirty) = git.clone();
+    transaction.execute(
+        "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?1, ?2)",
+        params![summary.experiment_name, summary.started_at],
+    )?;
+    let experiment_id: i64 =
+        transaction
+            .query_row("SELECT id FROM experiments WHERE name = ?1", [&summary.experiment_name], |r| r.get(0))?;
+    transaction.execute(
+        "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
+                           git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of)
+         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15)",
+        params![
+            summary.run_id,
+            experiment_id,
+            summary.config_file.display().to_string(),
+            serde_json::to_string(config)?,
+            summary.config_sha256,
+            summary.seed as i64,
+            summary.threads as i64,
+            env!("CARGO_PKG_VERSION"),
+            commit,
+            dirty,
+            summary.output_dir.display().to_string(),
+            summary.started_at,
+            std::process::id() as i64,
+            hostname(),
+            summary.replay_of,
+        ],
+    )?;
+    transaction.execute(
+        "INSERT INTO environments (run_id, os, arch, cpu, cores, threads, rustc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            summary.run_id,
+            environment.os,
+            environment.arch,
+            environment.cpu,
+            environment.cores as i64,
+            environment.threads as i64,
+            environment.rustc
+        ],
+    )?;
+    for plugin in &summary.plugins {
+        transaction.execute(
+            "INSERT INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (sha256) DO UPDATE SET path = excluded.path",
+            params![plugin.sha256, plugin.library.display().to_string(), plugin.plugin_name, plugin.plugin_version, plugin.sdk_version, plugin.size as i64],
+        )?;
+        transaction.execute(
+            "INSERT INTO run_plugins (run_id, kind, class, library_sha256) VALUES (?1, ?2, ?3, ?4)",
+            params![summary.run_id, plugin.kind.name(), plugin.class, plugin.sha256],
+        )?;
+    }
+    let mut parameters = Vec::new();
+    flatten("", config, &mut parameters);
+    for (name, value) in parameters {
+        transaction.execute(
+            "INSERT INTO parameters (run_id, name, type, value_json) VALUES (?1, ?2, ?3, ?4)",
+            params![summary.run_id, name, json_type(&value), value.to_string()],
+        )?;
+    }
+    Ok(())
 }
 
 fn rfc3339_seconds_ago(ago: Duration) -> String {

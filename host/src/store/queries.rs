@@ -85,13 +85,23 @@ impl Store {
         status: Option<&str>,
         limit: usize,
     ) -> anyhow::Result<Vec<RunRow>> {
-        let mut statement = self.connection.prepare(
+        // Each filter only when given, so SQLite can walk the matching index newest first
+        // instead of scanning every run.
+        let mut filters = Vec::new();
+        if experiment.is_some() {
+            filters.push("r.experiment_id = (SELECT id FROM experiments WHERE name = ?1)");
+        }
+        if status.is_some() {
+            filters.push("r.status = ?2");
+        }
+        let filter = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
+        let mut statement = self.connection.prepare(&format!(
             "SELECT r.run_id, e.name, r.status, r.started_at, r.finished_at, r.config_sha256,
                     (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.accuracy' AND m.step IS NULL)
              FROM runs r JOIN experiments e ON e.id = r.experiment_id
-             WHERE (?1 IS NULL OR e.name = ?1) AND (?2 IS NULL OR r.status = ?2)
-             ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?3",
-        )?;
+             {filter}
+             ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?3"
+        ))?;
         let rows = statement.query_map(params![experiment, status, limit as i64], |r| {
             Ok(RunRow {
                 run_id: r.get(0)?,
@@ -280,8 +290,11 @@ impl Store {
 
     /// Full SHA-256 digests starting with `prefix` (at least 8 hex digits).
     pub fn expand_sha256(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        // A range on the primary keys (digests are lowercase hex, all below '~'), not LIKE,
+        // which cannot use them.
         let mut statement = self.connection.prepare(
-            "SELECT sha256 FROM artifacts WHERE sha256 LIKE ?1 || '%' UNION SELECT sha256 FROM plugin_libraries WHERE sha256 LIKE ?1 || '%'",
+            "SELECT sha256 FROM artifacts WHERE sha256 >= ?1 AND sha256 < ?1 || '~'
+             UNION SELECT sha256 FROM plugin_libraries WHERE sha256 >= ?1 AND sha256 < ?1 || '~'",
         )?;
         Ok(statement.query_map([prefix.to_ascii_lowercase()], |r| r.get(0))?.collect::<Result<_, _>>()?)
     }

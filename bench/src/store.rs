@@ -1,0 +1,347 @@
+//! `bench store`: the provenance store's figures.
+//!
+//! - SHA-256 throughput: sha2 on one core, the host's chunked digest on every core, the host's
+//!   file hashing, and `openssl dgst -sha256` on the same file as this CPU's reference.
+//! - Provenance overhead: the wall time `host run --force config/reference_mlp.yaml` spends
+//!   hashing and writing the store, as the host measures it, against the run's wall time.
+//! - Queries on a store of 100,000 runs (generated once into target/, then reused):
+//!   `host runs list`, `host runs show`, `host lineage RUN` and `host lineage SHA256`, each a
+//!   whole process, median of N.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use host::data::{DataEntity, Transform};
+use host::pipeline::{DataRecord, FileArtifact, PluginUse, RunStatus, RunSummary, SplitRecord, StageRecord};
+use host::store::{DatabaseConfig, Environment, Store};
+use plugin_sdk::{ClassKind, FitSummary, TaskKind};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{median, sibling, timed};
+
+const STORE_RUNS: usize = 100_000;
+/// Runs per experiment; they share raw files, dataset and splits, as a sweep's trials do.
+const RUNS_PER_GROUP: usize = 100;
+
+fn gb_per_second(bytes: usize, seconds: f64) -> f64 {
+    bytes as f64 / seconds / 1e9
+}
+
+pub fn sha256(runs: usize) -> anyhow::Result<()> {
+    const SIZE: usize = 512 << 20;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let time = |work: &dyn Fn()| -> f64 {
+        let mut times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                work();
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        median(&mut times)
+    };
+    let one_core = time(&|| {
+        std::hint::black_box(Sha256::digest(&data));
+    });
+    let every_core = time(&|| {
+        std::hint::black_box(host::hashing::chunked_sha256(&data));
+    });
+    let file = std::env::temp_dir().join(format!("bench-sha256-{}", std::process::id()));
+    std::fs::write(&file, &data)?;
+    let from_file = time(&|| {
+        std::hint::black_box(host::hashing::sha256_file(&file).expect("hash the file"));
+    });
+    let openssl = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+    let reference = openssl.then(|| {
+        time(&|| {
+            let status = Command::new("openssl").args(["dgst", "-sha256"]).arg(&file).output().expect("openssl");
+            assert!(status.status.success());
+        })
+    });
+    let _ = std::fs::remove_file(&file);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let sha_ni = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains(" sha_ni");
+    println!("SHA-256 over 512 MiB, median of {runs} (CPU SHA extensions: {}):", if sha_ni { "yes" } else { "no" });
+    println!("  sha2, one core                         {:.2} GB/s", gb_per_second(SIZE, one_core));
+    println!("  host chunked digest, {cores} cores           {:.2} GB/s", gb_per_second(SIZE, every_core));
+    println!("  host file hashing (page cache), one core {:.2} GB/s", gb_per_second(SIZE, from_file));
+    match reference {
+        Some(seconds) => println!(
+            "  openssl dgst -sha256, same file        {:.2} GB/s  (this CPU's reference; process start included)",
+            gb_per_second(SIZE, seconds)
+        ),
+        None => println!("  openssl not installed: no reference figure"),
+    }
+    Ok(())
+}
+
+pub fn overhead(runs: usize) -> anyhow::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("bench-provenance-{}", std::process::id()));
+    let db = scratch.join("provenance.db");
+    let (mut shares, mut walls, mut hashing, mut writes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let (_, stdout) = timed(
+            Command::new(sibling("host")?)
+                .args(["-q", "run", "config/reference_mlp.yaml", "--json", "--force", "--output-dir"])
+                .arg(&scratch)
+                .arg("--db")
+                .arg(&db),
+        )?;
+        let summary: Value = serde_json::from_str(&stdout)?;
+        let wall = summary["seconds"].as_f64().context("no run time")?;
+        let hash = summary["provenance"]["hashing_seconds"].as_f64().context("no hashing time")?;
+        let write = summary["provenance"]["store_seconds"].as_f64().context("no store time")?;
+        eprintln!("run {run}/{runs}: {wall:.2}s, hashing {hash:.3}s, store writes {write:.3}s");
+        shares.push((hash + write) / wall);
+        walls.push(wall);
+        hashing.push(hash);
+        writes.push(write);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!(
+        "provenance overhead, reference workload (host run --force config/reference_mlp.yaml), medians of {runs}:"
+    );
+    println!("  run wall time                 {:.3} s", median(&mut walls));
+    println!("  hashing (wall time)           {:.3} s", median(&mut hashing));
+    println!("  store writes                  {:.3} s", median(&mut writes));
+    println!("  share of the wall time        {:.2} %  (target under 2 %)", median(&mut shares) * 100.0);
+    Ok(())
+}
+
+fn digest(text: &str) -> String {
+    host::hashing::sha256_bytes(text.as_bytes())
+}
+
+/// One synthetic but complete run record: plugins, raw files, transforms, stages, artifacts,
+/// per-epoch and final metrics, as `host run` writes them.
+fn synthetic_run(index: usize) -> (RunSummary, Value, Environment, host::store::GitState) {
+    let group = index / RUNS_PER_GROUP;
+    let run_id = format!("20260101-{:06}-{:06x}", index / 60 % 1_000_000, index);
+    let started = format!(
+        "2026-01-{:02}T{:02}:{:02}:{:02}Z",
+        1 + index / 86_400 % 28,
+        index / 3600 % 24,
+        index / 60 % 60,
+        index % 60
+    );
+    let output_dir = PathBuf::from(format!("/bench/runs/{run_id}"));
+    let plugin = |kind: ClassKind, class: &str| PluginUse {
+        kind,
+        class: class.into(),
+        plugin_name: "mnist-plugin".into(),
+        plugin_version: "0.1.0".into(),
+        sdk_version: "0.1.0".into(),
+        library: PathBuf::from("/bench/plugins/libmnist_plugin.so"),
+        sha256: digest(&format!("plugin-build-{}", group % 10)),
+        size: 50_000_000,
+    };
+    let file = |kind: &str, path: String, seed: &str| FileArtifact {
+        kind: kind.into(),
+        path: PathBuf::from(path),
+        sha256: digest(seed),
+        size: 1000,
+    };
+    let raw = ["train-images", "train-labels", "t10k-images", "t10k-labels"];
+    let source_files =
+        raw.iter().map(|r| file(r, format!("/bench/data/{group}/{r}.gz"), &format!("raw-{group}-{r}"))).collect();
+    let dataset = digest(&format!("dataset-{group}"));
+    let entity = |label: &str, seed: String| DataEntity { label: label.into(), sha256: digest(&seed) };
+    let names = ["train", "validation", "test"];
+    let raw_splits: Vec<DataEntity> =
+        names.iter().map(|n| entity(&format!("{n} (raw)"), format!("raw-{group}-{n}"))).collect();
+    let scaled: Vec<DataEntity> =
+        names.iter().map(|n| entity(&format!("{n} (scaled)"), format!("scaled-{group}-{n}"))).collect();
+    let transforms = vec![
+        Transform {
+            name: "split".into(),
+            parameters: json!({"strategy": "predefined_test", "validation_fraction": 0.1, "seed": 42}),
+            inputs: vec![DataEntity { label: "dataset".into(), sha256: dataset.clone() }],
+            outputs: raw_splits.clone(),
+            seconds: 0.01,
+        },
+        Transform {
+            name: "scale".into(),
+            parameters: json!({"scale": 1.0 / 255.0}),
+            inputs: raw_splits,
+            outputs: scaled.clone(),
+            seconds: 0.02,
+        },
+    ];
+    let splits = names
+        .iter()
+        .zip(&scaled)
+        .map(|(n, s)| (n.to_string(), SplitRecord { rows: 1000, sha256: s.sha256.clone() }))
+        .collect();
+    let own = |name: &str| format!("run-{index}-{name}");
+    let artifacts = [
+        ("model", "model/model.safetensors"),
+        ("model", "model/model.json"),
+        ("checkpoint", "checkpoints/best.safetensors"),
+        ("history", "history.csv"),
+        ("lineage", "lineage.json"),
+        ("metrics", "metrics.json"),
+        ("predictions", "predictions.csv"),
+        ("report", "reports/index.html"),
+        ("report", "reports/data.html"),
+        ("report", "reports/training.html"),
+        ("report", "reports/evaluation.html"),
+    ]
+    .iter()
+    .map(|(kind, name)| file(kind, output_dir.join(name).display().to_string(), &own(name)))
+    .collect();
+    let accuracy = 0.85 + (index % 1000) as f64 / 10_000.0;
+    let history: BTreeMap<u64, BTreeMap<String, f64>> = (1..=5)
+        .map(|epoch| {
+            let values = [
+                ("loss", 1.0 / epoch as f64),
+                ("accuracy", accuracy - 0.01 * (5 - epoch) as f64),
+                ("val_loss", 1.1 / epoch as f64),
+                ("val_accuracy", accuracy),
+            ];
+            (epoch, values.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+        })
+        .collect();
+    let confusion: Vec<Vec<u64>> = (0..10).map(|r| (0..10).map(|c| if r == c { 90 } else { 1 }).collect()).collect();
+    let learning_rate = [0.1, 0.01, 0.001, 0.0001][index % 4];
+    let config = json!({
+        "experiment_name": format!("sweep-{group}"),
+        "seed": 42,
+        "threads": 2,
+        "plugins": {"data_loader": "MNISTLoader", "model": "MNISTMLP", "report_generator": "MNISTReportGenerator"},
+        "data_loader": {"data_dir": format!("/bench/data/{group}"), "dataset": "mnist"},
+        "model": {"hidden_layers": [128 << (index % 3)], "activation": "relu", "dropout": 0.1},
+        "training": {"epochs": 5, "batch_size": 64, "learning_rate": learning_rate, "optimizer": "adam"},
+    });
+    let stage = |name: &'static str| StageRecord {
+        name,
+        status: RunStatus::Completed,
+        seconds: 0.5,
+        cache_key: Some(digest(&format!("{name}-{index}"))),
+        reused_from: None,
+    };
+    let summary = RunSummary {
+        run_id: run_id.clone(),
+        experiment_name: format!("sweep-{group}"),
+        status: RunStatus::Completed,
+        config_file: PathBuf::from("config/sweep.yaml"),
+        config_sha256: digest(&config.to_string()),
+        working_dir: PathBuf::from("/bench"),
+        model_from: None,
+        replay_of: None,
+        seed: 42,
+        threads: 2,
+        output_dir,
+        started_at: started.clone(),
+        finished_at: Some(started),
+        seconds: 3.0,
+        plugins: vec![
+            plugin(ClassKind::Loader, "MNISTLoader"),
+            plugin(ClassKind::Model, "MNISTMLP"),
+            plugin(ClassKind::ReportGenerator, "MNISTReportGenerator"),
+        ],
+        stages: ["load", "prepare", "train", "evaluate", "report"].into_iter().map(stage).collect(),
+        source_files,
+        data: DataRecord {
+            description: "synthetic".into(),
+            dataset_sha256: dataset,
+            task: Some(TaskKind::Classification),
+            label_names: (0..10).map(|d| d.to_string()).collect(),
+            sample_shape: vec![784],
+            splits,
+            transforms,
+        },
+        fit: Some(FitSummary {
+            epochs_completed: 5,
+            best_epoch: Some(5),
+            stopped_early: false,
+            device: "cpu".into(),
+            details: json!({}),
+        }),
+        history,
+        metrics: Some(
+            json!({"test": {"accuracy": accuracy, "log_loss": 0.3, "macro_average": {"precision": accuracy, "recall": accuracy, "f1": accuracy}, "confusion_matrix": confusion}}),
+        ),
+        artifacts,
+        failed_stage: None,
+        error: None,
+        provenance: None,
+    };
+    let environment = Environment {
+        os: "Debian".into(),
+        arch: "x86_64".into(),
+        cpu: "bench".into(),
+        cores: 2,
+        threads: 2,
+        rustc: "rustc".into(),
+    };
+    (summary, config, environment, (Some(digest(&format!("commit-{group}"))), Some(false)))
+}
+
+/// The 100,000-run store in target/, generated on first use.
+fn generated_store() -> anyhow::Result<PathBuf> {
+    let dir = sibling("host")?.parent().and_then(Path::parent).map(Path::to_owned).context("no target folder")?;
+    let path = dir.join(format!("bench-store-{STORE_RUNS}.db"));
+    let done = dir.join(format!("bench-store-{STORE_RUNS}.done"));
+    if path.is_file() && done.is_file() {
+        return Ok(path);
+    }
+    for stale in [path.clone(), path.with_extension("db-wal"), path.with_extension("db-shm")] {
+        let _ = std::fs::remove_file(stale);
+    }
+    let mut store = Store::open(&DatabaseConfig { path: path.clone(), ..DatabaseConfig::default() })?;
+    let started = Instant::now();
+    const BATCH: usize = 1000;
+    for batch in 0..STORE_RUNS / BATCH {
+        let runs: Vec<_> = (batch * BATCH..(batch + 1) * BATCH).map(synthetic_run).collect();
+        store.import_runs(&runs)?;
+        if batch % 10 == 9 {
+            eprintln!(
+                "generated {} of {STORE_RUNS} runs in {:.0} s",
+                (batch + 1) * BATCH,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    drop(store);
+    std::fs::write(&done, "")?;
+    let size = std::fs::metadata(&path)?.len() as f64 / 1e9;
+    eprintln!("generated {} ({size:.1} GB) in {:.0} s", path.display(), started.elapsed().as_secs_f64());
+    Ok(path)
+}
+
+pub fn queries(runs: usize) -> anyhow::Result<()> {
+    let db = generated_store()?;
+    let host = sibling("host")?;
+    let middle = synthetic_run(STORE_RUNS / 2);
+    let run_id = middle.0.run_id.clone();
+    let raw_file = middle.0.source_files[0].sha256.clone();
+    let model = middle.0.artifacts[0].sha256.clone();
+    let experiment = middle.0.experiment_name.clone();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("runs list", vec!["runs".into(), "list".into()]),
+        ("runs list --experiment", vec!["runs".into(), "list".into(), "--experiment".into(), experiment]),
+        ("runs show RUN", vec!["runs".into(), "show".into(), run_id.clone(), "--json".into()]),
+        ("lineage RUN", vec!["lineage".into(), run_id]),
+        ("lineage MODEL_SHA256", vec!["lineage".into(), model]),
+        ("lineage RAW_FILE_SHA256 (100 runs)", vec!["lineage".into(), raw_file]),
+    ];
+    println!("queries on a store of {STORE_RUNS} runs ({}), whole `host` processes, medians of {runs}:", db.display());
+    for (name, args) in cases {
+        let mut times = Vec::new();
+        let mut lines = 0;
+        for _ in 0..runs {
+            let (seconds, stdout) = timed(Command::new(&host).args(&args).arg("--db").arg(&db))?;
+            lines = stdout.lines().count();
+            times.push(seconds);
+        }
+        if lines == 0 {
+            bail!("host {} printed nothing", args.join(" "));
+        }
+        println!("  host {name:<36} {:>6.1} ms  ({lines} lines; target under 100 ms)", median(&mut times) * 1000.0);
+    }
+    Ok(())
+}
