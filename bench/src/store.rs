@@ -66,12 +66,13 @@ pub fn sha256(runs: usize) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let sha_ni = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains(" sha_ni");
     println!("SHA-256 over 512 MiB, median of {runs} (CPU SHA extensions: {}):", if sha_ni { "yes" } else { "no" });
-    println!("  sha2, one core                         {:.2} GB/s", gb_per_second(SIZE, one_core));
-    println!("  host chunked digest, {cores} cores           {:.2} GB/s", gb_per_second(SIZE, every_core));
-    println!("  host file hashing (page cache), one core {:.2} GB/s", gb_per_second(SIZE, from_file));
+    println!("  {:<44} {:.2} GB/s", "sha2, one core", gb_per_second(SIZE, one_core));
+    println!("  {:<44} {:.2} GB/s", format!("host chunked digest, {cores} cores"), gb_per_second(SIZE, every_core));
+    println!("  {:<44} {:.2} GB/s", "host file hashing (page cache), one core", gb_per_second(SIZE, from_file));
     match reference {
         Some(seconds) => println!(
-            "  openssl dgst -sha256, same file        {:.2} GB/s  (this CPU's reference; process start included)",
+            "  {:<44} {:.2} GB/s  (this CPU's reference; process start included)",
+            "openssl dgst -sha256, same file",
             gb_per_second(SIZE, seconds)
         ),
         None => println!("  openssl not installed: no reference figure"),
@@ -105,10 +106,10 @@ pub fn overhead(runs: usize) -> anyhow::Result<()> {
     println!(
         "provenance overhead, reference workload (host run --force config/reference_mlp.yaml), medians of {runs}:"
     );
-    println!("  run wall time                 {:.3} s", median(&mut walls));
-    println!("  hashing (wall time)           {:.3} s", median(&mut hashing));
-    println!("  store writes                  {:.3} s", median(&mut writes));
-    println!("  share of the wall time        {:.2} %  (target under 2 %)", median(&mut shares) * 100.0);
+    println!("  {:<28} {:.3} s", "run wall time", median(&mut walls));
+    println!("  {:<28} {:.3} s", "hashing (wall time)", median(&mut hashing));
+    println!("  {:<28} {:.3} s", "store writes", median(&mut writes));
+    println!("  {:<28} {:.2} %  (target under 2 %)", "share of the wall time", median(&mut shares) * 100.0);
     Ok(())
 }
 
@@ -220,6 +221,7 @@ fn synthetic_run(index: usize) -> (RunSummary, Value, Environment, host::store::
         name,
         status: RunStatus::Completed,
         seconds: 0.5,
+        parameters: json!({}),
         cache_key: Some(digest(&format!("{name}-{index}"))),
         reused_from: None,
     };

@@ -51,6 +51,8 @@ pub struct StageRecord {
     pub name: &'static str,
     pub status: RunStatus,
     pub seconds: f64,
+    /// The config the stage ran with (its class's sections; for prepare the host's data keys).
+    pub parameters: Value,
     /// The stage-cache key: what the stage's outputs depend on (`None` for stages never reused).
     pub cache_key: Option<String>,
     /// The earlier run whose outputs this stage reused instead of recomputing.
@@ -440,6 +442,7 @@ impl<'a> Run<'a> {
             name,
             status,
             seconds: started.elapsed().as_secs_f64(),
+            parameters: self.stage_parameters(name),
             cache_key,
             reused_from,
         });
@@ -450,6 +453,21 @@ impl<'a> Run<'a> {
             return Err(StageError::Failed(error));
         }
         result
+    }
+
+    fn stage_parameters(&self, stage: &str) -> Value {
+        let experiment = self.request.experiment;
+        match stage {
+            "load" => experiment.class_sections(ClassKind::Loader),
+            "prepare" => json!({
+                "data_splitting": experiment.canonical["data_splitting"],
+                "preprocessing": experiment.canonical["preprocessing"],
+                "seed": experiment.seed,
+            }),
+            "train" | "evaluate" => experiment.class_sections(ClassKind::Model),
+            "report" => experiment.class_sections(ClassKind::ReportGenerator),
+            _ => Value::Null,
+        }
     }
 
     /// Writes the run's record so far to the store, one transaction per stage.

@@ -475,13 +475,14 @@ fn write_record(transaction: &Connection, summary: &RunSummary) -> anyhow::Resul
     )?;
     for stage in &summary.stages {
         transaction.execute(
-            "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, cache_hit, cache_key, reused_from)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, parameters_json, cache_hit, cache_key, reused_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 run,
                 stage.name,
                 status_name(stage.status),
                 stage.seconds,
+                stage.parameters.to_string(),
                 stage.reused_from.is_some(),
                 stage.cache_key,
                 stage.reused_from

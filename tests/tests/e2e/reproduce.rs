@@ -26,6 +26,13 @@ fn a_rerun_reuses_its_stages_and_a_new_learning_rate_reuses_only_the_data() {
     let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
     assert!(reused(&first).is_empty(), "{:?}", reuse(&first));
     let first_id = first["run_id"].as_str().unwrap();
+    // Each stage records the config it ran with and its cache key.
+    let train = &first["stages"][2];
+    assert_eq!(
+        (train["name"].as_str(), train["parameters"]["training"]["learning_rate"].as_f64()),
+        (Some("train"), Some(0.001))
+    );
+    assert_eq!(train["cache_key"].as_str().map(str::len), Some(64));
 
     // The same config again: every cacheable stage is reused; the report is always made anew.
     let again = project.host(&["run", "config/tiny.yaml", "--json"]);

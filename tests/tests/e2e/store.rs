@@ -174,7 +174,18 @@ fn lineage_runs_from_raw_files_to_reports_and_finds_every_run_that_used_an_entit
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     let runs: Vec<&str> = report["runs"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
-    assert_eq!(runs, [first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap()]);
+    // In id order; two runs started in the same second order by their random suffix.
+    let mut expected = [first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap()];
+    expected.sort();
+    assert_eq!(runs, expected);
+    assert_eq!(report["truncated"], false);
+    // Lists are capped (a raw file may feed thousands of runs), and say so.
+    let capped = project.host(&["lineage", &raw[..16], "--limit", "1", "--json"]).success().json();
+    assert_eq!(capped["descendants"].as_array().unwrap().len(), 1);
+    assert_eq!((capped["runs"].as_array().unwrap().len(), &capped["runs_total"]), (1, &serde_json::json!(2)));
+    assert_eq!(capped["truncated"], true);
+    let text = project.host(&["lineage", &raw[..16], "--limit", "1"]).success().stdout.clone();
+    assert!(text.contains("runs that used it (2)") && text.contains("--limit 0 shows everything"), "{text}");
 
     // Ancestors of a model go back to the raw files; a plugin build's impact lists both runs.
     let model = first["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "model").unwrap()["sha256"]
