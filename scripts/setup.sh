@@ -13,7 +13,8 @@ as_root() {
 }
 
 step "system packages"
-packages=(dataset-fashion-mnist patchelf binutils gcc)
+# chromium: the report tests load every page in headless Chromium.
+packages=(dataset-fashion-mnist patchelf binutils gcc chromium)
 # python3, pip and npm may come from elsewhere than Debian (pyenv, nvm); accept those.
 command -v python3 >/dev/null || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)

@@ -34,6 +34,10 @@ pub fn tensor_digest(dtype: &str, shape: &[usize], data_sha256: &str) -> String 
     hex(&hasher.finalize())
 }
 
+/// The version of the host's data transforms: bump it whenever a transform's output changes
+/// for the same input and parameters, so derived digests (and cached splits) change with it.
+pub const TRANSFORMS_VERSION: u64 = 1;
+
 /// The digest of a host transform's output, derived from its input's digest and the
 /// transform's parameters rather than from the output's bytes. The host's transforms (row
 /// selection, scaling, standardisation) are deterministic functions of exactly these, so the
@@ -43,6 +47,7 @@ pub fn tensor_digest(dtype: &str, shape: &[usize], data_sha256: &str) -> String 
 pub fn derived_digest(transform: &str, input: &str, parameters: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"derived\0");
+    hasher.update(TRANSFORMS_VERSION.to_le_bytes());
     hasher.update(transform.as_bytes());
     hasher.update(b"\0");
     hasher.update(input.as_bytes());

@@ -1,6 +1,7 @@
 //! Standard classification metrics computed by the host from targets and predicted
 //! probabilities, so every model is measured the same way: accuracy, per-class precision,
-//! recall and F1, macro and weighted averages, the confusion matrix, log loss, top-k accuracy.
+//! recall and F1, macro and weighted averages, the confusion matrix, log loss, top-k accuracy,
+//! one-vs-rest ROC curves with their AUC, and a histogram of the predicted class's confidence.
 
 use serde::Serialize;
 
@@ -32,6 +33,70 @@ pub struct ClassificationMetrics {
     pub weighted_average: Averages,
     /// Rows are true classes, columns predicted classes.
     pub confusion_matrix: Vec<Vec<usize>>,
+    /// One-vs-rest ROC per class.
+    pub roc: Vec<RocCurve>,
+    /// The mean AUC over classes that have both positive and negative samples.
+    pub macro_auc: Option<f64>,
+    pub confidence_histogram: ConfidenceHistogram,
+}
+
+/// One class's one-vs-rest ROC curve.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RocCurve {
+    pub class: String,
+    /// `None` when the test set has no samples of the class, or only samples of it.
+    pub auc: Option<f64>,
+    /// (false positive rate, true positive rate), from (0, 0) to (1, 1), at most 101 points.
+    pub points: Vec<[f64; 2]>,
+}
+
+/// How confident the model was in its predicted class, for right and wrong predictions.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConfidenceHistogram {
+    /// Bin edges from 0 to 1 (one more than the counts).
+    pub edges: Vec<f64>,
+    pub correct: Vec<usize>,
+    pub incorrect: Vec<usize>,
+}
+
+const HISTOGRAM_BINS: usize = 20;
+const ROC_POINTS: usize = 101;
+
+/// The one-vs-rest ROC curve of one class: thresholds at every distinct score, tied scores
+/// taken together; the AUC by the trapezoid rule over every threshold.
+fn roc_curve(scores: &[(f32, bool)], class: &str) -> RocCurve {
+    let positives = scores.iter().filter(|(_, p)| *p).count();
+    let negatives = scores.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return RocCurve { class: class.into(), auc: None, points: Vec::new() };
+    }
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut points = vec![[0.0, 0.0]];
+    let (mut true_positives, mut false_positives) = (0usize, 0usize);
+    let mut auc = 0.0;
+    let mut index = 0;
+    while index < sorted.len() {
+        let score = sorted[index].0;
+        while index < sorted.len() && sorted[index].0 == score {
+            if sorted[index].1 {
+                true_positives += 1
+            } else {
+                false_positives += 1
+            }
+            index += 1;
+        }
+        let point = [false_positives as f64 / negatives as f64, true_positives as f64 / positives as f64];
+        let last = points[points.len() - 1];
+        auc += (point[0] - last[0]) * (point[1] + last[1]) / 2.0;
+        points.push(point);
+    }
+    // Keep the curve's shape with a bounded number of points: the ends and evenly spaced ones.
+    if points.len() > ROC_POINTS {
+        let step = (points.len() - 1) as f64 / (ROC_POINTS - 1) as f64;
+        points = (0..ROC_POINTS).map(|i| points[((i as f64 * step).round() as usize).min(points.len() - 1)]).collect();
+    }
+    RocCurve { class: class.into(), auc: Some(auc), points }
 }
 
 fn ratio(numerator: usize, denominator: usize) -> f64 {
@@ -73,6 +138,27 @@ pub fn classification(
         }
     }
     let n = labels.len();
+    let roc: Vec<RocCurve> = (0..classes)
+        .map(|c| {
+            let scores: Vec<(f32, bool)> =
+                probabilities.chunks_exact(classes).zip(labels).map(|(row, &l)| (row[c], l as usize == c)).collect();
+            roc_curve(&scores, &class_names[c])
+        })
+        .collect();
+    let aucs: Vec<f64> = roc.iter().filter_map(|r| r.auc).collect();
+    let macro_auc = (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64);
+    let mut histogram = ConfidenceHistogram {
+        edges: (0..=HISTOGRAM_BINS).map(|i| i as f64 / HISTOGRAM_BINS as f64).collect(),
+        correct: vec![0; HISTOGRAM_BINS],
+        incorrect: vec![0; HISTOGRAM_BINS],
+    };
+    for (row, &label) in probabilities.chunks_exact(classes).zip(labels) {
+        let predicted = row.iter().enumerate().fold(0, |best, (i, &p)| if p > row[best] { i } else { best });
+        // The small offset keeps f32 values such as 0.9 (0.8999999762) in the bin they name.
+        let position = f64::from(row[predicted].clamp(0.0, 1.0)) * HISTOGRAM_BINS as f64 + 1e-6;
+        let bin = (position as usize).min(HISTOGRAM_BINS - 1);
+        if predicted == label as usize { histogram.correct[bin] += 1 } else { histogram.incorrect[bin] += 1 }
+    }
     let per_class: Vec<ClassMetrics> = (0..classes)
         .map(|c| {
             let true_positive = confusion[c][c];
@@ -100,6 +186,9 @@ pub fn classification(
         weighted_average: average(&|m| m.support as f64),
         per_class,
         confusion_matrix: confusion,
+        roc,
+        macro_auc,
+        confidence_histogram: histogram,
     })
 }
 
@@ -137,6 +226,29 @@ mod tests {
         let f1_1 = 2.0 * 0.5 / 1.5;
         assert!((m.macro_average.f1 - (f1_0 + f1_1) / 3.0).abs() < 1e-12);
         assert!((m.weighted_average.f1 - (3.0 * f1_0 + f1_1) / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn roc_curves_and_auc_match_hand_computed_values() {
+        // Class 0 scores: positives 0.9, 0.4; negatives 0.6, 0.1. Pairs ranked right: 3 of 4.
+        let labels = [0, 1, 0, 1];
+        let probabilities = [0.9, 0.1, 0.6, 0.4, 0.4, 0.6, 0.1, 0.9];
+        let m = classification(&labels, &probabilities, &names(2)).unwrap();
+        assert_eq!(m.roc[0].auc, Some(0.75));
+        assert_eq!(m.roc[0].points, vec![[0.0, 0.0], [0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [1.0, 1.0]]);
+        assert_eq!(m.roc[1].auc, Some(0.75));
+        assert_eq!(m.macro_auc, Some(0.75));
+        // Ties count half: every score equal gives the diagonal.
+        let tied = classification(&[0, 1], &[0.5, 0.5, 0.5, 0.5], &names(2)).unwrap();
+        assert_eq!(tied.roc[0].auc, Some(0.5));
+        // A class absent from the test set has no curve.
+        let absent = classification(&[0, 0], &[0.9, 0.1, 0.8, 0.2], &names(2)).unwrap();
+        assert_eq!((absent.roc[1].auc, absent.macro_auc), (None, None));
+        // The predicted class's confidence: samples 0 and 3 right at 0.9, samples 1 and 2 wrong at 0.6.
+        assert_eq!(m.confidence_histogram.correct.iter().sum::<usize>(), 2);
+        assert_eq!(m.confidence_histogram.correct[18], 2, "0.9 falls in the bin [0.90, 0.95)");
+        assert_eq!(m.confidence_histogram.incorrect[12], 2, "0.6 falls in the bin [0.60, 0.65)");
+        assert_eq!(m.confidence_histogram.edges.len(), 21);
     }
 
     #[test]

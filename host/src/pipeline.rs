@@ -381,8 +381,8 @@ struct Run<'a> {
     splits_writer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// What the load stage hands on: the loader's dataset (and its digest), or the prepared
-/// splits of an earlier run with the same load and prepare keys.
+/// What the load stage hands on: the loader's dataset (its digest is in the run record), or
+/// the prepared splits of an earlier run with the same load and prepare keys.
 #[allow(clippy::large_enum_variant, reason = "made once per run and moved once")]
 enum Loaded {
     Dataset(plugin_sdk::Dataset),
@@ -504,6 +504,7 @@ impl<'a> Run<'a> {
             "prepare",
             json!({
                 "dataset": dataset_digest,
+                "transforms": data::TRANSFORMS_VERSION,
                 "data_splitting": canonical["data_splitting"],
                 "preprocessing": canonical["preprocessing"],
                 "seed": self.request.experiment.seed,
@@ -511,7 +512,7 @@ impl<'a> Run<'a> {
         )
     }
 
-    /// The cached splits of a completed prepare stage with this key, re-digested.
+    /// The cached splits of a completed prepare stage with this key, their checksums verified.
     fn reuse_splits(&self, key: &str) -> Option<(Prepared, String)> {
         let cache_dir = self.cache_dir()?;
         let from = self.candidates("prepare", key).into_iter().next()?;
@@ -886,7 +887,55 @@ fn write_predictions(
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// Class counts per split and a few sample rows per split, for reports.
+/// The test predictions the host wrote: (test index, true label, predicted, confidence).
+fn read_predictions(path: &Path) -> Vec<(usize, i64, usize, f64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .enumerate()
+        .filter_map(|(index, line)| {
+            let mut fields = line.split(',').skip(1);
+            let label = fields.next()?.parse().ok()?;
+            let predicted = fields.next()?.parse().ok()?;
+            let confidence = fields.next()?.parse().ok()?;
+            Some((index, label, predicted, confidence))
+        })
+        .collect()
+}
+
+/// Minimum, maximum, mean and standard deviation of the training features, and the mean sample.
+fn feature_statistics(split: &Split, row_len: usize) -> Value {
+    if split.features.is_empty() || row_len == 0 {
+        return Value::Null;
+    }
+    let (mut min, mut max, mut sum, mut sum_sq) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
+    let mut mean_sample = vec![0f64; row_len];
+    for row in split.features.chunks_exact(row_len) {
+        for (acc, &value) in mean_sample.iter_mut().zip(row) {
+            let value = f64::from(value);
+            *acc += value;
+            min = min.min(value);
+            max = max.max(value);
+            sum += value;
+            sum_sq += value * value;
+        }
+    }
+    let count = split.features.len() as f64;
+    let mean = sum / count;
+    for value in &mut mean_sample {
+        *value /= split.rows as f64;
+    }
+    json!({
+        "min": min,
+        "max": max,
+        "mean": mean,
+        "std": (sum_sq / count - mean * mean).max(0.0).sqrt(),
+        "mean_sample": mean_sample,
+    })
+}
+
+/// Class counts per split, sample and misclassified test rows, feature statistics: what the
+/// report generator draws, beside the run record.
 fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
     let class_counts = |split: &Split| -> Vec<usize> {
         let mut counts = vec![0; prepared.label_names.len()];
@@ -904,8 +953,23 @@ fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
         .take(24)
         .map(|(values, &label)| json!({"label": label, "values": values}))
         .collect();
+    // The most confident mistakes first.
+    let mut mistakes: Vec<(usize, i64, usize, f64)> = read_predictions(&summary.output_dir.join("predictions.csv"))
+        .into_iter()
+        .filter(|(_, label, predicted, _)| *label as usize != *predicted)
+        .collect();
+    mistakes.sort_by(|a, b| b.3.total_cmp(&a.3));
+    let misclassified: Vec<Value> = mistakes
+        .iter()
+        .take(48)
+        .filter_map(|&(index, label, predicted, confidence)| {
+            let values = prepared.test.features.get(index * row_len..(index + 1) * row_len)?;
+            Some(json!({"label": label, "predicted": predicted, "confidence": confidence, "values": values}))
+        })
+        .collect();
     json!({
         "run": summary,
+        "environment": Environment::current(summary.threads),
         "data": {
             "label_names": prepared.label_names,
             "sample_shape": prepared.sample_shape,
@@ -915,6 +979,11 @@ fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
                 "test": class_counts(&prepared.test),
             },
             "test_samples": samples,
+            "train_statistics": feature_statistics(&prepared.train, row_len),
+        },
+        "evaluation": {
+            "misclassified": misclassified,
+            "misclassified_total": mistakes.len(),
         },
     })
 }

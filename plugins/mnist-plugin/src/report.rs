@@ -111,7 +111,7 @@ fn number(value: &Value) -> f64 {
 }
 
 /// A line chart of named series of (x, y) points, with an optional marked x.
-fn line_chart(series: &[(String, Vec<(f64, f64)>)], y_label: &str, marker: Option<f64>) -> String {
+fn line_chart(series: &[(String, Vec<(f64, f64)>)], x_label: &str, y_label: &str, marker: Option<f64>) -> String {
     let (width, height, left, bottom, top, right) = (640.0, 260.0, 56.0, 36.0, 14.0, 130.0);
     let points: Vec<(f64, f64)> =
         series.iter().flat_map(|(_, p)| p.iter().copied()).filter(|(_, y)| y.is_finite()).collect();
@@ -120,7 +120,9 @@ fn line_chart(series: &[(String, Vec<(f64, f64)>)], y_label: &str, marker: Optio
     }
     let (x_min, x_max) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
     let (y_min, y_max) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
-    let (y_min, y_max) = if y_max > y_min { (y_min, y_max) } else { (y_min - 0.5, y_max + 0.5) };
+    // A flat series (a constant learning rate) gets a band around its value, at its scale.
+    let pad = if y_min.abs() > 0.0 { y_min.abs() * 0.5 } else { 0.5 };
+    let (y_min, y_max) = if y_max > y_min { (y_min, y_max) } else { (y_min - pad, y_max + pad) };
     let x_span = if x_max > x_min { x_max - x_min } else { 1.0 };
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
@@ -133,22 +135,27 @@ fn line_chart(series: &[(String, Vec<(f64, f64)>)], y_label: &str, marker: Optio
     for i in 0..=4 {
         let y = y_min + (y_max - y_min) * i as f64 / 4.0;
         let (x_end, y_line, x_text, y_text) = (left + plot_w, sy(y), left - 6.0, sy(y) + 4.0);
+        let label = if y.abs() >= 0.01 || y == 0.0 { format!("{y:.3}") } else { format!("{y:.1e}") };
         let _ = write!(
             svg,
-            r##"<line x1="{left}" x2="{x_end}" y1="{y_line:.1}" y2="{y_line:.1}" stroke="#e5e7eb"/><text x="{x_text}" y="{y_text:.1}" text-anchor="end">{y:.3}</text>"##
+            r##"<line x1="{left}" x2="{x_end}" y1="{y_line:.1}" y2="{y_line:.1}" stroke="#e5e7eb"/><text x="{x_text}" y="{y_text:.1}" text-anchor="end">{label}</text>"##
         );
     }
-    let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle">epoch</text>"#, left + plot_w / 2.0, height - 4.0);
-    let ticks = (x_max - x_min).round() as usize;
-    for step in 0..=ticks.min(20) {
-        let x = x_min + (step as f64) * x_span / ticks.clamp(1, 20) as f64;
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            sx(x),
-            top + plot_h + 16.0,
-            x.round()
-        );
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        left + plot_w / 2.0,
+        height - 4.0,
+        escape(x_label)
+    );
+    // Whole-number ticks for epochs; quarters for fractions (rates).
+    let whole = x_span > 2.0;
+    let ticks = if whole { ((x_max - x_min).round() as usize).clamp(1, 20) } else { 4 };
+    for step in 0..=ticks {
+        let x = x_min + (step as f64) * x_span / ticks as f64;
+        let label = if whole { format!("{}", x.round()) } else { format!("{x:.2}") };
+        let _ =
+            write!(svg, r#"<text x="{:.1}" y="{}" text-anchor="middle">{label}</text>"#, sx(x), top + plot_h + 16.0);
     }
     if let Some(marker) = marker {
         let (x, y_end, y_text) = (sx(marker), top + plot_h, top + 10.0);
@@ -162,7 +169,8 @@ fn line_chart(series: &[(String, Vec<(f64, f64)>)], y_label: &str, marker: Optio
         let path: Vec<String> =
             points.iter().filter(|(_, y)| y.is_finite()).map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
         let _ = write!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, path.join(" "));
-        for point in &path {
+        // Dots mark epochs; dense curves (ROC) are clearer without them.
+        for point in path.iter().filter(|_| path.len() <= 30) {
             let (x, y) = point.split_once(',').unwrap_or(("0", "0"));
             let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);
         }
@@ -178,6 +186,78 @@ fn line_chart(series: &[(String, Vec<(f64, f64)>)], y_label: &str, marker: Optio
         );
     }
     svg.push_str("</svg>");
+    svg
+}
+
+/// A histogram over `edges` (one more than each series' counts), the series side by side in
+/// each bin.
+fn histogram(edges: &[f64], series: &[(String, Vec<f64>)], x_label: &str) -> String {
+    let bins = edges.len().saturating_sub(1);
+    let max = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max);
+    if bins == 0 || max <= 0.0 {
+        return "<p class=\"muted\">no data</p>".into();
+    }
+    let (width, height, left, bottom, top, right) = (640.0, 240.0, 56.0, 36.0, 14.0, 110.0);
+    let (plot_w, plot_h) = (width - left - right, height - top - bottom);
+    let bin_w = plot_w / bins as f64;
+    let bar_w = (bin_w - 2.0) / series.len().max(1) as f64;
+    let mut svg = format!(
+        r#"<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{}">"#,
+        escape(x_label)
+    );
+    for i in 0..=4 {
+        let value = max * i as f64 / 4.0;
+        let y = top + plot_h * (1.0 - i as f64 / 4.0);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end">{value:.0}</text>"##,
+            left + plot_w,
+            left - 6.0,
+            y + 4.0
+        );
+    }
+    for (s, (name, counts)) in series.iter().enumerate() {
+        let color = COLORS[s % COLORS.len()];
+        for (bin, &count) in counts.iter().enumerate().take(bins) {
+            let bar_h = count.max(0.0) / max * plot_h;
+            let _ = write!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bar_h:.1}" fill="{color}"><title>{}: {count} in [{:.2}, {:.2})</title></rect>"#,
+                left + bin as f64 * bin_w + 1.0 + s as f64 * bar_w,
+                top + plot_h - bar_h,
+                bar_w,
+                escape(name),
+                edges[bin],
+                edges[bin + 1]
+            );
+        }
+        let y = top + 12.0 + s as f64 * 18.0;
+        let x = width - right + 14.0;
+        let _ = write!(
+            svg,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{color}"/><text x="{}" y="{y}">{}</text>"#,
+            y - 10.0,
+            x + 18.0,
+            escape(name)
+        );
+    }
+    for i in 0..=4 {
+        let position = i as f64 / 4.0;
+        let value = edges[0] + (edges[bins] - edges[0]) * position;
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{value:.2}</text>"#,
+            left + plot_w * position,
+            top + plot_h + 16.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text></svg>"#,
+        left + plot_w / 2.0,
+        height - 4.0,
+        escape(x_label)
+    );
     svg
 }
 
@@ -250,8 +330,9 @@ fn grouped_bars(categories: &[String], series: &[(String, Vec<f64>)], fraction: 
     svg
 }
 
-/// The confusion matrix as a heatmap shaded by row-normalised share, labelled with counts.
-fn heatmap(matrix: &[Vec<u64>], labels: &[String]) -> String {
+/// The confusion matrix as a heatmap shaded by row-normalised share, labelled with counts or,
+/// `normalised`, with each row's percentages.
+fn heatmap(matrix: &[Vec<u64>], labels: &[String], normalised: bool) -> String {
     let n = matrix.len();
     let (cell, left, top) = (40.0, 110.0, 100.0);
     let size = left + cell * n as f64 + 10.0;
@@ -285,9 +366,10 @@ fn heatmap(matrix: &[Vec<u64>], labels: &[String]) -> String {
             let fill = format!("rgb({shade},{},{})", (255.0 - share * 120.0) as u8, 255);
             let text = if share > 0.5 { "#fff" } else { "#1d2733" };
             let (x, y) = (left + cell * j as f64, top + cell * i as f64);
+            let shown = if normalised { format!("{:.0}", share * 100.0) } else { count.to_string() };
             let _ = write!(
                 svg,
-                r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"><title>true {} predicted {}: {count} ({:.1}%)</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" style="fill:{text}">{count}</text>"##,
+                r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"><title>true {} predicted {}: {count} ({:.1}%)</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" style="fill:{text}">{shown}</text>"##,
                 escape(&labels[i.min(labels.len() - 1)]),
                 escape(&labels[j.min(labels.len() - 1)]),
                 share * 100.0,
@@ -298,6 +380,13 @@ fn heatmap(matrix: &[Vec<u64>], labels: &[String]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// The side of square samples (28 for 784 or 1x28x28 features), or 0.
+fn image_side(data: &Value) -> usize {
+    let size = data["sample_shape"].as_array().map(|s| s.iter().map(number).product::<f64>()).unwrap_or(0.0);
+    let side = size.sqrt().round() as usize;
+    if side * side == size as usize { side } else { 0 }
 }
 
 /// A grayscale image as SVG rectangles (one per non-background pixel), scaled to its range.
@@ -438,6 +527,7 @@ impl MnistReportGenerator {
             self.title.clone().unwrap_or_else(|| run["experiment_name"].as_str().unwrap_or("experiment").to_owned());
         context.insert("title", &title);
         context.insert("run", run);
+        context.insert("environment", &input["environment"]);
         context.extend(extra);
         let html = self
             .tera
@@ -460,21 +550,18 @@ impl ReportGenerator for MnistReportGenerator {
                 (split.to_string(), data["class_counts"][split].as_array().into_iter().flatten().map(number).collect())
             })
             .collect();
-        let side = (data["sample_shape"].as_array().map(|s| s.iter().map(number).product::<f64>()).unwrap_or(0.0))
-            .sqrt() as usize;
+        let side = image_side(data);
         let mut samples = Vec::new();
-        let mut all = Vec::new();
         for sample in data["test_samples"].as_array().into_iter().flatten().take(self.sample_images) {
             let values: Vec<f64> = sample["values"].as_array().into_iter().flatten().map(number).collect();
-            all.extend_from_slice(&values);
             let label = sample["label"].as_u64().and_then(|l| labels.get(l as usize)).cloned().unwrap_or_default();
             if side * side == values.len() && side > 0 {
                 samples.push(json!({"label": label, "svg": image_svg(&values, side)}));
             }
         }
-        let count = all.len().max(1) as f64;
-        let mean = all.iter().sum::<f64>() / count;
-        let std = (all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / count).sqrt();
+        let statistics = &data["train_statistics"];
+        let mean_sample: Vec<f64> = statistics["mean_sample"].as_array().into_iter().flatten().map(number).collect();
+        let mean_image = (side > 0 && side * side == mean_sample.len()).then(|| image_svg(&mean_sample, side));
         let splits: Vec<Value> = ["train", "validation", "test"]
             .iter()
             .map(|name| json!({"name": name, "rows": input["run"]["data"]["splits"][name]["rows"], "sha256": input["run"]["data"]["splits"][name]["sha256"]}))
@@ -483,7 +570,11 @@ impl ReportGenerator for MnistReportGenerator {
         context.insert("class_chart", &grouped_bars(&labels, &series, false));
         context.insert("samples", &samples);
         context.insert("splits", &splits);
-        context.insert("pixel", &json!({"mean": mean, "std": std, "min": all.iter().copied().fold(f64::MAX, f64::min), "max": all.iter().copied().fold(f64::MIN, f64::max)}));
+        context.insert(
+            "pixel",
+            &json!({"mean": statistics["mean"], "std": statistics["std"], "min": statistics["min"], "max": statistics["max"]}),
+        );
+        context.insert("mean_image", &mean_image);
         self.render("data.html", input, context, services)
     }
 
@@ -514,6 +605,7 @@ impl ReportGenerator for MnistReportGenerator {
             "loss_chart",
             &line_chart(
                 &[("train loss".into(), curve("loss")), ("validation loss".into(), curve("val_loss"))],
+                "epoch",
                 "loss",
                 best,
             ),
@@ -522,9 +614,18 @@ impl ReportGenerator for MnistReportGenerator {
             "accuracy_chart",
             &line_chart(
                 &[("train accuracy".into(), curve("accuracy")), ("validation accuracy".into(), curve("val_accuracy"))],
+                "epoch",
                 "accuracy",
                 best,
             ),
+        );
+        context.insert(
+            "learning_rate_chart",
+            &line_chart(&[("learning rate".into(), curve("learning_rate"))], "epoch", "learning rate", best),
+        );
+        context.insert(
+            "epoch_time_chart",
+            &line_chart(&[("seconds per epoch".into(), curve("epoch_seconds"))], "epoch", "seconds", best),
         );
         context.insert("metric_names", &names);
         context.insert("epochs", &rows);
@@ -558,11 +659,51 @@ impl ReportGenerator for MnistReportGenerator {
             .collect();
         let mut context = Context::new();
         context.insert("cards", &cards(&input["run"]));
-        context.insert(
-            "confusion_chart",
-            &if matrix.is_empty() || labels.is_empty() { String::new() } else { heatmap(&matrix, &labels) },
-        );
+        let drawable = !matrix.is_empty() && !labels.is_empty();
+        context.insert("confusion_chart", &if drawable { heatmap(&matrix, &labels, false) } else { String::new() });
+        context
+            .insert("confusion_share_chart", &if drawable { heatmap(&matrix, &labels, true) } else { String::new() });
         context.insert("per_class_chart", &grouped_bars(&labels, &series, true));
+        let curves: Vec<(String, Vec<(f64, f64)>)> = test["roc"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|curve| curve["auc"].is_number())
+            .map(|curve| {
+                let points = curve["points"].as_array().into_iter().flatten();
+                let points = points.map(|p| (number(&p[0]), number(&p[1]))).collect();
+                (format!("{} (AUC {:.3})", curve["class"].as_str().unwrap_or(""), number(&curve["auc"])), points)
+            })
+            .collect();
+        context.insert("roc_chart", &line_chart(&curves, "false positive rate", "true positive rate", None));
+        context.insert("macro_auc", &test["macro_auc"].as_f64());
+        let histogram = &test["confidence_histogram"];
+        let edges: Vec<f64> = histogram["edges"].as_array().into_iter().flatten().map(number).collect();
+        let counts = |key: &str| histogram[key].as_array().into_iter().flatten().map(number).collect();
+        context.insert(
+            "confidence_chart",
+            &self::histogram(
+                &edges,
+                &[("right".into(), counts("correct")), ("wrong".into(), counts("incorrect"))],
+                "confidence in the predicted class",
+            ),
+        );
+        let side = image_side(&input["data"]);
+        let mistakes: Vec<Value> = input["evaluation"]["misclassified"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(self.sample_images)
+            .filter_map(|m| {
+                let values: Vec<f64> = m["values"].as_array()?.iter().map(number).collect();
+                let name = |key: &str| m[key].as_u64().and_then(|l| labels.get(l as usize)).cloned().unwrap_or_default();
+                (side > 0 && side * side == values.len()).then(|| {
+                    json!({"label": name("label"), "predicted": name("predicted"), "confidence": format!("{:.2}", number(&m["confidence"])), "svg": image_svg(&values, side)})
+                })
+            })
+            .collect();
+        context.insert("misclassified", &mistakes);
+        context.insert("misclassified_total", &input["evaluation"]["misclassified_total"]);
         context.insert("per_class", &per_class);
         self.render("evaluation.html", input, context, services)
     }

@@ -1,0 +1,169 @@
+//! The HTML reports in a real browser: headless Chromium (Debian's `chromium`, installed by the
+//! set-up) loads every page with no console message, draws every chart (counted in a
+//! screenshot), fetches nothing, and shows a script-injection payload as text.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Project, library, write_tiny_mnist};
+
+const PAGES: [&str; 4] = ["index.html", "data.html", "training.html", "evaluation.html"];
+
+fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("chromium is missing: scripts/setup.sh installs Debian's chromium package");
+    Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // No network: any attempt to resolve a host fails.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("run chromium")
+}
+
+/// The page's DOM after loading, and the console messages it logged.
+fn load(profile: &Path, page: &Path) -> (String, Vec<String>) {
+    let output = chromium(profile, &["--dump-dom", &format!("file://{}", page.display())]);
+    assert!(
+        output.status.success(),
+        "chromium failed on {}: {}",
+        page.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let console =
+        String::from_utf8_lossy(&output.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_owned).collect();
+    (String::from_utf8_lossy(&output.stdout).into_owned(), console)
+}
+
+/// RGB pixels of a screenshot of the page, with the image width.
+fn screenshot(profile: &Path, page: &Path, out: &Path) -> (Vec<[u8; 3]>, u32) {
+    let output = chromium(
+        profile,
+        &[
+            "--window-size=1280,4000",
+            "--hide-scrollbars",
+            &format!("--screenshot={}", out.display()),
+            &format!("file://{}", page.display()),
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(out).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let channels = info.color_type.samples();
+    let pixels = buffer[..info.buffer_size()].chunks_exact(channels).map(|p| [p[0], p[1], p[2]]).collect();
+    (pixels, info.width)
+}
+
+fn near(pixel: [u8; 3], color: [u8; 3]) -> bool {
+    pixel.iter().zip(color).all(|(&a, b)| (a as i32 - b as i32).abs() <= 24)
+}
+
+fn report_project(experiment_name: &str) -> (Project, PathBuf) {
+    let project = Project::new();
+    write_tiny_mnist(&project.path().join("data"), 300, 100);
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!(
+        "Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\nReportGenerator:\n  MNISTReportGenerator: {path}\n"
+    ));
+    let name = serde_json::to_string(experiment_name).unwrap();
+    project.write(
+        "config/report.yaml",
+        &format!(
+            "experiment_name: {name}\nthreads: 1\nplugins: {{data_loader: MNISTLoader, model: MNISTMLP, report_generator: MNISTReportGenerator}}\n\
+             data_loader: {{data_dir: data}}\ndata_splitting: {{validation_fraction: 0.2}}\n\
+             training: {{epochs: 4, early_stopping: true, patience: 1, learning_rate: 0.003}}\n"
+        ),
+    );
+    let summary = project.host(&["run", "config/report.yaml", "--json"]).success().json();
+    let reports = PathBuf::from(summary["output_dir"].as_str().unwrap()).join("reports");
+    (project, reports)
+}
+
+#[test]
+fn every_report_page_loads_without_console_messages_or_fetches_and_draws_its_charts() {
+    let (project, reports) = report_project("browser check");
+    let profile = project.path().join("chromium-profile");
+
+    // The check itself catches console errors: a page with a broken script is flagged.
+    let broken = project.write("broken.html", "<html><body><script>undefinedFunction();</script></body></html>");
+    let (_, console) = load(&profile, &broken);
+    assert!(console.iter().any(|l| l.contains("undefinedFunction is not defined")), "{console:?}");
+
+    for page in PAGES {
+        let path = reports.join(page);
+        let (dom, console) = load(&profile, &path);
+        assert!(console.is_empty(), "{page} logged: {console:?}");
+        assert!(dom.contains("<svg"), "{page} has no chart");
+        // Self-contained: nothing is fetched when the page is viewed.
+        for reference in ["src=\"http", "href=\"http", "url(http", "<link", "<script", "@import"] {
+            assert!(!dom.contains(reference), "{page} refers to something outside it: {reference}");
+        }
+    }
+    let evaluation = std::fs::read_to_string(reports.join("evaluation.html")).unwrap();
+    for part in ["row-normalised", "ROC", "AUC", "Confidence in the predicted class", "Misclassified test images"] {
+        assert!(evaluation.contains(part), "evaluation.html lacks {part}");
+    }
+    let training = std::fs::read_to_string(reports.join("training.html")).unwrap();
+    for part in ["Learning rate", "Time per epoch", "Best epoch"] {
+        assert!(training.contains(part), "training.html lacks {part}");
+    }
+    let index = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    for part in ["environment", "Plugins", "Lineage", "config"] {
+        assert!(index.contains(part), "index.html lacks {part}");
+    }
+
+    // The charts were drawn: each page's screenshot holds many pixels of its chart colours.
+    let blue = [0x25, 0x63, 0xeb]; // first series
+    let orange = [0xf9, 0x73, 0x16]; // second series
+    let indigo = [0x63, 0x66, 0xf1]; // lineage boxes
+    for (page, colors, minimum) in [
+        ("data.html", vec![blue, orange], 400),
+        ("training.html", vec![blue, orange], 400),
+        ("evaluation.html", vec![blue, orange], 400),
+        ("index.html", vec![indigo], 200),
+    ] {
+        let (pixels, width) = screenshot(&profile, &reports.join(page), &project.path().join(format!("{page}.png")));
+        assert_eq!(width, 1280);
+        for color in colors {
+            let count = pixels.iter().filter(|&&p| near(p, color)).count();
+            assert!(count >= minimum, "{page}: only {count} pixels of {color:?}; its charts were not drawn");
+        }
+        let blank = pixels.iter().filter(|p| p.iter().all(|&c| c > 245)).count();
+        assert!(blank < pixels.len(), "{page} rendered blank");
+    }
+}
+
+#[test]
+fn an_experiment_name_that_is_a_script_is_shown_as_text() {
+    let payload = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
+    let (project, reports) = report_project(payload);
+    let profile = project.path().join("chromium-profile");
+    for page in PAGES {
+        let (dom, console) = load(&profile, &reports.join(page));
+        assert!(console.is_empty(), "{page} logged: {console:?}");
+        let title = dom.split("<title>").nth(1).and_then(|t| t.split("</title>").next()).unwrap_or_default();
+        assert!(title.contains("&lt;script&gt;"), "{page}: the payload ran or vanished: {title}");
+        assert!(!dom.contains("<script>document.title"), "{page}: the payload is markup, not text");
+        assert!(
+            dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
+            "{page}: the payload is not shown as text"
+        );
+        assert!(!dom.contains("<img src=\"x\""), "{page}: the img payload became an element");
+    }
+}
