@@ -74,6 +74,25 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Regenerate a completed run's reports from the store, with the report generator it used
+    /// or another one, into <run folder>/regenerated/<generator>/ (or -o DIR).
+    Report {
+        /// The run id.
+        run: String,
+        /// Another report generator class (e.g. MarkdownReport).
+        #[arg(long, value_name = "CLASS")]
+        generator: Option<String>,
+        /// Write the reports into DIR.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Print the files as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        plugins: PluginArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// What the provenance store holds: runs by status, experiments with their best test
     /// accuracy, plugin builds, artifacts, lineage edges.
     Summary {
@@ -271,6 +290,16 @@ fn main() {
             json,
             show_progress: !cli.quiet,
         }),
+        Command::Report { run, generator, output, json, plugins, store } => {
+            commands::report::report(commands::report::ReportOptions {
+                store: store.into_options(),
+                run,
+                generator,
+                registry: plugins.into_options(None),
+                output,
+                json,
+            })
+        }
         Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),
         Command::Export { run, format, output, store } => {
             commands::export::export(&store.into_options(), &run, &format, output).map(|()| 0)

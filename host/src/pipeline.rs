@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use plugin_sdk::host::{HostServices, ReportKind};
 use plugin_sdk::{ClassKind, ErrorKind, FitSummary, LogLevel, RunContext, TaskKind};
@@ -819,23 +819,35 @@ impl<'a> Run<'a> {
 
     fn report(&mut self, prepared: &Prepared) -> Result<(), StageError> {
         // Reports describe their run (its id, timings, provenance): never reused.
-        let class = self.required_class(ClassKind::ReportGenerator)?;
-        let experiment = self.request.experiment;
-        let reports_dir = self.dir.join("reports");
-        std::fs::create_dir_all(&reports_dir).with_context(|| format!("{}: cannot create", reports_dir.display()))?;
-        let mut generator = class.library.library.create_report_generator(
-            &class.info.name,
-            &experiment.class_sections(ClassKind::ReportGenerator),
-            &self.context,
-        )?;
-        let services = self.services(class, reports_dir);
-        let input = report_input(&self.summary, prepared);
-        for kind in [ReportKind::Data, ReportKind::Training, ReportKind::Evaluation, ReportKind::Summary] {
-            for file in generator.generate(kind, &input, &services)? {
-                self.artifact("report", &file)?;
-            }
+        let record = serde_json::to_value(&self.summary).map_err(anyhow::Error::from)?;
+        for file in self.generate_reports(&record, prepared, &self.dir.join("reports"))? {
+            self.artifact("report", &file)?;
         }
         Ok(())
+    }
+
+    /// Runs the report generator on `record` (a run's record as JSON) and the prepared data,
+    /// writing into `reports_dir`.
+    fn generate_reports(
+        &self,
+        record: &Value,
+        prepared: &Prepared,
+        reports_dir: &Path,
+    ) -> Result<Vec<PathBuf>, StageError> {
+        let class = self.required_class(ClassKind::ReportGenerator)?;
+        std::fs::create_dir_all(reports_dir).with_context(|| format!("{}: cannot create", reports_dir.display()))?;
+        let mut generator = class.library.library.create_report_generator(
+            &class.info.name,
+            &self.request.experiment.class_sections(ClassKind::ReportGenerator),
+            &self.context,
+        )?;
+        let services = self.services(class, reports_dir.to_owned());
+        let input = report_input(record, prepared);
+        let mut files = Vec::new();
+        for kind in [ReportKind::Data, ReportKind::Training, ReportKind::Evaluation, ReportKind::Summary] {
+            files.extend(generator.generate(kind, &input, &services)?);
+        }
+        Ok(files)
     }
 }
 
@@ -936,7 +948,7 @@ fn feature_statistics(split: &Split, row_len: usize) -> Value {
 
 /// Class counts per split, sample and misclassified test rows, feature statistics: what the
 /// report generator draws, beside the run record.
-fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
+fn report_input(summary: &Value, prepared: &Prepared) -> Value {
     let class_counts = |split: &Split| -> Vec<usize> {
         let mut counts = vec![0; prepared.label_names.len()];
         for &label in split.targets.classes().unwrap_or(&[]) {
@@ -954,10 +966,11 @@ fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
         .map(|(values, &label)| json!({"label": label, "values": values}))
         .collect();
     // The most confident mistakes first.
-    let mut mistakes: Vec<(usize, i64, usize, f64)> = read_predictions(&summary.output_dir.join("predictions.csv"))
-        .into_iter()
-        .filter(|(_, label, predicted, _)| *label as usize != *predicted)
-        .collect();
+    let mut mistakes: Vec<(usize, i64, usize, f64)> =
+        read_predictions(&Path::new(summary["output_dir"].as_str().unwrap_or_default()).join("predictions.csv"))
+            .into_iter()
+            .filter(|(_, label, predicted, _)| *label as usize != *predicted)
+            .collect();
     mistakes.sort_by(|a, b| b.3.total_cmp(&a.3));
     let misclassified: Vec<Value> = mistakes
         .iter()
@@ -969,7 +982,7 @@ fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
         .collect();
     json!({
         "run": summary,
-        "environment": Environment::current(summary.threads),
+        "environment": Environment::current(summary["threads"].as_u64().unwrap_or(1) as usize),
         "data": {
             "label_names": prepared.label_names,
             "sample_shape": prepared.sample_shape,
@@ -988,6 +1001,100 @@ fn report_input(summary: &RunSummary, prepared: &Prepared) -> Value {
     })
 }
 
+impl<'a> Run<'a> {
+    /// A run about to start: its record holds the config, seed and plugins, nothing else yet.
+    fn new(request: &'a RunRequest<'a>, run_id: String, dir: PathBuf) -> anyhow::Result<Self> {
+        let experiment = request.experiment;
+        let canonical_text = serde_json::to_string(&experiment.canonical)?;
+        Ok(Run {
+            request,
+            dir: dir.clone(),
+            context: RunContext { seed: experiment.seed, threads: experiment.threads },
+            cache: None,
+            splits_hit: None,
+            splits_writer: None,
+            summary: RunSummary {
+                run_id,
+                experiment_name: experiment.experiment_name.clone(),
+                status: RunStatus::Running,
+                config_file: experiment.file.clone(),
+                config_sha256: sha256_bytes(canonical_text.as_bytes()),
+                working_dir: std::env::current_dir().unwrap_or_default(),
+                model_from: request.model_from.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+                replay_of: request.replay_of.clone(),
+                seed: experiment.seed,
+                threads: experiment.threads,
+                output_dir: dir.clone(),
+                started_at: now_rfc3339(),
+                finished_at: None,
+                seconds: 0.0,
+                plugins: request
+                    .classes
+                    .iter()
+                    .map(|c| {
+                        let manifest = c.library.library.manifest();
+                        PluginUse {
+                            kind: c.info.kind,
+                            class: c.info.name.clone(),
+                            plugin_name: manifest.plugin_name.clone(),
+                            plugin_version: manifest.plugin_version.clone(),
+                            sdk_version: manifest.sdk_version.clone(),
+                            library: std::path::absolute(&c.library.path).unwrap_or_else(|_| c.library.path.clone()),
+                            sha256: c.library.sha256.clone(),
+                            size: c.library.size,
+                        }
+                    })
+                    .collect(),
+                stages: Vec::new(),
+                source_files: Vec::new(),
+                data: DataRecord::default(),
+                fit: None,
+                history: BTreeMap::new(),
+                metrics: None,
+                artifacts: Vec::new(),
+                failed_stage: None,
+                error: None,
+                provenance: None,
+            },
+        })
+    }
+}
+
+impl StageError {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            StageError::Failed(error) => error,
+            StageError::Cancelled => anyhow!("cancelled"),
+        }
+    }
+}
+
+/// Regenerates a recorded run's reports with the request's report generator. Metrics,
+/// history and provenance come from `record`; the data (for class counts, sample and
+/// misclassified images) from the stage cache, or is loaded and prepared again with the
+/// request's loader, and must then match the digests the run recorded. Writes into `output`.
+pub fn regenerate_reports(request: &RunRequest<'_>, record: &Value, output: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let run_id = record["run_id"].as_str().unwrap_or_default();
+    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    let mut run = Run::new(request, run_id.to_owned(), output.to_owned())?;
+    let loaded = run.load().map_err(StageError::into_error)?;
+    let prepared = run.prepare(loaded).map_err(StageError::into_error)?;
+    if let Some(writer) = run.splits_writer.take() {
+        let _ = writer.join();
+    }
+    for split in prepared.splits() {
+        let recorded = record["data"]["splits"][split.name]["sha256"].as_str().unwrap_or_default();
+        if recorded != split.digest {
+            bail!(
+                "the data changed since run {run_id}: its {} split is now {}, the run recorded {recorded}",
+                split.name,
+                split.digest
+            );
+        }
+    }
+    run.generate_reports(record, &prepared, output).map_err(StageError::into_error)
+}
+
 /// Runs the experiment. Always returns a summary (also for failed and cancelled runs, whose
 /// `run.json` is written too); `Err` only when the run folder itself cannot be created.
 pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
@@ -999,60 +1106,9 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
     std::fs::create_dir_all(&dir).with_context(|| {
         format!("{}: cannot create the run folder; check output_dir or --output-dir", dir.display())
     })?;
-    let canonical_text = serde_json::to_string(&experiment.canonical)?;
     let started = Instant::now();
     let provenance_before = (crate::hashing::hashing_seconds(), crate::store::write_seconds());
-    let mut run = Run {
-        request,
-        dir: dir.clone(),
-        context: RunContext { seed: experiment.seed, threads: experiment.threads },
-        cache: None,
-        splits_hit: None,
-        splits_writer: None,
-        summary: RunSummary {
-            run_id,
-            experiment_name: experiment.experiment_name.clone(),
-            status: RunStatus::Running,
-            config_file: experiment.file.clone(),
-            config_sha256: sha256_bytes(canonical_text.as_bytes()),
-            working_dir: std::env::current_dir().unwrap_or_default(),
-            model_from: request.model_from.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-            replay_of: request.replay_of.clone(),
-            seed: experiment.seed,
-            threads: experiment.threads,
-            output_dir: dir.clone(),
-            started_at: now_rfc3339(),
-            finished_at: None,
-            seconds: 0.0,
-            plugins: request
-                .classes
-                .iter()
-                .map(|c| {
-                    let manifest = c.library.library.manifest();
-                    PluginUse {
-                        kind: c.info.kind,
-                        class: c.info.name.clone(),
-                        plugin_name: manifest.plugin_name.clone(),
-                        plugin_version: manifest.plugin_version.clone(),
-                        sdk_version: manifest.sdk_version.clone(),
-                        library: std::path::absolute(&c.library.path).unwrap_or_else(|_| c.library.path.clone()),
-                        sha256: c.library.sha256.clone(),
-                        size: c.library.size,
-                    }
-                })
-                .collect(),
-            stages: Vec::new(),
-            source_files: Vec::new(),
-            data: DataRecord::default(),
-            fit: None,
-            history: BTreeMap::new(),
-            metrics: None,
-            artifacts: Vec::new(),
-            failed_stage: None,
-            error: None,
-            provenance: None,
-        },
-    };
+    let mut run = Run::new(request, run_id, dir.clone())?;
     if let Some(store) = request.store {
         let environment = Environment::current(experiment.threads);
         store

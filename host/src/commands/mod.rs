@@ -5,6 +5,7 @@ pub mod export;
 pub mod lineage;
 pub mod plugins;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod runs;
 pub mod verify;

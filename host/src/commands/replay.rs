@@ -32,7 +32,7 @@ pub struct StageComparison {
 }
 
 /// The recorded plugin libraries, each checked against its recorded SHA-256 before loading.
-fn recorded_classes(record: &Value, run_id: &str, force: bool) -> anyhow::Result<Vec<ResolvedClass>> {
+pub fn recorded_classes(record: &Value, run_id: &str, force: bool) -> anyhow::Result<Vec<ResolvedClass>> {
     let plugins = record["plugins"].as_array().cloned().unwrap_or_default();
     let mut changed = Vec::new();
     for plugin in &plugins {

@@ -167,3 +167,56 @@ fn an_experiment_name_that_is_a_script_is_shown_as_text() {
         assert!(!dom.contains("<img src=\"x\""), "{page}: the img payload became an element");
     }
 }
+
+#[test]
+fn report_generators_swap_by_config_and_past_runs_get_reports_again() {
+    let (project, reports) = report_project("regenerated");
+    let record = project.host(&["runs", "list", "--json"]).success().json();
+    let run_id = record[0]["run_id"].as_str().unwrap().to_owned();
+    let markdown = library("markdown-report").display().to_string();
+    let mapping = std::fs::read_to_string(project.path().join("config/class_mapping_config.yaml")).unwrap();
+    project.mapping(&format!("{mapping}  MarkdownReport: {markdown}\n"));
+
+    // Another report generator, by config alone.
+    let config = std::fs::read_to_string(project.path().join("config/report.yaml")).unwrap();
+    project.write(
+        "config/markdown.yaml",
+        &config.replace("report_generator: MNISTReportGenerator", "report_generator: MarkdownReport"),
+    );
+    let summary = project.host(&["run", "config/markdown.yaml", "--json"]).success().json();
+    let page =
+        std::fs::read_to_string(PathBuf::from(summary["output_dir"].as_str().unwrap()).join("reports/report.md"))
+            .unwrap();
+    assert!(page.starts_with("# regenerated\n") && page.contains("| test accuracy | "), "{page}");
+
+    // The past run's reports again, with its own generator and with another, beside the
+    // recorded ones (which still verify).
+    let again = project.host(&["report", &run_id, "--json"]).success().json();
+    let folder = PathBuf::from(again["output_dir"].as_str().unwrap());
+    assert_eq!(folder, reports.parent().unwrap().join("regenerated/MNISTReportGenerator"));
+    let index = std::fs::read_to_string(folder.join("index.html")).unwrap();
+    assert!(index.contains(&run_id), "the regenerated page names the run");
+    let original = std::fs::read_to_string(reports.join("evaluation.html")).unwrap();
+    let regenerated = std::fs::read_to_string(folder.join("evaluation.html")).unwrap();
+    assert_eq!(regenerated, original, "the same generator on the same record draws the same page");
+    project.host(&["verify", &run_id]).success();
+
+    // Without the stage cache, the data is loaded and prepared again.
+    std::fs::remove_dir_all(project.path().join("provenance.cache")).unwrap();
+    let other =
+        project.host(&["report", &run_id, "--generator", "MarkdownReport", "-o", "md"]).success().stdout.clone();
+    assert!(other.contains("with MarkdownReport"), "{other}");
+    let page = std::fs::read_to_string(project.path().join("md/report.md")).unwrap();
+    assert!(page.contains(&format!("| run | `{run_id}` |")), "{page}");
+
+    // Data that no longer matches the record is refused, not drawn.
+    let labels = project.path().join("data/t10k-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] = (bytes[last] + 1) % 10;
+    std::fs::write(&labels, &bytes).unwrap();
+    let refused = project.host(&["report", &run_id, "-o", "stale"]);
+    assert!(refused.failure().contains("the data changed since run"), "{}", refused.stderr);
+    let unknown = project.host(&["report", &run_id, "--generator", "NoSuchReport"]);
+    assert!(unknown.failure().contains("NoSuchReport"), "{}", unknown.stderr);
+}

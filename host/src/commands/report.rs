@@ -1,0 +1,104 @@
+//! `host report RUN`: regenerates a recorded run's reports from the store, with the report
+//! generator it used or another one (`--generator`), into a folder of their own, so the
+//! recorded reports (and `host verify`) stay untouched.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, bail};
+use plugin_sdk::ClassKind;
+use serde_json::json;
+
+use super::replay::recorded_classes;
+use super::run::StoreOptions;
+use crate::config::experiment::ExperimentConfig;
+use crate::output::print_json;
+use crate::pipeline::{RunRequest, regenerate_reports};
+use crate::registry::{Registry, RegistryOptions};
+
+pub struct ReportOptions {
+    pub store: StoreOptions,
+    pub run: String,
+    /// Another report generator class, found through the class mapping and plugins/.
+    pub generator: Option<String>,
+    pub registry: RegistryOptions,
+    pub output: Option<PathBuf>,
+    pub json: bool,
+}
+
+pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
+    let store = RefCell::new(options.store.open()?);
+    let run_id = &options.run;
+    let record = store.borrow().run_record(run_id)?;
+    if record["status"] != "completed" {
+        bail!("run {run_id} is {}; only completed runs have everything a report shows", record["status"]);
+    }
+    // Another generator is found from here, before moving to the run's folder.
+    let chosen = match &options.generator {
+        Some(class) => Some(
+            Registry::open(options.registry)?.resolve(ClassKind::ReportGenerator, class).map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let output = options.output.map(|o| std::path::absolute(&o).unwrap_or(o));
+    // The recorded builds, checked against their SHA-256 (a changed one is used with a warning:
+    // the data it yields is checked against the record's digests anyway).
+    let mut classes = recorded_classes(&record, run_id, true)?;
+    // The model's class stays for validating the recorded config; only the loader and the
+    // report generator are called.
+    classes.retain(|c| chosen.is_none() || c.info.kind != ClassKind::ReportGenerator);
+    classes.extend(chosen.clone());
+    let Some(generator) =
+        classes.iter().find(|c| c.info.kind == ClassKind::ReportGenerator).map(|c| c.info.name.clone())
+    else {
+        bail!("run {run_id} used no report generator; name one with --generator (host plugins list shows them)");
+    };
+    let mut config = record["config"].clone();
+    if chosen.is_some() {
+        // The recorded reporting keys belong to the recorded generator.
+        config["plugins"]["report_generator"] = json!(generator);
+        config["reporting"] = json!({"enabled": true});
+    }
+    let working_dir = PathBuf::from(record["working_dir"].as_str().unwrap_or("."));
+    std::env::set_current_dir(&working_dir)
+        .with_context(|| format!("{}: cannot enter the folder run {run_id} ran in", working_dir.display()))?;
+    let config_file = PathBuf::from(record["config_file"].as_str().unwrap_or_default());
+    let mut experiment = ExperimentConfig::from_value(&config_file, &config, |kind, class| {
+        classes
+            .iter()
+            .find(|c| c.info.kind == kind && c.info.name == class)
+            .map(|c| c.info.clone())
+            .ok_or_else(|| format!("run {run_id} recorded no library for {kind} {class}"))
+    })
+    .with_context(|| format!("the config recorded by run {run_id}"))?;
+    if let Some(threads) = record["threads"].as_u64() {
+        experiment.threads = threads as usize;
+    }
+    let output = output.unwrap_or_else(|| {
+        PathBuf::from(record["output_dir"].as_str().unwrap_or_default()).join("regenerated").join(&generator)
+    });
+    let request = RunRequest {
+        experiment: &experiment,
+        classes: &classes,
+        output_root: output.clone(),
+        model_from: None,
+        show_progress: false,
+        stop: Arc::new(AtomicBool::new(false)),
+        store: Some(&store),
+        git: (None, None),
+        reuse: true,
+        replay_of: None,
+    };
+    let files = regenerate_reports(&request, &record, &output)?;
+    if options.json {
+        print_json(&json!({"run_id": run_id, "generator": generator, "output_dir": output, "files": files}))?;
+    } else {
+        println!("regenerated the reports of run {run_id} with {generator} in {}", output.display());
+        for file in &files {
+            println!("  {}", file.display());
+        }
+    }
+    Ok(0)
+}
