@@ -189,6 +189,9 @@ enum RunsCommand {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write a self-contained HTML page with the runs' per-epoch curves overlaid.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Follow a run's epochs from another terminal until it ends.
     Watch {
@@ -315,7 +318,9 @@ fn main() {
                     commands::runs::list(&store, experiment.as_deref(), status.as_deref(), limit, json)
                 }
                 RunsCommand::Show { run, json } => commands::runs::show(&store, &run, json),
-                RunsCommand::Compare { runs, json } => commands::runs::compare(&store, &runs, json),
+                RunsCommand::Compare { runs, json, html } => {
+                    commands::runs::compare(&store, &runs, json, html.as_deref())
+                }
                 RunsCommand::Delete { run } => commands::runs::delete(&store, &run),
                 RunsCommand::Watch { run } => commands::runs::watch(&store, &run),
             }

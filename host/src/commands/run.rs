@@ -129,6 +129,10 @@ fn print_summary(summary: &RunSummary) {
     };
     println!("run {} {status} in {:.1}s", summary.run_id, summary.seconds);
     println!("outputs: {}", summary.output_dir.display());
+    let index = summary.output_dir.join("reports/index.html");
+    if index.is_file() {
+        println!("report:  {}", index.display());
+    }
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut add = |name: &str, value: Option<f64>| {
         if let Some(value) = value {

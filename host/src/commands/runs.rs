@@ -1,5 +1,7 @@
 //! `host runs list` and `host runs show`: queries of the provenance store.
 
+use std::path::Path;
+
 use anyhow::{Context, bail};
 
 use crate::commands::run::StoreOptions;
@@ -133,7 +135,7 @@ fn compared(
 }
 
 /// `host runs compare`: parameters and final metrics side by side, differences marked.
-pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool) -> anyhow::Result<()> {
+pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool, html: Option<&Path>) -> anyhow::Result<()> {
     if run_ids.len() < 2 {
         bail!("compare needs at least two runs; `host runs list` shows them");
     }
@@ -154,6 +156,15 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool) -> anyhow::
         |i, name| metrics[i].get(name).map(|v| serde_json::json!(v)).unwrap_or(serde_json::Value::Null),
         run_ids.len(),
     );
+    if let Some(path) = html {
+        let mut curves = Vec::new();
+        for run_id in run_ids {
+            curves.push(store.watch_state(run_id, 0)?.1);
+        }
+        let page = comparison_page(run_ids, &parameter_rows, &metric_rows, &curves);
+        std::fs::write(path, page).with_context(|| format!("{}: cannot write", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     if json {
         return print_json(&serde_json::json!({"runs": run_ids, "parameters": parameter_rows, "metrics": metric_rows}));
     }
@@ -162,11 +173,7 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool) -> anyhow::
             .filter(|row| row.differs || !only_differences)
             .map(|row| {
                 let mut cells = vec![if row.differs { "*".to_owned() } else { String::new() }, row.name.clone()];
-                cells.extend(row.values.iter().map(|v| match v {
-                    serde_json::Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }));
+                cells.extend(row.values.iter().map(cell));
                 cells
             })
             .collect()
@@ -178,6 +185,90 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool) -> anyhow::
     println!("\nmetrics:");
     println!("{}", table(&headers, &render(&metric_rows, false)));
     Ok(())
+}
+
+fn cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A self-contained HTML page: each per-epoch metric's curves of every run overlaid, then the
+/// parameters that differ and the final metrics side by side. Every text is escaped.
+fn comparison_page(
+    run_ids: &[String],
+    parameters: &[Compared],
+    metrics: &[Compared],
+    curves: &[Vec<crate::store::StepMetric>],
+) -> String {
+    use charts::escape;
+    use std::fmt::Write;
+    // Each run's legend names it by what differs: "<id> (training.learning_rate=0.01)".
+    let differing: Vec<&Compared> = parameters.iter().filter(|p| p.differs).collect();
+    let legend: Vec<String> = run_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let what: Vec<String> =
+                differing.iter().take(3).map(|p| format!("{}={}", p.name, cell(&p.values[i]))).collect();
+            if what.is_empty() { id.clone() } else { format!("{id} ({})", what.join(", ")) }
+        })
+        .collect();
+    let mut names: Vec<&str> = curves.iter().flatten().map(|(_, name, _)| name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Run comparison</title><style>\n\
+         body { font-family: system-ui, sans-serif; margin: 24px; color: #1d2733; background: #f6f7f9; }\n\
+         section { background: #fff; border: 1px solid #e2e5ea; border-radius: 8px; padding: 16px 20px; margin-bottom: 18px; }\n\
+         table { border-collapse: collapse; font-size: 14px; } td, th { padding: 4px 10px; border-bottom: 1px solid #e2e5ea; text-align: left; }\n\
+         tr.differs td { background: #fff7ed; } .chart text { font-size: 11px; fill: #475569; }\n\
+         </style></head><body>\n<h1>Run comparison</h1>\n",
+    );
+    let _ = writeln!(page, "<section><h2>Per-epoch metrics</h2>");
+    for name in &names {
+        let series: Vec<(String, Vec<(f64, f64)>)> = curves
+            .iter()
+            .zip(&legend)
+            .map(|(points, label)| {
+                let points =
+                    points.iter().filter(|(_, n, _)| n == name).map(|(step, _, v)| (*step as f64, *v)).collect();
+                (label.clone(), points)
+            })
+            .collect();
+        let _ = writeln!(page, "<h3>{}</h3>{}", escape(name), charts::line_chart(&series, "epoch", name, None));
+    }
+    if names.is_empty() {
+        page.push_str("<p>No run recorded per-epoch metrics.</p>");
+    }
+    page.push_str("</section>\n");
+    for (title, rows, only_differences) in
+        [("Parameters that differ", parameters, true), ("Final metrics", metrics, false)]
+    {
+        let _ = write!(page, "<section><h2>{title}</h2><table><tr><th>name</th>");
+        for id in run_ids {
+            let _ = write!(page, "<th>{}</th>", escape(id));
+        }
+        page.push_str("</tr>");
+        for row in rows.iter().filter(|r| r.differs || !only_differences) {
+            let _ = write!(
+                page,
+                "<tr{}><td>{}</td>",
+                if row.differs { " class=\"differs\"" } else { "" },
+                escape(&row.name)
+            );
+            for value in &row.values {
+                let _ = write!(page, "<td>{}</td>", escape(&cell(value)));
+            }
+            page.push_str("</tr>");
+        }
+        page.push_str("</table></section>\n");
+    }
+    page.push_str("</body></html>\n");
+    page
 }
 
 /// `host summary`: what the store holds.

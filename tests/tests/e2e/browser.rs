@@ -220,3 +220,38 @@ fn report_generators_swap_by_config_and_past_runs_get_reports_again() {
     let unknown = project.host(&["report", &run_id, "--generator", "NoSuchReport"]);
     assert!(unknown.failure().contains("NoSuchReport"), "{}", unknown.stderr);
 }
+
+#[test]
+fn compare_html_overlays_the_runs_curves_in_a_page_that_renders() {
+    let (project, _) = report_project("compared");
+    let config = std::fs::read_to_string(project.path().join("config/report.yaml")).unwrap();
+    project.write(
+        "config/other.yaml",
+        &format!(
+            "{}description: \"<script>document.title='pwned'</script>\"\n",
+            config.replace("learning_rate: 0.003", "learning_rate: 0.01")
+        ),
+    );
+    project.host(&["run", "config/other.yaml"]).success();
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    let ids: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    let compared = project.host(&["runs", "compare", ids[0], ids[1], "--html", "compare.html"]);
+    assert!(compared.success().stderr.contains("wrote compare.html"), "{}", compared.stderr);
+    let page = project.path().join("compare.html");
+    let text = std::fs::read_to_string(&page).unwrap();
+    for part in ["training.learning_rate=0.01", "training.learning_rate=0.003", "<h3>val_loss</h3>", "Final metrics"] {
+        assert!(text.contains(part), "compare.html lacks {part}");
+    }
+    let profile = project.path().join("chromium-profile");
+    let (dom, console) = load(&profile, &page);
+    assert!(console.is_empty(), "{console:?}");
+    assert!(
+        dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;")
+            && dom.contains("<title>Run comparison</title>")
+    );
+    let (pixels, _) = screenshot(&profile, &page, &project.path().join("compare.png"));
+    for color in [[0x25, 0x63, 0xeb], [0xf9, 0x73, 0x16]] {
+        let count = pixels.iter().filter(|&&p| near(p, color)).count();
+        assert!(count >= 400, "only {count} pixels of {color:?}: the overlaid curves were not drawn");
+    }
+}
