@@ -73,6 +73,42 @@ pub fn recorded_classes(record: &Value, run_id: &str, force: bool) -> anyhow::Re
     Ok(classes)
 }
 
+/// Moves into the folder a recorded run ran in: its config's relative paths resolve there.
+pub fn enter_working_dir(record: &Value, run_id: &str) -> anyhow::Result<PathBuf> {
+    let working_dir = PathBuf::from(record["working_dir"].as_str().unwrap_or("."));
+    std::env::set_current_dir(&working_dir).with_context(|| {
+        format!(
+            "{}: cannot enter the folder run {run_id} ran in (its config's relative paths need it)",
+            working_dir.display()
+        )
+    })?;
+    Ok(working_dir)
+}
+
+/// A recorded run's experiment from `config` (its recorded config, possibly edited), checked
+/// against `classes`, with the thread count the run resolved (0 means every core, which differs
+/// between machines).
+pub fn recorded_experiment(
+    record: &Value,
+    config: &Value,
+    classes: &[ResolvedClass],
+) -> anyhow::Result<ExperimentConfig> {
+    let run_id = record["run_id"].as_str().unwrap_or_default();
+    let config_file = PathBuf::from(record["config_file"].as_str().unwrap_or_default());
+    let mut experiment = ExperimentConfig::from_value(&config_file, config, |kind, class| {
+        classes
+            .iter()
+            .find(|c| c.info.kind == kind && c.info.name == class)
+            .map(|c| c.info.clone())
+            .ok_or_else(|| format!("run {run_id} recorded no library for {kind} {class}"))
+    })
+    .with_context(|| format!("the config recorded by run {run_id}"))?;
+    if let Some(threads) = record["threads"].as_u64() {
+        experiment.threads = threads as usize;
+    }
+    Ok(experiment)
+}
+
 /// Outputs by a name stable across runs: artifacts by their path inside the run folder.
 fn artifacts(record: &Value, kinds: &[&str]) -> Value {
     let dir = PathBuf::from(record["output_dir"].as_str().unwrap_or_default());
@@ -207,26 +243,8 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
         bail!("run {run_id} recorded no stages; there is nothing to replay");
     }
     let classes = recorded_classes(&original, run_id, options.force)?;
-    let working_dir = PathBuf::from(original["working_dir"].as_str().unwrap_or("."));
-    std::env::set_current_dir(&working_dir).with_context(|| {
-        format!(
-            "{}: cannot enter the folder run {run_id} ran in (its config's relative paths need it)",
-            working_dir.display()
-        )
-    })?;
-    let config_file = PathBuf::from(original["config_file"].as_str().unwrap_or_default());
-    let mut experiment = ExperimentConfig::from_value(&config_file, &original["config"], |kind, class| {
-        classes
-            .iter()
-            .find(|c| c.info.kind == kind && c.info.name == class)
-            .map(|c| c.info.clone())
-            .ok_or_else(|| format!("run {run_id} recorded no library for {kind} {class}"))
-    })
-    .with_context(|| format!("the config recorded by run {run_id}"))?;
-    // The thread count the run resolved (0 means every core, which differs between machines).
-    if let Some(threads) = original["threads"].as_u64() {
-        experiment.threads = threads as usize;
-    }
+    let working_dir = enter_working_dir(&original, run_id)?;
+    let experiment = recorded_experiment(&original, &original["config"], &classes)?;
     let output_dir = PathBuf::from(original["output_dir"].as_str().unwrap_or_default());
     let request = RunRequest {
         experiment: &experiment,

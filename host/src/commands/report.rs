@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use plugin_sdk::ClassKind;
 use serde_json::json;
 
-use super::replay::recorded_classes;
+use super::replay::{enter_working_dir, recorded_classes, recorded_experiment};
 use super::run::StoreOptions;
-use crate::config::experiment::ExperimentConfig;
 use crate::output::print_json;
 use crate::pipeline::{RunRequest, regenerate_reports};
 use crate::registry::{Registry, RegistryOptions};
@@ -61,21 +60,8 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
         config["plugins"]["report_generator"] = json!(generator);
         config["reporting"] = json!({"enabled": true});
     }
-    let working_dir = PathBuf::from(record["working_dir"].as_str().unwrap_or("."));
-    std::env::set_current_dir(&working_dir)
-        .with_context(|| format!("{}: cannot enter the folder run {run_id} ran in", working_dir.display()))?;
-    let config_file = PathBuf::from(record["config_file"].as_str().unwrap_or_default());
-    let mut experiment = ExperimentConfig::from_value(&config_file, &config, |kind, class| {
-        classes
-            .iter()
-            .find(|c| c.info.kind == kind && c.info.name == class)
-            .map(|c| c.info.clone())
-            .ok_or_else(|| format!("run {run_id} recorded no library for {kind} {class}"))
-    })
-    .with_context(|| format!("the config recorded by run {run_id}"))?;
-    if let Some(threads) = record["threads"].as_u64() {
-        experiment.threads = threads as usize;
-    }
+    enter_working_dir(&record, run_id)?;
+    let experiment = recorded_experiment(&record, &config, &classes)?;
     let output = output.unwrap_or_else(|| {
         PathBuf::from(record["output_dir"].as_str().unwrap_or_default()).join("regenerated").join(&generator)
     });

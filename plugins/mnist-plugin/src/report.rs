@@ -65,11 +65,23 @@ impl PluginClass for MnistReportGenerator {
         let mut templates: Vec<(String, String)> =
             TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
         if let Some(dir) = &section.templates_dir {
+            if !std::path::Path::new(dir).is_dir() {
+                return Err(PluginError::invalid_config(format!("reporting.templates_dir: {dir} is not a folder")));
+            }
+            let mut replaced = 0;
             for (name, text) in &mut templates {
                 let path = PathBuf::from(dir).join(&*name);
                 if path.is_file() {
                     *text = std::fs::read_to_string(&path).with_context(|| path.display())?;
+                    replaced += 1;
                 }
+            }
+            if replaced == 0 {
+                let names: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+                return Err(PluginError::invalid_config(format!(
+                    "reporting.templates_dir: {dir} holds none of {}; copy them from plugins/mnist-plugin/templates",
+                    names.join(", ")
+                )));
             }
         }
         tera.add_raw_templates(templates)

@@ -255,3 +255,41 @@ fn compare_html_overlays_the_runs_curves_in_a_page_that_renders() {
         assert!(count >= 400, "only {count} pixels of {color:?}: the overlaid curves were not drawn");
     }
 }
+
+#[test]
+fn reports_restyle_from_a_templates_folder_without_recompiling() {
+    let (project, _) = report_project("restyled");
+    let base =
+        std::fs::read_to_string(crate::support::workspace_root().join("plugins/mnist-plugin/templates/base.html"))
+            .unwrap();
+    assert!(base.contains("background: #0f172a"), "the built-in header colour changed; update this test");
+    project.write(
+        "house-style/base.html",
+        &base.replace("background: #0f172a", "background: #7c2d12").replace("<body>", "<body><p>House style</p>"),
+    );
+    let config = std::fs::read_to_string(project.path().join("config/report.yaml")).unwrap();
+    project.write("config/styled.yaml", &format!("{config}reporting: {{templates_dir: house-style}}\n"));
+    let summary = project.host(&["run", "config/styled.yaml", "--json"]).success().json();
+    let reports = PathBuf::from(summary["output_dir"].as_str().unwrap()).join("reports");
+    let profile = project.path().join("chromium-profile");
+    for page in PAGES {
+        let (dom, console) = load(&profile, &reports.join(page));
+        assert!(console.is_empty(), "{page} logged: {console:?}");
+        assert!(dom.contains("House style"), "{page} kept the built-in base template");
+    }
+    let (pixels, _) = screenshot(&profile, &reports.join("index.html"), &project.path().join("styled.png"));
+    let header = pixels.iter().filter(|&&p| near(p, [0x7c, 0x2d, 0x12])).count();
+    assert!(header > 10_000, "the restyled header is not drawn ({header} pixels)");
+
+    project.write("config/missing.yaml", &format!("{config}reporting: {{templates_dir: no-such-folder}}\n"));
+    let missing = project.host(&["run", "config/missing.yaml"]);
+    assert!(
+        missing.failure().contains("reporting.templates_dir: no-such-folder is not a folder"),
+        "{}",
+        missing.stderr
+    );
+    std::fs::create_dir_all(project.path().join("empty-style")).unwrap();
+    project.write("config/empty.yaml", &format!("{config}reporting: {{templates_dir: empty-style}}\n"));
+    let empty = project.host(&["run", "config/empty.yaml"]);
+    assert!(empty.failure().contains("empty-style holds none of base.html"), "{}", empty.stderr);
+}
