@@ -11,3 +11,4 @@ pub mod output;
 pub mod pipeline;
 pub mod registry;
 pub mod store;
+pub mod sweep;

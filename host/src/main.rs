@@ -93,6 +93,29 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Run a hyperparameter sweep: the config's `sweep` section varies keys by grid or seeded
+    /// random search; each trial is a run, in parallel workers. Running the same config again
+    /// resumes it. `host sweep show [SWEEP]` lists trials.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sweep {
+        #[command(subcommand)]
+        command: Option<SweepCommand>,
+        /// The sweep config, e.g. config/mnist_hyperparam.yaml.
+        config: Option<PathBuf>,
+        /// Trials at once (each gets cores / jobs threads unless the config sets threads).
+        #[arg(long, short, default_value_t = 1)]
+        jobs: usize,
+        /// Write trial run folders under DIR instead of the config's output_dir.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Print the sweep's trials as JSON at the end.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        plugins: PluginArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// What the provenance store holds: runs by status, experiments with their best test
     /// accuracy, plugin builds, artifacts, lineage edges.
     Summary {
@@ -141,6 +164,18 @@ enum Command {
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// One sweep's trials (parameters, status, run, metric; the best marked), or every sweep.
+    Show {
+        /// The sweep id (printed when the sweep starts).
+        sweep: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -301,6 +336,24 @@ fn main() {
                 registry: plugins.into_options(None),
                 output,
                 json,
+            })
+        }
+        Command::Sweep { command: Some(SweepCommand::Show { sweep, json }), store, .. } => {
+            commands::sweep::show(&store.into_options(), sweep.as_deref(), json).map(|()| 0)
+        }
+        Command::Sweep { command: None, config: None, .. } => {
+            Err(anyhow::anyhow!("give a sweep config (host sweep config/mnist_hyperparam.yaml) or `host sweep show`"))
+        }
+        Command::Sweep { command: None, config: Some(config), jobs, output_dir, json, plugins, store } => {
+            let registry = plugins.into_options(Some(&config));
+            commands::sweep::sweep(commands::sweep::SweepOptions {
+                config,
+                jobs,
+                store: store.into_options(),
+                registry,
+                output_dir,
+                json,
+                show_progress: !cli.quiet,
             })
         }
         Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),

@@ -8,4 +8,5 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod runs;
+pub mod sweep;
 pub mod verify;

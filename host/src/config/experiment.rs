@@ -54,7 +54,7 @@ pub struct ExperimentConfig {
     class_sections: Vec<(ClassKind, Value)>,
 }
 
-const SECTIONS: [&str; 7] =
+pub const SECTIONS: [&str; 7] =
     ["plugins", "data_loader", "data_splitting", "preprocessing", "model", "training", "reporting"];
 
 fn host_keys() -> Vec<ConfigKey> {

@@ -4,6 +4,7 @@
 pub mod class_mapping;
 pub mod experiment;
 pub mod schema;
+pub mod sweep;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@ use crate::config::schema::check_section;
 use crate::config::{ConfigError, read_yaml};
 use crate::pipeline::{RunStatus, RunSummary, now_rfc3339};
 
-pub use queries::{CachedStage, LineageStep, StepMetric};
+pub use queries::{CachedStage, LineageStep, StepMetric, SweepRow, TrialRow};
 
 /// Time this process spent writing run records: the store half of the provenance overhead.
 static WRITE_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -41,6 +41,27 @@ pub struct CachedStage {
     pub summary: Value,
 }
 
+/// One trial of a sweep, as `host sweep show` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialRow {
+    pub trial: usize,
+    pub parameters: Value,
+    pub run_id: Option<String>,
+    pub status: String,
+    pub metric: Option<f64>,
+}
+
+/// A sweep as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    pub sweep_id: String,
+    pub name: String,
+    pub metric: String,
+    pub maximize: bool,
+    pub created_at: String,
+    pub trials: Vec<TrialRow>,
+}
+
 /// One per-step metric: step, name, value.
 pub type StepMetric = (i64, String, f64);
 
@@ -137,6 +158,70 @@ impl Store {
             });
         }
         Ok(stages)
+    }
+
+    /// Records a sweep (once: running it again resumes it).
+    pub fn begin_sweep(
+        &self,
+        sweep_id: &str,
+        name: &str,
+        config: &Value,
+        metric: &str,
+        maximize: bool,
+    ) -> anyhow::Result<()> {
+        self.connection.execute(
+            "INSERT OR IGNORE INTO sweeps (sweep_id, name, config_json, metric, maximize, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![sweep_id, name, config.to_string(), metric, maximize, crate::pipeline::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Records a trial's latest attempt.
+    pub fn record_trial(&self, sweep_id: &str, trial: &TrialRow) -> anyhow::Result<()> {
+        self.connection.execute(
+            "INSERT OR REPLACE INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![sweep_id, trial.trial as i64, trial.parameters.to_string(), trial.run_id, trial.status, trial.metric],
+        )?;
+        Ok(())
+    }
+
+    /// A sweep and its trials in trial order.
+    pub fn sweep(&self, sweep_id: &str) -> anyhow::Result<SweepRow> {
+        let found = self
+            .connection
+            .query_row("SELECT name, metric, maximize, created_at FROM sweeps WHERE sweep_id = ?1", [sweep_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, String>(3)?))
+            })
+            .optional()?;
+        let Some((name, metric, maximize, created_at)) = found else {
+            bail!("no sweep {sweep_id} in {}; `host sweep show` lists the sweeps", self.path.display());
+        };
+        let mut statement = self.connection.prepare(
+            "SELECT t.trial, t.parameters_json, t.run_id, COALESCE(r.status, t.status), t.metric
+             FROM sweep_trials t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.sweep_id = ?1 ORDER BY t.trial",
+        )?;
+        let rows = statement.query_map([sweep_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        let mut trials = Vec::new();
+        for row in rows {
+            let (trial, parameters, run_id, status, metric) = row?;
+            trials.push(TrialRow {
+                trial: trial as usize,
+                parameters: serde_json::from_str(&parameters)?,
+                run_id,
+                status,
+                metric,
+            });
+        }
+        Ok(SweepRow { sweep_id: sweep_id.to_owned(), name, metric, maximize, created_at, trials })
+    }
+
+    /// Every sweep id, newest first.
+    pub fn sweep_ids(&self) -> anyhow::Result<Vec<String>> {
+        let mut statement =
+            self.connection.prepare("SELECT sweep_id FROM sweeps ORDER BY created_at DESC, sweep_id")?;
+        Ok(statement.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
     }
 
     /// A run's full record as written at its last stage, with its current status.

@@ -119,4 +119,24 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN replay_of TEXT REFERENCES runs(run_id) ON DELETE SET NULL;
     CREATE INDEX runs_by_start ON runs (started_at, run_id);
     "#,
+    // 3: hyperparameter sweeps and their trials, each trial a run.
+    r#"
+    CREATE TABLE sweeps (
+        sweep_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        maximize INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE sweep_trials (
+        sweep_id TEXT NOT NULL REFERENCES sweeps(sweep_id) ON DELETE CASCADE,
+        trial INTEGER NOT NULL,
+        parameters_json TEXT NOT NULL,
+        run_id TEXT REFERENCES runs(run_id) ON DELETE SET NULL,
+        status TEXT NOT NULL,
+        metric REAL,
+        PRIMARY KEY (sweep_id, trial)
+    );
+    "#,
 ];

@@ -9,3 +9,4 @@ mod plugins;
 mod reproduce;
 mod store;
 mod support;
+mod sweep;

@@ -1,0 +1,349 @@
+//! `host sweep CONFIG [--jobs N]` runs a hyperparameter sweep: every trial config is validated
+//! first, then the trials run in parallel workers, each recorded as a run linked to the sweep.
+//! The sweep's id is a digest of its config, so running the same file again resumes it:
+//! completed trials are skipped, interrupted, failed and cancelled ones run again (and reuse
+//! their data stages through the stage cache). `host sweep show [SWEEP]` lists the trials.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use super::run::StoreOptions;
+use crate::config::experiment::ExperimentConfig;
+use crate::config::read_yaml;
+use crate::config::sweep::{Sweep, Trial, apply, plain, split};
+use crate::hashing::sha256_bytes;
+use crate::output::{print_json, table};
+use crate::registry::{Registry, RegistryOptions};
+use crate::store::{Store, SweepRow, TrialRow};
+use crate::sweep::{Executor, LocalExecutor, TrialJob, TrialOutcome};
+
+pub struct SweepOptions {
+    pub config: PathBuf,
+    pub jobs: usize,
+    pub store: StoreOptions,
+    pub registry: RegistryOptions,
+    pub output_dir: Option<PathBuf>,
+    pub json: bool,
+    pub show_progress: bool,
+}
+
+/// The metric's value in a run summary (`test.accuracy` -> metrics.test.accuracy).
+fn metric_of(summary: &Value, metric: &str) -> Option<f64> {
+    summary["metrics"].pointer(&format!("/{}", metric.replace('.', "/")))?.as_f64()
+}
+
+fn better(sweep_maximize: bool, a: f64, b: f64) -> bool {
+    if sweep_maximize { a > b } else { a < b }
+}
+
+/// Every trial's config, validated against the plugins' declared keys; all problems at once.
+fn trial_configs(
+    file: &Path,
+    base: &Value,
+    sweep: &Sweep,
+    registry: &Registry,
+    threads: u64,
+) -> anyhow::Result<Vec<(Trial, Value)>> {
+    let mut configs = Vec::new();
+    let mut failures = Vec::new();
+    for trial in sweep.trials() {
+        let mut config = apply(base, &trial);
+        if config.get("threads").and_then(Value::as_u64).unwrap_or(0) == 0 {
+            config["threads"] = json!(threads);
+        }
+        let checked =
+            ExperimentConfig::from_value(file, &config, |kind, class| registry.resolve(kind, class).map(|c| c.info));
+        match checked {
+            Ok(_) => configs.push((trial, config)),
+            Err(error) => failures.push(format!("trial {} ({}):\n{error}", trial.number, trial.label())),
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} trial configs are invalid:\n{}",
+            failures.len(),
+            configs.len() + failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(configs)
+}
+
+pub fn sweep(options: SweepOptions) -> anyhow::Result<u8> {
+    let file = &options.config;
+    let value = read_yaml(file)?;
+    let (base, sweep) = split(file, &value)?;
+    let name = base["experiment_name"].as_str().unwrap_or("sweep").to_owned();
+    let registry = Registry::open(options.registry)?;
+    let jobs = options.jobs.max(1);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = (cores / jobs).max(1) as u64;
+    let configs = trial_configs(file, &base, &sweep, &registry, threads)?;
+    let canonical = json!({"base": base, "sweep": value["sweep"]});
+    let sweep_id = format!("{name}-{}", &sha256_bytes(canonical.to_string().as_bytes())[..12]);
+
+    let store = options.store.open()?;
+    store.begin_sweep(&sweep_id, &name, &canonical, &sweep.metric, sweep.maximize)?;
+    let done: Vec<usize> =
+        store.sweep(&sweep_id)?.trials.iter().filter(|t| t.status == "completed").map(|t| t.trial).collect();
+    let output_root =
+        options.output_dir.clone().unwrap_or_else(|| PathBuf::from(base["output_dir"].as_str().unwrap_or("runs")));
+    let folder = output_root.join("sweeps").join(&sweep_id);
+    std::fs::create_dir_all(&folder).with_context(|| format!("{}: cannot create", folder.display()))?;
+    let mut pending = Vec::new();
+    for (trial, config) in configs.iter().filter(|(t, _)| !done.contains(&t.number)) {
+        let stem = folder.join(format!("trial-{:03}", trial.number));
+        let config_file = stem.with_extension("yaml");
+        // JSON is YAML: the trial's config, readable and runnable on its own.
+        std::fs::write(&config_file, serde_json::to_string_pretty(config)?)
+            .with_context(|| format!("{}: cannot write", config_file.display()))?;
+        pending.push(TrialJob {
+            trial: trial.clone(),
+            config_file,
+            summary_file: stem.with_extension("json"),
+            log_file: stem.with_extension("log"),
+        });
+    }
+    if !options.json {
+        eprintln!(
+            "sweep {sweep_id}: {} trials, {} done, {} to run with {jobs} jobs of {threads} threads (trial configs and logs in {})",
+            configs.len(),
+            configs.len() - pending.len(),
+            pending.len(),
+            folder.display()
+        );
+    }
+    let mut common: Vec<OsString> = vec!["--db".into(), store.path().into()];
+    if let Some(mapping) = registry.mapping_file() {
+        common.extend(["--class-mapping".into(), mapping.into()]);
+    }
+    common.extend(["--plugins-dir".into(), registry.plugins_dir().into()]);
+    common.extend(["--output-dir".into(), output_root.clone().into()]);
+    drop(store);
+    let mut executor = LocalExecutor::new(common)?;
+    let show = options.show_progress && !options.json;
+    let cancelled = run_trials(&mut executor, pending, &options.store, show, &sweep, &sweep_id, jobs)?;
+
+    let store = options.store.open()?;
+    let row = store.sweep(&sweep_id)?;
+    if options.json {
+        print_json(&row)?;
+    } else {
+        print_sweep(&row);
+    }
+    Ok(if cancelled {
+        130
+    } else if row.trials.iter().all(|t| t.status == "completed") {
+        0
+    } else {
+        1
+    })
+}
+
+/// Runs the pending trials, at most `jobs` at once, recording each as it ends. Returns whether
+/// Ctrl-C cancelled the sweep.
+fn run_trials(
+    executor: &mut dyn Executor,
+    mut pending: Vec<TrialJob>,
+    store_options: &StoreOptions,
+    show: bool,
+    sweep: &Sweep,
+    sweep_id: &str,
+    jobs: usize,
+) -> anyhow::Result<bool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = stop.clone();
+    if let Err(error) = ctrlc::set_handler(move || {
+        if !handler_stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\nstopping: running trials finish their batch and are recorded cancelled");
+        }
+    }) {
+        tracing::warn!("cannot install the Ctrl-C handler: {error}");
+    }
+    pending.reverse();
+    let total = pending.len() as u64;
+    let bar = (show && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} trials [{bar:30}] {pos}/{len} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
+    let say = |line: String| match &bar {
+        Some(bar) => bar.println(line),
+        None if show => eprintln!("{line}"),
+        None => {}
+    };
+    let store = store_options.open()?;
+    let mut best: Option<(f64, usize)> = None;
+    let mut cancelled_sent = false;
+    loop {
+        if stop.load(Ordering::SeqCst) && !cancelled_sent {
+            executor.cancel();
+            cancelled_sent = true;
+        }
+        while !stop.load(Ordering::SeqCst) && executor.running() < jobs {
+            let Some(job) = pending.pop() else { break };
+            store.record_trial(
+                sweep_id,
+                &TrialRow {
+                    trial: job.trial.number,
+                    parameters: trial_parameters(&job.trial),
+                    run_id: None,
+                    status: "running".into(),
+                    metric: None,
+                },
+            )?;
+            say(format!("trial {} started: {}", job.trial.number, job.trial.label()));
+            executor.submit(job)?;
+        }
+        let Some(outcome) = wait(executor, &stop, &mut cancelled_sent)? else { break };
+        let row = trial_row(&outcome, &sweep.metric);
+        store.record_trial(sweep_id, &row)?;
+        if let Some(value) = row.metric.filter(|_| row.status == "completed")
+            && best.is_none_or(|(b, _)| better(sweep.maximize, value, b))
+        {
+            best = Some((value, row.trial));
+        }
+        let shown = row.metric.map(|m| format!(" {} {m:.4}", sweep.metric)).unwrap_or_default();
+        say(format!(
+            "trial {} {}{shown} (run {}; log {})",
+            row.trial,
+            row.status,
+            row.run_id.as_deref().unwrap_or("-"),
+            outcome.job.log_file.display()
+        ));
+        if let Some(bar) = &bar {
+            bar.inc(1);
+            if let Some((value, trial)) = best {
+                bar.set_message(format!("best {} {value:.4} (trial {trial})", sweep.metric));
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(stop.load(Ordering::SeqCst))
+}
+
+/// Waits for a trial to end, passing Ctrl-C on to the workers as soon as it comes.
+fn wait(
+    executor: &mut dyn Executor,
+    stop: &AtomicBool,
+    cancelled_sent: &mut bool,
+) -> anyhow::Result<Option<TrialOutcome>> {
+    // The local executor's wait polls; a Ctrl-C during it is forwarded on the next round.
+    if stop.load(Ordering::SeqCst) && !*cancelled_sent {
+        executor.cancel();
+        *cancelled_sent = true;
+    }
+    executor.wait_any()
+}
+
+fn trial_parameters(trial: &Trial) -> Value {
+    Value::Object(trial.values.iter().cloned().collect())
+}
+
+fn trial_row(outcome: &TrialOutcome, metric: &str) -> TrialRow {
+    let summary = outcome.summary.as_ref();
+    let status = match (summary.and_then(|s| s["status"].as_str()), outcome.exit_code) {
+        (Some(status), _) => status.to_owned(),
+        (None, Some(130)) => "cancelled".into(),
+        (None, _) => "failed".into(),
+    };
+    TrialRow {
+        trial: outcome.job.trial.number,
+        parameters: trial_parameters(&outcome.job.trial),
+        run_id: summary.and_then(|s| s["run_id"].as_str()).map(str::to_owned),
+        status,
+        metric: summary.and_then(|s| metric_of(s, metric)),
+    }
+}
+
+fn print_sweep(row: &SweepRow) {
+    let best = row
+        .trials
+        .iter()
+        .filter(|t| t.status == "completed")
+        .filter_map(|t| t.metric.map(|m| (m, t.trial)))
+        .reduce(|a, b| if better(row.maximize, b.0, a.0) { b } else { a });
+    let keys: Vec<String> = row
+        .trials
+        .first()
+        .and_then(|t| t.parameters.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut headers = vec!["", "TRIAL", "STATUS", "RUN"];
+    headers.extend(keys.iter().map(String::as_str));
+    headers.push(&row.metric);
+    let rows: Vec<Vec<String>> = row
+        .trials
+        .iter()
+        .map(|t| {
+            let mark = if best.is_some_and(|(_, b)| b == t.trial) { "*" } else { "" };
+            let mut cells =
+                vec![mark.to_owned(), t.trial.to_string(), t.status.clone(), t.run_id.clone().unwrap_or_default()];
+            cells.extend(keys.iter().map(|k| plain(&t.parameters[k])));
+            cells.push(t.metric.map(|m| format!("{m:.4}")).unwrap_or_default());
+            cells
+        })
+        .collect();
+    println!(
+        "sweep {} ({}; {} {})",
+        row.sweep_id,
+        row.name,
+        if row.maximize { "maximize" } else { "minimize" },
+        row.metric
+    );
+    println!("{}", table(&headers, &rows));
+    if let Some((value, trial)) = best {
+        let run = row.trials.iter().find(|t| t.trial == trial).and_then(|t| t.run_id.clone()).unwrap_or_default();
+        println!("best: trial {trial} ({} {value:.4}), run {run} (host runs show {run})", row.metric);
+    }
+}
+
+/// `host sweep show [SWEEP]`: one sweep's trials, or every sweep.
+pub fn show(store: &StoreOptions, sweep_id: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let store: Store = store.open()?;
+    match sweep_id {
+        Some(id) => {
+            let row = store.sweep(id)?;
+            if json {
+                print_json(&row)
+            } else {
+                print_sweep(&row);
+                Ok(())
+            }
+        }
+        None => {
+            let rows: Vec<SweepRow> = store.sweep_ids()?.iter().map(|id| store.sweep(id)).collect::<Result<_, _>>()?;
+            if json {
+                return print_json(&rows);
+            }
+            let lines: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let completed = r.trials.iter().filter(|t| t.status == "completed").count();
+                    vec![
+                        r.sweep_id.clone(),
+                        r.created_at.clone(),
+                        format!("{completed}/{}", r.trials.len()),
+                        r.metric.clone(),
+                    ]
+                })
+                .collect();
+            println!("{}", table(&["SWEEP", "CREATED", "COMPLETED", "METRIC"], &lines));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `host sweep` end to end on tiny MNIST: trials in parallel workers, each a run linked to the
+//! sweep; a second invocation skips completed trials; Ctrl-C cancels, and the sweep resumes.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{Project, library, spawn_host, write_tiny_mnist};
+
+fn sweep_project(epochs: usize) -> Project {
+    let project = Project::new();
+    write_tiny_mnist(&project.path().join("data"), 300, 100);
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n"));
+    project.write(
+        "config/sweep.yaml",
+        &format!(
+            "experiment_name: tiny_sweep\nplugins: {{data_loader: MNISTLoader, model: MNISTMLP}}\n\
+             data_loader: {{data_dir: data}}\ndata_splitting: {{validation_fraction: 0.2}}\n\
+             training: {{epochs: {epochs}, batch_size: 32}}\n\
+             sweep:\n  method: grid\n  metric: test.log_loss\n  direction: minimize\n  parameters:\n\
+             \x20   training.learning_rate: [0.001, 0.01]\n    model.hidden_layers: [[32], [64]]\n"
+        ),
+    );
+    project
+}
+
+#[test]
+fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
+    let project = sweep_project(2);
+    let first = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
+    let trials = first["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4);
+    assert!(trials.iter().all(|t| t["status"] == "completed" && t["metric"].is_number()), "{first:#}");
+    assert_eq!(
+        trials[3]["parameters"],
+        serde_json::json!({"training.learning_rate": 0.01, "model.hidden_layers": [64]})
+    );
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    let listed: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    for trial in trials {
+        assert!(listed.contains(&trial["run_id"].as_str().unwrap()), "trial run missing from runs list");
+        let record = project.host(&["runs", "show", trial["run_id"].as_str().unwrap(), "--json"]).success().json();
+        // Two jobs on this machine's cores: each trial got its share of threads.
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(record["threads"], (cores / 2).max(1));
+        assert_eq!(record["config"]["training"]["learning_rate"], trial["parameters"]["training.learning_rate"]);
+    }
+    let sweep_id = first["sweep_id"].as_str().unwrap();
+    let shown = project.host(&["sweep", "show", sweep_id]).success().stdout.clone();
+    let best =
+        trials.iter().min_by(|a, b| a["metric"].as_f64().unwrap().total_cmp(&b["metric"].as_f64().unwrap())).unwrap();
+    assert!(shown.contains(&format!("best: trial {}", best["trial"])), "{shown}");
+    assert!(shown.lines().any(|l| l.starts_with('*') && l.contains(best["run_id"].as_str().unwrap())), "{shown}");
+    let listing = project.host(&["sweep", "show"]).success().stdout.clone();
+    assert!(listing.contains(sweep_id) && listing.contains("4/4"), "{listing}");
+
+    // The same sweep again: nothing to run, no new runs.
+    let again = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2"]);
+    assert!(again.success().stderr.contains("4 trials, 4 done, 0 to run"), "{}", again.stderr);
+    assert_eq!(project.host(&["runs", "list", "--json"]).success().json().as_array().unwrap().len(), 4);
+
+    // Invalid trial configs are all reported before anything runs.
+    let config = std::fs::read_to_string(project.path().join("config/sweep.yaml")).unwrap();
+    project.write(
+        "config/bad.yaml",
+        &config.replace("model.hidden_layers: [[32], [64]]", "model.activation: [relu, swish]"),
+    );
+    let bad = project.host(&["sweep", "config/bad.yaml"]);
+    assert!(bad.failure().contains("2 of 4 trial configs are invalid"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("model.activation"), "{}", bad.stderr);
+}
+
+#[test]
+fn ctrl_c_cancels_a_sweep_and_running_it_again_resumes() {
+    let project = sweep_project(200);
+    let mut child = spawn_host(&project, &["sweep", "config/sweep.yaml", "--jobs", "2"], Stdio::null());
+    // Wait until a trial is training (its run is recorded), then interrupt the sweep.
+    let started = Instant::now();
+    loop {
+        let runs = project.host(&["runs", "list", "--json", "--status", "running"]).json();
+        if runs.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no trial started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let signal = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(signal.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let cancelled = project.host(&["runs", "list", "--json", "--status", "cancelled"]).success().json();
+    assert!(!cancelled.as_array().unwrap().is_empty(), "the running trials were recorded cancelled");
+    let shown = project.host(&["sweep", "show", "--json"]).success().json();
+    let done = shown[0]["trials"].as_array().unwrap().iter().filter(|t| t["status"] == "completed").count();
+    assert!(done < 4, "the sweep stopped early");
+
+    // The same file resumes the sweep: the remaining trials run.
+    let resumed = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
+    assert!(resumed["trials"].as_array().unwrap().iter().all(|t| t["status"] == "completed"), "{resumed:#}");
+    assert_eq!(resumed["sweep_id"], shown[0]["sweep_id"]);
+}
