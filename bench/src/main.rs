@@ -7,6 +7,8 @@
 //! - `accuracy`: test accuracy of config/fashion_mnist_config.yaml (MLP) and
 //!   config/fashion_cnn_config.yaml (CNN) on Fashion-MNIST's test set.
 //! - `store`: the provenance store (`sha256`, `provenance`, `queries`; see `store.rs`).
+//! - `sweep`: `host sweep config/mnist_hyperparam.yaml` (8 short trials) with `--jobs 1` and
+//!   `--jobs 2`, interleaved, each on a fresh store; medians and their ratio.
 
 mod store;
 
@@ -81,6 +83,33 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sweep(runs: usize) -> anyhow::Result<()> {
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        for (jobs, times) in [("1", &mut one), ("2", &mut two)] {
+            let scratch = std::env::temp_dir().join(format!("bench-sweep-{}-{jobs}-{run}", std::process::id()));
+            let (seconds, _) = timed(
+                Command::new(sibling("host")?)
+                    .args(["-q", "sweep", "config/mnist_hyperparam.yaml", "--json", "--jobs", jobs, "--output-dir"])
+                    .arg(&scratch)
+                    .arg("--db")
+                    .arg(scratch.join("provenance.db")),
+            )?;
+            let _ = std::fs::remove_dir_all(&scratch);
+            times.push(seconds);
+        }
+        eprintln!("run {run}/{runs}: --jobs 1 {:.2}s, --jobs 2 {:.2}s", one[run - 1], two[run - 1]);
+    }
+    let (one, two) = (median(&mut one), median(&mut two));
+    println!(
+        "host sweep config/mnist_hyperparam.yaml (8 trials, 3 epochs each on 8,000 MNIST digits), medians of {runs}:"
+    );
+    println!("  --jobs 1  {one:.2} s");
+    println!("  --jobs 2  {two:.2} s");
+    println!("  ratio     {:.2}  (target at most 0.6)", two / one);
+    Ok(())
+}
+
 fn decode(runs: usize) -> anyhow::Result<()> {
     let path = Path::new(FASHION).join("train-images-idx3-ubyte.gz");
     let mut times = Vec::new();
@@ -126,15 +155,17 @@ fn main() -> anyhow::Result<()> {
         "sha256" => store::sha256(runs),
         "provenance" => store::overhead(runs),
         "queries" => store::queries(runs),
+        "sweep" => sweep(runs),
         "store" => store::sha256(runs).and_then(|()| store::overhead(runs)).and_then(|()| store::queries(runs)),
         "all" => decode(runs)
             .and_then(|()| overhead(runs))
             .and_then(|()| store::sha256(runs))
             .and_then(|()| store::overhead(runs))
             .and_then(|()| store::queries(runs))
+            .and_then(|()| sweep(runs))
             .and_then(|()| accuracy()),
         other => bail!(
-            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, store or all"
+            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, store, sweep or all"
         ),
     }
 }

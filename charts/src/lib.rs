@@ -163,6 +163,85 @@ pub fn histogram(edges: &[f64], series: &[(String, Vec<f64>)], x_label: &str) ->
     svg
 }
 
+/// A scatter plot of (x, y) points. With `categories`, x is an index into them and each is a
+/// labelled tick; otherwise x is numeric (`log_x` for a log scale, e.g. learning rates).
+pub fn scatter(
+    points: &[(f64, f64)],
+    categories: Option<&[String]>,
+    log_x: bool,
+    x_label: &str,
+    y_label: &str,
+) -> String {
+    let (width, height, left, bottom, top, right) = (420.0, 240.0, 56.0, 40.0, 14.0, 16.0);
+    let points: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_x || *x > 0.0))
+        .map(|&(x, y)| (if log_x { x.log10() } else { x }, y))
+        .collect();
+    if points.is_empty() {
+        return "<p class=\"muted\">no data</p>".into();
+    }
+    let (plot_w, plot_h) = (width - left - right, height - top - bottom);
+    let (mut x_min, mut x_max) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
+    if let Some(categories) = categories {
+        (x_min, x_max) = (-0.5, categories.len() as f64 - 0.5);
+    } else if x_max <= x_min {
+        (x_min, x_max) = (x_min - 0.5, x_max + 0.5);
+    }
+    let (y_min, y_max) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+    let pad = if y_max > y_min { (y_max - y_min) * 0.1 } else { y_min.abs().max(1e-6) * 0.1 };
+    let (y_min, y_max) = (y_min - pad, y_max + pad);
+    let sx = |x: f64| left + (x - x_min) / (x_max - x_min) * plot_w;
+    let sy = |y: f64| top + (1.0 - (y - y_min) / (y_max - y_min)) * plot_h;
+    let mut svg = format!(
+        r#"<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{}">"#,
+        escape(y_label)
+    );
+    for i in 0..=4 {
+        let y = y_min + (y_max - y_min) * i as f64 / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end">{y:.3}</text>"##,
+            left + plot_w,
+            sy(y),
+            sy(y),
+            left - 6.0,
+            sy(y) + 4.0
+        );
+    }
+    let ticks: Vec<(f64, String)> = match categories {
+        Some(categories) => categories.iter().enumerate().map(|(i, c)| (i as f64, c.clone())).collect(),
+        None => (0..=4)
+            .map(|i| {
+                let x = x_min + (x_max - x_min) * i as f64 / 4.0;
+                let decimals = (3.0 - (x_max - x_min).log10().floor()).clamp(1.0, 8.0) as usize;
+                (x, if log_x { format!("{:.1e}", 10f64.powf(x)) } else { format!("{x:.decimals$}") })
+            })
+            .collect(),
+    };
+    for (x, label) in ticks {
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            sx(x),
+            top + plot_h + 16.0,
+            escape(&label)
+        );
+    }
+    for (x, y) in &points {
+        let _ = write!(
+            svg,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="5" fill="{}" fill-opacity="0.8"/>"#,
+            sx(*x),
+            sy(*y),
+            COLORS[0]
+        );
+    }
+    axis_label(&mut svg, left + plot_w / 2.0, height - 4.0, x_label);
+    svg.push_str("</svg>");
+    svg
+}
+
 /// A centred, escaped axis caption.
 fn axis_label(svg: &mut String, x: f64, y: f64, text: &str) {
     let _ = write!(svg, r#"<text x="{x}" y="{y}" text-anchor="middle">{}</text>"#, escape(text));

@@ -176,6 +176,9 @@ enum SweepCommand {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the sweep's HTML report (sortable trials, metric against each key).
+        #[arg(long, value_name = "FILE", requires = "sweep")]
+        html: Option<PathBuf>,
     },
 }
 
@@ -338,8 +341,8 @@ fn main() {
                 json,
             })
         }
-        Command::Sweep { command: Some(SweepCommand::Show { sweep, json }), store, .. } => {
-            commands::sweep::show(&store.into_options(), sweep.as_deref(), json).map(|()| 0)
+        Command::Sweep { command: Some(SweepCommand::Show { sweep, json, html }), store, .. } => {
+            commands::sweep::show(&store.into_options(), sweep.as_deref(), json, html.as_deref()).map(|()| 0)
         }
         Command::Sweep { command: None, config: None, .. } => {
             Err(anyhow::anyhow!("give a sweep config (host sweep config/mnist_hyperparam.yaml) or `host sweep show`"))

@@ -37,12 +37,13 @@ pub struct TrialOutcome {
 pub trait Executor {
     /// Starts a trial; returns at once.
     fn submit(&mut self, job: TrialJob) -> anyhow::Result<()>;
-    /// Waits until a submitted trial ends; `None` when none is running.
-    fn wait_any(&mut self) -> anyhow::Result<Option<TrialOutcome>>;
-    /// How many trials are running.
-    fn running(&self) -> usize;
-    /// Asks every running trial to stop: each finishes its batch and records a cancelled run.
-    fn cancel(&mut self);
+    /// Waits up to `timeout` for a submitted trial to end; `None` when none ended in time.
+    fn wait_any(&mut self, timeout: Duration) -> anyhow::Result<Option<TrialOutcome>>;
+    /// The trials running now.
+    fn running(&self) -> Vec<&TrialJob>;
+    /// Asks a running trial (or, with `None`, every one) to stop: it finishes its batch and
+    /// records a cancelled run.
+    fn cancel(&mut self, trial: Option<usize>);
 }
 
 /// Runs trials as child processes of this host binary on this machine.
@@ -81,9 +82,10 @@ impl Executor for LocalExecutor {
         Ok(())
     }
 
-    fn wait_any(&mut self) -> anyhow::Result<Option<TrialOutcome>> {
+    fn wait_any(&mut self, timeout: Duration) -> anyhow::Result<Option<TrialOutcome>> {
+        let deadline = std::time::Instant::now() + timeout;
         loop {
-            if self.running.is_empty() {
+            if self.running.is_empty() || std::time::Instant::now() >= deadline {
                 return Ok(None);
             }
             for index in 0..self.running.len() {
@@ -99,12 +101,12 @@ impl Executor for LocalExecutor {
         }
     }
 
-    fn running(&self) -> usize {
-        self.running.len()
+    fn running(&self) -> Vec<&TrialJob> {
+        self.running.iter().map(|(job, _)| job).collect()
     }
 
-    fn cancel(&mut self) {
-        for (_, child) in &self.running {
+    fn cancel(&mut self, trial: Option<usize>) {
+        for (_, child) in self.running.iter().filter(|(job, _)| trial.is_none_or(|t| job.trial.number == t)) {
             // SAFETY: `kill` only sends a signal to the worker's process id.
             unsafe {
                 libc::kill(child.id() as libc::pid_t, libc::SIGINT);

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::run::StoreOptions;
 use crate::config::experiment::ExperimentConfig;
 use crate::config::read_yaml;
-use crate::config::sweep::{Sweep, Trial, apply, plain, split};
+use crate::config::sweep::{Prune, Sweep, Trial, apply, plain, split};
 use crate::hashing::sha256_bytes;
 use crate::output::{print_json, table};
 use crate::registry::{Registry, RegistryOptions};
@@ -91,8 +91,14 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<u8> {
 
     let store = options.store.open()?;
     store.begin_sweep(&sweep_id, &name, &canonical, &sweep.metric, sweep.maximize)?;
-    let done: Vec<usize> =
-        store.sweep(&sweep_id)?.trials.iter().filter(|t| t.status == "completed").map(|t| t.trial).collect();
+    // Completed and pruned trials are done; the others (interrupted, failed, cancelled) run again.
+    let done: Vec<usize> = store
+        .sweep(&sweep_id)?
+        .trials
+        .iter()
+        .filter(|t| t.status == "completed" || t.status == "pruned")
+        .map(|t| t.trial)
+        .collect();
     let output_root =
         options.output_dir.clone().unwrap_or_else(|| PathBuf::from(base["output_dir"].as_str().unwrap_or("runs")));
     let folder = output_root.join("sweeps").join(&sweep_id);
@@ -133,14 +139,17 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<u8> {
 
     let store = options.store.open()?;
     let row = store.sweep(&sweep_id)?;
+    let report = folder.join("index.html");
+    write_sweep_page(&store, &row, &report)?;
     if options.json {
         print_json(&row)?;
     } else {
         print_sweep(&row);
+        println!("report: {}", report.display());
     }
     Ok(if cancelled {
         130
-    } else if row.trials.iter().all(|t| t.status == "completed") {
+    } else if row.trials.iter().all(|t| t.status == "completed" || t.status == "pruned") {
         0
     } else {
         1
@@ -187,12 +196,13 @@ fn run_trials(
     let store = store_options.open()?;
     let mut best: Option<(f64, usize)> = None;
     let mut cancelled_sent = false;
+    let mut pruned: Vec<usize> = Vec::new();
     loop {
         if stop.load(Ordering::SeqCst) && !cancelled_sent {
-            executor.cancel();
+            executor.cancel(None);
             cancelled_sent = true;
         }
-        while !stop.load(Ordering::SeqCst) && executor.running() < jobs {
+        while !stop.load(Ordering::SeqCst) && executor.running().len() < jobs {
             let Some(job) = pending.pop() else { break };
             store.record_trial(
                 sweep_id,
@@ -207,8 +217,25 @@ fn run_trials(
             say(format!("trial {} started: {}", job.trial.number, job.trial.label()));
             executor.submit(job)?;
         }
-        let Some(outcome) = wait(executor, &stop, &mut cancelled_sent)? else { break };
-        let row = trial_row(&outcome, &sweep.metric);
+        if executor.running().is_empty() {
+            break;
+        }
+        let Some(outcome) = executor.wait_any(std::time::Duration::from_millis(500))? else {
+            if let Some(prune) = &sweep.prune
+                && !stop.load(Ordering::SeqCst)
+            {
+                for (trial, reason) in prune_candidates(executor, &store, sweep_id, prune, &pruned)? {
+                    say(format!("trial {trial} pruned: {reason}"));
+                    executor.cancel(Some(trial));
+                    pruned.push(trial);
+                }
+            }
+            continue;
+        };
+        let mut row = trial_row(&outcome, &sweep.metric);
+        if pruned.contains(&row.trial) && row.status == "cancelled" {
+            row.status = "pruned".into();
+        }
         store.record_trial(sweep_id, &row)?;
         if let Some(value) = row.metric.filter(|_| row.status == "completed")
             && best.is_none_or(|(b, _)| better(sweep.maximize, value, b))
@@ -236,18 +263,51 @@ fn run_trials(
     Ok(stop.load(Ordering::SeqCst))
 }
 
-/// Waits for a trial to end, passing Ctrl-C on to the workers as soon as it comes.
-fn wait(
-    executor: &mut dyn Executor,
-    stop: &AtomicBool,
-    cancelled_sent: &mut bool,
-) -> anyhow::Result<Option<TrialOutcome>> {
-    // The local executor's wait polls; a Ctrl-C during it is forwarded on the next round.
-    if stop.load(Ordering::SeqCst) && !*cancelled_sent {
-        executor.cancel();
-        *cancelled_sent = true;
+/// Running trials that the median stopping rule stops: at their latest epoch (from
+/// `after_epochs` on), a value worse than the median of the completed trials at that epoch.
+fn prune_candidates(
+    executor: &dyn Executor,
+    store: &Store,
+    sweep_id: &str,
+    prune: &Prune,
+    already: &[usize],
+) -> anyhow::Result<Vec<(usize, String)>> {
+    let completed: Vec<String> = store
+        .sweep(sweep_id)?
+        .trials
+        .into_iter()
+        .filter(|t| t.status == "completed")
+        .filter_map(|t| t.run_id)
+        .collect();
+    if completed.len() < prune.min_trials {
+        return Ok(Vec::new());
     }
-    executor.wait_any()
+    let mut curves = Vec::new();
+    for run_id in &completed {
+        curves.push(store.metric_curve(run_id, &prune.metric)?);
+    }
+    let mut stopping = Vec::new();
+    for job in executor.running().into_iter().filter(|j| !already.contains(&j.trial.number)) {
+        let Some(run_id) = store.latest_run_of_config(&job.config_file.display().to_string())? else { continue };
+        let Some(&(epoch, value)) = store.metric_curve(&run_id, &prune.metric)?.last() else { continue };
+        if (epoch as u64) < prune.after_epochs {
+            continue;
+        }
+        let mut others: Vec<f64> =
+            curves.iter().filter_map(|c| c.iter().find(|(e, _)| *e == epoch).map(|(_, v)| *v)).collect();
+        if others.len() < prune.min_trials {
+            continue;
+        }
+        others.sort_by(f64::total_cmp);
+        let mid = others.len() / 2;
+        let median = if others.len() % 2 == 0 { (others[mid - 1] + others[mid]) / 2.0 } else { others[mid] };
+        if !value.is_finite() || better(prune.maximize, median, value) {
+            let reason =
+                format!("{} {value:.4} at epoch {epoch}, median of completed trials {median:.4}", prune.metric);
+            stopping.push((job.trial.number, reason));
+        }
+    }
+    Ok(stopping)
 }
 
 fn trial_parameters(trial: &Trial) -> Value {
@@ -312,12 +372,165 @@ fn print_sweep(row: &SweepRow) {
     }
 }
 
+const SORT_SCRIPT: &str = r#"<script>
+// Click a column's heading to sort by it (again to reverse); #sort=N sorts by column N on load.
+document.querySelectorAll("th[data-sort]").forEach(function (th, column) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0];
+    var ascending = th.dataset.order !== "asc";
+    th.dataset.order = ascending ? "asc" : "desc";
+    Array.from(body.rows).sort(function (a, b) {
+      var x = a.cells[column].dataset.value, y = b.cells[column].dataset.value;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+      return ascending ? order : -order;
+    }).forEach(function (row) { body.appendChild(row); });
+  });
+});
+var wanted = /^#sort=(\d+)$/.exec(location.hash);
+if (wanted) { var th = document.querySelectorAll("th[data-sort]")[Number(wanted[1])]; if (th) { th.click(); } }
+</script>"#;
+
+/// The sweep report: a sortable table of trials, the best trial with a link to its run's
+/// report, and the metric plotted against each varied key. Self-contained; every text escaped.
+fn sweep_page(row: &SweepRow, run_dirs: &std::collections::BTreeMap<String, PathBuf>) -> String {
+    use charts::escape;
+    use std::fmt::Write;
+    let keys: Vec<String> = row
+        .trials
+        .first()
+        .and_then(|t| t.parameters.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let completed: Vec<&TrialRow> =
+        row.trials.iter().filter(|t| t.status == "completed" && t.metric.is_some()).collect();
+    let best = completed.iter().copied().reduce(|a, b| {
+        if better(row.maximize, b.metric.unwrap_or(f64::NAN), a.metric.unwrap_or(f64::NAN)) { b } else { a }
+    });
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sweep {}</title><style>\n\
+         body {{ font-family: system-ui, sans-serif; margin: 24px; color: #1d2733; background: #f6f7f9; }}\n\
+         section {{ background: #fff; border: 1px solid #e2e5ea; border-radius: 8px; padding: 16px 20px; margin-bottom: 18px; }}\n\
+         table {{ border-collapse: collapse; font-size: 14px; }} td, th {{ padding: 4px 10px; border-bottom: 1px solid #e2e5ea; text-align: left; }}\n\
+         th[data-sort] {{ cursor: pointer; color: #2563eb; }} tr.best td {{ background: #ecfdf5; font-weight: 600; }}\n\
+         .plots {{ display: flex; flex-wrap: wrap; gap: 18px; }} .chart text {{ font-size: 11px; fill: #475569; }}\n\
+         </style></head><body>\n<h1>Sweep {}</h1>\n<p>{} &middot; {} {} &middot; {} of {} trials completed</p>\n",
+        escape(&row.sweep_id),
+        escape(&row.sweep_id),
+        escape(&row.name),
+        if row.maximize { "maximize" } else { "minimize" },
+        escape(&row.metric),
+        completed.len(),
+        row.trials.len()
+    );
+    page.push_str("<section><h2>Best trial</h2>");
+    match best {
+        Some(best) => {
+            let run = best.run_id.clone().unwrap_or_default();
+            let _ = write!(
+                page,
+                "<p>Trial {}: {} {:.4} &middot; {}</p><p>run <code>{}</code>",
+                best.trial,
+                escape(&row.metric),
+                best.metric.unwrap_or(f64::NAN),
+                escape(
+                    &keys.iter().map(|k| format!("{k}={}", plain(&best.parameters[k]))).collect::<Vec<_>>().join(", ")
+                ),
+                escape(&run)
+            );
+            if let Some(report) = run_dirs.get(&run).map(|d| d.join("reports/index.html")).filter(|p| p.is_file()) {
+                let _ = write!(page, " &middot; <a href=\"{}\">its report</a>", escape(&report.display().to_string()));
+            }
+            page.push_str("</p>");
+        }
+        None => page.push_str("<p>No trial has completed yet.</p>"),
+    }
+    page.push_str("</section>\n<section><h2>Metric against each varied key</h2><div class=\"plots\">");
+    for key in &keys {
+        let values: Vec<&Value> = completed.iter().map(|t| &t.parameters[key]).collect();
+        let numeric = values.iter().all(|v| v.is_number());
+        let (points, categories): (Vec<(f64, f64)>, Option<Vec<String>>) = if numeric {
+            (
+                completed
+                    .iter()
+                    .map(|t| (t.parameters[key].as_f64().unwrap_or(f64::NAN), t.metric.unwrap_or(f64::NAN)))
+                    .collect(),
+                None,
+            )
+        } else {
+            let mut names: Vec<String> = Vec::new();
+            for value in &values {
+                if !names.contains(&plain(value)) {
+                    names.push(plain(value));
+                }
+            }
+            let points = completed
+                .iter()
+                .map(|t| {
+                    let index = names.iter().position(|n| *n == plain(&t.parameters[key])).unwrap_or(0);
+                    (index as f64, t.metric.unwrap_or(f64::NAN))
+                })
+                .collect();
+            (points, Some(names))
+        };
+        let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+        let log_x = numeric && xs.iter().all(|&x| x > 0.0) && {
+            let (lo, hi) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            hi / lo >= 10.0
+        };
+        let _ = write!(
+            page,
+            "<div><h3>{}</h3>{}</div>",
+            escape(key),
+            charts::scatter(&points, categories.as_deref(), log_x, key, &row.metric)
+        );
+    }
+    page.push_str("</div></section>\n<section><h2>Trials</h2><table><thead><tr>");
+    let mut headers = vec!["trial".to_owned(), "status".to_owned(), "run".to_owned()];
+    headers.extend(keys.iter().cloned());
+    headers.push(row.metric.clone());
+    for header in &headers {
+        let _ = write!(page, "<th data-sort>{}</th>", escape(header));
+    }
+    page.push_str("</tr></thead><tbody>");
+    for trial in &row.trials {
+        let is_best = best.is_some_and(|b| b.trial == trial.trial);
+        let mut cells = vec![trial.trial.to_string(), trial.status.clone(), trial.run_id.clone().unwrap_or_default()];
+        cells.extend(keys.iter().map(|k| plain(&trial.parameters[k])));
+        cells.push(trial.metric.map(|m| format!("{m:.6}")).unwrap_or_default());
+        let _ = write!(page, "<tr{}>", if is_best { " class=\"best\"" } else { "" });
+        for cell in cells {
+            let _ = write!(page, "<td data-value=\"{0}\">{0}</td>", escape(&cell));
+        }
+        page.push_str("</tr>");
+    }
+    page.push_str("</tbody></table></section>\n");
+    page.push_str(SORT_SCRIPT);
+    page.push_str("\n</body></html>\n");
+    page
+}
+
+/// Writes the sweep report to `path`.
+fn write_sweep_page(store: &Store, row: &SweepRow, path: &Path) -> anyhow::Result<()> {
+    let mut run_dirs = std::collections::BTreeMap::new();
+    for run_id in row.trials.iter().filter_map(|t| t.run_id.as_ref()) {
+        if let Ok(record) = store.run_record(run_id) {
+            run_dirs.insert(run_id.clone(), PathBuf::from(record["output_dir"].as_str().unwrap_or_default()));
+        }
+    }
+    std::fs::write(path, sweep_page(row, &run_dirs)).with_context(|| format!("{}: cannot write", path.display()))
+}
+
 /// `host sweep show [SWEEP]`: one sweep's trials, or every sweep.
-pub fn show(store: &StoreOptions, sweep_id: Option<&str>, json: bool) -> anyhow::Result<()> {
+pub fn show(store: &StoreOptions, sweep_id: Option<&str>, json: bool, html: Option<&Path>) -> anyhow::Result<()> {
     let store: Store = store.open()?;
     match sweep_id {
         Some(id) => {
             let row = store.sweep(id)?;
+            if let Some(path) = html {
+                write_sweep_page(&store, &row, path)?;
+                eprintln!("wrote {}", path.display());
+            }
             if json {
                 print_json(&row)
             } else {

@@ -39,6 +39,20 @@ pub struct Sweep {
     pub maximize: bool,
     /// Dotted config keys (`training.learning_rate`) and their domains, in file order.
     pub parameters: Vec<(String, Domain)>,
+    pub prune: Option<Prune>,
+}
+
+/// Median stopping: a running trial whose per-epoch metric is worse than the median of the
+/// completed trials at the same epoch is stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prune {
+    /// A per-epoch metric (`val_loss`, `val_accuracy`).
+    pub metric: String,
+    pub maximize: bool,
+    /// Trials are compared from this epoch on.
+    pub after_epochs: u64,
+    /// Completed trials needed before any is pruned.
+    pub min_trials: usize,
 }
 
 /// One trial: its number (from 1) and the value of each varied key.
@@ -87,7 +101,7 @@ fn parse(section: &Value, problems: &mut Vec<Problem>) -> Sweep {
         problems.push(Problem::new("sweep", format!("expected a mapping, found {}", describe(section))));
         &empty
     });
-    const KEYS: [&str; 6] = ["method", "trials", "seed", "metric", "direction", "parameters"];
+    const KEYS: [&str; 7] = ["method", "trials", "seed", "metric", "direction", "parameters", "prune"];
     for key in map.keys().filter(|k| !KEYS.contains(&k.as_str())) {
         problems.push(Problem::new(
             &format!("sweep.{key}"),
@@ -179,7 +193,36 @@ fn parse(section: &Value, problems: &mut Vec<Problem>) -> Sweep {
             "expected a mapping of config keys to values or ranges, e.g. training.learning_rate: [0.001, 0.01]",
         )),
     }
-    Sweep { method, trials, seed, metric, maximize, parameters }
+    let prune = map.get("prune").map(|section| parse_prune(section, problems));
+    Sweep { method, trials, seed, metric, maximize, parameters, prune }
+}
+
+fn parse_prune(section: &Value, problems: &mut Vec<Problem>) -> Prune {
+    let mut prune = Prune { metric: "val_loss".into(), maximize: false, after_epochs: 1, min_trials: 2 };
+    let Some(map) = section.as_object() else {
+        problems.push(Problem::new(
+            "sweep.prune",
+            format!("expected a mapping (metric, direction, after_epochs, min_trials), found {}", describe(section)),
+        ));
+        return prune;
+    };
+    for (key, value) in map {
+        let path = format!("sweep.prune.{key}");
+        match (key.as_str(), value) {
+            ("metric", Value::String(metric)) => prune.metric = metric.clone(),
+            ("direction", Value::String(d)) if d == "maximize" || d == "minimize" => prune.maximize = d == "maximize",
+            ("after_epochs", v) if v.as_u64().is_some_and(|n| n >= 1) => prune.after_epochs = v.as_u64().unwrap_or(1),
+            ("min_trials", v) if v.as_u64().is_some_and(|n| n >= 1) => {
+                prune.min_trials = v.as_u64().unwrap_or(1) as usize
+            }
+            ("metric" | "direction" | "after_epochs" | "min_trials", other) => {
+                problems.push(Problem::new(&path, format!("unexpected value {}", describe(other))))
+            }
+            _ => problems
+                .push(Problem::new(&path, "unknown key; prune accepts metric, direction, after_epochs, min_trials")),
+        }
+    }
+    prune
 }
 
 impl Sweep {

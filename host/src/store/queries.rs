@@ -197,7 +197,8 @@ impl Store {
             bail!("no sweep {sweep_id} in {}; `host sweep show` lists the sweeps", self.path.display());
         };
         let mut statement = self.connection.prepare(
-            "SELECT t.trial, t.parameters_json, t.run_id, COALESCE(r.status, t.status), t.metric
+            "SELECT t.trial, t.parameters_json, t.run_id,
+                    CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END, t.metric
              FROM sweep_trials t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.sweep_id = ?1 ORDER BY t.trial",
         )?;
         let rows = statement.query_map([sweep_id], |r| {
@@ -215,6 +216,26 @@ impl Store {
             });
         }
         Ok(SweepRow { sweep_id: sweep_id.to_owned(), name, metric, maximize, created_at, trials })
+    }
+
+    /// The newest run of a config file (a sweep trial's run while it is still running).
+    pub fn latest_run_of_config(&self, config_file: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT run_id FROM runs WHERE config_file = ?1 ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                [config_file],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// A run's values of one per-epoch metric, in epoch order.
+    pub fn metric_curve(&self, run_id: &str, name: &str) -> anyhow::Result<Vec<(i64, f64)>> {
+        let mut statement = self.connection.prepare(
+            "SELECT step, value FROM metrics WHERE run_id = ?1 AND name = ?2 AND step IS NOT NULL AND value IS NOT NULL ORDER BY step",
+        )?;
+        Ok(statement.query_map(params![run_id, name], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
     }
 
     /// Every sweep id, newest first.

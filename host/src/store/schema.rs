@@ -138,5 +138,6 @@ pub const MIGRATIONS: &[&str] = &[
         metric REAL,
         PRIMARY KEY (sweep_id, trial)
     );
+    CREATE INDEX runs_by_config_file ON runs (config_file, started_at);
     "#,
 ];

@@ -36,14 +36,14 @@ fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// The page's DOM after loading, and the console messages it logged.
-fn load(profile: &Path, page: &Path) -> (String, Vec<String>) {
-    let output = chromium(profile, &["--dump-dom", &format!("file://{}", page.display())]);
-    assert!(
-        output.status.success(),
-        "chromium failed on {}: {}",
-        page.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+pub fn load(profile: &Path, page: &Path) -> (String, Vec<String>) {
+    load_url(profile, &format!("file://{}", page.display()))
+}
+
+/// Like [`load`], for a URL (a page with a fragment, say).
+pub fn load_url(profile: &Path, url: &str) -> (String, Vec<String>) {
+    let output = chromium(profile, &["--dump-dom", url]);
+    assert!(output.status.success(), "chromium failed on {url}: {}", String::from_utf8_lossy(&output.stderr));
     let console =
         String::from_utf8_lossy(&output.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_owned).collect();
     (String::from_utf8_lossy(&output.stdout).into_owned(), console)

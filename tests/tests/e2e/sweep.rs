@@ -54,6 +54,24 @@ fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     let listing = project.host(&["sweep", "show"]).success().stdout.clone();
     assert!(listing.contains(sweep_id) && listing.contains("4/4"), "{listing}");
 
+    // The sweep report renders, and sorts its table by a column named in the URL.
+    let report = project.path().join(format!("runs/sweeps/{sweep_id}/index.html"));
+    let profile = project.path().join("chromium-profile");
+    let (dom, console) = crate::browser::load(&profile, &report);
+    assert!(console.is_empty(), "{console:?}");
+    assert!(dom.contains("Best trial") && dom.contains("<h3>training.learning_rate</h3>") && dom.contains("<circle"));
+    let (sorted, console) = crate::browser::load_url(&profile, &format!("file://{}#sort=5", report.display()));
+    assert!(console.is_empty(), "{console:?}");
+    let order = |dom: &str| -> Vec<f64> {
+        dom.split("<tr")
+            .skip(2)
+            .filter_map(|row| row.split("data-value=\"").nth(6)?.split('"').next()?.parse().ok())
+            .collect()
+    };
+    let metrics = order(&sorted);
+    assert_eq!(metrics.len(), 4, "{sorted}");
+    assert!(metrics.windows(2).all(|w| w[0] <= w[1]), "not sorted by the metric: {metrics:?}");
+
     // The same sweep again: nothing to run, no new runs.
     let again = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2"]);
     assert!(again.success().stderr.contains("4 trials, 4 done, 0 to run"), "{}", again.stderr);
@@ -99,4 +117,35 @@ fn ctrl_c_cancels_a_sweep_and_running_it_again_resumes() {
     let resumed = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
     assert!(resumed["trials"].as_array().unwrap().iter().all(|t| t["status"] == "completed"), "{resumed:#}");
     assert_eq!(resumed["sweep_id"], shown[0]["sweep_id"]);
+}
+
+#[test]
+fn median_stopping_prunes_a_trial_that_falls_behind() {
+    let project = sweep_project(300);
+    let config = std::fs::read_to_string(project.path().join("config/sweep.yaml")).unwrap();
+    // Trial 1 learns and stops early; trial 2 (a tiny learning rate) lags at every epoch.
+    let config = config
+        .replace("batch_size: 32}", "batch_size: 32, early_stopping: true, patience: 2}")
+        .replace("training.learning_rate: [0.001, 0.01]", "training.learning_rate: [0.01, 0.00001]")
+        .replace("    model.hidden_layers: [[32], [64]]\n", "")
+        .replace(
+            "  direction: minimize\n",
+            "  direction: minimize\n  prune: {metric: val_loss, direction: minimize, after_epochs: 1, min_trials: 1}\n",
+        );
+    project.write("config/sweep.yaml", &config);
+    let swept = project.host(&["sweep", "config/sweep.yaml", "--jobs", "1", "--json"]);
+    let json = swept.success().json();
+    let trials = json["trials"].as_array().unwrap();
+    assert_eq!(
+        (trials[0]["status"].as_str(), trials[1]["status"].as_str()),
+        (Some("completed"), Some("pruned")),
+        "{json:#}"
+    );
+    let run = project.host(&["runs", "show", trials[1]["run_id"].as_str().unwrap(), "--json"]).success().json();
+    assert_eq!(run["status"], "cancelled");
+    let epochs = run["history"].as_object().unwrap().len();
+    assert!(epochs < 300, "the pruned trial ran all {epochs} epochs");
+    // Pruned trials count as done: running the sweep again has nothing to do.
+    let again = project.host(&["sweep", "config/sweep.yaml"]);
+    assert!(again.success().stderr.contains("2 trials, 2 done, 0 to run"), "{}", again.stderr);
 }
