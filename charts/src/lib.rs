@@ -45,15 +45,7 @@ pub fn line_chart(series: &[(String, Vec<(f64, f64)>)], x_label: &str, y_label: 
         r#"<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{}">"#,
         escape(y_label)
     );
-    for i in 0..=4 {
-        let y = y_min + (y_max - y_min) * i as f64 / 4.0;
-        let (x_end, y_line, x_text, y_text) = (left + plot_w, sy(y), left - 6.0, sy(y) + 4.0);
-        let label = if y.abs() >= 0.01 || y == 0.0 { format!("{y:.3}") } else { format!("{y:.1e}") };
-        let _ = write!(
-            svg,
-            r##"<line x1="{left}" x2="{x_end}" y1="{y_line:.1}" y2="{y_line:.1}" stroke="#e5e7eb"/><text x="{x_text}" y="{y_text:.1}" text-anchor="end">{label}</text>"##
-        );
-    }
+    y_grid(&mut svg, left, plot_w, (y_min, y_max), &sy);
     axis_label(&mut svg, left + plot_w / 2.0, height - 4.0, x_label);
     // Whole-number ticks for epochs; quarters for fractions (rates).
     let whole = x_span > 2.0;
@@ -197,18 +189,7 @@ pub fn scatter(
         r#"<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{}">"#,
         escape(y_label)
     );
-    for i in 0..=4 {
-        let y = y_min + (y_max - y_min) * i as f64 / 4.0;
-        let _ = write!(
-            svg,
-            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end">{y:.3}</text>"##,
-            left + plot_w,
-            sy(y),
-            sy(y),
-            left - 6.0,
-            sy(y) + 4.0
-        );
-    }
+    y_grid(&mut svg, left, plot_w, (y_min, y_max), &sy);
     let ticks: Vec<(f64, String)> = match categories {
         Some(categories) => categories.iter().enumerate().map(|(i, c)| (i as f64, c.clone())).collect(),
         None => (0..=4)
@@ -240,6 +221,19 @@ pub fn scatter(
     axis_label(&mut svg, left + plot_w / 2.0, height - 4.0, x_label);
     svg.push_str("</svg>");
     svg
+}
+
+/// Five horizontal grid lines from `y_min` to `y_max`, labelled at the left.
+fn y_grid(svg: &mut String, left: f64, plot_w: f64, (y_min, y_max): (f64, f64), sy: &dyn Fn(f64) -> f64) {
+    for i in 0..=4 {
+        let y = y_min + (y_max - y_min) * i as f64 / 4.0;
+        let (x_end, y_line, x_text, y_text) = (left + plot_w, sy(y), left - 6.0, sy(y) + 4.0);
+        let label = if y.abs() >= 0.01 || y == 0.0 { format!("{y:.3}") } else { format!("{y:.1e}") };
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{x_end}" y1="{y_line:.1}" y2="{y_line:.1}" stroke="#e5e7eb"/><text x="{x_text}" y="{y_text:.1}" text-anchor="end">{label}</text>"##
+        );
+    }
 }
 
 /// A centred, escaped axis caption.

@@ -330,19 +330,21 @@ fn trial_row(outcome: &TrialOutcome, metric: &str) -> TrialRow {
     }
 }
 
+/// The keys the sweep varies, in file order.
+fn varied_keys(row: &SweepRow) -> Vec<String> {
+    row.trials.first().and_then(|t| t.parameters.as_object()).map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The completed trial with the best metric.
+fn best_trial(row: &SweepRow) -> Option<&TrialRow> {
+    row.trials.iter().filter(|t| t.status == "completed" && t.metric.is_some()).reduce(|a, b| {
+        if better(row.maximize, b.metric.unwrap_or(f64::NAN), a.metric.unwrap_or(f64::NAN)) { b } else { a }
+    })
+}
+
 fn print_sweep(row: &SweepRow) {
-    let best = row
-        .trials
-        .iter()
-        .filter(|t| t.status == "completed")
-        .filter_map(|t| t.metric.map(|m| (m, t.trial)))
-        .reduce(|a, b| if better(row.maximize, b.0, a.0) { b } else { a });
-    let keys: Vec<String> = row
-        .trials
-        .first()
-        .and_then(|t| t.parameters.as_object())
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default();
+    let best = best_trial(row).map(|t| (t.metric.unwrap_or(f64::NAN), t.trial));
+    let keys = varied_keys(row);
     let mut headers = vec!["", "TRIAL", "STATUS", "RUN"];
     headers.extend(keys.iter().map(String::as_str));
     headers.push(&row.metric);
@@ -396,17 +398,10 @@ if (wanted) { var th = document.querySelectorAll("th[data-sort]")[Number(wanted[
 fn sweep_page(row: &SweepRow, run_dirs: &std::collections::BTreeMap<String, PathBuf>) -> String {
     use charts::escape;
     use std::fmt::Write;
-    let keys: Vec<String> = row
-        .trials
-        .first()
-        .and_then(|t| t.parameters.as_object())
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default();
+    let keys = varied_keys(row);
     let completed: Vec<&TrialRow> =
         row.trials.iter().filter(|t| t.status == "completed" && t.metric.is_some()).collect();
-    let best = completed.iter().copied().reduce(|a, b| {
-        if better(row.maximize, b.metric.unwrap_or(f64::NAN), a.metric.unwrap_or(f64::NAN)) { b } else { a }
-    });
+    let best = best_trial(row);
     let mut page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sweep {}</title><style>\n\
          body {{ font-family: system-ui, sans-serif; margin: 24px; color: #1d2733; background: #f6f7f9; }}\n\
