@@ -332,6 +332,32 @@ pub struct ListedClass {
     pub sdk_version: String,
     pub sha256: String,
     pub size: u64,
+    /// Why the library might not be the build you think: writable by anyone, or owned by
+    /// another user.
+    pub trust_warnings: Vec<String>,
+}
+
+/// Trust problems of a library file: it, or its folder, is writable by every user (anyone
+/// could swap the build), or another user (not root) owns it.
+pub fn trust_warnings(library: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut warnings = Vec::new();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let library = std::path::absolute(library).unwrap_or_else(|_| library.to_owned());
+    let folder = library.parent().unwrap_or(Path::new("/"));
+    for (what, path) in [("the library", library.as_path()), ("its folder", folder)] {
+        let Ok(metadata) = std::fs::metadata(path) else { continue };
+        let sticky = metadata.is_dir() && metadata.mode() & 0o1000 != 0;
+        if metadata.mode() & 0o002 != 0 && !sticky {
+            warnings
+                .push(format!("{what} {} is writable by every user: anyone could replace the build", path.display()));
+        }
+        if metadata.uid() != me && metadata.uid() != 0 {
+            warnings.push(format!("{what} {} is owned by another user (uid {})", path.display(), metadata.uid()));
+        }
+    }
+    warnings
 }
 
 impl ListedClass {
@@ -348,6 +374,7 @@ impl ListedClass {
             sdk_version: manifest.sdk_version.clone(),
             sha256: resolved.library.sha256.clone(),
             size: resolved.library.size,
+            trust_warnings: trust_warnings(&resolved.library.path),
         }
     }
 }

@@ -41,6 +41,14 @@ pub fn list(options: RegistryOptions, json: bool) -> anyhow::Result<()> {
     } else {
         println!("{}", table(&["CLASS", "KIND", "PLUGIN", "SOURCE", "SHA256", "LIBRARY"], &rows));
     }
+    let mut warned = std::collections::BTreeSet::new();
+    for entry in &listing.entries {
+        for warning in &entry.trust_warnings {
+            if warned.insert(warning.clone()) {
+                eprintln!("warning: {warning}");
+            }
+        }
+    }
     for problem in &listing.problems {
         tracing::warn!("{}", problem.error);
     }

@@ -253,3 +253,26 @@ fn inspect_shows_the_manifest_and_config_keys() {
     let line = text.success().stdout.lines().find(|l| l.contains("training.learning_rate")).unwrap_or_default();
     assert!(line.contains("number") && line.contains("0.001"), "{}", text.stdout);
 }
+
+#[test]
+fn plugins_anyone_could_replace_or_another_user_owns_are_flagged() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new();
+    let dropped = project.drop_plugin(&library("linear-plugin"), "liblinear_plugin.so");
+    let listed = project.host(&["plugins", "list", "--json"]).success().json();
+    assert_eq!(listed["entries"][0]["trust_warnings"], serde_json::json!([]), "a private folder is trusted");
+
+    let plugins = project.path().join("plugins");
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = project.host(&["plugins", "list"]);
+    let warning = format!("its folder {} is writable by every user: anyone could replace the build", plugins.display());
+    assert!(run.success().stderr.contains(&warning), "{}", run.stderr);
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Ownership by another user needs root to arrange; CI runs as root.
+    if std::os::unix::fs::chown(&dropped, Some(65534), None).is_ok() {
+        let listed = project.host(&["plugins", "list", "--json"]).success().json();
+        let warnings = listed["entries"][0]["trust_warnings"].to_string();
+        assert!(warnings.contains("is owned by another user (uid 65534)"), "{warnings}");
+    }
+}

@@ -84,12 +84,12 @@ fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
 }
 
 #[test]
-fn runs_writing_to_one_new_store_at_once_all_complete() {
+fn eight_runs_writing_to_one_new_store_at_once_all_complete_with_every_row() {
     let project = faulty_project();
-    let children: Vec<_> = (0..4)
+    let children: Vec<_> = (0..8)
         .map(|_| {
             Command::new(host_binary())
-                .args(["-q", "run", "config/run.yaml", "--json"])
+                .args(["-q", "run", "config/run.yaml", "--json", "--force"])
                 .current_dir(project.path())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -97,12 +97,27 @@ fn runs_writing_to_one_new_store_at_once_all_complete() {
                 .unwrap()
         })
         .collect();
+    let mut summaries = Vec::new();
     for child in children {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        summaries.push(serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap());
     }
     let runs = project.host(&["runs", "list", "--json", "--status", "completed"]).success().json();
-    assert_eq!(runs.as_array().unwrap().len(), 4);
+    assert_eq!(runs.as_array().unwrap().len(), 8);
+    // Every run's whole record is there: its stages, files and lineage, and it verifies.
+    for summary in &summaries {
+        let run_id = summary["run_id"].as_str().unwrap();
+        let record = project.host(&["runs", "show", run_id, "--json"]).success().json();
+        assert_eq!(record["stages"].as_array().unwrap().len(), summary["stages"].as_array().unwrap().len());
+        assert_eq!(record["artifacts"], summary["artifacts"]);
+        project.host(&["verify", run_id]).success();
+        let lineage = project.host(&["lineage", run_id, "--json"]).success().json();
+        assert!(
+            !lineage["descendants"].as_array().unwrap().is_empty()
+                || summary["source_files"].as_array().unwrap().is_empty()
+        );
+    }
 }
 
 #[test]
