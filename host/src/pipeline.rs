@@ -206,6 +206,10 @@ struct StageServices<'a> {
     metrics: RefCell<Vec<MetricPoint>>,
     printed_epochs: Cell<u64>,
     last_plain_progress: Cell<Option<Instant>>,
+    /// The first non-finite loss the plugin reported: (name, step, value). Training is asked
+    /// to stop, and the stage fails.
+    diverged: Cell<Option<(u64, f64)>>,
+    diverged_metric: RefCell<String>,
 }
 
 impl<'a> StageServices<'a> {
@@ -221,6 +225,8 @@ impl<'a> StageServices<'a> {
             metrics: RefCell::new(Vec::new()),
             printed_epochs: Cell::new(0),
             last_plain_progress: Cell::new(None),
+            diverged: Cell::new(None),
+            diverged_metric: RefCell::new(String::new()),
         }
     }
 
@@ -325,6 +331,10 @@ impl HostServices for StageServices<'_> {
     }
 
     fn metric(&self, name: &str, step: u64, value: f64) {
+        if !value.is_finite() && name.contains("loss") && self.diverged.get().is_none() {
+            self.diverged.set(Some((step, value)));
+            *self.diverged_metric.borrow_mut() = name.to_owned();
+        }
         self.metrics.borrow_mut().push(MetricPoint { name: name.to_owned(), step, value });
         if let Some((store, run_id)) = &self.recorder
             && let Err(error) = store.borrow().live_metric(run_id, name, step, value)
@@ -334,7 +344,7 @@ impl HostServices for StageServices<'_> {
     }
 
     fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || self.diverged.get().is_some()
     }
 
     fn artifact_dir(&self) -> PathBuf {
@@ -729,6 +739,13 @@ impl<'a> Run<'a> {
         self.summary.history = services.history();
         write_history(&self.dir.join("history.csv"), &self.summary.history)?;
         self.artifact("history", &self.dir.join("history.csv"))?;
+        if let Some((step, value)) = services.diverged.get() {
+            return Err(StageError::Failed(anyhow!(
+                "{}: training diverged: {} was {value} at step {step}; lower training.learning_rate or check the data",
+                class.info.name,
+                services.diverged_metric.borrow()
+            )));
+        }
         self.summary.fit = Some(fit?);
         std::fs::create_dir_all(&model_dir).with_context(|| format!("{}: cannot create", model_dir.display()))?;
         for file in model.save(&model_dir)? {

@@ -21,7 +21,7 @@ fn every_config_problem_is_reported_at_once_with_file_and_key_path() {
         "config/bad.yaml: plugins.report_generator: no ReportGenerator class Missing: not in config/class_mapping_config.yaml and no library in ./plugins provides it",
         "config/bad.yaml: data_loader.fail_in: expected a string, found 3",
         "config/bad.yaml: data_loader.colour: unknown key; class FaultyLoader accepts: fail_in, mode",
-        "config/bad.yaml: model.mode: expected one of panic, error, found \"explode\"",
+        "config/bad.yaml: model.mode: expected one of panic, error, wrong, found \"explode\"",
         "config/bad.yaml: training.learning_rate: unknown key; class FaultyModel takes no keys here",
     ];
     for line in expected {

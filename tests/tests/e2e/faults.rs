@@ -84,3 +84,34 @@ fn loading_a_saved_model_that_fails_is_reported() {
         "{stderr}"
     );
 }
+
+#[test]
+fn wrong_results_from_plugins_fail_the_run_with_what_was_wrong() {
+    let project = project();
+    for (section, call, expected, stage) in [
+        (
+            "model",
+            "fit",
+            "FaultyModel: training diverged: loss was NaN at step 1; lower training.learning_rate",
+            "train",
+        ),
+        ("model", "predict", "FaultyModel: predict returned 3 rows for 4 samples", "evaluate"),
+        (
+            "data_loader",
+            "extract_features_and_targets",
+            "the loader returned 20 feature rows but 19 target rows",
+            "prepare",
+        ),
+    ] {
+        project.write("config/run.yaml", &config(section, call, "wrong"));
+        let json = project.host(&["run", "config/run.yaml", "--json"]).json();
+        assert_eq!(
+            (json["status"].as_str(), json["failed_stage"].as_str()),
+            (Some("failed"), Some(stage)),
+            "{call}: {json:#}"
+        );
+        assert!(json["error"].as_str().unwrap().contains(expected), "{call}: {}", json["error"]);
+        let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+        assert!(stderr.contains(expected), "{call}: {stderr}");
+    }
+}

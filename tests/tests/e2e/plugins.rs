@@ -276,3 +276,25 @@ fn plugins_anyone_could_replace_or_another_user_owns_are_flagged() {
         assert!(warnings.contains("is owned by another user (uid 65534)"), "{warnings}");
     }
 }
+
+#[test]
+fn a_pinned_library_with_another_sha256_is_refused_with_both_digests() {
+    let project = Project::new();
+    let linear = library("linear-plugin");
+    let actual = sha256(&linear);
+    let pinned = "0".repeat(64);
+    project
+        .mapping(&format!("Model:\n  SoftmaxRegression:\n    library: {}\n    sha256: {pinned}\n", linear.display()));
+    project.write(
+        "config/run.yaml",
+        "experiment_name: pinned\nplugins: {data_loader: MNISTLoader, model: SoftmaxRegression}\n",
+    );
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(stderr.contains(&format!("SHA-256 is {actual}")) && stderr.contains(&format!("to {pinned}")), "{stderr}");
+    assert!(stderr.contains("restore the pinned build or update the pin"), "{stderr}");
+    // The right pin is accepted.
+    project
+        .mapping(&format!("Model:\n  SoftmaxRegression:\n    library: {}\n    sha256: {actual}\n", linear.display()));
+    let listed = project.host(&["plugins", "list", "--json"]).success().json();
+    assert_eq!(listed["entries"][0]["sha256"], actual);
+}
