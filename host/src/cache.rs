@@ -174,8 +174,8 @@ pub fn write_splits(path: &Path, prepared: &Prepared) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads splits written by [`write_splits`], re-digesting every split: a file whose content no
-/// longer matches its digests is an error, never data.
+/// Reads splits written by [`write_splits`], checksumming every split: a file whose content no
+/// longer matches its checksums is an error, never data.
 pub fn read_splits(path: &Path) -> anyhow::Result<Prepared> {
     let context = || format!("{}: cannot read the cached splits", path.display());
     let mut input = BufReader::with_capacity(1 << 20, File::open(path).with_context(context)?);

@@ -99,6 +99,11 @@ fn roc_curve(scores: &[(f32, bool)], class: &str) -> RocCurve {
     RocCurve { class: class.into(), auc: Some(auc), points }
 }
 
+/// The predicted class of one row of probabilities: the first of the highest.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &p)| if p > row[best] { i } else { best })
+}
+
 fn ratio(numerator: usize, denominator: usize) -> f64 {
     if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
 }
@@ -125,10 +130,23 @@ pub fn classification(
     let mut log_loss = 0.0;
     let ks: Vec<usize> = [2, 3, 5].into_iter().filter(|&k| k < classes).collect();
     let mut top_k_hits = vec![0usize; ks.len()];
+    let mut histogram = ConfidenceHistogram {
+        edges: (0..=HISTOGRAM_BINS).map(|i| i as f64 / HISTOGRAM_BINS as f64).collect(),
+        correct: vec![0; HISTOGRAM_BINS],
+        incorrect: vec![0; HISTOGRAM_BINS],
+    };
     for (row, &label) in probabilities.chunks_exact(classes).zip(labels) {
         let label = label as usize;
-        let predicted = row.iter().enumerate().fold(0, |best, (i, &p)| if p > row[best] { i } else { best });
+        let predicted = argmax(row);
         confusion[label][predicted] += 1;
+        // The small offset keeps f32 values such as 0.9 (0.8999999762) in the bin they name.
+        let position = f64::from(row[predicted].clamp(0.0, 1.0)) * HISTOGRAM_BINS as f64 + 1e-6;
+        let bin = (position as usize).min(HISTOGRAM_BINS - 1);
+        if predicted == label {
+            histogram.correct[bin] += 1
+        } else {
+            histogram.incorrect[bin] += 1
+        }
         correct += usize::from(predicted == label);
         log_loss -= (row[label] as f64).clamp(1e-15, 1.0).ln();
         // Rank of the true class: how many classes scored strictly higher.
@@ -147,18 +165,6 @@ pub fn classification(
         .collect();
     let aucs: Vec<f64> = roc.iter().filter_map(|r| r.auc).collect();
     let macro_auc = (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64);
-    let mut histogram = ConfidenceHistogram {
-        edges: (0..=HISTOGRAM_BINS).map(|i| i as f64 / HISTOGRAM_BINS as f64).collect(),
-        correct: vec![0; HISTOGRAM_BINS],
-        incorrect: vec![0; HISTOGRAM_BINS],
-    };
-    for (row, &label) in probabilities.chunks_exact(classes).zip(labels) {
-        let predicted = row.iter().enumerate().fold(0, |best, (i, &p)| if p > row[best] { i } else { best });
-        // The small offset keeps f32 values such as 0.9 (0.8999999762) in the bin they name.
-        let position = f64::from(row[predicted].clamp(0.0, 1.0)) * HISTOGRAM_BINS as f64 + 1e-6;
-        let bin = (position as usize).min(HISTOGRAM_BINS - 1);
-        if predicted == label as usize { histogram.correct[bin] += 1 } else { histogram.incorrect[bin] += 1 }
-    }
     let per_class: Vec<ClassMetrics> = (0..classes)
         .map(|c| {
             let true_positive = confusion[c][c];

@@ -208,8 +208,7 @@ struct StageServices<'a> {
     last_plain_progress: Cell<Option<Instant>>,
     /// The first non-finite loss the plugin reported: (name, step, value). Training is asked
     /// to stop, and the stage fails.
-    diverged: Cell<Option<(u64, f64)>>,
-    diverged_metric: RefCell<String>,
+    diverged: RefCell<Option<(String, u64, f64)>>,
 }
 
 impl<'a> StageServices<'a> {
@@ -225,8 +224,7 @@ impl<'a> StageServices<'a> {
             metrics: RefCell::new(Vec::new()),
             printed_epochs: Cell::new(0),
             last_plain_progress: Cell::new(None),
-            diverged: Cell::new(None),
-            diverged_metric: RefCell::new(String::new()),
+            diverged: RefCell::new(None),
         }
     }
 
@@ -331,9 +329,8 @@ impl HostServices for StageServices<'_> {
     }
 
     fn metric(&self, name: &str, step: u64, value: f64) {
-        if !value.is_finite() && name.contains("loss") && self.diverged.get().is_none() {
-            self.diverged.set(Some((step, value)));
-            *self.diverged_metric.borrow_mut() = name.to_owned();
+        if !value.is_finite() && name.contains("loss") && self.diverged.borrow().is_none() {
+            *self.diverged.borrow_mut() = Some((name.to_owned(), step, value));
         }
         self.metrics.borrow_mut().push(MetricPoint { name: name.to_owned(), step, value });
         if let Some((store, run_id)) = &self.recorder
@@ -344,7 +341,7 @@ impl HostServices for StageServices<'_> {
     }
 
     fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.diverged.get().is_some()
+        self.stop.load(Ordering::Relaxed) || self.diverged.borrow().is_some()
     }
 
     fn artifact_dir(&self) -> PathBuf {
@@ -739,11 +736,10 @@ impl<'a> Run<'a> {
         self.summary.history = services.history();
         write_history(&self.dir.join("history.csv"), &self.summary.history)?;
         self.artifact("history", &self.dir.join("history.csv"))?;
-        if let Some((step, value)) = services.diverged.get() {
+        if let Some((name, step, value)) = services.diverged.take() {
             return Err(StageError::Failed(anyhow!(
-                "{}: training diverged: {} was {value} at step {step}; lower training.learning_rate or check the data",
-                class.info.name,
-                services.diverged_metric.borrow()
+                "{}: training diverged: {name} was {value} at step {step}; lower training.learning_rate or check the data",
+                class.info.name
             )));
         }
         self.summary.fit = Some(fit?);
@@ -906,7 +902,7 @@ fn write_predictions(
     }
     text.push('\n');
     for ((row, &label), probs) in split.source_rows.iter().zip(labels).zip(probabilities.chunks_exact(classes)) {
-        let predicted = probs.iter().enumerate().fold(0, |best, (i, &p)| if p > probs[best] { i } else { best });
+        let predicted = metrics::argmax(probs);
         let _ = write!(text, "{row},{label},{predicted},{:.6}", probs[predicted]);
         for p in probs {
             let _ = write!(text, ",{p:.6}");

@@ -60,16 +60,24 @@ fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     let (dom, console) = crate::browser::load(&profile, &report);
     assert!(console.is_empty(), "{console:?}");
     assert!(dom.contains("Best trial") && dom.contains("<h3>training.learning_rate</h3>") && dom.contains("<circle"));
-    let (sorted, console) = crate::browser::load_url(&profile, &format!("file://{}#sort=5", report.display()));
-    assert!(console.is_empty(), "{console:?}");
-    let order = |dom: &str| -> Vec<f64> {
+    // Column `column` of each trial row, in the order the page shows them.
+    let cells = |dom: &str, column: usize| -> Vec<String> {
         dom.split("<tr")
             .skip(2)
-            .filter_map(|row| row.split("data-value=\"").nth(6)?.split('"').next()?.parse().ok())
+            .filter_map(|row| Some(row.split("data-value=\"").nth(column + 1)?.split('"').next()?.to_owned()))
             .collect()
     };
-    let metrics = order(&sorted);
-    assert_eq!(metrics.len(), 4, "{sorted}");
+    let sorted_by = |column: usize| {
+        let (dom, console) = crate::browser::load_url(&profile, &format!("file://{}#sort={column}", report.display()));
+        assert!(console.is_empty(), "{console:?}");
+        dom
+    };
+    assert_eq!(cells(&dom, 0), ["1", "2", "3", "4"], "unsorted, the trials are in order");
+    // By hidden layers ("[32]" before "[64]", ties kept in order): not the file's order, so
+    // only the page's script can have produced it.
+    assert_eq!(cells(&sorted_by(4), 0), ["1", "3", "2", "4"]);
+    let metrics: Vec<f64> = cells(&sorted_by(5), 5).iter().map(|m| m.parse().unwrap()).collect();
+    assert_eq!(metrics.len(), 4);
     assert!(metrics.windows(2).all(|w| w[0] <= w[1]), "not sorted by the metric: {metrics:?}");
 
     // The same sweep again: nothing to run, no new runs.
