@@ -5,6 +5,7 @@ pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod failpoint;
 pub mod hashing;
 pub mod metrics;
 pub mod output;

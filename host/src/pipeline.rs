@@ -859,6 +859,7 @@ impl<'a> Run<'a> {
         let mut files = Vec::new();
         for kind in [ReportKind::Data, ReportKind::Training, ReportKind::Evaluation, ReportKind::Summary] {
             files.extend(generator.generate(kind, &input, &services)?);
+            crate::failpoint::pause("report.write");
         }
         Ok(files)
     }
@@ -1109,16 +1110,14 @@ pub fn regenerate_reports(request: &RunRequest<'_>, record: &Value, output: &Pat
 }
 
 /// Runs the experiment. Always returns a summary (also for failed and cancelled runs, whose
-/// `run.json` is written too); `Err` only when the run folder itself cannot be created.
+/// `run.json` is written too where the folder allows); `Err` only when the store cannot record
+/// the run or a completed run's `run.json` cannot be written.
 pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
     let experiment = request.experiment;
     let run_id = new_run_id();
     let dir = request.output_root.join(&run_id);
     // Absolute, so the record (and the stage cache, which copies from it) works from anywhere.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    std::fs::create_dir_all(&dir).with_context(|| {
-        format!("{}: cannot create the run folder; check output_dir or --output-dir", dir.display())
-    })?;
     let started = Instant::now();
     let provenance_before = (crate::hashing::hashing_seconds(), crate::store::write_seconds());
     let mut run = Run::new(request, run_id, dir.clone())?;
@@ -1130,6 +1129,10 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
             .context("recording the run in the provenance store")?;
     }
     let outcome = (|| -> Result<(), StageError> {
+        // Inside the run, so a read-only or full output folder leaves a failed run record.
+        std::fs::create_dir_all(&dir).with_context(|| {
+            format!("{}: cannot create the run folder; check output_dir or --output-dir", dir.display())
+        })?;
         write_json(&dir.join("config.json"), &experiment.canonical)?;
         let loaded = run.stage("load", |run| run.load())?;
         let prepared = run.stage("prepare", |run| run.prepare(loaded))?;
@@ -1163,7 +1166,15 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunSummary> {
         hashing_seconds: crate::hashing::hashing_seconds() - provenance_before.0,
         store_seconds: crate::store::write_seconds() - provenance_before.1,
     });
-    write_json(&dir.join("run.json"), &run.summary)?;
+    if let Err(error) = write_json(&dir.join("run.json"), &run.summary) {
+        // A run that failed already says why (a full or read-only folder, most likely).
+        if run.summary.status == RunStatus::Completed {
+            return Err(error);
+        }
+        if dir.is_dir() {
+            tracing::warn!("{error:#}");
+        }
+    }
     recorded?;
     Ok(run.summary)
 }

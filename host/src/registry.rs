@@ -277,6 +277,12 @@ pub fn resolve_recorded(path: &Path, kind: ClassKind, class: &str) -> Result<Res
 
 /// Loads a library (its loader's full report logged at info level for `-v`) and hashes its file.
 pub fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
+    if path.to_str().is_none() {
+        return Err(format!(
+            "{}: the library's path is not valid UTF-8; runs record it as text, so rename it",
+            path.display()
+        ));
+    }
     let library = load_library(path).map_err(|error| {
         if let Some(detail) = error.detail() {
             tracing::info!("{}: full loader report:\n{detail}", error.path().display());

@@ -72,18 +72,35 @@ fn install_interrupt_handler(stop: Arc<AtomicBool>) {
     }
 }
 
+/// The provenance record keeps paths as text, so a path that is not UTF-8 is refused before
+/// anything is recorded rather than written down wrongly.
+pub fn require_utf8(path: &Path, what: &str) -> anyhow::Result<()> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    if absolute.to_str().is_none() {
+        anyhow::bail!(
+            "{}: the {what} path is not valid UTF-8; the provenance record keeps paths as text, so rename it",
+            absolute.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(options: RunOptions) -> anyhow::Result<u8> {
+    require_utf8(Path::new("."), "working folder")?;
+    require_utf8(&options.config, "config file")?;
     // Asking git takes tens of milliseconds; it runs while the plugins load.
     let config_dir = options.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
     let git = std::thread::spawn(move || crate::store::git_state(&config_dir));
     let (experiment, classes) = prepare(&options.config, options.registry)?;
+    let output_root = options.output_dir.clone().unwrap_or_else(|| experiment.output_dir.clone());
+    require_utf8(&output_root, "output folder")?;
     let store = std::cell::RefCell::new(options.store.open()?);
     let stop = Arc::new(AtomicBool::new(false));
     install_interrupt_handler(stop.clone());
     let request = RunRequest {
         experiment: &experiment,
         classes: &classes,
-        output_root: options.output_dir.clone().unwrap_or_else(|| experiment.output_dir.clone()),
+        output_root,
         model_from: options.model_from.clone(),
         show_progress: options.show_progress && !options.json,
         stop,
@@ -104,10 +121,10 @@ pub fn run(options: RunOptions) -> anyhow::Result<u8> {
         RunStatus::Cancelled => 130,
         _ => {
             if !options.json {
+                let stage = summary.failed_stage.map(|s| format!(" in stage {s}")).unwrap_or_default();
                 eprintln!(
-                    "error: run {} failed in stage {}: {}",
+                    "error: run {} failed{stage}: {}",
                     summary.run_id,
-                    summary.failed_stage.unwrap_or("?"),
                     summary.error.as_deref().unwrap_or("unknown error")
                 );
             }
@@ -128,7 +145,9 @@ fn print_summary(summary: &RunSummary) {
         RunStatus::Running => "running",
     };
     println!("run {} {status} in {:.1}s", summary.run_id, summary.seconds);
-    println!("outputs: {}", summary.output_dir.display());
+    if summary.output_dir.is_dir() {
+        println!("outputs: {}", summary.output_dir.display());
+    }
     let index = summary.output_dir.join("reports/index.html");
     if index.is_file() {
         println!("report:  {}", index.display());

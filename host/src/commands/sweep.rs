@@ -78,6 +78,8 @@ fn trial_configs(
 
 pub fn sweep(options: SweepOptions) -> anyhow::Result<u8> {
     let file = &options.config;
+    crate::commands::run::require_utf8(Path::new("."), "working folder")?;
+    crate::commands::run::require_utf8(file, "config file")?;
     let value = read_yaml(file)?;
     let (base, sweep) = split(file, &value)?;
     let name = base["experiment_name"].as_str().unwrap_or("sweep").to_owned();
@@ -89,6 +91,9 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<u8> {
     let canonical = json!({"base": base, "sweep": value["sweep"]});
     let sweep_id = format!("{name}-{}", &sha256_bytes(canonical.to_string().as_bytes())[..12]);
 
+    let output_root =
+        options.output_dir.clone().unwrap_or_else(|| PathBuf::from(base["output_dir"].as_str().unwrap_or("runs")));
+    crate::commands::run::require_utf8(&output_root, "output folder")?;
     let store = options.store.open()?;
     store.begin_sweep(&sweep_id, &name, &canonical, &sweep.metric, sweep.maximize)?;
     // Completed and pruned trials are done; the others (interrupted, failed, cancelled) run again.
@@ -99,8 +104,6 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<u8> {
         .filter(|t| t.status == "completed" || t.status == "pruned")
         .map(|t| t.trial)
         .collect();
-    let output_root =
-        options.output_dir.clone().unwrap_or_else(|| PathBuf::from(base["output_dir"].as_str().unwrap_or("runs")));
     let folder = output_root.join("sweeps").join(&sweep_id);
     std::fs::create_dir_all(&folder).with_context(|| format!("{}: cannot create", folder.display()))?;
     let mut pending = Vec::new();

@@ -451,6 +451,7 @@ impl Store {
         timed_write(|| {
             let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             write_record(&transaction, summary)?;
+            crate::failpoint::pause("store.record");
             transaction.commit()?;
             Ok(())
         })

@@ -56,3 +56,60 @@ fn yaml_bombs_and_non_mappings_are_refused_cleanly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn paths_that_are_not_utf8_are_refused_before_anything_is_recorded() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let project = Project::new();
+    let path = library("faulty-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  FaultyLoader: {path}\nModel:\n  FaultyModel: {path}\n"));
+    let config = "experiment_name: bytes\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n\
+                  data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n";
+    project.write("config/run.yaml", config);
+    let odd_config = project.path().join("config").join(OsStr::from_bytes(b"r\xffn.yaml"));
+    std::fs::write(&odd_config, config).unwrap();
+    let odd_folder = project.path().join(OsStr::from_bytes(b"o\xfeut"));
+    let host = |args: &[&OsStr], dir: &std::path::Path| {
+        crate::support::Run::from(
+            std::process::Command::new(crate::support::host_binary()).args(args).current_dir(dir).output().unwrap(),
+        )
+    };
+    let cases = [
+        (host(&["run".as_ref(), odd_config.as_os_str()], project.path()), "the config file path is not valid UTF-8"),
+        (
+            host(
+                &["run".as_ref(), "config/run.yaml".as_ref(), "--output-dir".as_ref(), odd_folder.as_os_str()],
+                project.path(),
+            ),
+            "the output folder path is not valid UTF-8",
+        ),
+        (host(&["sweep".as_ref(), odd_config.as_os_str()], project.path()), "the config file path is not valid UTF-8"),
+    ];
+    for (run, expected) in &cases {
+        let stderr = run.failure();
+        assert!(stderr.contains(expected) && stderr.contains("rename it"), "{stderr}");
+    }
+    // Run from a working folder whose own name is not UTF-8.
+    std::fs::create_dir_all(&odd_folder).unwrap();
+    let run = host(
+        &[
+            "run".as_ref(),
+            project.path().join("config/run.yaml").as_os_str(),
+            "--db".as_ref(),
+            project.path().join("provenance.db").as_os_str(),
+        ],
+        &odd_folder,
+    );
+    assert!(run.failure().contains("the working folder path is not valid UTF-8"), "{}", run.stderr);
+    assert!(std::fs::read_dir(&odd_folder).unwrap().next().is_none(), "nothing written there");
+    // No rows anywhere.
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    assert_eq!(runs.as_array().unwrap().len(), 0, "{runs}");
+    // A library whose file name is not UTF-8 is listed as a problem; the mapped classes still load.
+    std::fs::copy(&path, project.path().join("plugins").join(OsStr::from_bytes(b"f\xfb.so"))).unwrap();
+    let listed = project.host(&["plugins", "list", "--json"]).success().json();
+    let problems = listed["problems"].to_string();
+    assert!(problems.contains("the library's path is not valid UTF-8"), "{listed:#}");
+    project.host(&["run", "config/run.yaml"]).success();
+}

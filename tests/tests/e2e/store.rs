@@ -72,7 +72,10 @@ fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
     child.wait().unwrap();
     let runs = project.host(&["runs", "list", "--json"]).success().json();
     assert_eq!(runs[0]["status"], "interrupted", "{runs:#}");
-    // The store is intact and takes new runs.
+    // The store is intact, what the run recorded before training still verifies, and the
+    // store takes new runs.
+    assert_eq!(integrity(&project.path().join("provenance.db")), "ok");
+    project.host(&["verify", runs[0]["run_id"].as_str().unwrap()]).success();
     project.write(
         "config/long.yaml",
         &std::fs::read_to_string(project.path().join("config/long.yaml")).unwrap().replace("100000", "1"),
@@ -303,4 +306,130 @@ fn watch_follows_a_live_run_until_it_ends() {
     assert_eq!(rest.last().map(String::as_str), Some(format!("run {run_id} cancelled").as_str()), "{rest:?}");
     let mut run = run;
     run.wait().unwrap();
+}
+
+/// `PRAGMA integrity_check` of a store: `ok`, or what SQLite found.
+fn integrity(store: &std::path::Path) -> String {
+    let connection = rusqlite::Connection::open(store).unwrap();
+    connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap()
+}
+
+/// Starts `host run` armed with the failpoint, waits until the run stops there and kills it
+/// with SIGKILL. Returns the killed run's id.
+fn kill_at_failpoint(project: &Project, config: &str, failpoint: &str) -> String {
+    use std::io::BufRead;
+    let mut child = Command::new(host_binary())
+        .args(["run", config])
+        .current_dir(project.path())
+        .env("HOST_FAILPOINT", failpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let reached = lines.by_ref().map_while(Result::ok).any(|line| {
+        seen.push_str(&line);
+        seen.push('\n');
+        line.starts_with("failpoint ")
+    });
+    assert!(reached, "the run ended without reaching {failpoint}:\n{seen}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:#}");
+    runs[0]["run_id"].as_str().unwrap().to_owned()
+}
+
+/// After a kill: the store is sound, the killed run's recorded files verify, a new run succeeds.
+fn survives_kill(project: &Project, config: &str, killed: &str) -> serde_json::Value {
+    assert_eq!(integrity(&project.path().join("provenance.db")), "ok");
+    let record = project.host(&["runs", "show", killed, "--json"]).success().json();
+    project.host(&["verify", killed]).success();
+    let next = project.host(&["run", config, "--json"]).success().json();
+    assert_eq!(next["status"], "completed");
+    assert_eq!(integrity(&project.path().join("provenance.db")), "ok");
+    record
+}
+
+#[test]
+fn a_run_killed_inside_a_store_transaction_loses_only_that_transaction() {
+    let project = faulty_project();
+    // The third record is the one after training: load and prepare are committed by then.
+    let killed = kill_at_failpoint(&project, "config/run.yaml", "store.record@3");
+    let record = survives_kill(&project, "config/run.yaml", &killed);
+    let stages: Vec<&str> = record["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["load", "prepare"], "{record:#}");
+    assert!(record["metrics"].is_null() || record["metrics"].as_object().is_some_and(|m| m.is_empty()), "{record:#}");
+}
+
+#[test]
+fn a_run_killed_while_writing_its_reports_keeps_its_model_and_metrics() {
+    let project = faulty_project();
+    let path = library("faulty-plugin").display().to_string();
+    project.mapping(&format!(
+        "Loader:\n  FaultyLoader: {path}\nModel:\n  FaultyModel: {path}\nReportGenerator:\n  FaultyReport: {path}\n"
+    ));
+    let config = std::fs::read_to_string(project.path().join("config/run.yaml")).unwrap();
+    project.write(
+        "config/run.yaml",
+        &config.replace("model: FaultyModel}", "model: FaultyModel, report_generator: FaultyReport}"),
+    );
+    // Killed after the first of the four reports is written.
+    let killed = kill_at_failpoint(&project, "config/run.yaml", "report.write");
+    let folder = project.path().join("runs");
+    let written: Vec<_> = walk(&folder).into_iter().filter(|p| p.to_string_lossy().contains("/reports/")).collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let record = survives_kill(&project, "config/run.yaml", &killed);
+    let kinds: Vec<&str> =
+        record["artifacts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"model") && kinds.contains(&"metrics"), "{kinds:?}");
+    assert!(!kinds.contains(&"report"), "{kinds:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            files.extend(walk(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files
+}
+
+/// Runs `host run config/run.yaml` with `runs/` replaced, in a private mount namespace, by what
+/// `mount` sets up there (a user namespace makes this work without root too).
+fn run_with_runs_folder(project: &Project, mount: &str) -> crate::support::Run {
+    std::fs::create_dir_all(project.path().join("runs")).unwrap();
+    let output = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &format!("{mount} && exec \"$0\" \"$@\"")])
+        .arg(host_binary())
+        .args(["run", "config/run.yaml"])
+        .current_dir(project.path())
+        .output()
+        .expect("unshare is part of util-linux");
+    crate::support::Run::from(output)
+}
+
+#[test]
+fn a_full_or_read_only_output_folder_fails_the_run_with_the_reason_and_a_record() {
+    let project = faulty_project();
+    for (mount, reason) in [
+        // One page: the run's first file fills it.
+        ("mount -t tmpfs -o size=4k tmpfs runs", "No space left on device"),
+        ("mount --bind runs runs && mount -o remount,ro,bind runs", "Read-only file system"),
+    ] {
+        let run = run_with_runs_folder(&project, mount);
+        let stderr = run.failure();
+        assert!(stderr.contains(reason) && stderr.contains("/runs/"), "{stderr}");
+        // "run ID failed in ..."
+        let run_id = run.stdout.split_whitespace().nth(1).unwrap();
+        let record = project.host(&["runs", "show", run_id, "--json"]).success().json();
+        assert_eq!(record["status"], "failed", "{record:#}");
+        assert!(record["error"].as_str().unwrap().contains(reason), "{record:#}");
+    }
+    assert_eq!(integrity(&project.path().join("provenance.db")), "ok");
+    project.host(&["run", "config/run.yaml"]).success();
 }
