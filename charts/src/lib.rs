@@ -209,18 +209,67 @@ pub fn scatter(
             escape(&label)
         );
     }
-    for (x, y) in &points {
+    dots(&mut svg, &points, (&sx, &sy), 5.0, 0.8);
+    axis_label(&mut svg, left + plot_w / 2.0, height - 4.0, x_label);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Predicted against actual values on equal axes, with the y = x line a perfect model would
+/// follow.
+pub fn parity(points: &[(f64, f64)], x_label: &str, y_label: &str) -> String {
+    let (size, left, bottom, top, right) = (400.0, 56.0, 40.0, 14.0, 16.0);
+    let points: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    if points.is_empty() {
+        return "<p class=\"muted\">no data</p>".into();
+    }
+    let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, y)| (a.min(x.min(*y)), b.max(x.max(*y))));
+    let pad = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1e-6) * 0.1 };
+    let (lo, hi) = (lo - pad, hi + pad);
+    let plot = size - left - bottom;
+    let sx = |x: f64| left + (x - lo) / (hi - lo) * plot;
+    let sy = |y: f64| top + (1.0 - (y - lo) / (hi - lo)) * plot;
+    let (width, height) = (left + plot + right, top + plot + bottom);
+    let mut svg = format!(
+        r#"<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{}">"#,
+        escape(y_label)
+    );
+    y_grid(&mut svg, left, plot, (lo, hi), &sy);
+    for i in 0..=4 {
+        let x = lo + (hi - lo) * i as f64 / 4.0;
+        let _ = write!(svg, r#"<text x="{:.1}" y="{}" text-anchor="middle">{x:.3}</text>"#, sx(x), top + plot + 16.0);
+    }
+    let _ = write!(
+        svg,
+        r##"<line class="identity" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#6b7280" stroke-dasharray="5 4"/>"##,
+        sx(lo),
+        sy(lo),
+        sx(hi),
+        sy(hi)
+    );
+    dots(&mut svg, &points, (&sx, &sy), 3.0, 0.6);
+    axis_label(&mut svg, left + plot / 2.0, height - 4.0, x_label);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// One circle per point, placed by the plot's scales.
+fn dots(
+    svg: &mut String,
+    points: &[(f64, f64)],
+    (sx, sy): (&dyn Fn(f64) -> f64, &dyn Fn(f64) -> f64),
+    r: f64,
+    opacity: f64,
+) {
+    for (x, y) in points {
         let _ = write!(
             svg,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="5" fill="{}" fill-opacity="0.8"/>"#,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="{r}" fill="{}" fill-opacity="{opacity}"/>"#,
             sx(*x),
             sy(*y),
             COLORS[0]
         );
     }
-    axis_label(&mut svg, left + plot_w / 2.0, height - 4.0, x_label);
-    svg.push_str("</svg>");
-    svg
 }
 
 /// Five horizontal grid lines from `y_min` to `y_max`, labelled at the left.

@@ -295,7 +295,7 @@ mod tests {
             validation_fraction: 0.2,
             shuffle: true,
         };
-        let preprocessing = Preprocessing { normalize: normalize.into(), flatten: false };
+        let preprocessing = Preprocessing { normalize: normalize.into(), flatten: false, standardize_targets: true };
         data::prepare(&dataset, &data::dataset_digest(&dataset), &splitting, &preprocessing, 7).unwrap()
     }
 

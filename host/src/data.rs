@@ -140,9 +140,48 @@ pub struct Prepared {
     pub transforms: Vec<Transform>,
 }
 
+/// The name of the transform that standardises regression targets.
+pub const STANDARDIZE_TARGETS: &str = "standardize_targets";
+
+/// Per-column target statistics fitted on the training split.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TargetScaling {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl TargetScaling {
+    /// Maps standardised values (`columns` per row) back to the targets' own units.
+    pub fn undo(&self, values: &[f32]) -> Vec<f32> {
+        let columns = self.mean.len().max(1);
+        values
+            .chunks(columns)
+            .flat_map(|row| row.iter().zip(&self.mean).zip(&self.std).map(|((v, m), s)| v * s + m))
+            .collect()
+    }
+}
+
 impl Prepared {
     pub fn outputs(&self) -> usize {
         self.label_names.len()
+    }
+
+    /// The regression targets' scaling, read back from the recorded transform (so prepared
+    /// data restored from the stage cache has it too); `None` when targets are as loaded.
+    pub fn target_scaling(&self) -> Option<TargetScaling> {
+        let transform = self.transforms.iter().find(|t| t.name == STANDARDIZE_TARGETS)?;
+        serde_json::from_value(transform.parameters.clone()).ok()
+    }
+
+    /// A split's targets in their own units: class indices, or values with any standardisation
+    /// undone.
+    pub fn original_values(&self, split: &Split) -> Option<Vec<f32>> {
+        match &split.targets {
+            Targets::Classes(_) => None,
+            Targets::Values { values, .. } => {
+                Some(self.target_scaling().map(|scaling| scaling.undo(values)).unwrap_or_else(|| values.clone()))
+            }
+        }
     }
 
     /// Borrows a split as the model sees it.
@@ -411,16 +450,9 @@ pub fn prepare(
             .collect();
         let (mean, std) = feature_statistics(&splits[0].features, row_len);
         for split in &mut splits {
-            for row in split.features.chunks_exact_mut(row_len) {
-                for ((value, m), s) in row.iter_mut().zip(&mean).zip(&std) {
-                    *value = (*value - m) / s;
-                }
-            }
+            standardize_rows(&mut split.features, row_len, &mean, &std);
         }
-        let mut statistics = Vec::with_capacity(mean.len() * 8);
-        for value in mean.iter().chain(&std) {
-            statistics.extend_from_slice(&value.to_le_bytes());
-        }
+        let statistics = statistics_bytes(&mean, &std);
         for split in &mut splits {
             split.digest = derived_digest("standardize", &split.digest, &statistics);
         }
@@ -431,6 +463,37 @@ pub fn prepare(
             outputs: splits
                 .iter()
                 .map(|s| DataEntity { label: format!("{} (standardized)", s.name), sha256: s.digest.clone() })
+                .collect(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    // 4. Regression: standardise each target column with the training split's statistics.
+    if dataset.task == TaskKind::Regression && preprocessing.standardize_targets {
+        let started = std::time::Instant::now();
+        let inputs: Vec<DataEntity> =
+            splits.iter().map(|s| DataEntity { label: s.name.to_string(), sha256: s.digest.clone() }).collect();
+        let (mean, std) = match &splits[0].targets {
+            Targets::Values { values, columns } => feature_statistics(values, *columns),
+            Targets::Classes(_) => unreachable!("regression targets are values"),
+        };
+        for split in &mut splits {
+            if let Targets::Values { values, columns } = &mut split.targets {
+                standardize_rows(values, *columns, &mean, &std);
+            }
+        }
+        let statistics = statistics_bytes(&mean, &std);
+        let scaling = TargetScaling { mean, std };
+        for split in &mut splits {
+            split.digest = derived_digest("standardize_targets", &split.digest, &statistics);
+        }
+        transforms.push(Transform {
+            name: STANDARDIZE_TARGETS.into(),
+            parameters: json!({ "fitted_on": "train", "columns": dataset.label_names, "mean": scaling.mean, "std": scaling.std }),
+            inputs,
+            outputs: splits
+                .iter()
+                .map(|s| DataEntity { label: format!("{} (targets standardized)", s.name), sha256: s.digest.clone() })
                 .collect(),
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -447,6 +510,20 @@ pub fn prepare(
         dataset_digest,
         transforms,
     })
+}
+
+/// Centres and scales each column of `values` (`width` per row) in place.
+fn standardize_rows(values: &mut [f32], width: usize, mean: &[f32], std: &[f32]) {
+    for row in values.chunks_exact_mut(width) {
+        for ((value, m), s) in row.iter_mut().zip(mean).zip(std) {
+            *value = (*value - m) / s;
+        }
+    }
+}
+
+/// Fitted statistics as the exact bytes a derived digest covers.
+fn statistics_bytes(mean: &[f32], std: &[f32]) -> Vec<u8> {
+    mean.iter().chain(std).flat_map(|value| value.to_le_bytes()).collect()
 }
 
 /// Per-feature mean and standard deviation (a zero deviation becomes 1, leaving constant
@@ -510,7 +587,7 @@ mod tests {
     }
 
     fn unit(flatten: bool) -> Preprocessing {
-        Preprocessing { normalize: "unit".into(), flatten }
+        Preprocessing { normalize: "unit".into(), flatten, standardize_targets: true }
     }
 
     #[test]
@@ -553,7 +630,7 @@ mod tests {
 
     #[test]
     fn standardisation_is_fitted_on_the_training_split_and_recorded() {
-        let preprocessing = Preprocessing { normalize: "standardize".into(), flatten: true };
+        let preprocessing = Preprocessing { normalize: "standardize".into(), flatten: true, standardize_targets: true };
         let prepared = prepare(&dataset(200, Some(150)), &splitting(), &preprocessing, 3).unwrap();
         let step = prepared.transforms.last().unwrap();
         assert_eq!(step.name, "standardize");

@@ -198,9 +198,120 @@ pub fn classification(
     })
 }
 
+/// Regression errors of one target column, or averaged over every column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegressionErrors {
+    pub mse: f64,
+    pub rmse: f64,
+    pub mae: f64,
+    /// Coefficient of determination: 1 - SSE / SST; `None` when the actual values are constant.
+    pub r2: Option<f64>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetErrors {
+    pub name: String,
+    #[serde(flatten)]
+    pub errors: RegressionErrors,
+}
+
+/// The host's regression metrics: averaged over targets (uniformly, in each target's own
+/// units) and per target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegressionMetrics {
+    /// Always `regression`: tells reports and tools which metrics these are.
+    pub kind: &'static str,
+    pub samples: usize,
+    #[serde(flatten)]
+    pub average: RegressionErrors,
+    pub per_target: Vec<TargetErrors>,
+}
+
+fn errors(pairs: impl Iterator<Item = (f64, f64)> + Clone) -> RegressionErrors {
+    let count = pairs.clone().count();
+    let n = count.max(1) as f64;
+    let mean = pairs.clone().map(|(actual, _)| actual).sum::<f64>() / n;
+    let (mut sse, mut sae, mut sst) = (0.0, 0.0, 0.0);
+    for (actual, predicted) in pairs {
+        sse += (actual - predicted).powi(2);
+        sae += (actual - predicted).abs();
+        sst += (actual - mean).powi(2);
+    }
+    let mse = sse / n;
+    RegressionErrors { mse, rmse: mse.sqrt(), mae: sae / n, r2: (sst > 0.0).then(|| 1.0 - sse / sst), count }
+}
+
+/// Regression metrics of `predicted` against `actual`, both `target_names.len()` values per
+/// row, in the targets' own units.
+pub fn regression(actual: &[f32], predicted: &[f32], target_names: &[String]) -> anyhow::Result<RegressionMetrics> {
+    let columns = target_names.len();
+    if columns == 0 || actual.len() % columns != 0 || predicted.len() != actual.len() {
+        anyhow::bail!(
+            "the model predicted {} values for {} rows of {columns} targets; expected one value per target per row",
+            predicted.len(),
+            actual.len() / columns.max(1)
+        );
+    }
+    if let Some(bad) = predicted.iter().find(|p| !p.is_finite()) {
+        anyhow::bail!("the model predicted a non-finite value ({bad})");
+    }
+    let per_target: Vec<TargetErrors> = target_names
+        .iter()
+        .enumerate()
+        .map(|(column, name)| {
+            let pairs = actual
+                .iter()
+                .skip(column)
+                .step_by(columns)
+                .zip(predicted.iter().skip(column).step_by(columns))
+                .map(|(&a, &p)| (f64::from(a), f64::from(p)));
+            TargetErrors { name: name.clone(), errors: errors(pairs) }
+        })
+        .collect();
+    let mean = |value: &dyn Fn(&RegressionErrors) -> f64| {
+        per_target.iter().map(|t| value(&t.errors)).sum::<f64>() / per_target.len() as f64
+    };
+    let r2: Option<Vec<f64>> = per_target.iter().map(|t| t.errors.r2).collect();
+    let average = RegressionErrors {
+        mse: mean(&|e| e.mse),
+        rmse: mean(&|e| e.rmse),
+        mae: mean(&|e| e.mae),
+        r2: r2.map(|values| values.iter().sum::<f64>() / values.len() as f64),
+        count: actual.len() / columns,
+    };
+    Ok(RegressionMetrics { kind: "regression", samples: actual.len() / columns, average, per_target })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_metrics_match_a_hand_computed_example() {
+        // Target a: actual 1, 2, 3, 4; predicted 1, 2, 3, 6 -> SSE 4, SST 5, SAE 2.
+        // Target b: actual 5, 5, 5, 5 (constant: no R²); predicted 4, 6, 5, 5 -> SSE 2, SAE 2.
+        let actual = [1.0, 5.0, 2.0, 5.0, 3.0, 5.0, 4.0, 5.0];
+        let predicted = [1.0, 4.0, 2.0, 6.0, 3.0, 5.0, 6.0, 5.0];
+        let names = vec!["a".to_string(), "b".to_string()];
+        let metrics = regression(&actual, &predicted, &names).unwrap();
+        let a = &metrics.per_target[0].errors;
+        assert_eq!((a.mse, a.mae, a.count), (1.0, 0.5, 4));
+        assert!((a.r2.unwrap() - 0.2).abs() < 1e-12);
+        let b = &metrics.per_target[1].errors;
+        assert_eq!((b.mse, b.mae, b.r2), (0.5, 0.5, None));
+        assert_eq!(metrics.average.mse, 0.75);
+        assert!((metrics.average.rmse - (1.0 + 0.5f64.sqrt()) / 2.0).abs() < 1e-12);
+        assert_eq!(metrics.average.r2, None, "no average R² when a target has none");
+        let json = serde_json::to_value(&metrics).unwrap();
+        assert_eq!(json["kind"], "regression");
+        assert_eq!(json["mse"], 0.75);
+        assert_eq!(json["per_target"][1]["name"], "b");
+        let one = regression(&[1.0, 2.0, 3.0], &[1.0, 2.0, 4.0], &names[..1]).unwrap();
+        assert!((one.average.r2.unwrap() - 0.5).abs() < 1e-12);
+        assert!(regression(&actual, &predicted[..6], &names).is_err());
+        assert!(regression(&[1.0], &[f32::NAN], &names[..1]).unwrap_err().to_string().contains("non-finite"));
+    }
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("c{i}")).collect()

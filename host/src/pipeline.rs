@@ -99,6 +99,8 @@ pub struct DataRecord {
     pub sample_shape: Vec<usize>,
     pub splits: BTreeMap<String, SplitRecord>,
     pub transforms: Vec<Transform>,
+    /// What the loader said about the data (its `Dataset::metadata`: names, source, counts).
+    pub metadata: Value,
 }
 
 /// Everything about one run: what `host run --json` prints and `run.json` holds.
@@ -554,6 +556,7 @@ impl<'a> Run<'a> {
             if let Some((prepared, prepared_by)) = self.reuse_splits(&prepare_key) {
                 self.summary.source_files = sources;
                 self.summary.data.description = record["data"]["description"].as_str().unwrap_or_default().into();
+                self.summary.data.metadata = record["data"]["metadata"].clone();
                 self.summary.data.dataset_sha256 = digest.to_owned();
                 self.cache = Some((load_key.to_owned(), Some(candidate.run_id)));
                 self.splits_hit = Some((prepare_key, prepared_by));
@@ -595,6 +598,7 @@ impl<'a> Run<'a> {
         self.summary.data.description = summary.description;
         let dataset = loader.extract_features_and_targets(&services)?;
         self.summary.data.dataset_sha256 = data::dataset_digest(&dataset);
+        self.summary.data.metadata = dataset.metadata.clone();
         Ok(Loaded::Dataset(dataset))
     }
 
@@ -801,8 +805,8 @@ impl<'a> Run<'a> {
         let services = self.services(class, self.dir.clone());
         let view = prepared.view(test);
         let predictions = model.predict(&view.features, &services)?;
-        let probabilities = predictions.view().as_f32().ok_or_else(|| {
-            anyhow!("{}: predict returned {} values; expected f32 probabilities", class.info.name, predictions.dtype())
+        let values = predictions.view().as_f32().ok_or_else(|| {
+            anyhow!("{}: predict returned {} values; expected f32", class.info.name, predictions.dtype())
         })?;
         if predictions.rows() != test.rows {
             return Err(StageError::Failed(anyhow!(
@@ -813,10 +817,17 @@ impl<'a> Run<'a> {
             )));
         }
         let mut metrics = serde_json::Map::new();
+        let context = || format!("evaluating the predictions of {}", class.info.name);
+        let path = self.dir.join("predictions.csv");
         if let Some(labels) = test.targets.classes() {
-            let standard = metrics::classification(labels, probabilities, &prepared.label_names)
-                .with_context(|| format!("evaluating the predictions of {}", class.info.name))?;
-            write_predictions(&self.dir.join("predictions.csv"), test, labels, probabilities, &prepared.label_names)?;
+            let standard = metrics::classification(labels, values, &prepared.label_names).with_context(context)?;
+            write_predictions(&path, test, labels, values, &prepared.label_names)?;
+            metrics.insert("test".into(), serde_json::to_value(standard).map_err(anyhow::Error::from)?);
+        } else if let Some(actual) = prepared.original_values(test) {
+            // Metrics in the targets' own units: undo the host's standardisation first.
+            let predicted = prepared.target_scaling().map(|s| s.undo(values)).unwrap_or_else(|| values.to_vec());
+            let standard = metrics::regression(&actual, &predicted, &prepared.label_names).with_context(context)?;
+            write_regression_predictions(&path, test, &actual, &predicted, &prepared.label_names)?;
             metrics.insert("test".into(), serde_json::to_value(standard).map_err(anyhow::Error::from)?);
         }
         metrics.insert("model".into(), Value::Object(model.evaluate(&view, &services)?));
@@ -899,7 +910,7 @@ fn write_predictions(
     let classes = names.len();
     let mut text = String::from("row,true,predicted,confidence");
     for name in names {
-        let _ = write!(text, ",p_{}", name.replace([',', '"', '\n'], "_"));
+        let _ = write!(text, ",p_{}", csv_name(name));
     }
     text.push('\n');
     for ((row, &label), probs) in split.source_rows.iter().zip(labels).zip(probabilities.chunks_exact(classes)) {
@@ -911,6 +922,55 @@ fn write_predictions(
         text.push('\n');
     }
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// A CSV header field from a name.
+fn csv_name(name: &str) -> String {
+    name.replace([',', '"', '\n'], "_")
+}
+
+/// `row,actual_<target>,predicted_<target>,...`: the test rows' values in the targets' units.
+fn write_regression_predictions(
+    path: &Path,
+    split: &Split,
+    actual: &[f32],
+    predicted: &[f32],
+    names: &[String],
+) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    let mut text = String::from("row");
+    for name in names {
+        let _ = write!(text, ",actual_{0},predicted_{0}", csv_name(name));
+    }
+    text.push('\n');
+    let columns = names.len();
+    for ((row, actual), predicted) in
+        split.source_rows.iter().zip(actual.chunks_exact(columns)).zip(predicted.chunks_exact(columns))
+    {
+        let _ = write!(text, "{row}");
+        for (a, p) in actual.iter().zip(predicted) {
+            let _ = write!(text, ",{a},{p}");
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Regression predictions as the host wrote them: per target, the actual and predicted values.
+fn read_regression_predictions(path: &Path, targets: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let (mut actual, mut predicted) = (vec![Vec::new(); targets], vec![Vec::new(); targets]);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines().skip(1) {
+        let values: Vec<f64> = line.split(',').skip(1).filter_map(|v| v.parse().ok()).collect();
+        if values.len() != 2 * targets {
+            continue;
+        }
+        for (target, pair) in values.chunks_exact(2).enumerate() {
+            actual[target].push(pair[0]);
+            predicted[target].push(pair[1]);
+        }
+    }
+    (actual, predicted)
 }
 
 /// The test predictions the host wrote: (test index, true label, predicted, confidence).
@@ -970,6 +1030,14 @@ fn report_input(summary: &Value, prepared: &Prepared) -> Value {
         }
         counts
     };
+    let predictions = Path::new(summary["output_dir"].as_str().unwrap_or_default()).join("predictions.csv");
+    // Regression: each target's test values and predictions, in the targets' units.
+    let regression = if prepared.task == TaskKind::Regression {
+        let (actual, predicted) = read_regression_predictions(&predictions, prepared.outputs());
+        json!({"targets": prepared.label_names, "actual": actual, "predicted": predicted})
+    } else {
+        Value::Null
+    };
     let row_len: usize = prepared.sample_shape.iter().product();
     let samples: Vec<Value> = prepared
         .test
@@ -980,11 +1048,10 @@ fn report_input(summary: &Value, prepared: &Prepared) -> Value {
         .map(|(values, &label)| json!({"label": label, "values": values}))
         .collect();
     // The most confident mistakes first.
+    let classified =
+        if prepared.task == TaskKind::Classification { read_predictions(&predictions) } else { Vec::new() };
     let mut mistakes: Vec<(usize, i64, usize, f64)> =
-        read_predictions(&Path::new(summary["output_dir"].as_str().unwrap_or_default()).join("predictions.csv"))
-            .into_iter()
-            .filter(|(_, label, predicted, _)| *label as usize != *predicted)
-            .collect();
+        classified.into_iter().filter(|(_, label, predicted, _)| *label as usize != *predicted).collect();
     mistakes.sort_by(|a, b| b.3.total_cmp(&a.3));
     let misclassified: Vec<Value> = mistakes
         .iter()
@@ -1011,6 +1078,7 @@ fn report_input(summary: &Value, prepared: &Prepared) -> Value {
         "evaluation": {
             "misclassified": misclassified,
             "misclassified_total": mistakes.len(),
+            "regression": regression,
         },
     })
 }

@@ -162,6 +162,18 @@ fn print_summary(summary: &RunSummary) {
     add("test macro F1", metric(&summary.metrics, "/test/macro_average/f1"));
     add("test log loss", metric(&summary.metrics, "/test/log_loss"));
     add("test top-3 accuracy", metric(&summary.metrics, "/test/top_k_accuracy/top_3"));
+    add("test RMSE", metric(&summary.metrics, "/test/rmse"));
+    add("test MAE", metric(&summary.metrics, "/test/mae"));
+    add("test R²", metric(&summary.metrics, "/test/r2"));
+    if let Some(Value::Array(targets)) = summary.metrics.as_ref().and_then(|m| m.pointer("/test/per_target"))
+        && targets.len() > 1
+    {
+        for target in targets {
+            let name = target["name"].as_str().unwrap_or("?");
+            add(&format!("test RMSE {name}"), target["rmse"].as_f64());
+            add(&format!("test R² {name}"), target["r2"].as_f64());
+        }
+    }
     if let Some((epoch, last)) = summary.history.iter().next_back() {
         add(&format!("val accuracy (epoch {epoch})"), last.get("val_accuracy").copied());
     }

@@ -31,12 +31,16 @@ pub fn list(
                 r.experiment.clone(),
                 r.status.clone(),
                 r.started_at.clone(),
-                r.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_default(),
+                match (r.test_accuracy, r.test_r2) {
+                    (Some(accuracy), _) => format!("acc {accuracy:.4}"),
+                    (None, Some(r2)) => format!("R² {r2:.4}"),
+                    (None, None) => String::new(),
+                },
                 short_hash(&r.config_sha256).to_owned(),
             ]
         })
         .collect();
-    println!("{}", table(&["RUN", "EXPERIMENT", "STATUS", "STARTED", "TEST ACC", "CONFIG"], &rows));
+    println!("{}", table(&["RUN", "EXPERIMENT", "STATUS", "STARTED", "TEST", "CONFIG"], &rows));
     Ok(())
 }
 
@@ -101,7 +105,7 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
         .collect();
     println!("\n{}", table(&["STATE", "ROLE", "PATH", "SHA256"], &artifacts));
     if let Some(test) = record["metrics"]["test"].as_object() {
-        let rows: Vec<Vec<String>> = ["accuracy", "log_loss"]
+        let rows: Vec<Vec<String>> = ["accuracy", "log_loss", "rmse", "mae", "r2"]
             .iter()
             .filter_map(|name| {
                 test.get(*name).and_then(|v| v.as_f64()).map(|v| vec![format!("test {name}"), format!("{v:.4}")])

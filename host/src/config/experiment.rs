@@ -34,6 +34,9 @@ pub struct Preprocessing {
     pub normalize: String,
     /// Flatten each sample to one row (784) instead of keeping its shape (1x28x28).
     pub flatten: bool,
+    /// Regression: centre and scale each target column with the training split's mean and
+    /// standard deviation; predictions are mapped back before metrics. No effect on classes.
+    pub standardize_targets: bool,
 }
 
 /// A validated experiment config.
@@ -86,6 +89,9 @@ fn host_keys() -> Vec<ConfigKey> {
         ConfigKey::new("preprocessing", "normalize", Choice(vec!["unit".into(), "standardize".into(), "none".into()]))
             .default("unit"),
         ConfigKey::new("preprocessing", "flatten", Boolean).default(true),
+        ConfigKey::new("preprocessing", "standardize_targets", Boolean)
+            .default(true)
+            .describe("regression: standardise targets with the training split's statistics (undone for metrics)"),
         ConfigKey::new("reporting", "enabled", Boolean).default(true),
     ];
     for section in SECTIONS {

@@ -86,6 +86,8 @@ pub struct RunRow {
     pub finished_at: Option<String>,
     pub config_sha256: String,
     pub test_accuracy: Option<f64>,
+    /// Regression runs: the coefficient of determination on the test split.
+    pub test_r2: Option<f64>,
 }
 
 impl Store {
@@ -118,7 +120,8 @@ impl Store {
         let filter = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
         let mut statement = self.connection.prepare(&format!(
             "SELECT r.run_id, e.name, r.status, r.started_at, r.finished_at, r.config_sha256,
-                    (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.accuracy' AND m.step IS NULL)
+                    (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.accuracy' AND m.step IS NULL),
+                    (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.r2' AND m.step IS NULL)
              FROM runs r JOIN experiments e ON e.id = r.experiment_id
              {filter}
              ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?3"
@@ -132,6 +135,7 @@ impl Store {
                 finished_at: r.get(4)?,
                 config_sha256: r.get(5)?,
                 test_accuracy: r.get(6)?,
+                test_r2: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

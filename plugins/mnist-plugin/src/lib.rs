@@ -4,12 +4,11 @@
 
 pub mod idx;
 pub mod loader;
-pub mod model;
 pub mod report;
 
 pub use loader::MnistLoader;
-pub use model::{MnistCnn, MnistMlp};
 pub use report::MnistReportGenerator;
+pub use torch_models::{MnistCnn, MnistMlp};
 
 plugin_sdk::export_plugin! {
     name: env!("CARGO_PKG_NAME"),

@@ -10,3 +10,4 @@ mod reproduce;
 mod store;
 mod support;
 mod sweep;
+mod tabular;

@@ -1,7 +1,10 @@
-//! The libtorch classifiers: an MLP (MNISTMLP) and a CNN (MNISTCNN) sharing one training loop
-//! with Adam/SGD/RMSprop, weight decay, early stopping with restore-best, a best-epoch
-//! checkpoint and cooperative cancel. Deterministic on CPU for a seed and thread count.
-//! Weights are saved as safetensors with the model's config beside them.
+//! The libtorch models the bundled plugins export: an MLP classifier (MNISTMLP), a CNN
+//! (MNISTCNN) and an MLP regressor (MLPRegressor), sharing one training loop with
+//! Adam/SGD/RMSprop, weight decay, early stopping with restore-best, a best-epoch checkpoint and
+//! cooperative cancel. The loop follows the data's task: cross-entropy, accuracy and class
+//! probabilities for classification; mean squared error and raw values for regression.
+//! Deterministic on CPU for a seed and thread count. Weights are saved as safetensors with the
+//! model's config beside them. A library crate: each plugin crate exports the classes it wants.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -19,6 +22,11 @@ use tch::{Device, Kind, Tensor as TchTensor};
 pub trait Architecture: Send + 'static {
     const NAME: &'static str;
     const SUMMARY: &'static str;
+    /// The task the architecture's class is for; data of the other task is refused.
+    const TASK: TaskKind;
+    /// A sample shape to build a throwaway network with when the class is created, so
+    /// architecture mistakes surface at validation time.
+    const PROBE_SHAPE: &'static [usize];
     type Section: Serialize + DeserializeOwned + Clone + Send;
     fn keys() -> Vec<ConfigKey>;
     /// Builds the network for samples of `input_shape` (without the batch dimension).
@@ -80,6 +88,8 @@ pub struct MlpSection {
 impl Architecture for Mlp {
     const NAME: &'static str = "MNISTMLP";
     const SUMMARY: &'static str = "libtorch multi-layer perceptron (hidden layers, activation, dropout)";
+    const TASK: TaskKind = TaskKind::Classification;
+    const PROBE_SHAPE: &'static [usize] = &[1, 28, 28];
     type Section = MlpSection;
 
     fn keys() -> Vec<ConfigKey> {
@@ -119,6 +129,36 @@ impl Architecture for Mlp {
     }
 }
 
+/// A multi-layer perceptron regressor over feature rows: the MLP's layers, one linear output
+/// per target column, trained on mean squared error.
+pub struct MlpRegression;
+
+impl Architecture for MlpRegression {
+    const NAME: &'static str = "MLPRegressor";
+    const SUMMARY: &'static str =
+        "libtorch multi-layer perceptron regressor (hidden layers, activation, dropout; one output per target)";
+    const TASK: TaskKind = TaskKind::Regression;
+    const PROBE_SHAPE: &'static [usize] = &[8];
+    type Section = MlpSection;
+
+    fn keys() -> Vec<ConfigKey> {
+        Mlp::keys()
+    }
+
+    fn build(
+        section: &MlpSection,
+        vs: &nn::Path,
+        input_shape: &[i64],
+        outputs: i64,
+    ) -> Result<nn::SequentialT, PluginError> {
+        Mlp::build(section, vs, input_shape, outputs)
+    }
+
+    fn input_shape(provided: &[usize]) -> Result<Vec<i64>, PluginError> {
+        Mlp::input_shape(provided)
+    }
+}
+
 /// A convolutional network over images.
 pub struct Cnn;
 
@@ -138,6 +178,8 @@ impl Architecture for Cnn {
     const NAME: &'static str = "MNISTCNN";
     const SUMMARY: &'static str =
         "libtorch convolutional network (conv filters, kernels, pooling, batch norm, dense layers)";
+    const TASK: TaskKind = TaskKind::Classification;
+    const PROBE_SHAPE: &'static [usize] = &[1, 28, 28];
     type Section = CnnSection;
 
     fn keys() -> Vec<ConfigKey> {
@@ -272,7 +314,9 @@ fn training_keys() -> Vec<ConfigKey> {
             .describe("epochs without improvement before stopping"),
         ConfigKey::new(s, "monitor", ConfigType::Choice(["val_loss", "val_accuracy"].map(String::from).to_vec()))
             .default("val_loss")
-            .describe("the validation metric early stopping and the best checkpoint follow"),
+            .describe(
+                "the validation metric early stopping and the best checkpoint follow (val_accuracy: classifiers)",
+            ),
         ConfigKey::new(s, "restore_best", ConfigType::Boolean)
             .default(true)
             .describe("end with the best epoch's weights"),
@@ -308,6 +352,22 @@ struct Trained {
     outputs: i64,
 }
 
+/// The loss of a batch of network outputs: cross-entropy over class logits, or mean squared error.
+fn loss_of(task: TaskKind, outputs: &TchTensor, targets: &TchTensor) -> TchTensor {
+    match task {
+        TaskKind::Classification => outputs.cross_entropy_for_logits(targets),
+        TaskKind::Regression => outputs.mse_loss(targets, tch::Reduction::Mean),
+    }
+}
+
+/// How many of a batch's outputs name the right class (classification only).
+fn correct_of(task: TaskKind, outputs: &TchTensor, targets: &TchTensor) -> Result<i64, PluginError> {
+    if task != TaskKind::Classification {
+        return Ok(0);
+    }
+    Ok(outputs.f_argmax(-1, false)?.f_eq_tensor(targets)?.f_sum(Kind::Int64)?.f_int64_value(&[])?)
+}
+
 /// A libtorch classifier of architecture `A`.
 pub struct TorchModel<A: Architecture> {
     sections: Sections<A::Section>,
@@ -321,6 +381,8 @@ pub struct TorchModel<A: Architecture> {
 pub type MnistMlp = TorchModel<Mlp>;
 /// The CNN class.
 pub type MnistCnn = TorchModel<Cnn>;
+/// The MLP regressor class.
+pub type MlpRegressor = TorchModel<MlpRegression>;
 
 impl<A: Architecture> PluginClass for TorchModel<A> {
     const NAME: &'static str = A::NAME;
@@ -352,7 +414,13 @@ impl<A: Architecture> PluginClass for TorchModel<A> {
         }
         // Builds a throwaway network now, so architecture mistakes surface at validation time.
         let probe = nn::VarStore::new(Device::Cpu);
-        A::build(&sections.model, &probe.root(), &A::input_shape(&[1, 28, 28])?, 10)?;
+        A::build(&sections.model, &probe.root(), &A::input_shape(A::PROBE_SHAPE)?, 10)?;
+        if A::TASK == TaskKind::Regression && training.monitor == "val_accuracy" {
+            return Err(PluginError::invalid_config(format!(
+                "training.monitor: {} is a regressor, it has no val_accuracy; use val_loss",
+                A::NAME
+            )));
+        }
         Ok(TorchModel {
             sections,
             seed: config.seed,
@@ -398,9 +466,34 @@ fn features_tensor(view: &TensorView<'_>, input_shape: &[i64], device: Device) -
     Ok(TchTensor::f_from_slice(data)?.f_view(shape.as_slice())?.f_to_device(device)?)
 }
 
-fn targets_tensor(view: &DataView<'_>, device: Device) -> Result<TchTensor, PluginError> {
-    if view.task != TaskKind::Classification {
-        return Err(PluginError::new("MNIST models classify; this data set is a regression task"));
+fn targets_tensor<A: Architecture>(view: &DataView<'_>, device: Device) -> Result<TchTensor, PluginError> {
+    if view.task != A::TASK {
+        let fits = match A::TASK {
+            TaskKind::Classification => "classifies",
+            TaskKind::Regression => "fits regression targets",
+        };
+        return Err(PluginError::new(format!(
+            "{} {fits}; this data set is a {} task: choose a model class for it",
+            A::NAME,
+            match view.task {
+                TaskKind::Classification => "classification",
+                TaskKind::Regression => "regression",
+            }
+        )));
+    }
+    if view.task == TaskKind::Regression {
+        let values = view.targets.as_f32().ok_or_else(|| PluginError::new("regression targets must be f32"))?;
+        if view.targets.rows() * view.outputs != values.len() {
+            return Err(PluginError::new(format!(
+                "{} target values for {} rows of {} columns",
+                values.len(),
+                view.targets.rows(),
+                view.outputs
+            )));
+        }
+        return Ok(TchTensor::f_from_slice(values)?
+            .f_view([view.targets.rows() as i64, view.outputs as i64])?
+            .f_to_device(device)?);
     }
     let labels =
         view.targets.as_i64().ok_or_else(|| PluginError::new("classification targets must be i64 class indices"))?;
@@ -410,8 +503,15 @@ fn targets_tensor(view: &DataView<'_>, device: Device) -> Result<TchTensor, Plug
     Ok(TchTensor::f_from_slice(labels)?.f_to_device(device)?)
 }
 
-/// Mean loss and accuracy of `net` over `(x, y)` in evaluation mode, in batches.
-fn measure(net: &nn::SequentialT, x: &TchTensor, y: &TchTensor, batch_size: usize) -> Result<(f64, f64), PluginError> {
+/// Mean loss and accuracy (NaN for regression) of `net` over `(x, y)` in evaluation mode, in
+/// batches.
+fn measure(
+    task: TaskKind,
+    net: &nn::SequentialT,
+    x: &TchTensor,
+    y: &TchTensor,
+    batch_size: usize,
+) -> Result<(f64, f64), PluginError> {
     let n = x.size()[0];
     if n == 0 {
         return Ok((f64::NAN, f64::NAN));
@@ -422,12 +522,13 @@ fn measure(net: &nn::SequentialT, x: &TchTensor, y: &TchTensor, batch_size: usiz
             let len = (n - start).min(batch_size as i64);
             let logits = net.forward_t(&x.f_narrow(0, start, len)?, false);
             let labels = y.f_narrow(0, start, len)?;
-            loss_sum += logits.cross_entropy_for_logits(&labels).f_double_value(&[])? * len as f64;
-            correct += logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            loss_sum += loss_of(task, &logits, &labels).f_double_value(&[])? * len as f64;
+            correct += correct_of(task, &logits, &labels)?;
         }
         Ok(())
     })?;
-    Ok((loss_sum / n as f64, correct as f64 / n as f64))
+    let accuracy = if task == TaskKind::Classification { correct as f64 / n as f64 } else { f64::NAN };
+    Ok((loss_sum / n as f64, accuracy))
 }
 
 fn snapshot(vs: &nn::VarStore) -> HashMap<String, TchTensor> {
@@ -484,10 +585,11 @@ impl<A: Architecture> Model for TorchModel<A> {
         let device = resolve_device(&t.device)?;
         let input_shape = A::input_shape(&train.features.shape[1..])?;
         let x_train = features_tensor(&train.features, &input_shape, device)?;
-        let y_train = targets_tensor(train, device)?;
+        let y_train = targets_tensor::<A>(train, device)?;
+        let task = A::TASK;
         let validation = match validation {
             Some(v) if v.features.rows() > 0 => {
-                Some((features_tensor(&v.features, &input_shape, device)?, targets_tensor(v, device)?))
+                Some((features_tensor(&v.features, &input_shape, device)?, targets_tensor::<A>(v, device)?))
             }
             _ => None,
         };
@@ -516,7 +618,7 @@ impl<A: Architecture> Model for TorchModel<A> {
                 let index = order.f_narrow(0, start, len)?;
                 let (xb, yb) = (x_train.f_index_select(0, &index)?, y_train.f_index_select(0, &index)?);
                 let logits = trained.net.forward_t(&xb, true);
-                let loss = logits.cross_entropy_for_logits(&yb);
+                let loss = loss_of(task, &logits, &yb);
                 optimizer.backward_step(&loss);
                 let batch_loss = loss.f_double_value(&[])?;
                 if !batch_loss.is_finite() {
@@ -526,9 +628,7 @@ impl<A: Architecture> Model for TorchModel<A> {
                     )));
                 }
                 loss_sum += batch_loss * len as f64;
-                correct += tch::no_grad(|| {
-                    logits.f_argmax(-1, false)?.f_eq_tensor(&yb)?.f_sum(Kind::Int64)?.f_int64_value(&[])
-                })?;
+                correct += tch::no_grad(|| correct_of(task, &logits, &yb))?;
                 seen += len;
                 let elapsed = started.elapsed().as_secs_f64().max(1e-9);
                 services.progress(
@@ -544,12 +644,16 @@ impl<A: Architecture> Model for TorchModel<A> {
             }
             let (loss, accuracy) = (loss_sum / seen as f64, correct as f64 / seen as f64);
             services.metric("loss", epoch as u64, loss);
-            services.metric("accuracy", epoch as u64, accuracy);
+            if task == TaskKind::Classification {
+                services.metric("accuracy", epoch as u64, accuracy);
+            }
             services.metric("learning_rate", epoch as u64, t.learning_rate);
             if let Some((x_val, y_val)) = &validation {
-                let (val_loss, val_accuracy) = measure(&trained.net, x_val, y_val, t.eval_batch_size)?;
+                let (val_loss, val_accuracy) = measure(task, &trained.net, x_val, y_val, t.eval_batch_size)?;
                 services.metric("val_loss", epoch as u64, val_loss);
-                services.metric("val_accuracy", epoch as u64, val_accuracy);
+                if task == TaskKind::Classification {
+                    services.metric("val_accuracy", epoch as u64, val_accuracy);
+                }
                 let score = if maximise { val_accuracy } else { val_loss };
                 let improved = best.as_ref().is_none_or(|(_, b, _)| if maximise { score > *b } else { score < *b });
                 if improved {
@@ -595,7 +699,12 @@ impl<A: Architecture> Model for TorchModel<A> {
         tch::no_grad(|| -> Result<(), PluginError> {
             for start in (0..n).step_by(batch_size as usize) {
                 let len = (n - start).min(batch_size);
-                let batch = trained.net.forward_t(&x.f_narrow(0, start, len)?, false).f_softmax(-1, Kind::Float)?;
+                let outputs = trained.net.forward_t(&x.f_narrow(0, start, len)?, false);
+                // Class probabilities, or the regression values as they are.
+                let batch = match A::TASK {
+                    TaskKind::Classification => outputs.f_softmax(-1, Kind::Float)?,
+                    TaskKind::Regression => outputs,
+                };
                 let batch = batch.f_to_device(Device::Cpu)?.f_contiguous()?.f_view(-1)?;
                 probabilities.extend(Vec::<f32>::try_from(&batch)?);
             }
@@ -609,11 +718,13 @@ impl<A: Architecture> Model for TorchModel<A> {
         let trained = self.trained()?;
         let device = trained.vs.device();
         let x = features_tensor(&data.features, &trained.input_shape, device)?;
-        let y = targets_tensor(data, device)?;
-        let (loss, accuracy) = measure(&trained.net, &x, &y, batch_size)?;
+        let y = targets_tensor::<A>(data, device)?;
+        let (loss, accuracy) = measure(A::TASK, &trained.net, &x, &y, batch_size)?;
         let mut metrics = Map::new();
         metrics.insert("loss".into(), json!(loss));
-        metrics.insert("accuracy".into(), json!(accuracy));
+        if A::TASK == TaskKind::Classification {
+            metrics.insert("accuracy".into(), json!(accuracy));
+        }
         Ok(metrics)
     }
 
@@ -622,6 +733,10 @@ impl<A: Architecture> Model for TorchModel<A> {
         y_true: &TensorView<'_>,
         y_pred: &TensorView<'_>,
     ) -> Result<Map<String, Value>, PluginError> {
+        if A::TASK == TaskKind::Regression {
+            // The host computes the regression metrics; nothing model-specific to add.
+            return Ok(Map::new());
+        }
         let labels = y_true.as_i64().ok_or_else(|| PluginError::new("y_true must be i64 class indices"))?;
         let probabilities = y_pred.as_f32().ok_or_else(|| PluginError::new("y_pred must be f32 probabilities"))?;
         let classes = y_pred.row_len();
