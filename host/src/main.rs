@@ -200,6 +200,21 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a plugin crate that builds and loads as it is: one class of the given kind, its
+    /// config keys, tests and a README (docs/writing-a-plugin.md explains the rules).
+    New {
+        /// The crate's name (my-loader); the class is its CamelCase (MyLoader).
+        name: String,
+        /// The kind of class.
+        #[arg(long, value_enum)]
+        kind: commands::scaffold::ScaffoldKind,
+        /// The folder to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The plugin SDK's folder (default: the one this host was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -387,6 +402,15 @@ fn main() {
         }
         Command::Plugins { command: PluginsCommand::Inspect { path, json } } => {
             commands::plugins::inspect(&path, json).map(|()| 0)
+        }
+        Command::Plugins { command: PluginsCommand::New { name, kind, dir, sdk } } => {
+            commands::scaffold::new_plugin(&name, kind, &dir, sdk.as_deref()).map(|root| {
+                let library = commands::scaffold::library_file(&name);
+                println!("created {} ({kind:?} plugin)", root.display());
+                println!("next: cd {} && cargo build --release", root.display());
+                println!("then: cp target/release/{library} <project>/plugins/ && host plugins list");
+                0
+            })
         }
     };
     let code = match result {

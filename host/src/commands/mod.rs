@@ -8,5 +8,6 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod runs;
+pub mod scaffold;
 pub mod sweep;
 pub mod verify;

@@ -298,3 +298,56 @@ fn a_pinned_library_with_another_sha256_is_refused_with_both_digests() {
     let listed = project.host(&["plugins", "list", "--json"]).success().json();
     assert_eq!(listed["entries"][0]["sha256"], actual);
 }
+
+#[test]
+fn plugins_scaffolded_by_plugins_new_build_by_themselves_load_and_run_together() {
+    let project = Project::new();
+    let crates = tempfile::tempdir().unwrap();
+    let dir = crates.path().to_str().unwrap();
+    for kind in ["loader", "model", "report"] {
+        let name = format!("scaffolded-{kind}");
+        let created = project.host(&["plugins", "new", &name, "--kind", kind, "--dir", dir]).success().stdout.clone();
+        assert!(created.contains(&format!("libscaffolded_{kind}.so")), "{created}");
+        let root = crates.path().join(&name);
+        // The workspace's lock file: the same dependency versions, resolved without a network.
+        std::fs::copy(crate::support::workspace_root().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+        let built = crate::support::build_crate(&root.join("Cargo.toml"), &[], &[]);
+        project.drop_plugin(&built.join(format!("libscaffolded_{kind}.so")), &format!("libscaffolded_{kind}.so"));
+    }
+    let again = project.host(&["plugins", "new", "scaffolded-model", "--kind", "model", "--dir", dir]);
+    assert!(again.failure().contains("already exists"), "{}", again.stderr);
+    let bad = project.host(&["plugins", "new", "Bad Name", "--kind", "model"]);
+    assert!(bad.failure().contains("a plugin name is lower case letters"), "{}", bad.stderr);
+
+    // Dropped into plugins/, each is discovered with its class and declared keys.
+    let listed = project.host(&["plugins", "list", "--json"]).success().json();
+    let classes: Vec<(&str, &str, &str)> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["class"].as_str().unwrap(), e["kind"].as_str().unwrap(), e["source"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("ScaffoldedLoader", "Loader", "discovered"),
+        ("ScaffoldedModel", "Model", "discovered"),
+        ("ScaffoldedReport", "ReportGenerator", "discovered"),
+    ] {
+        assert!(classes.contains(&expected), "{expected:?} not in {classes:?}");
+    }
+    assert!(listed["problems"].as_array().unwrap().is_empty(), "{listed:#}");
+
+    // And they run an experiment together as they are.
+    project.write(
+        "config/run.yaml",
+        "experiment_name: scaffolded\n\
+         plugins: {data_loader: ScaffoldedLoader, model: ScaffoldedModel, report_generator: ScaffoldedReport}\n\
+         data_loader: {rows: 120}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n",
+    );
+    let summary = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    assert_eq!(summary["metrics"]["test"]["kind"], "regression");
+    assert_eq!(summary["metrics"]["test"]["samples"], 24);
+    let report = std::path::Path::new(summary["output_dir"].as_str().unwrap()).join("reports/summary.md");
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.starts_with("# scaffolded") && text.contains("| rmse |"), "{text}");
+}

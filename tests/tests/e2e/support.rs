@@ -149,14 +149,22 @@ impl Run {
 }
 
 /// Builds a stand-alone fixture crate under tests/fixtures with the given environment and
-/// features, and copies the library out (builds share one target dir, so they run one at a time).
+/// features, and copies the library out.
 pub fn build_fixture(crate_dir: &str, env: &[(&str, &str)], features: &[&str], copy_to: &Path) -> PathBuf {
+    let manifest = workspace_root().join("tests/fixtures").join(crate_dir).join("Cargo.toml");
+    let built = build_crate(&manifest, env, features).join(format!("lib{}.so", crate_dir.replace('-', "_")));
+    std::fs::copy(&built, copy_to).unwrap();
+    copy_to.to_owned()
+}
+
+/// Builds a crate outside the workspace in target/fixtures (builds share that folder, so they
+/// run one at a time) and returns the folder its debug libraries are in.
+pub fn build_crate(manifest: &Path, env: &[(&str, &str)], features: &[&str]) -> PathBuf {
     static BUILD: OnceLock<Mutex<()>> = OnceLock::new();
     let _guard = BUILD.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let manifest = workspace_root().join("tests/fixtures").join(crate_dir).join("Cargo.toml");
     let fixture_target = target_dir().join("fixtures");
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.args(["build", "--quiet", "--manifest-path"]).arg(&manifest).arg("--target-dir").arg(&fixture_target);
+    command.args(["build", "--quiet", "--manifest-path"]).arg(manifest).arg("--target-dir").arg(&fixture_target);
     if !features.is_empty() {
         command.args(["--features", &features.join(",")]);
     }
@@ -164,10 +172,13 @@ pub fn build_fixture(crate_dir: &str, env: &[(&str, &str)], features: &[&str], c
         command.env(key, value);
     }
     let output = command.output().expect("run cargo");
-    assert!(output.status.success(), "building {crate_dir} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let built = fixture_target.join("debug").join(format!("lib{}.so", crate_dir.replace('-', "_")));
-    std::fs::copy(&built, copy_to).unwrap();
-    copy_to.to_owned()
+    assert!(
+        output.status.success(),
+        "building {} failed:\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fixture_target.join("debug")
 }
 
 /// Writes a tiny MNIST-format data set (raw IDX) whose classes are learnable: each class
