@@ -1,5 +1,5 @@
 //! A second task through the same host: tabular regression from a CSV file with the tabular
-//! plugin (CsvLoader, MLPRegressor, RegressionReport). The host learns the task from the loader;
+//! plugin (TableLoader, MLPRegressor, RegressionReport). The host learns the task from the loader;
 //! these tests check the run end to end: standardised targets recorded as lineage, metrics in
 //! the targets' own units, per-target metrics, predictions, the report in a browser.
 
@@ -28,12 +28,12 @@ fn regression_project() -> Project {
     let tabular = library("tabular-plugin").display().to_string();
     let mnist = library("mnist-plugin").display().to_string();
     project.mapping(&format!(
-        "Loader:\n  CsvLoader: {tabular}\nModel:\n  MLPRegressor: {tabular}\n  MNISTMLP: {mnist}\nReportGenerator:\n  RegressionReport: {tabular}\n"
+        "Loader:\n  TableLoader: {tabular}\nModel:\n  MLPRegressor: {tabular}\n  MNISTMLP: {mnist}\nReportGenerator:\n  RegressionReport: {tabular}\n"
     ));
     project.write(
         "config/regression.yaml",
         "experiment_name: table\nthreads: 1\n\
-         plugins: {data_loader: CsvLoader, model: MLPRegressor, report_generator: RegressionReport}\n\
+         plugins: {data_loader: TableLoader, model: MLPRegressor, report_generator: RegressionReport}\n\
          data_loader: {path: data/table.csv, target_columns: [y, z], missing: drop}\n\
          data_splitting: {use_predefined_test: false, train_ratio: 0.7, val_ratio: 0.15, test_ratio: 0.15}\n\
          preprocessing: {normalize: standardize}\n\
@@ -91,6 +91,8 @@ fn a_csv_regression_trains_evaluates_reports_and_records_its_provenance() {
     let record = project.host(&["runs", "show", run_id, "--json"]).success().json();
     assert_eq!(record["metrics"]["test"]["r2"], test["r2"]);
     project.host(&["verify", run_id]).success();
+    let replayed = project.host(&["replay", run_id]).success().stdout.clone();
+    assert!(replayed.contains("every compared output is bit-identical"), "{replayed}");
     let listed = project.host(&["runs", "list"]).success().stdout.clone();
     assert!(listed.contains("R² 0."), "{listed}");
     let shown = project.host(&["runs", "show", run_id]).success().stdout.clone();
