@@ -107,6 +107,37 @@ fn sweep(runs: usize) -> anyhow::Result<()> {
     println!("  --jobs 1  {one:.2} s");
     println!("  --jobs 2  {two:.2} s");
     println!("  ratio     {:.2}  (target at most 0.6)", two / one);
+    thread_scaling(runs)
+}
+
+/// What bounds the sweep ratio: one trial's training with the threads `--jobs 2` gives each
+/// trial (1) against those `--jobs 1` gives it (2), and a whole run's time beside it.
+fn thread_scaling(runs: usize) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string("config/mnist_hyperparam.yaml")?;
+    let base = text.split("\nsweep:").next().context("config/mnist_hyperparam.yaml")?;
+    let scratch = std::env::temp_dir().join(format!("bench-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let (mut train, mut whole) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _ in 0..runs {
+        for threads in [1, 2] {
+            let config = scratch.join(format!("threads-{threads}.yaml"));
+            std::fs::write(&config, format!("{base}\nthreads: {threads}\n"))?;
+            let (seconds, summary) = host_run(config.to_str().context("temp path")?, &scratch)?;
+            let stage = summary["stages"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "train"));
+            train[threads - 1].push(stage.and_then(|s| s["seconds"].as_f64()).unwrap_or(f64::NAN));
+            whole[threads - 1].push(seconds);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let [train_1, train_2] = train.map(|mut t| median(&mut t));
+    let [whole_1, whole_2] = whole.map(|mut t| median(&mut t));
+    println!("one trial (the base config), medians of {runs}:");
+    println!("  1 thread   train {train_1:.2} s, whole run {whole_1:.2} s");
+    println!("  2 threads  train {train_2:.2} s, whole run {whole_2:.2} s");
+    println!(
+        "  bound      {:.2}: --jobs 2 runs two 1-thread trials where --jobs 1 runs one 2-thread trial",
+        whole_1 / (2.0 * whole_2)
+    );
     Ok(())
 }
 
