@@ -300,7 +300,7 @@ impl PluginArgs {
             let default = PathBuf::from("config/class_mapping_config.yaml");
             beside.filter(|p| p.is_file()).or_else(|| default.is_file().then_some(default))
         });
-        RegistryOptions { class_mapping, plugins_dir: self.plugins_dir }
+        RegistryOptions { class_mapping, plugins_dir: self.plugins_dir, manifest_cache: None }
     }
 }
 

@@ -584,7 +584,7 @@ impl<'a> Run<'a> {
             return Ok(Loaded::Cached(prepared));
         }
         self.cache = Some((key, None));
-        let mut loader = class.library.library.create_loader(
+        let mut loader = class.library.library()?.create_loader(
             &class.info.name,
             &experiment.class_sections(ClassKind::Loader),
             &self.context,
@@ -718,7 +718,7 @@ impl<'a> Run<'a> {
                 return Ok(Trained { handle: None });
             }
         }
-        let mut model = class.library.library.create_model(
+        let mut model = class.library.library()?.create_model(
             &class.info.name,
             &experiment.class_sections(ClassKind::Model),
             &self.context,
@@ -789,7 +789,7 @@ impl<'a> Run<'a> {
             Some(model) => model,
             None => {
                 // Training was reused: load its weights, copied into this run's folder.
-                let mut model = class.library.library.create_model(
+                let mut model = class.library.library()?.create_model(
                     &class.info.name,
                     &self.request.experiment.class_sections(ClassKind::Model),
                     &self.context,
@@ -860,7 +860,7 @@ impl<'a> Run<'a> {
     ) -> Result<Vec<PathBuf>, StageError> {
         let class = self.required_class(ClassKind::ReportGenerator)?;
         std::fs::create_dir_all(reports_dir).with_context(|| format!("{}: cannot create", reports_dir.display()))?;
-        let mut generator = class.library.library.create_report_generator(
+        let mut generator = class.library.library()?.create_report_generator(
             &class.info.name,
             &self.request.experiment.class_sections(ClassKind::ReportGenerator),
             &self.context,
@@ -1114,7 +1114,7 @@ impl<'a> Run<'a> {
                     .classes
                     .iter()
                     .map(|c| {
-                        let manifest = c.library.library.manifest();
+                        let manifest = c.library.manifest();
                         PluginUse {
                             kind: c.info.kind,
                             class: c.info.name.clone(),

@@ -2,34 +2,64 @@
 //! mapping wins; otherwise every dynamic library in `plugins/` is discovered. Each library is
 //! loaded once per process and its file hashed once. This is the only module that turns SDK
 //! load errors into user-facing messages.
+//!
+//! With a manifest cache (`host sweep` validating its trial configs), a library whose SHA-256
+//! has a cached manifest is not loaded until a class of it is created, which validation never
+//! does: loading a libtorch plugin costs about half a second, its manifest a file read.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use plugin_sdk::host::{Library, load_library};
-use plugin_sdk::{ClassInfo, ClassKind};
-use serde::Serialize;
+use plugin_sdk::host::{Library, host_sdk_version, load_library};
+use plugin_sdk::{ClassInfo, ClassKind, Manifest};
+use serde::{Deserialize, Serialize};
 
 use crate::config::class_mapping::{ClassMapping, MappingEntry};
 use crate::hashing::sha256_file;
 
-/// A loaded plugin library and the facts the provenance store needs about its file.
+/// A plugin library, its manifest and the facts the provenance store needs about its file.
 #[derive(Debug)]
 pub struct PluginLibrary {
     pub path: PathBuf,
     pub sha256: String,
     pub size: u64,
-    pub library: Arc<Library>,
+    manifest: Manifest,
+    /// Loaded already, or on first use when the manifest came from the cache.
+    library: OnceCell<Result<Arc<Library>, String>>,
 }
 
 impl PluginLibrary {
     pub fn plugin_label(&self) -> String {
-        let manifest = self.library.manifest();
-        format!("{} {}", manifest.plugin_name, manifest.plugin_version)
+        format!("{} {}", self.manifest.plugin_name, self.manifest.plugin_version)
     }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The loaded library, loading it now if only its cached manifest was read so far.
+    pub fn library(&self) -> anyhow::Result<&Arc<Library>> {
+        self.library.get_or_init(|| load(&self.path)).as_ref().map_err(|error| anyhow::anyhow!("{error}"))
+    }
+}
+
+/// Where `host sweep` keeps plugin manifests by library SHA-256: `$XDG_CACHE_HOME/host/manifests`
+/// or `~/.cache/host/manifests`; `None` when neither is set.
+pub fn manifest_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|home| PathBuf::from(home).join(".cache"))
+    })?;
+    Some(base.join("host").join("manifests"))
+}
+
+/// A cached manifest and the SDK version of the host that read it from the library.
+#[derive(Serialize, Deserialize)]
+struct CachedManifest {
+    sdk_version: String,
+    manifest: Manifest,
 }
 
 /// How a class was found.
@@ -55,6 +85,9 @@ pub struct RegistryOptions {
     pub class_mapping: Option<PathBuf>,
     /// Where plugins are discovered; defaults to `<project root>/plugins`.
     pub plugins_dir: Option<PathBuf>,
+    /// Read manifests from (and write them to) this cache instead of loading each library
+    /// up front; see the module's documentation.
+    pub manifest_cache: Option<PathBuf>,
 }
 
 pub struct Registry {
@@ -63,6 +96,7 @@ pub struct Registry {
     plugins_dir: PathBuf,
     discovered: Vec<(PathBuf, Result<Rc<PluginLibrary>, String>)>,
     loaded: RefCell<HashMap<PathBuf, Result<Rc<PluginLibrary>, String>>>,
+    manifest_cache: Option<PathBuf>,
 }
 
 /// The platform's file name for a library: `mnist_plugin` -> `libmnist_plugin.so`.
@@ -95,6 +129,7 @@ impl Registry {
             plugins_dir,
             discovered: Vec::new(),
             loaded: RefCell::new(HashMap::new()),
+            manifest_cache: options.manifest_cache,
         };
         Ok(registry.discover())
     }
@@ -123,7 +158,10 @@ impl Registry {
         if let Some(result) = self.loaded.borrow().get(&key) {
             return result.clone();
         }
-        let result = load_and_hash(path);
+        let result = match &self.manifest_cache {
+            Some(cache) => load_with_cache(path, cache),
+            None => load_and_hash(path),
+        };
         self.loaded.borrow_mut().insert(key, result.clone());
         result
     }
@@ -198,7 +236,7 @@ impl Registry {
             .discovered
             .iter()
             .filter_map(|(_, result)| result.as_ref().ok())
-            .filter(|lib| lib.library.manifest().classes.iter().any(|c| c.name == class))
+            .filter(|lib| lib.manifest().classes.iter().any(|c| c.name == class))
             .collect();
         match offering.as_slice() {
             [] => {
@@ -247,7 +285,7 @@ impl Registry {
         for (path, result) in &self.discovered {
             match result {
                 Ok(library) => {
-                    for info in &library.library.manifest().classes {
+                    for info in &library.manifest().classes {
                         if listing.entries.iter().any(|e| e.class == info.name && e.source == Source::Mapped) {
                             continue;
                         }
@@ -275,26 +313,68 @@ pub fn resolve_recorded(path: &Path, kind: ClassKind, class: &str) -> Result<Res
     Ok(ResolvedClass { info, library, source: Source::Recorded })
 }
 
-/// Loads a library (its loader's full report logged at info level for `-v`) and hashes its file.
-pub fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
+/// Loads a library, its loader's full report logged at info level for `-v`.
+fn load(path: &Path) -> Result<Arc<Library>, String> {
     if path.to_str().is_none() {
         return Err(format!(
             "{}: the library's path is not valid UTF-8; runs record it as text, so rename it",
             path.display()
         ));
     }
-    let library = load_library(path).map_err(|error| {
+    load_library(path).map_err(|error| {
         if let Some(detail) = error.detail() {
             tracing::info!("{}: full loader report:\n{detail}", error.path().display());
         }
         error.to_string()
-    })?;
-    let (sha256, size) = sha256_file(path).map_err(|e| format!("{}: cannot read for hashing: {e}", path.display()))?;
-    Ok(Rc::new(PluginLibrary { path: path.to_owned(), sha256, size, library }))
+    })
+}
+
+fn hash(path: &Path) -> Result<(String, u64), String> {
+    sha256_file(path).map_err(|e| format!("{}: cannot read for hashing: {e}", path.display()))
+}
+
+/// Loads a library and hashes its file.
+pub fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
+    let library = load(path)?;
+    let (sha256, size) = hash(path)?;
+    let manifest = library.manifest().clone();
+    Ok(Rc::new(PluginLibrary { path: path.to_owned(), sha256, size, manifest, library: OnceCell::from(Ok(library)) }))
+}
+
+/// Hashes a library's file and takes its manifest from `cache` when a host of this SDK version
+/// cached one for that SHA-256; otherwise loads it and caches its manifest (best effort: a
+/// cache that cannot be written only costs the next process a load).
+fn load_with_cache(path: &Path, cache: &Path) -> Result<Rc<PluginLibrary>, String> {
+    if path.to_str().is_none() {
+        return load_and_hash(path);
+    }
+    let (sha256, size) = hash(path)?;
+    let file = cache.join(format!("{sha256}.json"));
+    let cached = std::fs::read(&file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<CachedManifest>(&bytes).ok())
+        .filter(|cached| cached.sdk_version == host_sdk_version());
+    if let Some(cached) = cached {
+        tracing::debug!("{}: manifest from {}", path.display(), file.display());
+        let library = OnceCell::new();
+        return Ok(Rc::new(PluginLibrary { path: path.to_owned(), sha256, size, manifest: cached.manifest, library }));
+    }
+    let loaded = load_and_hash(path)?;
+    if loaded.sha256 == sha256 {
+        let entry = CachedManifest { sdk_version: host_sdk_version().to_owned(), manifest: loaded.manifest.clone() };
+        let staging = cache.join(format!(".{sha256}.{}.tmp", std::process::id()));
+        let written = std::fs::create_dir_all(cache)
+            .and_then(|()| std::fs::write(&staging, serde_json::to_vec(&entry).unwrap_or_default()))
+            .and_then(|()| std::fs::rename(&staging, &file));
+        if let Err(error) = written {
+            tracing::debug!("{}: manifest not cached: {error}", file.display());
+        }
+    }
+    Ok(loaded)
 }
 
 fn find_class(library: &PluginLibrary, class: &str, wanted: ClassKind) -> Result<ClassInfo, String> {
-    let classes = &library.library.manifest().classes;
+    let classes = &library.manifest().classes;
     match classes.iter().find(|c| c.name == class) {
         Some(info) if info.kind == wanted => Ok(info.clone()),
         Some(info) => Err(format!(
@@ -368,7 +448,7 @@ pub fn trust_warnings(library: &Path) -> Vec<String> {
 
 impl ListedClass {
     fn new(resolved: &ResolvedClass, kind: ClassKind) -> Self {
-        let manifest = resolved.library.library.manifest();
+        let manifest = resolved.library.manifest();
         ListedClass {
             class: resolved.info.name.clone(),
             kind,

@@ -67,7 +67,7 @@ struct Inspection<'a> {
 
 pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     let loaded = load_and_hash(path).map_err(|message| anyhow::anyhow!(message))?;
-    let manifest = loaded.library.manifest();
+    let manifest = loaded.manifest();
     let inspection = Inspection {
         path,
         sha256: loaded.sha256.clone(),

@@ -20,7 +20,7 @@ use crate::config::read_yaml;
 use crate::config::sweep::{Prune, Sweep, Trial, apply, plain, split};
 use crate::hashing::sha256_bytes;
 use crate::output::{print_json, table};
-use crate::registry::{Registry, RegistryOptions};
+use crate::registry::{Registry, RegistryOptions, manifest_cache_dir};
 use crate::store::{Store, SweepRow, TrialRow};
 use crate::sweep::{Executor, LocalExecutor, TrialJob, TrialOutcome};
 
@@ -83,7 +83,8 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<u8> {
     let value = read_yaml(file)?;
     let (base, sweep) = split(file, &value)?;
     let name = base["experiment_name"].as_str().unwrap_or("sweep").to_owned();
-    let registry = Registry::open(options.registry)?;
+    // Validation only reads manifests: cached ones spare loading libtorch before any trial.
+    let registry = Registry::open(RegistryOptions { manifest_cache: manifest_cache_dir(), ..options.registry })?;
     let jobs = options.jobs.max(1);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads = (cores / jobs).max(1) as u64;

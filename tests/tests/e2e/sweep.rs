@@ -157,3 +157,53 @@ fn median_stopping_prunes_a_trial_that_falls_behind() {
     let again = project.host(&["sweep", "config/sweep.yaml"]);
     assert!(again.success().stderr.contains("2 trials, 2 done, 0 to run"), "{}", again.stderr);
 }
+
+#[test]
+fn sweep_validation_reads_cached_manifests_by_sha256_and_ignores_other_sdk_versions() {
+    let project = Project::new();
+    let path = library("faulty-plugin");
+    project.mapping(&format!("Loader:\n  FaultyLoader: {0}\nModel:\n  FaultyModel: {0}\n", path.display()));
+    project.write(
+        "config/sweep.yaml",
+        "experiment_name: cached\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n\
+         model: {mode: error}\n\
+         sweep:\n  method: grid\n  parameters:\n    seed: [1, 2]\n",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let sweep = |json: bool| {
+        let mut command = std::process::Command::new(crate::support::host_binary());
+        command.args(["sweep", "config/sweep.yaml", "--jobs", "2"]).current_dir(project.path());
+        if json {
+            command.arg("--json");
+        }
+        crate::support::Run::from(command.env("XDG_CACHE_HOME", cache.path()).output().unwrap())
+    };
+    sweep(true).success();
+    let sha256 = project.host(&["plugins", "list", "--json"]).success().json()["entries"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let entry = cache.path().join(format!("host/manifests/{sha256}.json"));
+    let cached: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    assert_eq!(cached["manifest"]["plugin_name"], "faulty-plugin");
+
+    // The cached manifest is what validation reads: without FaultyModel's keys there, the
+    // sweep's `model.mode` is refused, so the library itself was not asked.
+    let mut edited = cached.clone();
+    for class in edited["manifest"]["classes"].as_array_mut().unwrap() {
+        if class["name"] == "FaultyModel" {
+            class["config_keys"] = serde_json::json!([]);
+        }
+    }
+    std::fs::write(&entry, edited.to_string()).unwrap();
+    let refused = sweep(false);
+    assert!(refused.failure().contains("model.mode: unknown key"), "{}", refused.stderr);
+
+    // A manifest cached by a host of another SDK version is not used, and is replaced.
+    edited["sdk_version"] = serde_json::json!("0.0.0-other");
+    std::fs::write(&entry, edited.to_string()).unwrap();
+    sweep(false).success();
+    let replaced: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    assert_eq!(replaced, cached);
+}
