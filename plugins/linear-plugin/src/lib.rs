@@ -1,6 +1,7 @@
 //! A plain-Rust model plugin with no libtorch: multinomial logistic (softmax) regression trained
-//! with mini-batch SGD with momentum and L2 weight decay. It proves models swap by config alone
-//! and gives a fast baseline. Deterministic for a seed: one thread, ChaCha-seeded shuffles.
+//! with mini-batch SGD with momentum and L2 weight decay (a classifier), and linear least
+//! squares with an L2 penalty solved exactly (a regressor). They prove models swap by config
+//! alone and give fast baselines. Deterministic: one thread, ChaCha-seeded shuffles.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,10 +48,7 @@ impl Parameters {
 
     /// Class probabilities of one sample, written into `out`.
     fn probabilities(&self, x: &[f32], out: &mut [f32]) {
-        for (class, score) in out.iter_mut().enumerate() {
-            let row = &self.weights[class * self.inputs..(class + 1) * self.inputs];
-            *score = self.biases[class] + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
-        }
+        self.linear(x, out);
         let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0.0;
         for score in out.iter_mut() {
@@ -135,9 +133,13 @@ fn measure(parameters: &Parameters, data: &DataView<'_>) -> Result<(f64, f64), P
     Ok((loss / n, correct as f64 / n))
 }
 
+fn trained(parameters: &Option<Parameters>) -> Result<&Parameters, PluginError> {
+    parameters.as_ref().ok_or_else(|| PluginError::new("the model has not been trained or loaded yet"))
+}
+
 impl SoftmaxRegression {
     fn parameters(&self) -> Result<&Parameters, PluginError> {
-        self.parameters.as_ref().ok_or_else(|| PluginError::new("the model has not been trained or loaded yet"))
+        trained(&self.parameters)
     }
 }
 
@@ -222,20 +224,7 @@ impl Model for SoftmaxRegression {
     }
 
     fn predict(&mut self, features: &TensorView<'_>, _: &Services<'_>) -> Result<Tensor, PluginError> {
-        let parameters = self.parameters()?;
-        let x = features_of(features)?;
-        if features.row_len() != parameters.inputs {
-            return Err(PluginError::new(format!(
-                "features have {} values per sample; the model takes {}",
-                features.row_len(),
-                parameters.inputs
-            )));
-        }
-        let mut out = vec![0.0f32; features.rows() * parameters.outputs];
-        for (row, probabilities) in x.chunks_exact(parameters.inputs).zip(out.chunks_exact_mut(parameters.outputs)) {
-            parameters.probabilities(row, probabilities);
-        }
-        Ok(Tensor::from_f32(vec![features.rows(), parameters.outputs], out)?)
+        self.parameters()?.apply(features, Parameters::probabilities)
     }
 
     fn evaluate(&mut self, data: &DataView<'_>, _: &Services<'_>) -> Result<Map<String, Value>, PluginError> {
@@ -255,18 +244,28 @@ impl Model for SoftmaxRegression {
     }
 
     fn save(&mut self, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
-        let parameters = self.parameters()?;
+        self.parameters()?.save(dir)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
+        self.parameters = Some(Parameters::load(dir)?);
+        Ok(())
+    }
+}
+
+impl Parameters {
+    /// Writes `model.safetensors` (weights `[outputs, inputs]`, biases `[outputs]`) into `dir`.
+    fn save(&self, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
         let bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
-        let (weights, biases) = (bytes(&parameters.weights), bytes(&parameters.biases));
+        let (weights, biases) = (bytes(&self.weights), bytes(&self.biases));
         let tensors = [
             (
                 "biases",
-                SafeView::new(Dtype::F32, vec![parameters.outputs], &biases)
-                    .map_err(|e| PluginError::new(e.to_string()))?,
+                SafeView::new(Dtype::F32, vec![self.outputs], &biases).map_err(|e| PluginError::new(e.to_string()))?,
             ),
             (
                 "weights",
-                SafeView::new(Dtype::F32, vec![parameters.outputs, parameters.inputs], &weights)
+                SafeView::new(Dtype::F32, vec![self.outputs, self.inputs], &weights)
                     .map_err(|e| PluginError::new(e.to_string()))?,
             ),
         ];
@@ -276,7 +275,8 @@ impl Model for SoftmaxRegression {
         Ok(vec![path])
     }
 
-    fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
+    /// Reads what [`Parameters::save`] wrote.
+    fn load(dir: &Path) -> Result<Self, PluginError> {
         let path = dir.join("model.safetensors");
         let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read the saved model", path.display()))?;
         let file = safetensors::SafeTensors::deserialize(&bytes)
@@ -292,12 +292,219 @@ impl Model for SoftmaxRegression {
         let (weight_shape, weights) = read("weights")?;
         let (_, biases) = read("biases")?;
         let [outputs, inputs] = <[usize; 2]>::try_from(weight_shape).map_err(|shape| {
-            PluginError::new(format!("{}: weights have shape {shape:?}, expected [classes, features]", path.display()))
+            PluginError::new(format!("{}: weights have shape {shape:?}, expected [outputs, features]", path.display()))
         })?;
         if biases.len() != outputs {
-            return Err(PluginError::new(format!("{}: {} biases for {outputs} classes", path.display(), biases.len())));
+            return Err(PluginError::new(format!("{}: {} biases for {outputs} outputs", path.display(), biases.len())));
         }
-        self.parameters = Some(Parameters { inputs, outputs, weights, biases });
+        Ok(Parameters { inputs, outputs, weights, biases })
+    }
+
+    /// One row of `[rows, outputs]` per sample, each computed by `row`.
+    fn apply(&self, features: &TensorView<'_>, row: fn(&Self, &[f32], &mut [f32])) -> Result<Tensor, PluginError> {
+        let x = features_of(features)?;
+        if features.row_len() != self.inputs {
+            return Err(PluginError::new(format!(
+                "features have {} values per sample; the model takes {}",
+                features.row_len(),
+                self.inputs
+            )));
+        }
+        let mut out = vec![0.0f32; features.rows() * self.outputs];
+        for (sample, values) in x.chunks_exact(self.inputs).zip(out.chunks_exact_mut(self.outputs)) {
+            row(self, sample, values);
+        }
+        Ok(Tensor::from_f32(vec![features.rows(), self.outputs], out)?)
+    }
+
+    /// `x · w + b` for each output, written into `out`.
+    fn linear(&self, x: &[f32], out: &mut [f32]) {
+        for (output, value) in out.iter_mut().enumerate() {
+            let row = &self.weights[output * self.inputs..(output + 1) * self.inputs];
+            *value = self.biases[output] + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegressionSections {
+    model: RegressionSection,
+    #[serde(default)]
+    training: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegressionSection {
+    l2: f64,
+}
+
+/// Linear least squares with an L2 penalty (ridge), solved exactly: no epochs, no randomness.
+pub struct LinearRegression {
+    l2: f64,
+    parameters: Option<Parameters>,
+}
+
+impl PluginClass for LinearRegression {
+    const NAME: &'static str = "LinearRegression";
+    const SUMMARY: &'static str = "plain-Rust linear least squares with an L2 penalty, solved exactly (no libtorch)";
+
+    fn config_keys() -> Vec<ConfigKey> {
+        vec![
+            ConfigKey::new("model", "l2", ConfigType::Number)
+                .default(1e-6)
+                .describe("penalty on the weights (not the biases), per training row"),
+        ]
+    }
+
+    fn new(config: ClassConfig) -> Result<Self, PluginError> {
+        let sections: RegressionSections = config.parse()?;
+        if let Some(key) = sections.training.keys().next() {
+            return Err(PluginError::invalid_config(format!(
+                "training.{key}: LinearRegression is solved exactly and has no training keys"
+            )));
+        }
+        let l2 = sections.model.l2;
+        if l2.is_nan() || l2 < 0.0 {
+            return Err(PluginError::invalid_config(format!("model.l2: must be 0 or more, found {l2}")));
+        }
+        Ok(LinearRegression { l2, parameters: None })
+    }
+}
+
+fn values_of<'a>(data: &DataView<'a>) -> Result<&'a [f32], PluginError> {
+    if data.task != TaskKind::Regression {
+        return Err(PluginError::new(
+            "LinearRegression fits regression targets; this data set is a classification task: choose a model class for it",
+        ));
+    }
+    data.targets.as_f32().ok_or_else(|| PluginError::new("regression targets must be f32"))
+}
+
+/// Solves `a x = b` for every column of `b` (`n x n` and `n x m`, row-major) by Gaussian
+/// elimination with partial pivoting; `None` when `a` is singular.
+fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize, m: usize) -> Option<Vec<f64>> {
+    for column in 0..n {
+        let pivot = (column..n).max_by(|&i, &j| a[i * n + column].abs().total_cmp(&a[j * n + column].abs()))?;
+        if a[pivot * n + column].abs() < 1e-12 {
+            return None;
+        }
+        for k in 0..n {
+            a.swap(column * n + k, pivot * n + k);
+        }
+        for k in 0..m {
+            b.swap(column * m + k, pivot * m + k);
+        }
+        for row in column + 1..n {
+            let factor = a[row * n + column] / a[column * n + column];
+            if factor == 0.0 {
+                continue;
+            }
+            for k in column..n {
+                a[row * n + k] -= factor * a[column * n + k];
+            }
+            for k in 0..m {
+                b[row * m + k] -= factor * b[column * m + k];
+            }
+        }
+    }
+    let mut x = vec![0.0; n * m];
+    for row in (0..n).rev() {
+        for k in 0..m {
+            let known: f64 = (row + 1..n).map(|j| a[row * n + j] * x[j * m + k]).sum();
+            x[row * m + k] = (b[row * m + k] - known) / a[row * n + row];
+        }
+    }
+    Some(x)
+}
+
+impl LinearRegression {
+    /// Mean squared error over every target value.
+    fn mse(&self, data: &DataView<'_>) -> Result<f64, PluginError> {
+        let parameters = trained(&self.parameters)?;
+        let (x, y) = (features_of(&data.features)?, values_of(data)?);
+        let mut predicted = vec![0.0; parameters.outputs];
+        let mut sum = 0.0;
+        for (row, targets) in x.chunks_exact(parameters.inputs).zip(y.chunks_exact(parameters.outputs)) {
+            parameters.linear(row, &mut predicted);
+            sum += predicted.iter().zip(targets).map(|(p, t)| f64::from(p - t).powi(2)).sum::<f64>();
+        }
+        Ok(sum / y.len().max(1) as f64)
+    }
+}
+
+impl Model for LinearRegression {
+    fn fit(
+        &mut self,
+        train: &DataView<'_>,
+        validation: Option<&DataView<'_>>,
+        services: &Services<'_>,
+    ) -> Result<FitSummary, PluginError> {
+        let started = Instant::now();
+        let (x, y) = (features_of(&train.features)?, values_of(train)?);
+        let (inputs, outputs, rows) = (train.features.row_len(), train.outputs, train.features.rows());
+        // Normal equations over [x, 1]: (XᵀX + l2·rows·I) w = Xᵀy, the bias unpenalised.
+        let n = inputs + 1;
+        let (mut a, mut b) = (vec![0f64; n * n], vec![0f64; n * outputs]);
+        for (index, (row, targets)) in x.chunks_exact(inputs).zip(y.chunks_exact(outputs)).enumerate() {
+            if index % 1024 == 0 && services.should_stop() {
+                return Err(PluginError::cancelled());
+            }
+            let extended: Vec<f64> = row.iter().map(|&v| f64::from(v)).chain([1.0]).collect();
+            for i in 0..n {
+                for j in i..n {
+                    a[i * n + j] += extended[i] * extended[j];
+                }
+                for (k, &t) in targets.iter().enumerate() {
+                    b[i * outputs + k] += extended[i] * f64::from(t);
+                }
+            }
+        }
+        for i in 0..n {
+            for j in 0..i {
+                a[i * n + j] = a[j * n + i];
+            }
+        }
+        for i in 0..inputs {
+            a[i * n + i] += self.l2 * rows as f64;
+        }
+        let solution = solve(a, b, n, outputs).ok_or_else(|| {
+            PluginError::new("the features are collinear (a singular system); raise model.l2 or drop duplicate columns")
+        })?;
+        let mut parameters = Parameters::zeros(inputs, outputs);
+        for output in 0..outputs {
+            for input in 0..inputs {
+                parameters.weights[output * inputs + input] = solution[input * outputs + output] as f32;
+            }
+            parameters.biases[output] = solution[inputs * outputs + output] as f32;
+        }
+        self.parameters = Some(parameters);
+        services.progress(1, 1, "solved");
+        services.metric("loss", 1, self.mse(train)?);
+        if let Some(validation) = validation.filter(|v| v.features.rows() > 0) {
+            services.metric("val_loss", 1, self.mse(validation)?);
+        }
+        services.metric("epoch_seconds", 1, started.elapsed().as_secs_f64());
+        Ok(FitSummary { epochs_completed: 1, device: "cpu".into(), ..FitSummary::default() })
+    }
+
+    fn predict(&mut self, features: &TensorView<'_>, _: &Services<'_>) -> Result<Tensor, PluginError> {
+        trained(&self.parameters)?.apply(features, Parameters::linear)
+    }
+
+    fn evaluate(&mut self, data: &DataView<'_>, _: &Services<'_>) -> Result<Map<String, Value>, PluginError> {
+        let mut metrics = Map::new();
+        metrics.insert("loss".into(), json!(self.mse(data)?));
+        Ok(metrics)
+    }
+
+    fn save(&mut self, dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+        trained(&self.parameters)?.save(dir)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
+        self.parameters = Some(Parameters::load(dir)?);
         Ok(())
     }
 }
@@ -306,7 +513,7 @@ plugin_sdk::export_plugin! {
     name: env!("CARGO_PKG_NAME"),
     version: env!("CARGO_PKG_VERSION"),
     loaders: [],
-    models: [SoftmaxRegression],
+    models: [SoftmaxRegression, LinearRegression],
     report_generators: [],
 }
 
@@ -358,6 +565,67 @@ mod tests {
         let mut again = model();
         with_services(&services, |s| again.fit(&view, None, s)).unwrap();
         assert_eq!(again.parameters, trained.parameters, "the same seed gives the same weights");
+    }
+
+    fn regressor(l2: f64) -> LinearRegression {
+        LinearRegression::new(ClassConfig { sections: json!({"model": {"l2": l2}}), seed: 0, threads: 1 }).unwrap()
+    }
+
+    #[test]
+    fn linear_regression_recovers_exact_coefficients_per_target_and_round_trips() {
+        // y = 2a - b + 3 and z = a + 10, on a small grid.
+        let (mut features, mut targets) = (Vec::new(), Vec::new());
+        for a in 0..6 {
+            for b in 0..5 {
+                let (a, b) = (a as f32, b as f32 * 0.5);
+                features.extend([a, b]);
+                targets.extend([2.0 * a - b + 3.0, a + 10.0]);
+            }
+        }
+        let view = DataView {
+            features: TensorView::new(vec![30, 2], Elements::F32(&features)).unwrap(),
+            targets: TensorView::new(vec![30, 2], Elements::F32(&targets)).unwrap(),
+            task: TaskKind::Regression,
+            outputs: 2,
+        };
+        let mut model = regressor(0.0);
+        let services = RecordingServices::new(std::env::temp_dir());
+        with_services(&services, |s| model.fit(&view, Some(&view), s)).unwrap();
+        let p = model.parameters.clone().unwrap();
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-3;
+        assert!(close(p.weights[0], 2.0) && close(p.weights[1], -1.0) && close(p.biases[0], 3.0), "{p:?}");
+        assert!(close(p.weights[2], 1.0) && close(p.weights[3], 0.0) && close(p.biases[1], 10.0), "{p:?}");
+        assert!(model.mse(&view).unwrap() < 1e-6);
+        let predicted = with_services(&services, |s| model.predict(&view.features, s)).unwrap();
+        assert!(close(predicted.view().as_f32().unwrap()[1], 10.0));
+
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let mut loaded = regressor(0.0);
+        loaded.load(dir.path()).unwrap();
+        assert_eq!(loaded.parameters, model.parameters);
+
+        // A penalty shrinks the weights; duplicate columns without one are refused by name.
+        let mut ridge = regressor(10.0);
+        with_services(&services, |s| ridge.fit(&view, None, s)).unwrap();
+        assert!(ridge.parameters.unwrap().weights[0].abs() < 1.9);
+        let doubled: Vec<f32> = features.chunks(2).flat_map(|r| [r[0], r[0]]).collect();
+        let collinear =
+            DataView { features: TensorView::new(vec![30, 2], Elements::F32(&doubled)).unwrap(), ..view.clone() };
+        let error = with_services(&services, |s| regressor(0.0).fit(&collinear, None, s)).err().unwrap();
+        assert!(error.message.contains("collinear"), "{}", error.message);
+        let labels = [0i64; 30];
+        let classes = DataView {
+            targets: TensorView::new(vec![30], Elements::I64(&labels)).unwrap(),
+            task: TaskKind::Classification,
+            ..view.clone()
+        };
+        let error = with_services(&services, |s| regressor(0.0).fit(&classes, None, s)).err().unwrap();
+        assert!(error.message.contains("classification task"), "{}", error.message);
+        assert!(
+            LinearRegression::new(ClassConfig { sections: json!({"model": {"l2": -1.0}}), seed: 0, threads: 1 })
+                .is_err()
+        );
     }
 
     #[test]

@@ -27,8 +27,10 @@ fn regression_project() -> Project {
     write_table(&project, 400);
     let tabular = library("tabular-plugin").display().to_string();
     let mnist = library("mnist-plugin").display().to_string();
+    let linear = library("linear-plugin").display().to_string();
     project.mapping(&format!(
-        "Loader:\n  TableLoader: {tabular}\nModel:\n  MLPRegressor: {tabular}\n  MNISTMLP: {mnist}\nReportGenerator:\n  RegressionReport: {tabular}\n"
+        "Loader:\n  TableLoader: {tabular}\nModel:\n  MLPRegressor: {tabular}\n  MNISTMLP: {mnist}\n  LinearRegression: {linear}\n\
+         ReportGenerator:\n  RegressionReport: {tabular}\n"
     ));
     project.write(
         "config/regression.yaml",
@@ -145,4 +147,25 @@ fn bad_cells_and_mismatched_models_fail_with_the_file_line_column_or_task() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn the_plain_rust_linear_regressor_swaps_in_by_config_and_fits_linear_targets_exactly() {
+    let project = regression_project();
+    project.write(
+        "config/linear.yaml",
+        "experiment_name: table_linear\n\
+         plugins: {data_loader: TableLoader, model: LinearRegression, report_generator: RegressionReport}\n\
+         data_loader: {path: data/table.csv, target_columns: [y, z], missing: drop}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.7, val_ratio: 0.15, test_ratio: 0.15}\n\
+         preprocessing: {normalize: standardize}\nmodel: {l2: 0.0}\n",
+    );
+    let summary = project.host(&["run", "config/linear.yaml", "--json"]).success().json();
+    assert_eq!(summary["plugins"][1]["class"], "LinearRegression");
+    // Both targets are linear in the features: the exact solution leaves only f32 rounding.
+    for target in summary["metrics"]["test"]["per_target"].as_array().unwrap() {
+        assert!(target["r2"].as_f64().unwrap() > 0.9999, "{target}");
+    }
+    let shown = project.host(&["runs", "show", summary["run_id"].as_str().unwrap()]).success().stdout.clone();
+    assert!(shown.contains("test r2"), "{shown}");
 }
