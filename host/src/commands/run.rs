@@ -137,6 +137,21 @@ fn metric(metrics: &Option<Value>, pointer: &str) -> Option<f64> {
     metrics.as_ref()?.pointer(pointer)?.as_f64()
 }
 
+/// The page to open first among a run's reports: `index.html`, else the first HTML page.
+fn report_page(reports: &Path) -> Option<PathBuf> {
+    let index = reports.join("index.html");
+    if index.is_file() {
+        return Some(index);
+    }
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(reports)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "html"))
+        .collect();
+    pages.sort();
+    pages.into_iter().next()
+}
+
 fn print_summary(summary: &RunSummary) {
     let status = match summary.status {
         RunStatus::Completed => "completed",
@@ -148,9 +163,8 @@ fn print_summary(summary: &RunSummary) {
     if summary.output_dir.is_dir() {
         println!("outputs: {}", summary.output_dir.display());
     }
-    let index = summary.output_dir.join("reports/index.html");
-    if index.is_file() {
-        println!("report:  {}", index.display());
+    if let Some(page) = report_page(&summary.output_dir.join("reports")) {
+        println!("report:  {}", page.display());
     }
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut add = |name: &str, value: Option<f64>| {

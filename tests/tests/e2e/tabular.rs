@@ -168,4 +168,8 @@ fn the_plain_rust_linear_regressor_swaps_in_by_config_and_fits_linear_targets_ex
     }
     let shown = project.host(&["runs", "show", summary["run_id"].as_str().unwrap()]).success().stdout.clone();
     assert!(shown.contains("test r2"), "{shown}");
+    // The run's summary points at its report page and lists the regression metrics.
+    let printed = project.host(&["run", "config/linear.yaml"]).success().stdout.clone();
+    assert!(printed.lines().any(|l| l.starts_with("report:") && l.ends_with("reports/regression.html")), "{printed}");
+    assert!(printed.contains("test RMSE y") && printed.contains("test R² z"), "{printed}");
 }
