@@ -1023,12 +1023,13 @@ fn feature_statistics(split: &Split, row_len: usize) -> Value {
 /// Class counts per split, sample and misclassified test rows, feature statistics: what the
 /// report generator draws, beside the run record.
 fn report_input(summary: &Value, prepared: &Prepared) -> Value {
-    let class_counts = |split: &Split| -> Vec<usize> {
+    // Per class, for classification; regression targets have no classes to count.
+    let class_counts = |split: &Split| -> Option<Vec<usize>> {
         let mut counts = vec![0; prepared.label_names.len()];
-        for &label in split.targets.classes().unwrap_or(&[]) {
+        for &label in split.targets.classes()? {
             counts[label as usize] += 1;
         }
-        counts
+        Some(counts)
     };
     let predictions = Path::new(summary["output_dir"].as_str().unwrap_or_default()).join("predictions.csv");
     // Regression: each target's test values and predictions, in the targets' units.

@@ -42,7 +42,7 @@ impl PluginLibrary {
 
     /// The loaded library, loading it now if only its cached manifest was read so far.
     pub fn library(&self) -> anyhow::Result<&Arc<Library>> {
-        self.library.get_or_init(|| load(&self.path)).as_ref().map_err(|error| anyhow::anyhow!("{error}"))
+        self.library.get_or_init(|| open_library(&self.path)).as_ref().map_err(|error| anyhow::anyhow!("{error}"))
     }
 }
 
@@ -314,7 +314,7 @@ pub fn resolve_recorded(path: &Path, kind: ClassKind, class: &str) -> Result<Res
 }
 
 /// Loads a library, its loader's full report logged at info level for `-v`.
-fn load(path: &Path) -> Result<Arc<Library>, String> {
+fn open_library(path: &Path) -> Result<Arc<Library>, String> {
     if path.to_str().is_none() {
         return Err(format!(
             "{}: the library's path is not valid UTF-8; runs record it as text, so rename it",
@@ -335,7 +335,7 @@ fn hash(path: &Path) -> Result<(String, u64), String> {
 
 /// Loads a library and hashes its file.
 pub fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
-    let library = load(path)?;
+    let library = open_library(path)?;
     let (sha256, size) = hash(path)?;
     let manifest = library.manifest().clone();
     Ok(Rc::new(PluginLibrary { path: path.to_owned(), sha256, size, manifest, library: OnceCell::from(Ok(library)) }))
@@ -359,6 +359,8 @@ fn load_with_cache(path: &Path, cache: &Path) -> Result<Rc<PluginLibrary>, Strin
         let library = OnceCell::new();
         return Ok(Rc::new(PluginLibrary { path: path.to_owned(), sha256, size, manifest: cached.manifest, library }));
     }
+    // Loading hashes the file again: a file replaced since the first hash is not cached under
+    // a digest it no longer has.
     let loaded = load_and_hash(path)?;
     if loaded.sha256 == sha256 {
         let entry = CachedManifest { sdk_version: host_sdk_version().to_owned(), manifest: loaded.manifest.clone() };
