@@ -547,6 +547,15 @@ fn restore(vs: &nn::VarStore, saved: &HashMap<String, TchTensor>) -> Result<(), 
 }
 
 impl<A: Architecture> TorchModel<A> {
+    /// Applies the run's seed and thread count to libtorch, whose settings are process-global.
+    /// Called on every path into the model (fit, load, predict, evaluate): libtorch's default
+    /// thread count follows the machine's core topology, and a path that forgot this would
+    /// compute with another reduction order than the run recorded.
+    fn apply_run_context(&self) {
+        tch::manual_seed(self.seed as i64);
+        tch::set_num_threads(self.threads as i32);
+    }
+
     fn trained(&mut self) -> Result<&mut Trained, PluginError> {
         self.trained.as_mut().ok_or_else(|| PluginError::new("the model has not been trained or loaded yet"))
     }
@@ -579,8 +588,7 @@ impl<A: Architecture> Model for TorchModel<A> {
         services: &Services<'_>,
     ) -> Result<FitSummary, PluginError> {
         // The host owns seeds and thread counts; libtorch's are process-global.
-        tch::manual_seed(self.seed as i64);
-        tch::set_num_threads(self.threads as i32);
+        self.apply_run_context();
         let t = self.sections.training.clone();
         let device = resolve_device(&t.device)?;
         let input_shape = A::input_shape(&train.features.shape[1..])?;
@@ -690,6 +698,7 @@ impl<A: Architecture> Model for TorchModel<A> {
     }
 
     fn predict(&mut self, features: &TensorView<'_>, _services: &Services<'_>) -> Result<Tensor, PluginError> {
+        self.apply_run_context();
         let batch_size = self.sections.training.eval_batch_size as i64;
         let trained = self.trained()?;
         let device = trained.vs.device();
@@ -714,6 +723,7 @@ impl<A: Architecture> Model for TorchModel<A> {
     }
 
     fn evaluate(&mut self, data: &DataView<'_>, _services: &Services<'_>) -> Result<Map<String, Value>, PluginError> {
+        self.apply_run_context();
         let batch_size = self.sections.training.eval_batch_size;
         let trained = self.trained()?;
         let device = trained.vs.device();
@@ -792,6 +802,7 @@ impl<A: Architecture> Model for TorchModel<A> {
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
+        self.apply_run_context();
         let config_path = dir.join("model.json");
         let text = std::fs::read_to_string(&config_path)
             .with_context(|| format!("{}: cannot read the saved model config", config_path.display()))?;
@@ -812,5 +823,63 @@ impl<A: Architecture> Model for TorchModel<A> {
         trained.vs.load(&weights).with_context(|| weights.display())?;
         self.trained = Some(trained);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_sdk::Elements;
+    use plugin_sdk::host::with_services;
+    use plugin_sdk::testing::RecordingServices;
+
+    fn model(threads: usize) -> MnistMlp {
+        let sections = json!({
+            "model": {"hidden_layers": [8], "activation": "relu", "dropout": 0.0},
+            "training": {"epochs": 1, "batch_size": 16, "learning_rate": 0.01, "optimizer": "adam",
+                         "momentum": 0.9, "weight_decay": 0.0, "early_stopping": false, "patience": 3,
+                         "monitor": "val_loss", "restore_best": true, "checkpoint": false, "device": "cpu",
+                         "eval_batch_size": 64},
+        });
+        MnistMlp::new(ClassConfig { sections, seed: 5, threads }).unwrap()
+    }
+
+    /// Regression (issue 20): `--model-from` evaluated with libtorch's default thread count,
+    /// which follows the machine's core topology, because only `fit` applied the run's. Every
+    /// path into the model must apply it: here the global is reset to another count before
+    /// each call, and each call must put the run's back.
+    #[test]
+    fn every_path_into_the_model_applies_the_runs_thread_count() {
+        let features: Vec<f32> = (0..64 * 4).map(|i| (i % 7) as f32 / 7.0).collect();
+        let labels: Vec<i64> = (0..64).map(|i| i % 3).collect();
+        let view = DataView {
+            features: TensorView::new(vec![64, 4], Elements::F32(&features)).unwrap(),
+            targets: TensorView::new(vec![64], Elements::I64(&labels)).unwrap(),
+            task: TaskKind::Classification,
+            outputs: 3,
+        };
+        let (run_threads, other) = (3, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let services = RecordingServices::new(dir.path());
+        let check = |what: &str| assert_eq!(tch::get_num_threads(), run_threads as i32, "{what} left the default");
+
+        let mut trained = model(run_threads);
+        tch::set_num_threads(other);
+        with_services(&services, |s| trained.fit(&view, None, s)).unwrap();
+        check("fit");
+        trained.save(dir.path()).unwrap();
+
+        let mut loaded = model(run_threads);
+        tch::set_num_threads(other);
+        loaded.load(dir.path()).unwrap();
+        check("load");
+        tch::set_num_threads(other);
+        let predictions = with_services(&services, |s| loaded.predict(&view.features, s)).unwrap();
+        check("predict");
+        tch::set_num_threads(other);
+        with_services(&services, |s| loaded.evaluate(&view, s)).unwrap();
+        check("evaluate");
+        let again = with_services(&services, |s| trained.predict(&view.features, s)).unwrap();
+        assert_eq!(predictions.view().as_f32(), again.view().as_f32(), "the loaded model predicts as the trained one");
     }
 }
