@@ -14,12 +14,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use host::data::{DataEntity, Transform};
-use host::pipeline::{DataRecord, FileArtifact, PluginUse, RunStatus, RunSummary, SplitRecord, StageRecord};
-use host::store::{DatabaseConfig, Environment, Store};
 use plugin_sdk::{ClassKind, FitSummary, TaskKind};
+use record::{
+    ArtifactKind, DataEntity, DataRecord, Environment, FileArtifact, GitState, PluginUse, RunRecord, RunStatus,
+    SplitRecord, StageName, StageRecord, StageStatus, Transform,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use store::{Locator, OpenOptions, RunOwner};
 
 use crate::{median, sibling, timed};
 
@@ -119,7 +121,7 @@ fn digest(text: &str) -> String {
 
 /// One synthetic but complete run record: plugins, raw files, transforms, stages, artifacts,
 /// per-epoch and final metrics, as `host run` writes them.
-fn synthetic_run(index: usize) -> (RunSummary, Value, Environment, host::store::GitState) {
+fn synthetic_run(index: usize) -> (RunRecord, RunOwner) {
     let group = index / RUNS_PER_GROUP;
     let run_id = format!("20260101-{:06}-{:06x}", index / 60 % 1_000_000, index);
     let started = format!(
@@ -141,7 +143,7 @@ fn synthetic_run(index: usize) -> (RunSummary, Value, Environment, host::store::
         size: 50_000_000,
     };
     let file = |kind: &str, path: String, seed: &str| FileArtifact {
-        kind: kind.into(),
+        kind: ArtifactKind::parse(kind),
         path: PathBuf::from(path),
         sha256: digest(seed),
         size: 1000,
@@ -217,35 +219,48 @@ fn synthetic_run(index: usize) -> (RunSummary, Value, Environment, host::store::
         "model": {"hidden_layers": [128 << (index % 3)], "activation": "relu", "dropout": 0.1},
         "training": {"epochs": 5, "batch_size": 64, "learning_rate": learning_rate, "optimizer": "adam"},
     });
-    let stage = |name: &'static str| StageRecord {
+    let stage = |name: StageName| StageRecord {
         name,
-        status: RunStatus::Completed,
+        status: StageStatus::Completed,
         seconds: 0.5,
         parameters: json!({}),
         cache_key: Some(digest(&format!("{name}-{index}"))),
         reused_from: None,
     };
-    let summary = RunSummary {
+    let summary = RunRecord {
+        record_version: record::RECORD_VERSION,
         run_id: run_id.clone(),
         experiment_name: format!("sweep-{group}"),
         status: RunStatus::Completed,
         config_file: PathBuf::from("config/sweep.yaml"),
         config_sha256: digest(&config.to_string()),
+        config,
         working_dir: PathBuf::from("/bench"),
         model_from: None,
         replay_of: None,
+        trial: None,
         seed: 42,
         threads: 2,
         output_dir,
         started_at: started.clone(),
         finished_at: Some(started),
         seconds: 3.0,
+        environment: Environment {
+            os: "Debian".into(),
+            arch: "x86_64".into(),
+            cpu: "bench".into(),
+            cores: 2,
+            threads: 2,
+            rustc: "rustc".into(),
+            ..Environment::default()
+        },
+        git: GitState { commit: Some(digest(&format!("commit-{group}"))), dirty: Some(false) },
         plugins: vec![
             plugin(ClassKind::Loader, "MNISTLoader"),
             plugin(ClassKind::Model, "MNISTMLP"),
             plugin(ClassKind::ReportGenerator, "MNISTReportGenerator"),
         ],
-        stages: ["load", "prepare", "train", "evaluate", "report"].into_iter().map(stage).collect(),
+        stages: StageName::ALL.iter().copied().map(stage).collect(),
         source_files,
         data: DataRecord {
             description: "synthetic".into(),
@@ -273,15 +288,7 @@ fn synthetic_run(index: usize) -> (RunSummary, Value, Environment, host::store::
         error: None,
         provenance: None,
     };
-    let environment = Environment {
-        os: "Debian".into(),
-        arch: "x86_64".into(),
-        cpu: "bench".into(),
-        cores: 2,
-        threads: 2,
-        rustc: "rustc".into(),
-    };
-    (summary, config, environment, (Some(digest(&format!("commit-{group}"))), Some(false)))
+    (summary, RunOwner { hostname: "bench".into(), pid: 1 })
 }
 
 /// The 100,000-run store in target/, generated on first use.
@@ -295,7 +302,7 @@ fn generated_store() -> anyhow::Result<PathBuf> {
     for stale in [path.clone(), path.with_extension("db-wal"), path.with_extension("db-shm")] {
         let _ = std::fs::remove_file(stale);
     }
-    let mut store = Store::open(&DatabaseConfig { path: path.clone(), ..DatabaseConfig::default() })?;
+    let store = store::open(&Locator::Sqlite(path.clone()), &OpenOptions::default())?;
     let started = Instant::now();
     const BATCH: usize = 1000;
     for batch in 0..STORE_RUNS / BATCH {

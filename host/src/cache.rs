@@ -7,7 +7,8 @@
 //! input files are rehashed before a load is skipped. Any mismatch falls back to recomputing.
 //!
 //! The prepared splits are the only outputs kept outside run folders, one file per prepare key
-//! in `<store>.cache/splits/`, written in the background while training runs.
+//! in the cache folder's `splits/` (configured; by default beside a SQLite store), written in
+//! the background while training runs.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -18,19 +19,13 @@ use plugin_sdk::TaskKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::data::{Prepared, Split, Targets, Transform};
+use record::{FileArtifact, Transform};
+
+use crate::data::{Prepared, Split, Targets};
 use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file};
-use crate::pipeline::FileArtifact;
 
 /// Bump when what a key covers changes, so old entries stop matching.
 const KEY_VERSION: u64 = 1;
-
-/// Where the cache keeps what does not live in run folders: beside the store,
-/// `provenance.db` -> `provenance.cache/`.
-pub fn cache_dir(store_path: &Path) -> PathBuf {
-    let stem = store_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "provenance".into());
-    store_path.with_file_name(format!("{stem}.cache"))
-}
 
 /// The key of `stage` given the parts its outputs depend on.
 pub fn stage_key(stage: &str, parts: Value) -> String {
@@ -69,7 +64,7 @@ pub fn copy_verified(file: &FileArtifact, from_dir: &Path, to_dir: &Path) -> any
     }
     std::fs::copy(&file.path, &target)
         .with_context(|| format!("copying {} to {}", file.path.display(), target.display()))?;
-    let copy = FileArtifact::of(&file.kind, &target)?;
+    let copy = crate::hashing::artifact(file.kind.clone(), &target)?;
     if copy.sha256 != file.sha256 {
         let _ = std::fs::remove_file(&target);
         bail!(
@@ -356,7 +351,7 @@ mod tests {
         let (from, to) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::create_dir_all(from.join("model")).unwrap();
         std::fs::write(from.join("model/w.bin"), b"weights").unwrap();
-        let recorded = FileArtifact::of("model", &from.join("model/w.bin")).unwrap();
+        let recorded = crate::hashing::artifact(record::ArtifactKind::Model, &from.join("model/w.bin")).unwrap();
         let copy = copy_verified(&recorded, &from, &to).unwrap();
         assert_eq!((copy.path.clone(), copy.sha256.clone()), (to.join("model/w.bin"), recorded.sha256.clone()));
         std::fs::write(from.join("model/w.bin"), b"tampered").unwrap();

@@ -9,7 +9,8 @@ use plugin_sdk::{DataView, Dataset, Elements, TaskKind, TensorView};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use record::{DataEntity, Transform};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -107,23 +108,6 @@ pub struct Split {
     /// Source row of each sample in the loaded dataset.
     pub source_rows: Vec<usize>,
     pub digest: String,
-}
-
-/// A content-addressed data entity, as the provenance store records it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DataEntity {
-    pub label: String,
-    pub sha256: String,
-}
-
-/// One transform of the data: a lineage edge set (used -> generated, with parameters).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Transform {
-    pub name: String,
-    pub parameters: Value,
-    pub inputs: Vec<DataEntity>,
-    pub outputs: Vec<DataEntity>,
-    pub seconds: f64,
 }
 
 /// What the prepare stage hands to training and evaluation.
@@ -327,6 +311,9 @@ fn gather_targets(dataset: &Dataset, rows: &[usize]) -> anyhow::Result<Targets> 
     })
 }
 
+/// The three splits' names, in order.
+const SPLIT_NAMES: [&str; 3] = ["train", "validation", "test"];
+
 /// Splits, scales and (optionally) standardises; every step is recorded as a transform.
 /// `dataset_digest` is the dataset's [`dataset_digest`], computed once by the caller.
 pub fn prepare(
@@ -336,6 +323,31 @@ pub fn prepare(
     preprocessing: &Preprocessing,
     seed: u64,
 ) -> anyhow::Result<Prepared> {
+    check_dataset(dataset)?;
+    let (rows, targets, split) = split_step(dataset, dataset_digest, splitting, seed)?;
+    let (mut splits, sample_shape, scale) = scale_step(dataset, preprocessing, rows, targets, &split.outputs);
+    let mut transforms = vec![split, scale];
+    if preprocessing.normalize == "standardize" {
+        transforms.push(standardize_step(&mut splits));
+    }
+    if dataset.task == TaskKind::Regression && preprocessing.standardize_targets {
+        transforms.push(standardize_targets_step(&mut splits, &dataset.label_names));
+    }
+    let [train, validation, test] = <[Split; 3]>::try_from(splits).map_err(|_| anyhow::anyhow!("three splits"))?;
+    Ok(Prepared {
+        train,
+        validation,
+        test,
+        sample_shape,
+        task: dataset.task,
+        label_names: dataset.label_names.clone(),
+        dataset_digest: dataset_digest.to_owned(),
+        transforms,
+    })
+}
+
+/// What the loader returned must be consistent before anything is split.
+fn check_dataset(dataset: &Dataset) -> anyhow::Result<()> {
     let rows = dataset.features.rows();
     if rows == 0 {
         bail!("the loader returned no samples");
@@ -346,58 +358,68 @@ pub fn prepare(
     if dataset.task == TaskKind::Classification && dataset.label_names.is_empty() {
         bail!("the loader returned a classification data set without class names");
     }
-    let features = dataset.features.elements();
-    let raw_sample_shape = dataset.features.shape()[1..].to_vec();
-    let row_len: usize = raw_sample_shape.iter().product();
-    let dataset_digest = dataset_digest.to_owned();
-    let dataset_entity = DataEntity { label: "dataset".into(), sha256: dataset_digest.clone() };
-    let mut transforms = Vec::new();
+    Ok(())
+}
 
-    // 1. Split.
+/// Step 1: the rows of each split (chosen with the seed), their targets, and the transform
+/// recording it (each split's digest derived from the dataset's and its row indices).
+fn split_step(
+    dataset: &Dataset,
+    dataset_digest: &str,
+    splitting: &DataSplitting,
+    seed: u64,
+) -> anyhow::Result<([Vec<usize>; 3], Vec<Targets>, Transform)> {
     let started = std::time::Instant::now();
-    let (split_rows, split_parameters) = split_rows(rows, dataset.test_start, splitting, seed);
-    let names = ["train", "validation", "test"];
-    if split_rows[0].is_empty() {
+    let (rows, mut parameters) = split_rows(dataset.features.rows(), dataset.test_start, splitting, seed);
+    if rows[0].is_empty() {
         bail!("the split leaves no training samples; lower data_splitting.val_ratio/test_ratio or validation_fraction");
     }
     let mut targets = Vec::with_capacity(3);
-    let mut raw_digests = Vec::with_capacity(3);
-    for split in &split_rows {
+    let mut outputs = Vec::with_capacity(3);
+    for (name, split) in SPLIT_NAMES.iter().zip(&rows) {
         targets.push(gather_targets(dataset, split).context("prepare")?);
         // These rows of that dataset, features and targets alike.
-        raw_digests.push(derived_digest("rows", &dataset_digest, rows_digest(split).as_bytes()));
+        let digest = derived_digest("rows", dataset_digest, rows_digest(split).as_bytes());
+        outputs.push(DataEntity { label: format!("{name} (raw)"), sha256: digest });
     }
-    let mut split_parameters = split_parameters;
-    split_parameters["sizes"] =
-        json!({"train": split_rows[0].len(), "validation": split_rows[1].len(), "test": split_rows[2].len()});
-    transforms.push(Transform {
+    parameters["sizes"] = json!({"train": rows[0].len(), "validation": rows[1].len(), "test": rows[2].len()});
+    let transform = Transform {
         name: "split".into(),
-        parameters: split_parameters,
-        inputs: vec![dataset_entity],
-        outputs: names
-            .iter()
-            .zip(&raw_digests)
-            .map(|(n, d)| DataEntity { label: format!("{n} (raw)"), sha256: d.clone() })
-            .collect(),
+        parameters,
+        inputs: vec![DataEntity { label: "dataset".into(), sha256: dataset_digest.to_owned() }],
+        outputs,
         seconds: started.elapsed().as_secs_f64(),
-    });
+    };
+    Ok((rows, targets, transform))
+}
 
-    // 2. Scale to f32 (and flatten, which only changes the recorded shape).
+/// Step 2: each split's features as f32, scaled (bytes to [0, 1], other types min-max with the
+/// training split's range, or as they are), flattened when asked (which changes only the
+/// recorded shape). Returns the splits, the sample shape the model sees, and the transform.
+fn scale_step(
+    dataset: &Dataset,
+    preprocessing: &Preprocessing,
+    rows: [Vec<usize>; 3],
+    targets: Vec<Targets>,
+    raw: &[DataEntity],
+) -> (Vec<Split>, Vec<usize>, Transform) {
     let started = std::time::Instant::now();
+    let features = dataset.features.elements();
+    let raw_sample_shape = dataset.features.shape()[1..].to_vec();
+    let row_len: usize = raw_sample_shape.iter().product();
     let affine = match (preprocessing.normalize.as_str(), features.dtype()) {
         ("none", _) => Affine { scale: 1.0, shift: 0.0 },
         (_, plugin_sdk::DType::U8) => Affine { scale: 1.0 / 255.0, shift: 0.0 },
         _ => {
             // Min-max to [0, 1] with the training split's range.
-            let train = gather_features(&features, row_len, &split_rows[0], Affine { scale: 1.0, shift: 0.0 });
+            let train = gather_features(&features, row_len, &rows[0], Affine { scale: 1.0, shift: 0.0 });
             let (min, max) =
                 train.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let range = if max > min { max - min } else { 1.0 };
             Affine { scale: 1.0 / range, shift: -min / range }
         }
     };
-    let sample_shape = if preprocessing.flatten { vec![row_len] } else { raw_sample_shape.clone() };
-    let mut splits: Vec<Split> = Vec::with_capacity(3);
+    let sample_shape = if preprocessing.flatten { vec![row_len] } else { raw_sample_shape };
     let scaling = json!({
         "scale": affine.scale.to_bits(),
         "shift": affine.shift.to_bits(),
@@ -405,21 +427,21 @@ pub fn prepare(
         "sample_shape": sample_shape,
     })
     .to_string();
-    for (((name, rows_of_split), split_targets), raw_digest) in
-        names.iter().zip(split_rows).zip(targets).zip(&raw_digests)
-    {
-        let values = gather_features(&features, row_len, &rows_of_split, affine);
-        let digest = derived_digest("scale", raw_digest, scaling.as_bytes());
-        splits.push(Split {
+    let splits: Vec<Split> = SPLIT_NAMES
+        .iter()
+        .zip(rows)
+        .zip(targets)
+        .zip(raw)
+        .map(|(((name, rows), targets), raw)| Split {
             name,
-            rows: rows_of_split.len(),
-            features: values,
-            targets: split_targets,
-            source_rows: rows_of_split,
-            digest,
-        });
-    }
-    transforms.push(Transform {
+            rows: rows.len(),
+            features: gather_features(&features, row_len, &rows, affine),
+            targets,
+            source_rows: rows,
+            digest: derived_digest("scale", &raw.sha256, scaling.as_bytes()),
+        })
+        .collect();
+    let transform = Transform {
         name: "scale".into(),
         parameters: json!({
             "normalize": if preprocessing.normalize == "none" { "none" } else { "unit" },
@@ -429,87 +451,63 @@ pub fn prepare(
             "flatten": preprocessing.flatten,
             "sample_shape": sample_shape,
         }),
-        inputs: names
-            .iter()
-            .zip(&raw_digests)
-            .map(|(n, d)| DataEntity { label: format!("{n} (raw)"), sha256: d.clone() })
-            .collect(),
-        outputs: splits
-            .iter()
-            .map(|s| DataEntity { label: format!("{} (scaled)", s.name), sha256: s.digest.clone() })
-            .collect(),
+        inputs: raw.to_vec(),
+        outputs: entities(&splits, "scaled"),
         seconds: started.elapsed().as_secs_f64(),
-    });
+    };
+    (splits, sample_shape, transform)
+}
 
-    // 3. Standardise with the training split's per-feature mean and standard deviation.
-    if preprocessing.normalize == "standardize" {
-        let started = std::time::Instant::now();
-        let inputs: Vec<DataEntity> = splits
-            .iter()
-            .map(|s| DataEntity { label: format!("{} (scaled)", s.name), sha256: s.digest.clone() })
-            .collect();
-        let (mean, std) = feature_statistics(&splits[0].features, row_len);
-        for split in &mut splits {
-            standardize_rows(&mut split.features, row_len, &mean, &std);
-        }
-        let statistics = statistics_bytes(&mean, &std);
-        for split in &mut splits {
-            split.digest = derived_digest("standardize", &split.digest, &statistics);
-        }
-        transforms.push(Transform {
-            name: "standardize".into(),
-            parameters: json!({ "fitted_on": "train", "mean": mean, "std": std }),
-            inputs,
-            outputs: splits
-                .iter()
-                .map(|s| DataEntity { label: format!("{} (standardized)", s.name), sha256: s.digest.clone() })
-                .collect(),
-            seconds: started.elapsed().as_secs_f64(),
-        });
+/// The splits as data entities, labelled `<split> (<what>)`.
+fn entities(splits: &[Split], what: &str) -> Vec<DataEntity> {
+    splits.iter().map(|s| DataEntity { label: format!("{} ({what})", s.name), sha256: s.digest.clone() }).collect()
+}
+
+/// Step 3 (optional): standardises every split's features with the training split's
+/// per-feature mean and standard deviation.
+fn standardize_step(splits: &mut [Split]) -> Transform {
+    let started = std::time::Instant::now();
+    let inputs = entities(splits, "scaled");
+    let row_len = splits[0].features.len() / splits[0].rows.max(1);
+    let (mean, std) = feature_statistics(&splits[0].features, row_len);
+    let statistics = statistics_bytes(&mean, &std);
+    for split in splits.iter_mut() {
+        standardize_rows(&mut split.features, row_len, &mean, &std);
+        split.digest = derived_digest("standardize", &split.digest, &statistics);
     }
-
-    // 4. Regression: standardise each target column with the training split's statistics.
-    if dataset.task == TaskKind::Regression && preprocessing.standardize_targets {
-        let started = std::time::Instant::now();
-        let inputs: Vec<DataEntity> =
-            splits.iter().map(|s| DataEntity { label: s.name.to_string(), sha256: s.digest.clone() }).collect();
-        let (mean, std) = match &splits[0].targets {
-            Targets::Values { values, columns } => feature_statistics(values, *columns),
-            Targets::Classes(_) => unreachable!("regression targets are values"),
-        };
-        for split in &mut splits {
-            if let Targets::Values { values, columns } = &mut split.targets {
-                standardize_rows(values, *columns, &mean, &std);
-            }
-        }
-        let statistics = statistics_bytes(&mean, &std);
-        let scaling = TargetScaling { mean, std };
-        for split in &mut splits {
-            split.digest = derived_digest("standardize_targets", &split.digest, &statistics);
-        }
-        transforms.push(Transform {
-            name: STANDARDIZE_TARGETS.into(),
-            parameters: json!({ "fitted_on": "train", "columns": dataset.label_names, "mean": scaling.mean, "std": scaling.std }),
-            inputs,
-            outputs: splits
-                .iter()
-                .map(|s| DataEntity { label: format!("{} (targets standardized)", s.name), sha256: s.digest.clone() })
-                .collect(),
-            seconds: started.elapsed().as_secs_f64(),
-        });
+    Transform {
+        name: "standardize".into(),
+        parameters: json!({ "fitted_on": "train", "mean": mean, "std": std }),
+        inputs,
+        outputs: entities(splits, "standardized"),
+        seconds: started.elapsed().as_secs_f64(),
     }
+}
 
-    let [train, validation, test] = <[Split; 3]>::try_from(splits).map_err(|_| anyhow::anyhow!("three splits"))?;
-    Ok(Prepared {
-        train,
-        validation,
-        test,
-        sample_shape,
-        task: dataset.task,
-        label_names: dataset.label_names.clone(),
-        dataset_digest,
-        transforms,
-    })
+/// Step 4 (regression, optional): standardises each target column with the training split's
+/// statistics, recorded so predictions can be mapped back ([`Prepared::target_scaling`]).
+fn standardize_targets_step(splits: &mut [Split], columns: &[String]) -> Transform {
+    let started = std::time::Instant::now();
+    let inputs: Vec<DataEntity> =
+        splits.iter().map(|s| DataEntity { label: s.name.to_string(), sha256: s.digest.clone() }).collect();
+    let (mean, std) = match &splits[0].targets {
+        Targets::Values { values, columns } => feature_statistics(values, *columns),
+        Targets::Classes(_) => unreachable!("regression targets are values"),
+    };
+    let statistics = statistics_bytes(&mean, &std);
+    for split in splits.iter_mut() {
+        if let Targets::Values { values, columns } = &mut split.targets {
+            standardize_rows(values, *columns, &mean, &std);
+        }
+        split.digest = derived_digest("standardize_targets", &split.digest, &statistics);
+    }
+    Transform {
+        name: STANDARDIZE_TARGETS.into(),
+        parameters: json!({ "fitted_on": "train", "columns": columns, "mean": mean, "std": std }),
+        inputs,
+        outputs: entities(splits, "targets standardized"),
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 /// Centres and scales each column of `values` (`width` per row) in place.

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use record::{ArtifactKind, FileArtifact};
 use sha2::{Digest, Sha256};
 
 /// Wall time the host spent hashing data and files: the hashing half of the provenance
@@ -96,6 +97,14 @@ fn combine_chunk_digests(byte_len: usize, digests: &[[u8; 32]]) -> String {
         hasher.update(digest);
     }
     hex(&hasher.finalize())
+}
+
+/// A file the run read or wrote, hashed; its path recorded absolute, so `host verify` works
+/// from anywhere.
+pub fn artifact(kind: ArtifactKind, path: &Path) -> anyhow::Result<FileArtifact> {
+    let (sha256, size) = sha256_file(path).map_err(|e| anyhow::anyhow!("{}: cannot hash: {e}", path.display()))?;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    Ok(FileArtifact { kind, path, sha256, size })
 }
 
 /// The SHA-256 of a file's contents, as hex, and its size in bytes.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use host::commands;
 use host::registry::RegistryOptions;
+use host::storage::StoreOptions;
 use tracing_subscriber::EnvFilter;
 
 /// Run ML experiments from YAML with runtime-loaded plugins, and record their provenance.
@@ -47,6 +48,9 @@ enum Command {
         force: bool,
         #[command(flatten)]
         store: StoreArgs,
+        /// The sweep trial this run is, as SWEEP_ID/TRIAL (given to a sweep's workers).
+        #[arg(long, value_name = "SWEEP/TRIAL", hide = true, value_parser = parse_trial)]
+        trial: Option<record::TrialRef>,
     },
     /// Rehash every file a run recorded (data, weights, outputs, plugin libraries); exit 1 when
     /// any changed or is missing.
@@ -268,16 +272,23 @@ enum RunsCommand {
 
 #[derive(Args)]
 struct StoreArgs {
-    /// The provenance store (SQLite) [default: path in config/database_config.yaml, else
+    /// The provenance store: a SQLite file [default: path in config/database_config.yaml, else
     /// provenance.db].
-    #[arg(long, env = "HOST_DB", value_name = "PATH", global = true)]
-    db: Option<PathBuf>,
+    #[arg(long, env = "HOST_DB", value_name = "LOCATOR", global = true)]
+    db: Option<String>,
 }
 
 impl StoreArgs {
-    fn into_options(self) -> commands::run::StoreOptions {
-        commands::run::StoreOptions { db: self.db, database_config: PathBuf::from("config/database_config.yaml") }
+    fn into_options(self) -> StoreOptions {
+        StoreOptions { db: self.db, database_config: PathBuf::from("config/database_config.yaml") }
     }
+}
+
+/// `SWEEP_ID/TRIAL` -> the trial.
+fn parse_trial(text: &str) -> Result<record::TrialRef, String> {
+    let (sweep_id, trial) = text.rsplit_once('/').ok_or("expected SWEEP_ID/TRIAL")?;
+    let trial = trial.parse().map_err(|_| format!("trial `{trial}` is not a number"))?;
+    Ok(record::TrialRef { sweep_id: sweep_id.to_owned(), trial })
 }
 
 #[derive(Args)]
@@ -323,20 +334,31 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let result = match cli.command {
-        Command::Run { config, plugins, json, output_dir, model_from, force, store } => {
+    let code = match execute(cli.command, !cli.quiet) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            1
+        }
+    };
+    exit_now(code)
+}
+
+/// Runs one command; the exit status on success.
+fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
+    match command {
+        Command::Run { config, plugins, json, output_dir, model_from, force, store, trial } => {
             let registry = plugins.into_options(Some(&config));
-            let show_progress = !cli.quiet;
-            let store = store.into_options();
             commands::run::run(commands::run::RunOptions {
                 config,
-                store,
+                store: store.into_options(),
                 registry,
                 json,
                 output_dir,
                 model_from,
                 show_progress,
                 force,
+                trial,
             })
         }
         Command::Replay { run, force, json, store } => commands::replay::replay(commands::replay::ReplayOptions {
@@ -344,7 +366,7 @@ fn main() {
             run,
             force,
             json,
-            show_progress: !cli.quiet,
+            show_progress,
         }),
         Command::Report { run, generator, output, json, plugins, store } => {
             commands::report::report(commands::report::ReportOptions {
@@ -364,14 +386,14 @@ fn main() {
         }
         Command::Sweep { command: None, config: Some(config), jobs, output_dir, json, plugins, store } => {
             let registry = plugins.into_options(Some(&config));
-            commands::sweep::sweep(commands::sweep::SweepOptions {
+            commands::sweep::sweep(commands::sweep::SweepCommand {
                 config,
                 jobs,
                 store: store.into_options(),
                 registry,
                 output_dir,
                 json,
-                show_progress: !cli.quiet,
+                show_progress,
             })
         }
         Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),
@@ -382,45 +404,36 @@ fn main() {
             commands::lineage::lineage(&store.into_options(), &target, limit, json).map(|()| 0)
         }
         Command::Verify { run, json, store } => commands::verify::verify(&store.into_options(), &run, json),
-        Command::Runs { command, store } => {
-            let store = store.into_options();
-            match command {
-                RunsCommand::List { experiment, status, limit, json } => {
-                    commands::runs::list(&store, experiment.as_deref(), status.as_deref(), limit, json)
-                }
-                RunsCommand::Show { run, json } => commands::runs::show(&store, &run, json),
-                RunsCommand::Compare { runs, json, html } => {
-                    commands::runs::compare(&store, &runs, json, html.as_deref())
-                }
-                RunsCommand::Delete { run } => commands::runs::delete(&store, &run),
-                RunsCommand::Watch { run } => commands::runs::watch(&store, &run),
-            }
-            .map(|()| 0)
+        Command::Runs { command, store } => runs(command, &store.into_options()).map(|()| 0),
+        Command::Plugins { command } => plugins(command).map(|()| 0),
+    }
+}
+
+fn runs(command: RunsCommand, store: &StoreOptions) -> anyhow::Result<()> {
+    match command {
+        RunsCommand::List { experiment, status, limit, json } => {
+            commands::runs::list(store, experiment.as_deref(), status.as_deref(), limit, json)
         }
-        Command::Plugins { command: PluginsCommand::List { plugins, json } } => {
-            commands::plugins::list(plugins.into_options(None), json).map(|()| 0)
+        RunsCommand::Show { run, json } => commands::runs::show(store, &run, json),
+        RunsCommand::Compare { runs, json, html } => commands::runs::compare(store, &runs, json, html.as_deref()),
+        RunsCommand::Delete { run } => commands::runs::delete(store, &run),
+        RunsCommand::Watch { run } => commands::runs::watch(store, &run),
+    }
+}
+
+fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
+    match command {
+        PluginsCommand::List { plugins, json } => commands::plugins::list(plugins.into_options(None), json),
+        PluginsCommand::Inspect { path, json } => commands::plugins::inspect(&path, json),
+        PluginsCommand::New { name, kind, dir, sdk } => {
+            let root = commands::scaffold::new_plugin(&name, kind, &dir, sdk.as_deref())?;
+            let library = commands::scaffold::library_file(&name);
+            println!("created {} ({kind:?} plugin)", root.display());
+            println!("next: cd {} && cargo build --release", root.display());
+            println!("then: cp target/release/{library} <project>/plugins/ && host plugins list");
+            Ok(())
         }
-        Command::Plugins { command: PluginsCommand::Inspect { path, json } } => {
-            commands::plugins::inspect(&path, json).map(|()| 0)
-        }
-        Command::Plugins { command: PluginsCommand::New { name, kind, dir, sdk } } => {
-            commands::scaffold::new_plugin(&name, kind, &dir, sdk.as_deref()).map(|root| {
-                let library = commands::scaffold::library_file(&name);
-                println!("created {} ({kind:?} plugin)", root.display());
-                println!("next: cd {} && cargo build --release", root.display());
-                println!("then: cp target/release/{library} <project>/plugins/ && host plugins list");
-                0
-            })
-        }
-    };
-    let code = match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            1
-        }
-    };
-    exit_now(code)
+    }
 }
 
 /// Flushes what the host printed and ends the process without running the exit-time

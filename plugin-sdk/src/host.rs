@@ -14,9 +14,10 @@ use abi_stable::{
     std_types::{RResult, RStr, RString, RVec},
 };
 
+use crate::convert::{shape_u64, task_code};
 use crate::ffi::{
     FfiDataView, FfiError, FfiLoaderBox, FfiModelBox, FfiReportGeneratorBox, FfiServices, FfiServices_TO,
-    FfiServicesRef, FfiTensorView, PluginModule_Ref, shape_u64, task_code,
+    FfiServicesRef, FfiTensorView, PluginModule_Ref,
 };
 use crate::plugin::Services;
 use crate::types::{

@@ -35,6 +35,7 @@
 //! - The SDK version is the ABI version: a plugin built against another 0.x minor is refused.
 #![deny(missing_docs)]
 
+mod convert;
 mod ffi;
 pub mod host;
 mod plugin;

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ffi::{FfiBuffer, FfiTensor};
+use crate::ffi::FfiBuffer;
 
 /// The element type of a [`Tensor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,7 +126,7 @@ pub struct ShapeError {
     pub actual: usize,
 }
 
-fn check_shape(shape: &[usize], actual: usize) -> Result<(), ShapeError> {
+pub(crate) fn check_shape(shape: &[usize], actual: usize) -> Result<(), ShapeError> {
     let expected = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     match expected {
         Some(expected) if expected == actual => Ok(()),
@@ -157,17 +157,6 @@ impl Tensor {
     pub fn from_u8(shape: Vec<usize>, data: Vec<u8>) -> Result<Self, ShapeError> {
         check_shape(&shape, data.len())?;
         Ok(Tensor { shape, buffer: FfiBuffer::U8(data.into()) })
-    }
-
-    pub(crate) fn from_ffi(tensor: FfiTensor) -> Result<Self, ShapeError> {
-        let shape: Vec<usize> = tensor.shape.iter().map(|&d| d as usize).collect();
-        let tensor = Tensor { shape, buffer: tensor.data };
-        check_shape(&tensor.shape, tensor.elements().len())?;
-        Ok(tensor)
-    }
-
-    pub(crate) fn into_ffi(self) -> FfiTensor {
-        FfiTensor { shape: self.shape.iter().map(|&d| d as u64).collect(), data: self.buffer }
     }
 
     /// The dimensions, outermost first.

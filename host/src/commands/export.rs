@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
-use crate::commands::run::StoreOptions;
-use crate::store::{Edge, Store};
+use record::{Edge, Relation};
+use store::Store;
+
+use crate::storage::StoreOptions;
 
 /// The PROV qualified name of one of the store's node ids.
 fn qualified(id: &str) -> String {
@@ -23,7 +25,7 @@ fn qualified(id: &str) -> String {
     }
 }
 
-fn prov_json(store: &Store, edges: &[Edge]) -> anyhow::Result<Value> {
+fn prov_json(store: &dyn Store, edges: &[Edge]) -> anyhow::Result<Value> {
     let (mut entities, mut activities, mut agents) = (Map::new(), Map::new(), Map::new());
     let mut relations: Map<String, Value> = Map::new();
     let add_entity = |id: &str, entities: &mut Map<String, Value>| -> anyhow::Result<()> {
@@ -35,20 +37,20 @@ fn prov_json(store: &Store, edges: &[Edge]) -> anyhow::Result<Value> {
         Ok(())
     };
     for (index, edge) in edges.iter().enumerate() {
-        let id = format!("_:{}{index}", &edge.relation[..1]);
+        let id = format!("_:{}{index}", &edge.relation.as_str()[..1]);
         let (subject, object) = (qualified(&edge.subject), qualified(&edge.object));
         let record = match edge.relation {
-            "used" => {
+            Relation::Used => {
                 activities.entry(subject.clone()).or_insert_with(|| json!({}));
                 add_entity(&edge.object, &mut entities)?;
                 json!({"prov:activity": subject, "prov:entity": object})
             }
-            "wasGeneratedBy" => {
+            Relation::WasGeneratedBy => {
                 add_entity(&edge.subject, &mut entities)?;
                 activities.entry(object.clone()).or_insert_with(|| json!({}));
                 json!({"prov:entity": subject, "prov:activity": object})
             }
-            "wasDerivedFrom" => {
+            Relation::WasDerivedFrom => {
                 add_entity(&edge.subject, &mut entities)?;
                 add_entity(&edge.object, &mut entities)?;
                 let mut record = json!({"prov:generatedEntity": subject, "prov:usedEntity": object});
@@ -61,13 +63,13 @@ fn prov_json(store: &Store, edges: &[Edge]) -> anyhow::Result<Value> {
                 }
                 record
             }
-            _ => {
+            Relation::WasAssociatedWith => {
                 activities.entry(subject.clone()).or_insert_with(|| json!({}));
                 agents.entry(object.clone()).or_insert_with(|| json!({"prov:type": "prov:SoftwareAgent"}));
                 json!({"prov:activity": subject, "prov:agent": object})
             }
         };
-        relations.entry(edge.relation.to_owned()).or_insert_with(|| json!({}))[&id] = record;
+        relations.entry(edge.relation.as_str().to_owned()).or_insert_with(|| json!({}))[&id] = record;
     }
     let mut document = json!({
         "prefix": {
@@ -88,13 +90,14 @@ fn prov_json(store: &Store, edges: &[Edge]) -> anyhow::Result<Value> {
 
 pub fn export(store: &StoreOptions, run_id: &str, format: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
     let store = store.open()?;
-    let mut record = store.run_record(run_id)?;
+    let record = store.run_record(run_id)?;
     let edges = store.lineage_edges(run_id)?;
     let document = match format {
-        "prov-json" => prov_json(&store, &edges)?,
+        "prov-json" => prov_json(&*store, &edges)?,
         "json" => {
-            record["lineage"] = serde_json::to_value(&edges)?;
-            record
+            let mut document = serde_json::to_value(&record)?;
+            document["lineage"] = serde_json::to_value(&edges)?;
+            document
         }
         other => bail!("unknown export format {other}; use prov-json or json"),
     };

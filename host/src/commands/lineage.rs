@@ -4,9 +4,10 @@
 use anyhow::bail;
 use serde_json::json;
 
-use crate::commands::run::StoreOptions;
+use store::{Direction, LineageStep, Store};
+
 use crate::output::{print_json, short_hash, table};
-use crate::store::{LineageStep, Store};
+use crate::storage::StoreOptions;
 
 fn steps_table(steps: &[LineageStep]) -> String {
     let rows: Vec<Vec<String>> = steps
@@ -27,9 +28,9 @@ fn steps_table(steps: &[LineageStep]) -> String {
 
 /// One entity across every run: ancestors, descendants and the runs that used it, each
 /// capped at `limit` (0: all).
-fn entity_report(store: &Store, sha256: &str, limit: usize) -> anyhow::Result<serde_json::Value> {
-    let (ancestors, ancestors_truncated) = store.lineage_walk(sha256, true, None, limit)?;
-    let (descendants, descendants_truncated) = store.lineage_walk(sha256, false, None, limit)?;
+fn entity_report(store: &dyn Store, sha256: &str, limit: usize) -> anyhow::Result<serde_json::Value> {
+    let (ancestors, ancestors_truncated) = store.lineage_walk(sha256, Direction::Ancestors, None, limit)?;
+    let (descendants, descendants_truncated) = store.lineage_walk(sha256, Direction::Descendants, None, limit)?;
     let (runs, runs_total) = store.runs_using(sha256, limit)?;
     Ok(json!({
         "sha256": sha256,
@@ -43,7 +44,7 @@ fn entity_report(store: &Store, sha256: &str, limit: usize) -> anyhow::Result<se
 
 pub fn lineage(store: &StoreOptions, target: &str, limit: usize, json: bool) -> anyhow::Result<()> {
     let store = store.open()?;
-    let report = if store.require_run(target).is_ok() {
+    let report = if store.run_exists(target)? {
         // A run: its own chain from each raw file it read to its reports (a SHA-256 query
         // shows what other runs made from the same files).
         let entities = store.run_entities(target)?;
@@ -53,7 +54,7 @@ pub fn lineage(store: &StoreOptions, target: &str, limit: usize, json: bool) -> 
         let mut descendants = Vec::new();
         let mut truncated = false;
         for root in &roots {
-            let (steps, cut) = store.lineage_walk(root, false, Some(target), limit)?;
+            let (steps, cut) = store.lineage_walk(root, Direction::Descendants, Some(target), limit)?;
             descendants.extend(steps);
             truncated |= cut;
         }
@@ -63,34 +64,19 @@ pub fn lineage(store: &StoreOptions, target: &str, limit: usize, json: bool) -> 
     } else {
         let is_hex = target.len() >= 8 && target.bytes().all(|b| b.is_ascii_hexdigit());
         if !is_hex {
-            bail!("{target} is neither a run id nor a SHA-256 (8 or more hex digits) in {}", store.path().display());
+            bail!("{target} is neither a run id nor a SHA-256 (8 or more hex digits) in {}", store.locator());
         }
         let matches = store.expand_sha256(target)?;
         match matches.as_slice() {
-            [] => bail!("no entity or plugin with SHA-256 {target} in {}", store.path().display()),
-            [sha256] => entity_report(&store, sha256, limit)?,
+            [] => bail!("no entity or plugin with SHA-256 {target} in {}", store.locator()),
+            [sha256] => entity_report(&*store, sha256, limit)?,
             many => bail!("{target} matches {} digests; give more digits", many.len()),
         }
     };
     if json {
         return print_json(&report);
     }
-    let steps = |key: &str| -> Vec<LineageStep> {
-        serde_json::from_value::<Vec<serde_json::Value>>(report[key].clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| {
-                Some(LineageStep {
-                    sha256: v["sha256"].as_str()?.to_owned(),
-                    kind: v["kind"].as_str()?.to_owned(),
-                    label: v["label"].as_str()?.to_owned(),
-                    via: v["via"].as_str()?.to_owned(),
-                    activity: v["activity"].as_str().map(str::to_owned),
-                    depth: v["depth"].as_u64()? as usize,
-                })
-            })
-            .collect()
-    };
+    let steps = |key: &str| -> Vec<LineageStep> { serde_json::from_value(report[key].clone()).unwrap_or_default() };
     for key in ["ancestors", "descendants"] {
         if report.get(key).is_some() {
             let list = steps(key);

@@ -2,28 +2,28 @@
 //! in its working folder, with the exact plugin library files it recorded — recomputing every
 //! stage (no stage cache), then reports stage by stage whether the outputs are bit-identical.
 //! A library whose SHA-256 changed since the run is refused before it is loaded, unless forced.
+//! Where the machine differs from the recorded one in what numbers depend on (CPU, topology,
+//! instruction sets), it says so before comparing.
 
-use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, bail};
-use plugin_sdk::ClassKind;
+use anyhow::bail;
+use record::{ArtifactKind, RunRecord, RunStatus, StageName};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::run::StoreOptions;
-use crate::config::experiment::ExperimentConfig;
-use crate::hashing::sha256_file;
 use crate::output::{print_json, table};
-use crate::pipeline::{RunRequest, RunStatus, execute};
-use crate::registry::{ResolvedClass, resolve_recorded};
+use crate::pipeline::{RunRequest, execute};
+use crate::recorded::{enter_working_dir, recorded_classes, recorded_experiment};
+use crate::storage::StoreOptions;
 
 /// One stage's verdict.
 #[derive(Debug, Serialize)]
 pub struct StageComparison {
-    pub stage: &'static str,
+    pub stage: StageName,
     /// `Some(true)` when every compared output is bit-identical; `None` when not compared.
     pub identical: Option<bool>,
     /// What was compared.
@@ -31,112 +31,31 @@ pub struct StageComparison {
     pub differences: Vec<String>,
 }
 
-/// The recorded plugin libraries, each checked against its recorded SHA-256 before loading.
-pub fn recorded_classes(record: &Value, run_id: &str, force: bool) -> anyhow::Result<Vec<ResolvedClass>> {
-    let plugins = record["plugins"].as_array().cloned().unwrap_or_default();
-    let mut changed = Vec::new();
-    for plugin in &plugins {
-        let path = Path::new(plugin["library"].as_str().unwrap_or_default());
-        let recorded = plugin["sha256"].as_str().unwrap_or_default();
-        let class = plugin["class"].as_str().unwrap_or_default();
-        match sha256_file(path) {
-            Ok((sha256, _)) if sha256 == recorded => {}
-            Ok((sha256, _)) => {
-                changed.push(format!("{class}: {} has SHA-256 {sha256}, the run recorded {recorded}", path.display()))
-            }
-            Err(error) => changed.push(format!("{class}: {}: {error}", path.display())),
-        }
-    }
-    if !changed.is_empty() {
-        changed.dedup();
-        if !force {
-            bail!(
-                "cannot replay run {run_id}: its plugin libraries are not the builds it used:\n  {}\n\
-                 restore those builds, or pass --force to replay with the files as they are now (outputs may then differ)",
-                changed.join("\n  ")
-            );
-        }
-        for line in &changed {
-            tracing::warn!("replaying with a different library: {line}");
-        }
-    }
-    let mut classes = Vec::new();
-    for plugin in &plugins {
-        let kind = ClassKind::ALL
-            .into_iter()
-            .find(|k| plugin["kind"].as_str() == Some(k.name()))
-            .with_context(|| format!("run {run_id} recorded an unknown plugin kind {}", plugin["kind"]))?;
-        let path = Path::new(plugin["library"].as_str().unwrap_or_default());
-        let class = plugin["class"].as_str().unwrap_or_default();
-        classes.push(resolve_recorded(path, kind, class).map_err(anyhow::Error::msg)?);
-    }
-    Ok(classes)
-}
-
-/// Moves into the folder a recorded run ran in: its config's relative paths resolve there.
-pub fn enter_working_dir(record: &Value, run_id: &str) -> anyhow::Result<PathBuf> {
-    let working_dir = PathBuf::from(record["working_dir"].as_str().unwrap_or("."));
-    std::env::set_current_dir(&working_dir).with_context(|| {
-        format!(
-            "{}: cannot enter the folder run {run_id} ran in (its config's relative paths need it)",
-            working_dir.display()
-        )
-    })?;
-    Ok(working_dir)
-}
-
-/// A recorded run's experiment from `config` (its recorded config, possibly edited), checked
-/// against `classes`, with the thread count the run resolved (0 means every core, which differs
-/// between machines).
-pub fn recorded_experiment(
-    record: &Value,
-    config: &Value,
-    classes: &[ResolvedClass],
-) -> anyhow::Result<ExperimentConfig> {
-    let run_id = record["run_id"].as_str().unwrap_or_default();
-    let config_file = PathBuf::from(record["config_file"].as_str().unwrap_or_default());
-    let mut experiment = ExperimentConfig::from_value(&config_file, config, |kind, class| {
-        classes
-            .iter()
-            .find(|c| c.info.kind == kind && c.info.name == class)
-            .map(|c| c.info.clone())
-            .ok_or_else(|| format!("run {run_id} recorded no library for {kind} {class}"))
-    })
-    .with_context(|| format!("the config recorded by run {run_id}"))?;
-    if let Some(threads) = record["threads"].as_u64() {
-        experiment.threads = threads as usize;
-    }
-    Ok(experiment)
-}
-
 /// Outputs by a name stable across runs: artifacts by their path inside the run folder.
-fn artifacts(record: &Value, kinds: &[&str]) -> Value {
-    let dir = PathBuf::from(record["output_dir"].as_str().unwrap_or_default());
-    record["artifacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| kinds.contains(&a["kind"].as_str().unwrap_or_default()))
+fn artifacts(record: &RunRecord, kinds: &[ArtifactKind]) -> Value {
+    record
+        .files_of(kinds)
         .map(|a| {
-            let path = PathBuf::from(a["path"].as_str().unwrap_or_default());
-            let name = path.strip_prefix(&dir).unwrap_or(&path).display().to_string();
-            (name, a["sha256"].clone())
+            let name = a.path.strip_prefix(&record.output_dir).unwrap_or(&a.path).display().to_string();
+            (name, json!(a.sha256))
         })
         .collect::<serde_json::Map<String, Value>>()
         .into()
 }
 
 /// Per-epoch metrics without timings (`*seconds`), which no two runs share.
-fn history_without_timings(record: &Value) -> Value {
-    let mut history = record["history"].clone();
-    if let Some(epochs) = history.as_object_mut() {
-        for values in epochs.values_mut() {
-            if let Some(values) = values.as_object_mut() {
-                values.retain(|name, _| !name.ends_with("seconds"));
-            }
-        }
-    }
-    history
+fn history_without_timings(record: &RunRecord) -> Value {
+    let history: BTreeMap<String, BTreeMap<&String, f64>> = record
+        .history
+        .iter()
+        .map(|(epoch, values)| {
+            (
+                epoch.to_string(),
+                values.iter().filter(|(name, _)| !name.ends_with("seconds")).map(|(n, v)| (n, *v)).collect(),
+            )
+        })
+        .collect();
+    json!(history)
 }
 
 /// Lists where two values differ, as `what.path: recorded X, replay Y`, leaf by leaf.
@@ -159,66 +78,60 @@ fn differences(what: &str, original: &Value, replay: &Value, out: &mut Vec<Strin
     }
 }
 
-fn stage_ran(record: &Value, stage: &str) -> bool {
-    record["stages"].as_array().into_iter().flatten().any(|s| s["name"] == stage && s["status"] == "completed")
-}
-
 /// Compares the outputs of two records of one config, stage by stage.
-pub fn compare(original: &Value, replay: &Value) -> Vec<StageComparison> {
+pub fn compare(original: &RunRecord, replay: &RunRecord) -> Vec<StageComparison> {
     let mut stages = Vec::new();
-    let mut push = |stage: &'static str, compared: String, differences: Vec<String>| {
-        let ran = stage_ran(original, stage) || stage_ran(replay, stage);
+    let mut push = |stage: StageName, compared: String, differences: Vec<String>| {
+        let ran = original.stage_completed(stage) || replay.stage_completed(stage);
         stages.push(StageComparison { stage, identical: ran.then_some(differences.is_empty()), compared, differences });
     };
 
-    let sources = |r: &Value| -> Value {
-        r["source_files"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| (f["kind"].as_str().unwrap_or_default().to_owned(), f["sha256"].clone()))
-            .collect()
+    let sources = |r: &RunRecord| -> Value {
+        r.source_files.iter().map(|f| (f.kind.to_string(), json!(f.sha256))).collect::<serde_json::Map<_, _>>().into()
     };
     let mut found = Vec::new();
     differences("raw files", &sources(original), &sources(replay), &mut found);
-    differences("dataset digest", &original["data"]["dataset_sha256"], &replay["data"]["dataset_sha256"], &mut found);
-    let raw_files = sources(original).as_object().map_or(0, |s| s.len());
-    push("load", format!("{raw_files} raw files and the dataset digest"), found);
+    differences("dataset digest", &json!(original.data.dataset_sha256), &json!(replay.data.dataset_sha256), &mut found);
+    push(StageName::Load, format!("{} raw files and the dataset digest", original.source_files.len()), found);
 
     let mut found = Vec::new();
-    differences("splits", &original["data"]["splits"], &replay["data"]["splits"], &mut found);
-    let outputs = |r: &Value| -> Value {
-        r["data"]["transforms"].as_array().into_iter().flatten().map(|t| t["outputs"].clone()).collect()
-    };
+    differences("splits", &json!(original.data.splits), &json!(replay.data.splits), &mut found);
+    let outputs = |r: &RunRecord| -> Value { json!(r.data.transforms.iter().map(|t| &t.outputs).collect::<Vec<_>>()) };
     differences("transform outputs", &outputs(original), &outputs(replay), &mut found);
-    let splits = original["data"]["splits"].as_object().map_or(0, |s| s.len());
-    push("prepare", format!("{splits} split digests and every transform's outputs"), found);
+    push(
+        StageName::Prepare,
+        format!("{} split digests and every transform's outputs", original.data.splits.len()),
+        found,
+    );
 
     let mut found = Vec::new();
-    let weights = ["model", "checkpoint"];
+    let weights = [ArtifactKind::Model, ArtifactKind::Checkpoint];
     differences("weights", &artifacts(original, &weights), &artifacts(replay, &weights), &mut found);
     differences("per-epoch metrics", &history_without_timings(original), &history_without_timings(replay), &mut found);
-    let fit = |r: &Value| json!([r["fit"]["epochs_completed"], r["fit"]["best_epoch"], r["fit"]["stopped_early"]]);
+    let fit = |r: &RunRecord| match &r.fit {
+        Some(fit) => json!([fit.epochs_completed, fit.best_epoch, fit.stopped_early]),
+        None => json!([null, null, null]),
+    };
     differences("epochs, best epoch, early stop", &fit(original), &fit(replay), &mut found);
     push(
-        "train",
+        StageName::Train,
         format!(
             "{} weight files, per-epoch metrics (timings excluded), the early-stopping point",
-            artifacts(original, &weights).as_object().map_or(0, |a| a.len())
+            original.files_of(&weights).count()
         ),
         found,
     );
 
     let mut found = Vec::new();
-    let outputs = ["metrics", "predictions"];
+    let outputs = [ArtifactKind::Metrics, ArtifactKind::Predictions];
     differences("files", &artifacts(original, &outputs), &artifacts(replay, &outputs), &mut found);
     let files: Vec<String> =
         artifacts(original, &outputs).as_object().into_iter().flatten().map(|(k, _)| k.clone()).collect();
-    push("evaluate", files.join(", "), found);
+    push(StageName::Evaluate, files.join(", "), found);
 
-    if stage_ran(original, "report") || stage_ran(replay, "report") {
+    if original.stage_completed(StageName::Report) || replay.stage_completed(StageName::Report) {
         stages.push(StageComparison {
-            stage: "report",
+            stage: StageName::Report,
             identical: None,
             compared: "not compared: reports name their run, its times and durations".into(),
             differences: Vec::new(),
@@ -236,43 +149,56 @@ pub struct ReplayOptions {
 }
 
 pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
-    let store = RefCell::new(options.store.open()?);
+    let settings = options.store.settings()?;
+    let store = crate::storage::open(&settings)?;
     let run_id = &options.run;
-    let original = store.borrow().run_record(run_id)?;
-    if original["stages"].as_array().is_none_or(|s| s.is_empty()) {
+    let original = store.run_record(run_id)?;
+    if original.stages.is_empty() {
         bail!("run {run_id} recorded no stages; there is nothing to replay");
     }
-    let classes = recorded_classes(&original, run_id, options.force)?;
-    let working_dir = enter_working_dir(&original, run_id)?;
-    let experiment = recorded_experiment(&original, &original["config"], &classes)?;
-    let output_dir = PathBuf::from(original["output_dir"].as_str().unwrap_or_default());
+    let classes = recorded_classes(&original, options.force)?;
+    let working_dir = enter_working_dir(&original)?;
+    let experiment = recorded_experiment(&original, &original.config, &classes)?;
+    // Said before the outputs are compared: what may explain a difference.
+    let machine =
+        crate::environment::differences(&original.environment, &crate::environment::capture(original.threads));
+    if !machine.is_empty() && !options.json {
+        eprintln!(
+            "this machine differs from the one run {run_id} ran on; numeric kernels may differ with these, so outputs may too:"
+        );
+        for line in &machine {
+            eprintln!("  {line}");
+        }
+    }
     let request = RunRequest {
         experiment: &experiment,
         classes: &classes,
-        output_root: output_dir.parent().map(Path::to_owned).unwrap_or_else(|| experiment.output_dir.clone()),
-        model_from: original["model_from"].as_str().map(PathBuf::from),
+        output_root: original.output_dir.parent().map(Path::to_owned).unwrap_or_else(|| experiment.output_dir.clone()),
+        model_from: original.model_from.clone(),
         show_progress: options.show_progress && !options.json,
         stop: Arc::new(AtomicBool::new(false)),
-        store: Some(&store),
-        git: crate::store::git_state(&working_dir),
+        store: Some(&*store),
+        cache_dir: Some(settings.cache_dir.clone()),
+        git: crate::environment::git_state(&working_dir),
         reuse: false,
         replay_of: Some(run_id.clone()),
+        trial: None,
     };
-    let summary = execute(&request)?;
-    let replayed = serde_json::to_value(&summary)?;
+    let replayed = execute(&request)?;
     let stages = compare(&original, &replayed);
-    let identical = summary.status == RunStatus::Completed && stages.iter().all(|s| s.identical != Some(false));
+    let identical = replayed.status == RunStatus::Completed && stages.iter().all(|s| s.identical != Some(false));
     if options.json {
         print_json(&json!({
             "original": run_id,
-            "replay": summary.run_id,
-            "status": summary.status,
-            "error": summary.error,
+            "replay": replayed.run_id,
+            "status": replayed.status,
+            "error": replayed.error,
             "identical": identical,
+            "machine_differences": machine,
             "stages": stages,
         }))?;
     } else {
-        println!("replayed run {run_id} as run {} ({})", summary.run_id, summary.output_dir.display());
+        println!("replayed run {run_id} as run {} ({})", replayed.run_id, replayed.output_dir.display());
         let rows: Vec<Vec<String>> = stages
             .iter()
             .map(|s| {
@@ -281,7 +207,7 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
                     Some(false) => "DIFFERS",
                     None => "-",
                 };
-                vec![s.stage.into(), verdict.into(), s.compared.clone()]
+                vec![s.stage.to_string(), verdict.into(), s.compared.clone()]
             })
             .collect();
         println!("{}", table(&["STAGE", "OUTPUTS", "COMPARED"], &rows));
@@ -293,14 +219,14 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
                 println!("{}: ... {} more differences (--json lists all)", stage.stage, stage.differences.len() - 10);
             }
         }
-        match (&summary.status, identical) {
+        match (replayed.status, identical) {
             (RunStatus::Completed, true) => println!("every compared output is bit-identical"),
-            (RunStatus::Completed, false) => println!("the replay's outputs differ from the recorded ones"),
-            (status, _) => println!(
-                "the replay ended {}: {}",
-                format!("{status:?}").to_lowercase(),
-                summary.error.as_deref().unwrap_or("")
+            (RunStatus::Completed, false) if !machine.is_empty() => println!(
+                "the replay's outputs differ from the recorded ones; this machine's {} differ(s) from the recorded one's (above)",
+                machine.iter().map(|m| m.split(':').next().unwrap_or_default()).collect::<Vec<_>>().join(", ")
             ),
+            (RunStatus::Completed, false) => println!("the replay's outputs differ from the recorded ones"),
+            (status, _) => println!("the replay ended {status}: {}", replayed.error.as_deref().unwrap_or("")),
         }
     }
     Ok(if identical { 0 } else { 1 })
@@ -308,40 +234,47 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
-    fn record(weights: &str, loss: f64) -> Value {
-        json!({
+    fn record(weights: &str, loss: f64) -> RunRecord {
+        serde_json::from_value(json!({
+            "run_id": "a", "experiment_name": "e", "status": "completed", "config_file": "c.yaml",
+            "config_sha256": "cc", "seed": 1, "threads": 1, "started_at": "2026-01-01T00:00:00Z",
             "output_dir": "/runs/a",
-            "source_files": [{"kind": "train-images", "sha256": "aa"}],
+            "source_files": [{"kind": "train-images", "path": "/d/a", "sha256": "aa", "size": 1}],
             "data": {"dataset_sha256": "dd", "splits": {"train": {"rows": 5, "sha256": "ss"}}, "transforms": []},
-            "stages": [{"name": "load", "status": "completed"}, {"name": "train", "status": "completed"},
-                       {"name": "evaluate", "status": "completed"}, {"name": "report", "status": "completed"}],
-            "artifacts": [{"kind": "model", "path": "/runs/a/model/w.safetensors", "sha256": weights},
-                          {"kind": "metrics", "path": "/runs/a/metrics.json", "sha256": "mm"}],
+            "stages": [{"name": "load", "status": "completed", "seconds": 0.0},
+                       {"name": "train", "status": "completed", "seconds": 0.0},
+                       {"name": "evaluate", "status": "completed", "seconds": 0.0},
+                       {"name": "report", "status": "completed", "seconds": 0.0}],
+            "artifacts": [{"kind": "model", "path": "/runs/a/model/w.safetensors", "sha256": weights, "size": 1},
+                          {"kind": "metrics", "path": "/runs/a/metrics.json", "sha256": "mm", "size": 1}],
             "history": {"1": {"loss": loss, "epoch_seconds": 1.5}},
-            "fit": {"epochs_completed": 1, "best_epoch": null, "stopped_early": false},
-        })
+            "fit": {"epochs_completed": 1, "best_epoch": null, "stopped_early": false, "device": "cpu"},
+        }))
+        .unwrap()
     }
 
     #[test]
     fn identical_outputs_compare_identical_whatever_the_timings_and_folders() {
         let original = record("ww", 0.5);
         let mut replay = record("ww", 0.5);
-        replay["output_dir"] = json!("/runs/b");
-        replay["artifacts"][0]["path"] = json!("/runs/b/model/w.safetensors");
-        replay["artifacts"][1]["path"] = json!("/runs/b/metrics.json");
-        replay["history"]["1"]["epoch_seconds"] = json!(9.0);
+        replay.output_dir = PathBuf::from("/runs/b");
+        replay.artifacts[0].path = PathBuf::from("/runs/b/model/w.safetensors");
+        replay.artifacts[1].path = PathBuf::from("/runs/b/metrics.json");
+        replay.history.get_mut(&1).unwrap().insert("epoch_seconds".into(), 9.0);
         let stages = compare(&original, &replay);
-        let verdicts: Vec<(&str, Option<bool>)> = stages.iter().map(|s| (s.stage, s.identical)).collect();
+        let verdicts: Vec<(StageName, Option<bool>)> = stages.iter().map(|s| (s.stage, s.identical)).collect();
         assert_eq!(
             verdicts,
             [
-                ("load", Some(true)),
-                ("prepare", None),
-                ("train", Some(true)),
-                ("evaluate", Some(true)),
-                ("report", None)
+                (StageName::Load, Some(true)),
+                (StageName::Prepare, None),
+                (StageName::Train, Some(true)),
+                (StageName::Evaluate, Some(true)),
+                (StageName::Report, None)
             ]
         );
     }
@@ -349,7 +282,7 @@ mod tests {
     #[test]
     fn a_changed_weight_or_metric_is_named() {
         let stages = compare(&record("ww", 0.5), &record("xx", 0.25));
-        let train = stages.iter().find(|s| s.stage == "train").unwrap();
+        let train = stages.iter().find(|s| s.stage == StageName::Train).unwrap();
         assert_eq!(train.identical, Some(false));
         assert_eq!(
             train.differences,

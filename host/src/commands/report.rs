@@ -2,20 +2,20 @@
 //! generator it used or another one (`--generator`), into a folder of their own, so the
 //! recorded reports (and `host verify`) stay untouched.
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::bail;
 use plugin_sdk::ClassKind;
+use record::RunStatus;
 use serde_json::json;
 
-use super::replay::{enter_working_dir, recorded_classes, recorded_experiment};
-use super::run::StoreOptions;
 use crate::output::print_json;
 use crate::pipeline::{RunRequest, regenerate_reports};
+use crate::recorded::{enter_working_dir, recorded_classes, recorded_experiment};
 use crate::registry::{Registry, RegistryOptions};
+use crate::storage::StoreOptions;
 
 pub struct ReportOptions {
     pub store: StoreOptions,
@@ -28,11 +28,12 @@ pub struct ReportOptions {
 }
 
 pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
-    let store = RefCell::new(options.store.open()?);
+    let settings = options.store.settings()?;
+    let store = crate::storage::open(&settings)?;
     let run_id = &options.run;
-    let record = store.borrow().run_record(run_id)?;
-    if record["status"] != "completed" {
-        bail!("run {run_id} is {}; only completed runs have everything a report shows", record["status"]);
+    let record = store.run_record(run_id)?;
+    if record.status != RunStatus::Completed {
+        bail!("run {run_id} is {}; only completed runs have everything a report shows", record.status);
     }
     // Another generator is found from here, before moving to the run's folder.
     let chosen = match &options.generator {
@@ -44,7 +45,7 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
     let output = options.output.map(|o| std::path::absolute(&o).unwrap_or(o));
     // The recorded builds, checked against their SHA-256 (a changed one is used with a warning:
     // the data it yields is checked against the record's digests anyway).
-    let mut classes = recorded_classes(&record, run_id, true)?;
+    let mut classes = recorded_classes(&record, true)?;
     // The model's class stays for validating the recorded config; only the loader and the
     // report generator are called.
     classes.retain(|c| chosen.is_none() || c.info.kind != ClassKind::ReportGenerator);
@@ -54,17 +55,15 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
     else {
         bail!("run {run_id} used no report generator; name one with --generator (host plugins list shows them)");
     };
-    let mut config = record["config"].clone();
+    let mut config = record.config.clone();
     if chosen.is_some() {
         // The recorded reporting keys belong to the recorded generator.
         config["plugins"]["report_generator"] = json!(generator);
         config["reporting"] = json!({"enabled": true});
     }
-    enter_working_dir(&record, run_id)?;
+    enter_working_dir(&record)?;
     let experiment = recorded_experiment(&record, &config, &classes)?;
-    let output = output.unwrap_or_else(|| {
-        PathBuf::from(record["output_dir"].as_str().unwrap_or_default()).join("regenerated").join(&generator)
-    });
+    let output = output.unwrap_or_else(|| record.output_dir.join("regenerated").join(&generator));
     let request = RunRequest {
         experiment: &experiment,
         classes: &classes,
@@ -72,10 +71,12 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
         model_from: None,
         show_progress: false,
         stop: Arc::new(AtomicBool::new(false)),
-        store: Some(&store),
-        git: (None, None),
+        store: Some(&*store),
+        cache_dir: Some(settings.cache_dir.clone()),
+        git: Default::default(),
         reuse: true,
         replay_of: None,
+        trial: None,
     };
     let files = regenerate_reports(&request, &record, &output)?;
     if options.json {

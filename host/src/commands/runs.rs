@@ -1,11 +1,13 @@
-//! `host runs list` and `host runs show`: queries of the provenance store.
+//! `host runs list|show|compare|delete|watch` and `host summary`: the runs in the store.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use record::RunStatus;
+use store::RunFilter;
 
-use crate::commands::run::StoreOptions;
 use crate::output::{print_json, short_hash, table};
+use crate::storage::StoreOptions;
 
 pub fn list(
     store: &StoreOptions,
@@ -14,13 +16,14 @@ pub fn list(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<()> {
+    let status = status.map(str::parse::<RunStatus>).transpose().map_err(anyhow::Error::msg)?;
     let store = store.open()?;
-    let runs = store.list_runs(experiment, status, limit)?;
+    let runs = store.list_runs(&RunFilter { experiment: experiment.map(str::to_owned), status, limit })?;
     if json {
         return print_json(&runs);
     }
     if runs.is_empty() {
-        println!("no runs in {}", store.path().display());
+        println!("no runs in {}", store.locator());
         return Ok(());
     }
     let rows: Vec<Vec<String>> = runs
@@ -29,7 +32,7 @@ pub fn list(
             vec![
                 r.run_id.clone(),
                 r.experiment.clone(),
-                r.status.clone(),
+                r.status.to_string(),
                 r.started_at.clone(),
                 match (r.test_accuracy, r.test_r2) {
                     (Some(accuracy), _) => format!("acc {accuracy:.4}"),
@@ -50,44 +53,38 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
     if json {
         return print_json(&record);
     }
-    let text = |pointer: &str| record.pointer(pointer).and_then(|v| v.as_str()).unwrap_or("").to_owned();
-    println!("run         {}", text("/run_id"));
-    println!("experiment  {}", text("/experiment_name"));
-    println!("status      {}", text("/status"));
-    println!("started     {}", text("/started_at"));
-    println!("config      {} (SHA-256 {})", text("/config_file"), text("/config_sha256"));
-    println!("outputs     {}", text("/output_dir"));
-    if let Some(error) = record["error"].as_str() {
-        println!("error       {error} (stage {})", text("/failed_stage"));
+    println!("run         {}", record.run_id);
+    println!("experiment  {}", record.experiment_name);
+    println!("status      {}", record.status);
+    println!("started     {}", record.started_at);
+    println!("config      {} (SHA-256 {})", record.config_file.display(), record.config_sha256);
+    println!("outputs     {}", record.output_dir.display());
+    if let Some(error) = &record.error {
+        let stage = record.failed_stage.map(|s| s.to_string()).unwrap_or_default();
+        println!("error       {error} (stage {stage})");
     }
-    let plugins: Vec<Vec<String>> = record["plugins"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let plugins: Vec<Vec<String>> = record
+        .plugins
+        .iter()
         .map(|p| {
             vec![
-                p["kind"].as_str().unwrap_or("").into(),
-                p["class"].as_str().unwrap_or("").into(),
-                format!("{} {}", p["plugin_name"].as_str().unwrap_or(""), p["plugin_version"].as_str().unwrap_or("")),
-                p["sha256"].as_str().unwrap_or("").into(),
+                p.kind.to_string(),
+                p.class.clone(),
+                format!("{} {}", p.plugin_name, p.plugin_version),
+                p.sha256.clone(),
             ]
         })
         .collect();
     println!("\n{}", table(&["KIND", "CLASS", "PLUGIN", "SHA256"], &plugins));
-    let stages: Vec<Vec<String>> = record["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let stages: Vec<Vec<String>> = record
+        .stages
+        .iter()
         .map(|s| {
-            let status = match s["reused_from"].as_str() {
+            let status = match &s.reused_from {
                 Some(from) => format!("reused from {from}"),
-                None => s["status"].as_str().unwrap_or("").into(),
+                None => s.status.to_string(),
             };
-            vec![
-                s["name"].as_str().unwrap_or("").into(),
-                status,
-                format!("{:.2}s", s["seconds"].as_f64().unwrap_or(0.0)),
-            ]
+            vec![s.name.to_string(), status, format!("{:.2}s", s.seconds)]
         })
         .collect();
     println!("\n{}", table(&["STAGE", "STATUS", "TIME"], &stages));
@@ -95,7 +92,7 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
         .recorded_files(run_id)?
         .into_iter()
         .map(|file| {
-            let state = match crate::hashing::sha256_file(std::path::Path::new(&file.path)) {
+            let state = match crate::hashing::sha256_file(Path::new(&file.path)) {
                 Ok((sha, _)) if sha == file.sha256 => "present",
                 Ok(_) => "changed",
                 Err(_) => "missing",
@@ -104,13 +101,13 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
         })
         .collect();
     println!("\n{}", table(&["STATE", "ROLE", "PATH", "SHA256"], &artifacts));
-    if let Some(test) = record["metrics"]["test"].as_object() {
-        let rows: Vec<Vec<String>> = ["accuracy", "log_loss", "rmse", "mae", "r2"]
-            .iter()
-            .filter_map(|name| {
-                test.get(*name).and_then(|v| v.as_f64()).map(|v| vec![format!("test {name}"), format!("{v:.4}")])
-            })
-            .collect();
+    let rows: Vec<Vec<String>> = ["accuracy", "log_loss", "rmse", "mae", "r2"]
+        .iter()
+        .filter_map(|name| {
+            record.metric(&format!("test.{name}")).map(|v| vec![format!("test {name}"), format!("{v:.4}")])
+        })
+        .collect();
+    if !rows.is_empty() {
         println!("\n{}", table(&["METRIC", "VALUE"], &rows));
     }
     Ok(())
@@ -163,7 +160,7 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool, html: Optio
     if let Some(path) = html {
         let mut curves = Vec::new();
         for run_id in run_ids {
-            curves.push(store.watch_state(run_id, 0)?.1);
+            curves.push(store.step_metrics(run_id, 0)?);
         }
         let page = comparison_page(run_ids, &parameter_rows, &metric_rows, &curves);
         std::fs::write(path, page).with_context(|| format!("{}: cannot write", path.display()))?;
@@ -206,7 +203,7 @@ fn comparison_page(
     run_ids: &[String],
     parameters: &[Compared],
     metrics: &[Compared],
-    curves: &[Vec<crate::store::StepMetric>],
+    curves: &[Vec<store::StepMetric>],
 ) -> String {
     use charts::escape;
     use std::fmt::Write;
@@ -282,7 +279,7 @@ pub fn summary(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&summary);
     }
-    println!("store {}", store.path().display());
+    println!("store {}", store.locator());
     let statuses: Vec<String> = summary.runs_by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let total: i64 = summary.runs_by_status.values().sum();
     println!("runs: {total} ({})", if statuses.is_empty() { "none".into() } else { statuses.join(", ") });
@@ -308,10 +305,11 @@ pub fn summary(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
 
 /// `host runs delete`: the run's rows and output folder; files other runs still record stay.
 pub fn delete(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
-    let mut store = store.open()?;
-    let (output_dir, shared) = store.delete_run(run_id)?;
+    let store = store.open()?;
+    let deleted = store.delete_run(run_id)?;
+    let output_dir = deleted.output_dir;
     let shared: Vec<std::path::PathBuf> =
-        shared.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
+        deleted.shared.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
     let mut removed = 0usize;
     if output_dir.is_dir() {
         if shared.is_empty() {
@@ -320,7 +318,7 @@ pub fn delete(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
             removed = remove_except(&output_dir, &shared)?;
         }
     }
-    println!("deleted run {run_id} from {}", store.path().display());
+    println!("deleted run {run_id} from {}", store.locator());
     match (output_dir.exists(), shared.len()) {
         (false, _) => println!("removed {}", output_dir.display()),
         (true, kept) => {
@@ -352,8 +350,9 @@ pub fn watch(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
     let store = store.open()?;
     let mut printed = 0i64;
     loop {
-        let (status, metrics) = store.watch_state(run_id, printed)?;
-        let running = status == "running";
+        let status = store.run_status(run_id)?;
+        let metrics = store.step_metrics(run_id, printed)?;
+        let running = status == RunStatus::Running;
         let last_step = metrics.last().map(|(step, _, _)| *step).unwrap_or(printed);
         // While running, the newest step may still be filling in: print only completed steps.
         let through = if running { last_step - 1 } else { last_step };

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::commands::run::StoreOptions;
 use crate::hashing::sha256_file;
 use crate::output::{print_json, short_hash, table};
+use crate::storage::StoreOptions;
 
 #[derive(Serialize)]
 struct Check {

@@ -2,6 +2,7 @@
 //! problem is collected and reported at once, each naming the file and the key path.
 
 pub mod class_mapping;
+pub mod database;
 pub mod experiment;
 pub mod schema;
 pub mod sweep;

@@ -1,6 +1,7 @@
 //! End-to-end tests: the built `host` binary against real plugin libraries, in temporary
 //! projects. Needs `cargo build --workspace` first (the README's test command does it).
 
+mod architecture;
 mod browser;
 mod config;
 mod faults;

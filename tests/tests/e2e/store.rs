@@ -308,10 +308,9 @@ fn watch_follows_a_live_run_until_it_ends() {
     run.wait().unwrap();
 }
 
-/// `PRAGMA integrity_check` of a store: `ok`, or what SQLite found.
+/// SQLite's integrity check of a store: `ok`, or what it found.
 fn integrity(store: &std::path::Path) -> String {
-    let connection = rusqlite::Connection::open(store).unwrap();
-    connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap()
+    store::sqlite_integrity_check(store).unwrap()
 }
 
 /// Starts `host run` armed with the failpoint, waits until the run stops there and kills it

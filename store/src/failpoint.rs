@@ -1,7 +1,8 @@
 //! Failpoints for the fault tests: with `HOST_FAILPOINT=NAME` (or `NAME@N`, the Nth time) the
-//! host stops where it reaches `pause(NAME)`, says so on stderr and waits to be killed, so a
+//! process stops where it reaches `pause(NAME)`, says so on stderr and waits to be killed, so a
 //! test can `kill -9` it at an exact point (inside a store transaction, half-way through the
-//! reports). Without the variable a failpoint costs one comparison.
+//! reports). Without the variable a failpoint costs one comparison. It lives in the store crate
+//! because the store's transaction is the innermost point that needs one; the host uses it too.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};

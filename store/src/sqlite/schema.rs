@@ -1,4 +1,4 @@
-//! The store's schema as append-only migrations: migration N brings `PRAGMA user_version` from
+//! The SQLite schema as append-only migrations: migration N brings `PRAGMA user_version` from
 //! N to N+1. Never edit a released migration; add a new one.
 
 pub const MIGRATIONS: &[&str] = &[

@@ -1,0 +1,177 @@
+//! What a run records about where it ran: the machine (CPU model, core topology, the vector
+//! instruction sets numeric kernels choose by, OS, compiler) and the git state of the
+//! experiment's repository. Read from `/proc` and `git`; nothing here writes.
+
+use std::path::Path;
+
+use record::{Environment, GitState};
+
+/// The instruction-set extensions worth recording: those BLAS, oneDNN and libtorch pick kernels
+/// by (x86 SSE/AVX/FMA/AMX, Arm NEON/SVE). Other CPU flags say nothing about a run's numbers.
+const ISA_PREFIXES: [&str; 8] = ["sse", "ssse3", "avx", "fma", "f16c", "amx", "asimd", "sve"];
+
+/// The machine this process runs on, with the run's thread count.
+pub fn capture(threads: usize) -> Environment {
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let os = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|s| s.trim_matches('"').to_owned())
+        .unwrap_or_else(|| std::env::consts::OS.to_owned());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpu_facts(&cpuinfo);
+    Environment {
+        os,
+        arch: std::env::consts::ARCH.to_owned(),
+        cpu: cpu.model,
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        threads,
+        rustc: env!("HOST_RUSTC_VERSION").to_owned(),
+        sockets: cpu.sockets,
+        cores_per_socket: cpu.cores_per_socket,
+        threads_per_core: cpu.threads_per_core,
+        cpu_flags: cpu.flags,
+    }
+}
+
+struct CpuFacts {
+    model: String,
+    sockets: usize,
+    cores_per_socket: usize,
+    threads_per_core: usize,
+    flags: Vec<String>,
+}
+
+/// The model name, topology and ISA flags in `/proc/cpuinfo` text (x86 or Arm).
+fn cpu_facts(cpuinfo: &str) -> CpuFacts {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+    };
+    let number = |name: &str| field(name).and_then(|v| v.parse::<usize>().ok());
+    let mut sockets: Vec<&str> = cpuinfo
+        .lines()
+        .filter_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == "physical id").map(|(_, v)| v.trim()))
+        .collect();
+    sockets.sort_unstable();
+    sockets.dedup();
+    let logical: usize = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    let cores_per_socket = number("cpu cores").unwrap_or(0);
+    let siblings = number("siblings").unwrap_or(0);
+    let threads_per_core =
+        if cores_per_socket > 0 && siblings >= cores_per_socket { siblings / cores_per_socket } else { 0 };
+    let mut flags: Vec<String> = field("flags")
+        .or_else(|| field("Features"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|flag| ISA_PREFIXES.iter().any(|prefix| flag.starts_with(prefix)))
+        .map(str::to_owned)
+        .collect();
+    flags.sort();
+    flags.dedup();
+    CpuFacts {
+        model: field("model name").or_else(|| field("Model")).unwrap_or_else(|| "unknown".into()),
+        sockets: if sockets.is_empty() && logical > 0 { 1 } else { sockets.len() },
+        cores_per_socket,
+        threads_per_core,
+        flags,
+    }
+}
+
+/// The differences between two environments that can change a run's numbers: the CPU model,
+/// its core topology, its instruction sets and the thread count. Empty when none differ.
+pub fn differences(recorded: &Environment, now: &Environment) -> Vec<String> {
+    let mut found = Vec::new();
+    if recorded.cpu.is_empty() {
+        return found;
+    }
+    if recorded.cpu != now.cpu {
+        found.push(format!("CPU: recorded {}, here {}", recorded.cpu, now.cpu));
+    }
+    let topology = |e: &Environment| {
+        format!("{} socket(s) x {} core(s) x {} thread(s)", e.sockets, e.cores_per_socket, e.threads_per_core)
+    };
+    if topology(recorded) != topology(now) {
+        found.push(format!("core topology: recorded {}, here {}", topology(recorded), topology(now)));
+    }
+    let missing: Vec<&str> =
+        recorded.cpu_flags.iter().filter(|f| !now.cpu_flags.contains(f)).map(String::as_str).collect();
+    let extra: Vec<&str> =
+        now.cpu_flags.iter().filter(|f| !recorded.cpu_flags.contains(f)).map(String::as_str).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("missing here: {}", missing.join(" ")));
+        }
+        if !extra.is_empty() {
+            parts.push(format!("only here: {}", extra.join(" ")));
+        }
+        found.push(format!("instruction sets: {}", parts.join("; ")));
+    }
+    found
+}
+
+/// The git commit of `dir`'s repository and whether its work tree is dirty, when it is in one.
+pub fn git_state(dir: &Path) -> GitState {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").args(args).current_dir(dir).output().ok().filter(|o| o.status.success())
+    };
+    let Some(commit) = git(&["rev-parse", "HEAD"]) else { return GitState::default() };
+    let commit = String::from_utf8_lossy(&commit.stdout).trim().to_owned();
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).map(|o| !o.stdout.is_empty());
+    GitState { commit: Some(commit), dirty }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_CORES: &str = "processor\t: 0\nmodel name\t: AMD EPYC\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\
+        flags\t\t: fpu sse sse2 ssse3 sse4_1 avx avx2 fma avx512f avx512bw aes\n\n\
+        processor\t: 1\nmodel name\t: AMD EPYC\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\
+        flags\t\t: fpu sse sse2 ssse3 sse4_1 avx avx2 fma avx512f avx512bw aes\n";
+
+    #[test]
+    fn topology_and_instruction_sets_are_read_from_cpuinfo() {
+        let facts = cpu_facts(TWO_CORES);
+        assert_eq!(facts.model, "AMD EPYC");
+        assert_eq!((facts.sockets, facts.cores_per_socket, facts.threads_per_core), (1, 2, 1));
+        assert_eq!(facts.flags, ["avx", "avx2", "avx512bw", "avx512f", "fma", "sse", "sse2", "sse4_1", "ssse3"]);
+        // One core with two hardware threads.
+        let hyperthreaded = TWO_CORES.replace("cpu cores\t: 2", "cpu cores\t: 1");
+        let facts = cpu_facts(&hyperthreaded);
+        assert_eq!((facts.cores_per_socket, facts.threads_per_core), (1, 2));
+    }
+
+    #[test]
+    fn differences_name_what_changes_numbers() {
+        let here = Environment {
+            cpu: "AMD EPYC".into(),
+            sockets: 1,
+            cores_per_socket: 2,
+            threads_per_core: 1,
+            cpu_flags: vec!["avx2".into(), "avx512f".into()],
+            ..Environment::default()
+        };
+        assert!(differences(&here, &here).is_empty());
+        let older = Environment {
+            cpu: "Intel Xeon".into(),
+            cores_per_socket: 1,
+            threads_per_core: 2,
+            cpu_flags: vec!["avx2".into()],
+            ..here.clone()
+        };
+        assert_eq!(
+            differences(&older, &here),
+            [
+                "CPU: recorded Intel Xeon, here AMD EPYC",
+                "core topology: recorded 1 socket(s) x 1 core(s) x 2 thread(s), here 1 socket(s) x 2 core(s) x 1 thread(s)",
+                "instruction sets: only here: avx512f",
+            ]
+        );
+        // A record from before environments were kept says nothing.
+        assert!(differences(&Environment::default(), &here).is_empty());
+    }
+}

@@ -1,0 +1,390 @@
+//! The pipeline: one run of an experiment, as a sequence of stages (`load` -> `prepare` ->
+//! `train` -> `evaluate` -> `report`), one file each. A stage returns its outputs and what it
+//! reused ([`Staged`]); this file times each, records it, and writes the run's record to the
+//! store after every stage. Plugins see the host only through `services.rs`; `reuse.rs` is the
+//! stage cache's side; `outputs.rs` owns the run folder's file formats. Nothing here knows MNIST
+//! or any other data set.
+
+mod evaluate;
+mod load;
+mod outputs;
+mod prepare;
+mod progress;
+mod report;
+mod reuse;
+mod services;
+mod train;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use plugin_sdk::{ClassKind, ErrorKind, RunContext};
+use record::{
+    ArtifactKind, DataRecord, GitState, PluginUse, ProvenanceTime, RunRecord, RunStatus, StageName, StageRecord,
+    StageStatus, TrialRef,
+};
+use serde_json::{Value, json};
+use store::Store;
+
+use crate::config::experiment::ExperimentConfig;
+use crate::hashing::sha256_bytes;
+use crate::registry::ResolvedClass;
+
+pub use outputs::Predictions;
+
+/// What to run and how.
+pub struct RunRequest<'a> {
+    pub experiment: &'a ExperimentConfig,
+    pub classes: &'a [ResolvedClass],
+    /// The folder that receives `<run id>/`.
+    pub output_root: PathBuf,
+    /// Evaluate a saved model (a run folder or its `model/` folder) instead of training.
+    pub model_from: Option<PathBuf>,
+    pub show_progress: bool,
+    pub stop: Arc<AtomicBool>,
+    /// Where the run is recorded; `None` records only the run folder.
+    pub store: Option<&'a dyn Store>,
+    /// The stage cache's folder (prepared splits); `None` keeps no splits.
+    pub cache_dir: Option<PathBuf>,
+    /// The git commit and dirty flag of the experiment's repository.
+    pub git: GitState,
+    /// Reuse the outputs of earlier stages with the same cache key (`host run --force` and
+    /// `host replay` recompute).
+    pub reuse: bool,
+    /// The run this one replays.
+    pub replay_of: Option<String>,
+    /// The sweep trial this run is.
+    pub trial: Option<TrialRef>,
+}
+
+/// Why a stage stopped the run.
+pub(crate) enum StageError {
+    Failed(anyhow::Error),
+    Cancelled,
+}
+
+impl From<anyhow::Error> for StageError {
+    fn from(error: anyhow::Error) -> Self {
+        let cancelled = error.chain().any(|cause| {
+            cause.downcast_ref::<plugin_sdk::host::CallError>().is_some_and(|e| e.kind == ErrorKind::Cancelled)
+        });
+        if cancelled { StageError::Cancelled } else { StageError::Failed(error) }
+    }
+}
+
+impl From<plugin_sdk::host::CallError> for StageError {
+    fn from(error: plugin_sdk::host::CallError) -> Self {
+        StageError::from(anyhow::Error::new(error))
+    }
+}
+
+impl StageError {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            StageError::Failed(error) => error,
+            StageError::Cancelled => anyhow!("cancelled"),
+        }
+    }
+}
+
+/// What a stage returns: its output, its stage-cache key, and the earlier run whose outputs it
+/// reused instead of computing them.
+pub(crate) struct Staged<T> {
+    pub output: T,
+    pub key: Option<String>,
+    pub reused_from: Option<String>,
+}
+
+impl<T> Staged<T> {
+    fn computed(output: T, key: Option<String>) -> Self {
+        Staged { output, key, reused_from: None }
+    }
+
+    fn reused(output: T, key: String, from: String) -> Self {
+        Staged { output, key: Some(key), reused_from: Some(from) }
+    }
+}
+
+/// One run in progress: its request, folder and record so far.
+pub(crate) struct Run<'a> {
+    request: &'a RunRequest<'a>,
+    dir: PathBuf,
+    record: RunRecord,
+    context: RunContext,
+    /// Writes freshly prepared splits into the cache while training runs; joined at the end.
+    splits_writer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl<'a> Run<'a> {
+    /// A run about to start: its record holds the config, seed, plugins and environment.
+    fn new(request: &'a RunRequest<'a>, run_id: String, dir: PathBuf) -> anyhow::Result<Self> {
+        let experiment = request.experiment;
+        let canonical_text = serde_json::to_string(&experiment.canonical)?;
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let record = RunRecord {
+            record_version: record::RECORD_VERSION,
+            run_id,
+            experiment_name: experiment.experiment_name.clone(),
+            status: RunStatus::Running,
+            config_file: experiment.file.clone(),
+            config_sha256: sha256_bytes(canonical_text.as_bytes()),
+            config: experiment.canonical.clone(),
+            working_dir: std::env::current_dir().unwrap_or_default(),
+            model_from: request.model_from.as_deref().map(absolute),
+            replay_of: request.replay_of.clone(),
+            trial: request.trial.clone(),
+            seed: experiment.seed,
+            threads: experiment.threads,
+            output_dir: dir.clone(),
+            started_at: record::now_rfc3339(),
+            finished_at: None,
+            seconds: 0.0,
+            environment: crate::environment::capture(experiment.threads),
+            git: request.git.clone(),
+            plugins: request
+                .classes
+                .iter()
+                .map(|c| {
+                    let manifest = c.library.manifest();
+                    PluginUse {
+                        kind: c.info.kind,
+                        class: c.info.name.clone(),
+                        plugin_name: manifest.plugin_name.clone(),
+                        plugin_version: manifest.plugin_version.clone(),
+                        sdk_version: manifest.sdk_version.clone(),
+                        library: absolute(&c.library.path),
+                        sha256: c.library.sha256.clone(),
+                        size: c.library.size,
+                    }
+                })
+                .collect(),
+            stages: Vec::new(),
+            source_files: Vec::new(),
+            data: DataRecord::default(),
+            fit: None,
+            history: BTreeMap::new(),
+            metrics: None,
+            artifacts: Vec::new(),
+            failed_stage: None,
+            error: None,
+            provenance: None,
+        };
+        Ok(Run {
+            request,
+            dir,
+            record,
+            context: RunContext { seed: experiment.seed, threads: experiment.threads },
+            splits_writer: None,
+        })
+    }
+
+    fn class(&self, kind: ClassKind) -> Option<&'a ResolvedClass> {
+        self.request.classes.iter().find(|c| c.info.kind == kind)
+    }
+
+    fn required_class(&self, kind: ClassKind) -> anyhow::Result<&'a ResolvedClass> {
+        self.class(kind).ok_or_else(|| anyhow!("no {kind} class selected"))
+    }
+
+    /// The services a class's calls get, writing into `artifact_dir`.
+    fn services(&self, class: &ResolvedClass, artifact_dir: PathBuf) -> services::StageServices<'a> {
+        services::StageServices::new(
+            format!("{} {}", class.info.name, class.library.plugin_label()),
+            artifact_dir,
+            self.request.store.map(|store| (store, self.record.run_id.clone())),
+            &self.request.stop,
+            self.request.show_progress,
+        )
+    }
+
+    /// Hashes a file the run wrote and adds it to the record.
+    fn artifact(&mut self, kind: ArtifactKind, path: &Path) -> anyhow::Result<()> {
+        self.record.artifacts.push(crate::hashing::artifact(kind, path)?);
+        Ok(())
+    }
+
+    /// The stages, in order; the first to fail or be cancelled ends the run.
+    fn stages(&mut self) -> Result<(), StageError> {
+        // Inside the run, so a read-only or full output folder leaves a failed run record.
+        std::fs::create_dir_all(&self.dir).with_context(|| {
+            format!("{}: cannot create the run folder; check output_dir or --output-dir", self.dir.display())
+        })?;
+        outputs::write_json(&self.dir.join("config.json"), &self.request.experiment.canonical)?;
+        let loaded = self.stage(StageName::Load, load::load)?;
+        let prepared = self.stage(StageName::Prepare, |run| prepare::prepare(run, loaded))?;
+        let trained = self.stage(StageName::Train, |run| train::train(run, &prepared))?;
+        let predictions = self.stage(StageName::Evaluate, |run| evaluate::evaluate(run, trained, &prepared))?;
+        if self.request.experiment.reporting_enabled && self.class(ClassKind::ReportGenerator).is_some() {
+            self.stage(StageName::Report, |run| report::report(run, &prepared, predictions.as_ref()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one stage: times it, records how it ended (and what it reused) in the run's record
+    /// and writes the record to the store.
+    fn stage<T>(
+        &mut self,
+        name: StageName,
+        body: impl FnOnce(&mut Self) -> Result<Staged<T>, StageError>,
+    ) -> Result<T, StageError> {
+        if self.request.stop.load(Ordering::Relaxed) {
+            return Err(StageError::Cancelled);
+        }
+        tracing::info!("stage {name}");
+        let started = Instant::now();
+        let (result, status, key, reused_from) = match body(self) {
+            Ok(staged) => (Ok(staged.output), StageStatus::Completed, staged.key, staged.reused_from),
+            Err(StageError::Cancelled) => (Err(StageError::Cancelled), StageStatus::Cancelled, None, None),
+            Err(error) => (Err(error), StageStatus::Failed, None, None),
+        };
+        if let Some(from) = &reused_from {
+            tracing::info!("stage {name} reused the outputs of run {from}");
+            if self.request.show_progress {
+                eprintln!("{name}: reused the outputs of run {from} (host run --force recomputes)");
+            }
+        }
+        self.record.stages.push(StageRecord {
+            name,
+            status,
+            seconds: started.elapsed().as_secs_f64(),
+            parameters: self.stage_parameters(name),
+            cache_key: key,
+            reused_from,
+        });
+        if status == StageStatus::Failed {
+            self.record.failed_stage = Some(name);
+        }
+        self.write_record().map_err(StageError::Failed)?;
+        result
+    }
+
+    /// The config a stage ran with: its class's sections; for prepare the host's data keys.
+    fn stage_parameters(&self, stage: StageName) -> Value {
+        let experiment = self.request.experiment;
+        match stage {
+            StageName::Load => experiment.class_sections(ClassKind::Loader),
+            StageName::Prepare => json!({
+                "data_splitting": experiment.canonical["data_splitting"],
+                "preprocessing": experiment.canonical["preprocessing"],
+                "seed": experiment.seed,
+            }),
+            StageName::Train | StageName::Evaluate => experiment.class_sections(ClassKind::Model),
+            StageName::Report => experiment.class_sections(ClassKind::ReportGenerator),
+        }
+    }
+
+    /// Writes the run's record so far to the store, one transaction.
+    fn write_record(&self) -> anyhow::Result<()> {
+        match self.request.store {
+            Some(store) => store.record(&self.record).context("recording the run in the provenance store"),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the cached splits to be written (they are kept only when complete).
+    fn join_splits_writer(&mut self) {
+        if let Some(writer) = self.splits_writer.take() {
+            match writer.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!("the stage cache keeps no splits of this run: {error:#}"),
+                Err(_) => tracing::warn!("the stage cache keeps no splits of this run: its writer panicked"),
+            }
+        }
+    }
+}
+
+/// Runs the experiment. Always returns the record (also for failed and cancelled runs, whose
+/// `run.json` is written too where the folder allows); `Err` only when the store cannot record
+/// the run or a completed run's `run.json` cannot be written.
+pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
+    let run_id = record::new_run_id();
+    let dir = request.output_root.join(&run_id);
+    // Absolute, so the record (and the stage cache, which copies from it) works from anywhere.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let started = Instant::now();
+    let provenance_before = (crate::hashing::hashing_seconds(), store::write_seconds());
+    let mut run = Run::new(request, run_id, dir.clone())?;
+    if let Some(store) = request.store {
+        store
+            .begin_run(&run.record, &crate::liveness::this_process())
+            .context("recording the run in the provenance store")?;
+    }
+    let outcome = run.stages();
+    run.record.status = match outcome {
+        Ok(()) => RunStatus::Completed,
+        Err(StageError::Cancelled) => RunStatus::Cancelled,
+        Err(StageError::Failed(error)) => {
+            run.record.error = Some(format!("{error:#}"));
+            RunStatus::Failed
+        }
+    };
+    run.join_splits_writer();
+    run.record.finished_at = Some(record::now_rfc3339());
+    run.record.seconds = started.elapsed().as_secs_f64();
+    let recorded = run.write_record();
+    run.record.provenance = Some(ProvenanceTime {
+        hashing_seconds: crate::hashing::hashing_seconds() - provenance_before.0,
+        store_seconds: store::write_seconds() - provenance_before.1,
+    });
+    if let Err(error) = outputs::write_json(&dir.join("run.json"), &run.record) {
+        // A run that failed already says why (a full or read-only folder, most likely).
+        if run.record.status == RunStatus::Completed {
+            return Err(error);
+        }
+        if dir.is_dir() {
+            tracing::warn!("{error:#}");
+        }
+    }
+    recorded?;
+    Ok(run.record)
+}
+
+/// Regenerates a recorded run's reports with the request's report generator. Metrics,
+/// history and provenance come from `recorded`; the data (for class counts, sample and
+/// misclassified images) from the stage cache, or is loaded and prepared again with the
+/// request's loader, and must then match the digests the run recorded; the predictions from
+/// the run's `predictions.csv`, checked against its recorded SHA-256. Writes into `output`.
+pub fn regenerate_reports(
+    request: &RunRequest<'_>,
+    recorded: &RunRecord,
+    output: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    let mut run = Run::new(request, recorded.run_id.clone(), output.to_owned())?;
+    let loaded = load::load(&mut run).map_err(StageError::into_error)?.output;
+    let prepared = prepare::prepare(&mut run, loaded).map_err(StageError::into_error)?.output;
+    run.join_splits_writer();
+    for split in prepared.splits() {
+        let recorded_digest = recorded.data.splits.get(split.name).map(|s| s.sha256.as_str()).unwrap_or_default();
+        if recorded_digest != split.digest {
+            bail!(
+                "the data changed since run {}: its {} split is now {}, the run recorded {recorded_digest}",
+                recorded.run_id,
+                split.name,
+                split.digest
+            );
+        }
+    }
+    let predictions = match recorded.files_of(&[ArtifactKind::Predictions]).next() {
+        Some(file) => {
+            let (sha256, _) = crate::hashing::sha256_file(&file.path)
+                .with_context(|| format!("{}: the run's predictions", file.path.display()))?;
+            if sha256 != file.sha256 {
+                bail!(
+                    "{} changed since run {} recorded it (SHA-256 {sha256}, recorded {}); `host verify {}` lists what changed",
+                    file.path.display(),
+                    recorded.run_id,
+                    file.sha256,
+                    recorded.run_id
+                );
+            }
+            Some(Predictions::read(&file.path)?)
+        }
+        None => None,
+    };
+    report::generate(&run, recorded, &prepared, predictions.as_ref(), output).map_err(StageError::into_error)
+}

@@ -1,0 +1,125 @@
+//! The host services one stage's plugin calls see: logging through the host's subscriber,
+//! progress, per-epoch metrics (kept for the record and written live to the store for
+//! `host runs watch`), the run's heartbeat, cooperative cancel, and the artifact folder.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use plugin_sdk::LogLevel;
+use plugin_sdk::host::HostServices;
+use store::Store;
+
+use super::progress::Progress;
+
+/// A non-finite loss a plugin reported: (name, step, value).
+pub type Divergence = (String, u64, f64);
+
+pub struct StageServices<'a> {
+    plugin: String,
+    /// The store and run id that heartbeats and live metrics go to.
+    recorder: Option<(&'a dyn Store, String)>,
+    last_heartbeat: Cell<Instant>,
+    artifact_dir: PathBuf,
+    stop: &'a AtomicBool,
+    pub progress: Progress,
+    metrics: RefCell<Vec<(String, u64, f64)>>,
+    /// The first non-finite loss: training is asked to stop, and the stage fails.
+    diverged: RefCell<Option<Divergence>>,
+}
+
+impl<'a> StageServices<'a> {
+    pub fn new(
+        plugin: String,
+        artifact_dir: PathBuf,
+        recorder: Option<(&'a dyn Store, String)>,
+        stop: &'a AtomicBool,
+        show_progress: bool,
+    ) -> Self {
+        StageServices {
+            plugin,
+            recorder,
+            last_heartbeat: Cell::new(Instant::now()),
+            artifact_dir,
+            stop,
+            progress: Progress::new(show_progress),
+            metrics: RefCell::new(Vec::new()),
+            diverged: RefCell::new(None),
+        }
+    }
+
+    fn last_step(&self) -> u64 {
+        self.metrics.borrow().iter().map(|m| m.1).max().unwrap_or(0)
+    }
+
+    /// Prints every epoch whose metrics are in, and removes the bar.
+    pub fn finish(&self) {
+        self.progress.clear();
+        self.progress.print_epochs(&self.metrics.borrow(), self.last_step());
+    }
+
+    /// The metrics reported so far: epoch -> name -> value.
+    pub fn history(&self) -> BTreeMap<u64, BTreeMap<String, f64>> {
+        let mut history: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();
+        for (name, step, value) in self.metrics.borrow().iter() {
+            history.entry(*step).or_default().insert(name.clone(), *value);
+        }
+        history
+    }
+
+    /// The first non-finite loss reported, if any.
+    pub fn divergence(&self) -> Option<Divergence> {
+        self.diverged.borrow().clone()
+    }
+}
+
+impl HostServices for StageServices<'_> {
+    fn log(&self, level: LogLevel, message: &str) {
+        let plugin = &self.plugin;
+        match level {
+            LogLevel::Debug => tracing::debug!("[{plugin}] {message}"),
+            LogLevel::Info => tracing::info!("[{plugin}] {message}"),
+            LogLevel::Warn => tracing::warn!("[{plugin}] {message}"),
+            LogLevel::Error => tracing::error!("[{plugin}] {message}"),
+        }
+    }
+
+    fn progress(&self, done: u64, total: u64, message: &str) {
+        // Progress is the sign of life a long call gives: keep the run's heartbeat fresh.
+        if let Some((store, run_id)) = &self.recorder
+            && self.last_heartbeat.get().elapsed().as_secs() >= 5
+        {
+            self.last_heartbeat.set(Instant::now());
+            if let Err(error) = store.heartbeat(run_id) {
+                tracing::warn!("cannot record the heartbeat: {error:#}");
+            }
+        }
+        if done <= 1 {
+            // A new round of progress: the previous epoch's metrics are complete.
+            self.progress.print_epochs(&self.metrics.borrow(), self.last_step());
+        }
+        self.progress.update(done, total, message);
+    }
+
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        if !value.is_finite() && name.contains("loss") && self.diverged.borrow().is_none() {
+            *self.diverged.borrow_mut() = Some((name.to_owned(), step, value));
+        }
+        self.metrics.borrow_mut().push((name.to_owned(), step, value));
+        if let Some((store, run_id)) = &self.recorder
+            && let Err(error) = store.live_metric(run_id, name, step, value)
+        {
+            tracing::warn!("cannot record metric {name}: {error:#}");
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.diverged.borrow().is_some()
+    }
+
+    fn artifact_dir(&self) -> PathBuf {
+        self.artifact_dir.clone()
+    }
+}

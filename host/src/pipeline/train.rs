@@ -1,0 +1,91 @@
+//! The train stage: the model plugin fits the training split (validation beside it), reporting
+//! per-epoch metrics through its services; its saved files, checkpoint and history are hashed
+//! into the record. With `--model-from` a saved model is loaded instead; an earlier run's
+//! training with the same key is reused (its files copied and checked).
+
+use anyhow::{Context, anyhow};
+use plugin_sdk::ClassKind;
+use plugin_sdk::host::ModelHandle;
+use record::{ArtifactKind, StageName};
+use serde_json::json;
+
+use super::reuse;
+use super::{Run, StageError, Staged, outputs};
+use crate::data::Prepared;
+
+/// The trained model: live from training or loading, or `None` when training was reused (its
+/// weights are then loaded by evaluation, if evaluation is not reused too).
+pub struct Trained {
+    pub model: Option<ModelHandle>,
+}
+
+/// A new instance of the run's model class, created with its config and the run's context.
+pub fn create_model(run: &Run<'_>) -> anyhow::Result<ModelHandle> {
+    let class = run.required_class(ClassKind::Model)?;
+    Ok(class.library.library()?.create_model(
+        &class.info.name,
+        &run.request.experiment.class_sections(ClassKind::Model),
+        &run.context,
+    )?)
+}
+
+pub fn train(run: &mut Run<'_>, prepared: &Prepared) -> Result<Staged<Trained>, StageError> {
+    if let Some(source) = run.request.model_from.clone() {
+        let source = if source.join("model").is_dir() { source.join("model") } else { source };
+        let mut model = create_model(run)?;
+        model
+            .load(&source)
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("loading the model from {}", source.display()))?;
+        return Ok(Staged::computed(Trained { model: Some(model) }, None));
+    }
+    let key = reuse::model_key(
+        run,
+        "train",
+        json!({"train": prepared.train.digest, "validation": prepared.validation.digest}),
+    )?;
+    use ArtifactKind::*;
+    let reused = reuse::reuse_stage(run, StageName::Train, &key, &[Model, Checkpoint, History], |run, earlier| {
+        run.record.fit = Some(earlier.fit.clone().context("the earlier run recorded no training summary")?);
+        run.record.history = earlier.history.clone();
+        Ok(())
+    });
+    if let Some(from) = reused {
+        return Ok(Staged::reused(Trained { model: None }, key, from));
+    }
+    let model = fit(run, prepared)?;
+    Ok(Staged::computed(Trained { model: Some(model) }, Some(key)))
+}
+
+/// Fits a new model and records its history, summary, saved files and checkpoint.
+fn fit(run: &mut Run<'_>, prepared: &Prepared) -> Result<ModelHandle, StageError> {
+    let class = run.required_class(ClassKind::Model)?;
+    let mut model = create_model(run)?;
+    let services = run.services(class, run.dir.clone());
+    let validation = (prepared.validation.rows > 0).then(|| prepared.view(&prepared.validation));
+    let fit = model.fit(&prepared.view(&prepared.train), validation.as_ref(), &services);
+    services.finish();
+    run.record.history = services.history();
+    let history = run.dir.join("history.csv");
+    outputs::write_history(&history, &run.record.history)?;
+    run.artifact(History, &history)?;
+    if let Some((name, step, value)) = services.divergence() {
+        return Err(StageError::Failed(anyhow!(
+            "{}: training diverged: {name} was {value} at step {step}; lower training.learning_rate or check the data",
+            class.info.name
+        )));
+    }
+    run.record.fit = Some(fit?);
+    let model_dir = run.dir.join("model");
+    std::fs::create_dir_all(&model_dir).with_context(|| format!("{}: cannot create", model_dir.display()))?;
+    for file in model.save(&model_dir)? {
+        run.artifact(Model, &file)?;
+    }
+    let checkpoint = run.dir.join("checkpoints/best.safetensors");
+    if checkpoint.is_file() {
+        run.artifact(Checkpoint, &checkpoint)?;
+    }
+    Ok(model)
+}
+
+use ArtifactKind::{Checkpoint, History, Model};

@@ -1,0 +1,33 @@
+//! Hyperparameter sweeps. Every trial is an ordinary `host run` of its own config (one
+//! libtorch per process), linked to its trial in the store by the run itself. The driver
+//! (`driver.rs`: validation, resume, the submission loop, trial records) starts trials only
+//! through an [`Executor`] (`executor.rs`; `local.rs` runs child processes), learns every
+//! outcome from the store, and stops trials by the median rule (`prune.rs`). `page.rs` writes
+//! the sweep's HTML report.
+
+mod driver;
+mod executor;
+mod local;
+mod page;
+mod prune;
+
+use record::TrialStatus;
+use store::{SweepRow, TrialRow};
+
+pub use driver::{SweepOptions, SweepOutcome, sweep};
+pub use executor::{Executor, TrialEnd, TrialJob};
+pub use local::LocalExecutor;
+pub use page::write_sweep_page;
+pub use prune::better;
+
+/// The keys the sweep varies, in file order.
+pub fn varied_keys(row: &SweepRow) -> Vec<String> {
+    row.trials.first().and_then(|t| t.parameters.as_object()).map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The completed trial with the best metric.
+pub fn best_trial(row: &SweepRow) -> Option<&TrialRow> {
+    row.trials.iter().filter(|t| t.status == TrialStatus::Completed && t.metric.is_some()).reduce(|a, b| {
+        if better(row.maximize, b.metric.unwrap_or(f64::NAN), a.metric.unwrap_or(f64::NAN)) { b } else { a }
+    })
+}

@@ -1,0 +1,412 @@
+//! The store interface's conformance suite: what every backend must do, tested through
+//! [`Store`] alone. A backend runs it with [`conformance_suite!`], which makes one `#[test]`
+//! per case from a function that opens a fresh, empty store of that backend.
+
+use std::path::PathBuf;
+
+use plugin_sdk::{ClassKind, TaskKind};
+use record::{
+    ArtifactKind, DataEntity, DataRecord, FileArtifact, PluginUse, RunRecord, RunStatus, SplitRecord, StageName,
+    StageRecord, StageStatus, Transform, TrialRef, TrialStatus,
+};
+use serde_json::json;
+
+use crate::{Direction, NoSuchRun, RunFilter, RunOwner, Store, SweepStart};
+
+/// Makes one test per conformance case for the backend that `$open` (an expression giving a
+/// fresh `(Box<dyn Store>, guard)`, the guard kept alive for the test) opens.
+macro_rules! conformance_suite {
+    ($open:expr) => {
+        $crate::conformance::conformance_suite!(@cases $open;
+            a_begun_run_reads_back_as_running_with_its_config,
+            a_recorded_run_reads_back_typed_and_whole,
+            runs_list_newest_first_and_filter,
+            metrics_are_flattened_and_followed_live,
+            the_stage_cache_finds_completed_stages_by_key_newest_first,
+            lineage_is_derived_walked_and_searched,
+            sweeps_resume_and_trials_follow_their_runs,
+            running_runs_are_listed_and_marked_interrupted_once,
+            deleting_a_run_keeps_what_other_runs_recorded,
+            unknown_runs_are_a_typed_error,
+            imported_runs_are_whole_and_summarised,
+        );
+    };
+    (@cases $open:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let (store, _guard) = $open;
+                $crate::conformance::$case(&*store);
+            }
+        )+
+    };
+}
+pub(crate) use conformance_suite;
+
+fn owner() -> RunOwner {
+    RunOwner { hostname: "node-1".into(), pid: 4242 }
+}
+
+fn sha(tag: &str) -> String {
+    format!("{tag:0<64}")
+}
+
+/// A run at its start, as the pipeline begins one.
+pub fn started(run_id: &str, experiment: &str, started_at: &str) -> RunRecord {
+    RunRecord {
+        record_version: record::RECORD_VERSION,
+        run_id: run_id.into(),
+        experiment_name: experiment.into(),
+        status: RunStatus::Running,
+        config_file: PathBuf::from("/w/config/x.yaml"),
+        config_sha256: sha("c0"),
+        config: json!({"experiment_name": experiment, "seed": 7, "training": {"learning_rate": 0.01, "layers": [8, 4]}}),
+        working_dir: PathBuf::from("/w"),
+        model_from: None,
+        replay_of: None,
+        trial: None,
+        seed: 7,
+        threads: 2,
+        output_dir: PathBuf::from(format!("/w/runs/{run_id}")),
+        started_at: started_at.into(),
+        finished_at: None,
+        seconds: 0.0,
+        environment: record::Environment { os: "Debian".into(), cores: 2, threads: 2, ..Default::default() },
+        git: record::GitState { commit: Some("abc".into()), dirty: Some(false) },
+        plugins: vec![PluginUse {
+            kind: ClassKind::Model,
+            class: "MLP".into(),
+            plugin_name: "p".into(),
+            plugin_version: "1.0.0".into(),
+            sdk_version: "0.1.0".into(),
+            library: PathBuf::from("/w/plugins/libp.so"),
+            sha256: sha("11"),
+            size: 10,
+        }],
+        stages: Vec::new(),
+        source_files: Vec::new(),
+        data: DataRecord::default(),
+        fit: None,
+        history: Default::default(),
+        metrics: None,
+        artifacts: Vec::new(),
+        failed_stage: None,
+        error: None,
+        provenance: None,
+    }
+}
+
+/// The same run once every stage completed: raw file -> dataset -> splits -> model -> metrics.
+pub fn completed(mut record: RunRecord, accuracy: f64) -> RunRecord {
+    let dir = record.output_dir.clone();
+    let file = |kind: ArtifactKind, name: &str, digest: &str| FileArtifact {
+        kind,
+        path: dir.join(name),
+        sha256: sha(digest),
+        size: 3,
+    };
+    record.source_files = vec![FileArtifact {
+        kind: ArtifactKind::Source("train-images".into()),
+        path: "/d/raw".into(),
+        sha256: sha("aa"),
+        size: 9,
+    }];
+    record.data = DataRecord {
+        description: "tiny".into(),
+        dataset_sha256: sha("da"),
+        task: Some(TaskKind::Classification),
+        label_names: vec!["a".into(), "b".into()],
+        sample_shape: vec![4],
+        splits: [("train", "51"), ("test", "53")]
+            .into_iter()
+            .map(|(n, d)| (n.to_owned(), SplitRecord { rows: 5, sha256: sha(d) }))
+            .collect(),
+        transforms: vec![Transform {
+            name: "split".into(),
+            parameters: json!({"seed": 7}),
+            inputs: vec![DataEntity { label: "dataset".into(), sha256: sha("da") }],
+            outputs: vec![
+                DataEntity { label: "train".into(), sha256: sha("51") },
+                DataEntity { label: "test".into(), sha256: sha("53") },
+            ],
+            seconds: 0.0,
+        }],
+        metadata: json!({}),
+    };
+    for (name, key) in
+        [(StageName::Load, "kl"), (StageName::Prepare, "kp"), (StageName::Train, "kt"), (StageName::Evaluate, "ke")]
+    {
+        record.stages.push(StageRecord {
+            name,
+            status: StageStatus::Completed,
+            seconds: 0.5,
+            parameters: json!({}),
+            cache_key: Some(key.into()),
+            reused_from: None,
+        });
+    }
+    record.artifacts = vec![
+        file(ArtifactKind::Model, "model/m.safetensors", "m0"),
+        file(ArtifactKind::Metrics, "metrics.json", &format!("{accuracy}")),
+    ];
+    record.history = [(1u64, [("loss".to_owned(), 0.5)].into()), (2, [("loss".to_owned(), 0.25)].into())].into();
+    record.metrics = Some(json!({"test": {"accuracy": accuracy, "confusion": [[1, 0], [0, 1]]}, "model": {}}));
+    record.status = RunStatus::Completed;
+    record.finished_at = Some(record.started_at.clone());
+    record.seconds = 2.0;
+    record
+}
+
+fn begin(store: &dyn Store, record: &RunRecord) {
+    store.begin_run(record, &owner()).unwrap();
+}
+
+pub fn a_begun_run_reads_back_as_running_with_its_config(store: &dyn Store) {
+    let record = started("r1", "e", "2026-01-01T00:00:00Z");
+    begin(store, &record);
+    assert!(store.run_exists("r1").unwrap());
+    let read = store.run_record("r1").unwrap();
+    assert_eq!(read, record);
+    assert_eq!(store.run_status("r1").unwrap(), RunStatus::Running);
+    let parameters = store.parameters("r1").unwrap();
+    assert_eq!(parameters["training.learning_rate"], json!(0.01));
+    assert_eq!(parameters["training.layers"], json!([8, 4]));
+}
+
+pub fn a_recorded_run_reads_back_typed_and_whole(store: &dyn Store) {
+    let record = started("r1", "e", "2026-01-01T00:00:00Z");
+    begin(store, &record);
+    let done = completed(record, 0.75);
+    store.record(&done).unwrap();
+    assert_eq!(store.run_record("r1").unwrap(), done);
+    let files: Vec<(String, String)> =
+        store.recorded_files("r1").unwrap().into_iter().map(|f| (f.role, f.sha256)).collect();
+    assert!(files.contains(&("plugin Model".into(), sha("11"))), "{files:?}");
+    assert!(files.contains(&("model".into(), sha("m0"))), "{files:?}");
+    assert!(files.contains(&("train-images".into(), sha("aa"))), "{files:?}");
+    // Recording again (the next stage) replaces, never duplicates.
+    store.record(&done).unwrap();
+    assert_eq!(store.recorded_files("r1").unwrap().len(), files.len());
+    assert_eq!(store.step_metrics("r1", 0).unwrap().len(), 2);
+}
+
+pub fn runs_list_newest_first_and_filter(store: &dyn Store) {
+    for (id, experiment, at) in [
+        ("a", "one", "2026-01-01T00:00:01Z"),
+        ("b", "two", "2026-01-01T00:00:03Z"),
+        ("c", "one", "2026-01-01T00:00:02Z"),
+    ] {
+        begin(store, &started(id, experiment, at));
+    }
+    store.record(&completed(store.run_record("c").unwrap(), 0.5)).unwrap();
+    let ids = |filter: RunFilter| -> Vec<String> {
+        store.list_runs(&filter).unwrap().into_iter().map(|r| r.run_id).collect()
+    };
+    assert_eq!(ids(RunFilter { limit: 10, ..Default::default() }), ["b", "c", "a"]);
+    assert_eq!(ids(RunFilter { limit: 2, ..Default::default() }), ["b", "c"]);
+    assert_eq!(ids(RunFilter { experiment: Some("one".into()), limit: 10, ..Default::default() }), ["c", "a"]);
+    assert_eq!(ids(RunFilter { status: Some(RunStatus::Completed), limit: 10, ..Default::default() }), ["c"]);
+    let rows = store.list_runs(&RunFilter { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(rows[1].test_accuracy, Some(0.5));
+    assert_eq!(rows[1].status, RunStatus::Completed);
+    assert_eq!(rows[0].test_accuracy, None);
+}
+
+pub fn metrics_are_flattened_and_followed_live(store: &dyn Store) {
+    let record = started("r1", "e", "2026-01-01T00:00:00Z");
+    begin(store, &record);
+    store.live_metric("r1", "loss", 1, 0.9).unwrap();
+    store.live_metric("r1", "accuracy", 1, 0.4).unwrap();
+    store.live_metric("r1", "loss", 2, 0.8).unwrap();
+    assert_eq!(
+        store.step_metrics("r1", 1).unwrap(),
+        vec![(2, "loss".to_owned(), 0.8)],
+        "only steps after the one asked for"
+    );
+    assert_eq!(store.metric_curve("r1", "loss").unwrap(), vec![(1, 0.9), (2, 0.8)]);
+    store.record(&completed(record, 0.75)).unwrap();
+    let metrics = store.final_metrics("r1").unwrap();
+    assert_eq!(metrics["test.accuracy"], 0.75);
+    assert!(!metrics.contains_key("test.confusion"), "structured values are not scalars: {metrics:?}");
+    // The record's history replaced the live rows.
+    assert_eq!(store.metric_curve("r1", "loss").unwrap(), vec![(1, 0.5), (2, 0.25)]);
+    assert_eq!(store.metric_curve("r1", "accuracy").unwrap(), vec![]);
+}
+
+pub fn the_stage_cache_finds_completed_stages_by_key_newest_first(store: &dyn Store) {
+    for (id, at) in [("old", "2026-01-01T00:00:01Z"), ("new", "2026-01-01T00:00:02Z")] {
+        let record = started(id, "e", at);
+        begin(store, &record);
+        store.record(&completed(record, 0.5)).unwrap();
+    }
+    let mut failed = completed(started("failed", "e", "2026-01-01T00:00:03Z"), 0.5);
+    begin(store, &started("failed", "e", "2026-01-01T00:00:03Z"));
+    failed.stages[2].status = StageStatus::Failed;
+    store.record(&failed).unwrap();
+    let hits: Vec<String> =
+        store.cached_stages(StageName::Train, "kt").unwrap().into_iter().map(|c| c.run_id).collect();
+    assert_eq!(hits, ["new", "old"], "completed stages only, newest first");
+    // The failed run's load stage completed, so it is found for load.
+    assert_eq!(store.cached_stages(StageName::Load, "kl").unwrap()[0].run_id, "failed");
+    let hit = &store.cached_stages(StageName::Train, "kt").unwrap()[0];
+    assert_eq!(hit.output_dir, PathBuf::from("/w/runs/new"));
+    assert_eq!(hit.record.data.dataset_sha256, sha("da"));
+    assert!(store.cached_stages(StageName::Evaluate, "kt").unwrap().is_empty(), "the key is per stage");
+    assert!(store.cached_stages(StageName::Train, "other").unwrap().is_empty());
+}
+
+pub fn lineage_is_derived_walked_and_searched(store: &dyn Store) {
+    let record = started("r1", "e", "2026-01-01T00:00:00Z");
+    begin(store, &record);
+    let done = completed(record, 0.75);
+    store.record(&done).unwrap();
+    assert_eq!(store.lineage_edges("r1").unwrap(), record::lineage(&done));
+    let (descendants, truncated) = store.lineage_walk(&sha("aa"), Direction::Descendants, None, 0).unwrap();
+    let reached: Vec<&str> = descendants.iter().map(|s| s.sha256.as_str()).collect();
+    assert!(!truncated);
+    assert!(reached.contains(&sha("da").as_str()) && reached.contains(&sha("m0").as_str()), "{reached:?}");
+    assert_eq!(descendants[0].depth, 1);
+    let (ancestors, _) = store.lineage_walk(&sha("m0"), Direction::Ancestors, Some("r1"), 0).unwrap();
+    assert!(ancestors.iter().any(|s| s.sha256 == sha("aa") && s.kind == "raw"), "{ancestors:?}");
+    let (capped, truncated) = store.lineage_walk(&sha("aa"), Direction::Descendants, None, 1).unwrap();
+    assert_eq!((capped.len(), truncated), (1, true));
+    assert_eq!(store.runs_using(&sha("11"), 0).unwrap(), (vec!["r1".to_owned()], 1), "a plugin build");
+    assert_eq!(store.runs_using(&sha("51"), 0).unwrap().1, 1, "a split");
+    assert_eq!(store.expand_sha256(&sha("m0")[..20]).unwrap(), vec![sha("m0")]);
+    assert_eq!(store.expand_sha256(&sha("11")[..60]).unwrap(), vec![sha("11")]);
+    assert_eq!(store.entity_description(&sha("aa")).unwrap(), ("raw".into(), "train-images /d/raw".into()));
+    assert!(store.run_entities("r1").unwrap().contains(&("dataset".into(), sha("da"))));
+}
+
+pub fn sweeps_resume_and_trials_follow_their_runs(store: &dyn Store) {
+    let sweep = SweepStart {
+        sweep_id: "s-1".into(),
+        name: "s".into(),
+        config: json!({"sweep": {}}),
+        metric: "test.accuracy".into(),
+        maximize: true,
+    };
+    store.begin_sweep(&sweep).unwrap();
+    store.begin_sweep(&sweep).unwrap();
+    assert_eq!(store.sweep_ids().unwrap(), ["s-1"]);
+    for trial in 0..3 {
+        store.trial_started("s-1", trial, &json!({"training.learning_rate": trial})).unwrap();
+    }
+    // Trial 0's run links itself and completes; trial 1's run begins and fails; trial 2 is pruned.
+    let mut run = started("t0", "s", "2026-01-01T00:00:00Z");
+    run.trial = Some(TrialRef { sweep_id: "s-1".into(), trial: 0 });
+    begin(store, &run);
+    assert_eq!(store.sweep("s-1").unwrap().trials[0].run_id.as_deref(), Some("t0"));
+    assert_eq!(store.sweep("s-1").unwrap().trials[0].status, TrialStatus::Running);
+    store.record(&completed(run, 0.5)).unwrap();
+    store.trial_ended("s-1", 0, TrialStatus::Completed, Some(0.5)).unwrap();
+    let mut failing = started("t1", "s", "2026-01-01T00:00:01Z");
+    failing.trial = Some(TrialRef { sweep_id: "s-1".into(), trial: 1 });
+    begin(store, &failing);
+    failing.status = RunStatus::Failed;
+    store.record(&failing).unwrap();
+    store.trial_ended("s-1", 1, TrialStatus::Failed, None).unwrap();
+    store.trial_ended("s-1", 2, TrialStatus::Pruned, None).unwrap();
+    let row = store.sweep("s-1").unwrap();
+    let states: Vec<(usize, TrialStatus, Option<f64>)> =
+        row.trials.iter().map(|t| (t.trial, t.status, t.metric)).collect();
+    assert_eq!(
+        states,
+        [(0, TrialStatus::Completed, Some(0.5)), (1, TrialStatus::Failed, None), (2, TrialStatus::Pruned, None)]
+    );
+    assert_eq!(row.trials[1].parameters, json!({"training.learning_rate": 1}));
+    assert!((row.metric.as_str(), row.maximize) == ("test.accuracy", true));
+    // A trial's status is its run's: a run marked interrupted later shows so.
+    store.trial_started("s-1", 1, &json!({})).unwrap();
+    let mut retry = started("t1b", "s", "2026-01-01T00:00:02Z");
+    retry.trial = Some(TrialRef { sweep_id: "s-1".into(), trial: 1 });
+    begin(store, &retry);
+    store.mark_interrupted("t1b").unwrap();
+    assert_eq!(store.sweep("s-1").unwrap().trials[1].status, TrialStatus::Interrupted);
+    assert!(store.sweep("nope").unwrap_err().to_string().contains("no sweep nope"));
+}
+
+pub fn running_runs_are_listed_and_marked_interrupted_once(store: &dyn Store) {
+    begin(store, &started("live", "e", "2026-01-01T00:00:00Z"));
+    let done = started("done", "e", "2026-01-01T00:00:00Z");
+    begin(store, &done);
+    store.record(&completed(done, 0.5)).unwrap();
+    let running = store.running_runs().unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].run_id.as_str(), &running[0].owner), ("live", &owner()));
+    let before = running[0].heartbeat_at.clone();
+    store.heartbeat("live").unwrap();
+    assert!(store.running_runs().unwrap()[0].heartbeat_at > before, "the heartbeat moved");
+    assert!(store.mark_interrupted("live").unwrap());
+    assert!(!store.mark_interrupted("live").unwrap(), "only once");
+    assert!(!store.mark_interrupted("done").unwrap(), "never an ended run");
+    assert_eq!(store.run_status("live").unwrap(), RunStatus::Interrupted);
+    assert_eq!(store.run_status("done").unwrap(), RunStatus::Completed);
+    assert!(store.running_runs().unwrap().is_empty());
+}
+
+pub fn deleting_a_run_keeps_what_other_runs_recorded(store: &dyn Store) {
+    let live = started("live", "e", "2026-01-01T00:00:00Z");
+    begin(store, &live);
+    let error = store.delete_run("live").unwrap_err();
+    assert!(format!("{error:#}").contains("still running"), "{error:#}");
+    let a = started("a", "e", "2026-01-01T00:00:01Z");
+    begin(store, &a);
+    let a = completed(a, 0.5);
+    store.record(&a).unwrap();
+    let mut b = completed(started("b", "other", "2026-01-01T00:00:02Z"), 0.6);
+    begin(store, &started("b", "other", "2026-01-01T00:00:02Z"));
+    // b records a's model file too (a reused stage that pointed at it).
+    b.artifacts.push(a.artifacts[0].clone());
+    store.record(&b).unwrap();
+    let deleted = store.delete_run("b").unwrap();
+    assert_eq!(deleted.output_dir, PathBuf::from("/w/runs/b"));
+    let mut shared = deleted.shared.clone();
+    shared.sort();
+    assert_eq!(shared, [PathBuf::from("/d/raw"), a.artifacts[0].path.clone()], "the raw file and a's model");
+    assert!(!store.run_exists("b").unwrap());
+    let summary = store.summary().unwrap();
+    assert_eq!(summary.experiments.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["e"], "empty experiments go");
+    // The digest only b recorded is gone; what a recorded stays.
+    assert!(store.expand_sha256(&sha("0.6")).unwrap().is_empty());
+    assert_eq!(store.expand_sha256(&sha("m0")).unwrap().len(), 1);
+    assert_eq!(store.run_record("a").unwrap(), a);
+}
+
+pub fn unknown_runs_are_a_typed_error(store: &dyn Store) {
+    for error in [
+        store.run_record("nope").unwrap_err(),
+        store.recorded_files("nope").unwrap_err(),
+        store.parameters("nope").unwrap_err(),
+        store.delete_run("nope").unwrap_err(),
+        store.require_run("nope").unwrap_err(),
+    ] {
+        let no_run = error.downcast_ref::<NoSuchRun>().unwrap_or_else(|| panic!("not NoSuchRun: {error:#}"));
+        assert_eq!(no_run.run_id, "nope");
+        assert!(error.to_string().starts_with("no run nope in "), "{error}");
+    }
+    assert!(!store.run_exists("nope").unwrap());
+}
+
+pub fn imported_runs_are_whole_and_summarised(store: &dyn Store) {
+    let runs: Vec<(RunRecord, RunOwner)> = (0..5)
+        .map(|i| {
+            let record = started(&format!("i{i}"), if i % 2 == 0 { "even" } else { "odd" }, "2026-01-01T00:00:00Z");
+            let mut record = completed(record, f64::from(i) / 10.0);
+            if i == 4 {
+                record.status = RunStatus::Failed;
+            }
+            (record, owner())
+        })
+        .collect();
+    store.import_runs(&runs).unwrap();
+    for (record, _) in &runs {
+        assert_eq!(&store.run_record(&record.run_id).unwrap(), record);
+    }
+    let summary = store.summary().unwrap();
+    assert_eq!(summary.runs_by_status.get("completed"), Some(&4));
+    assert_eq!(summary.runs_by_status.get("failed"), Some(&1));
+    assert_eq!(summary.experiments, vec![("even".into(), 3, Some(0.4)), ("odd".into(), 2, Some(0.3))]);
+    assert_eq!(summary.plugin_builds, 1);
+    assert!(summary.lineage_edges > 0 && summary.artifacts > 0);
+}

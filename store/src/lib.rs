@@ -1,0 +1,359 @@
+//! The provenance store: one interface ([`Store`]) for recording runs and querying them, with
+//! one backend per database. This crate is the only one that names SQL or a database driver;
+//! callers see run records ([`record::RunRecord`]) and the plain rows below.
+//!
+//! # Design notes
+//! - **Interface.** Every method takes `&self`: a backend keeps its connection behind interior
+//!   mutability, so the pipeline, its plugin services and the commands can share one store by
+//!   reference. A store is `Send` (one per process, never shared between threads at once).
+//! - **Writes.** A run is written when it begins ([`Store::begin_run`]) and after every stage
+//!   ([`Store::record`]), each in one transaction, so a run killed later keeps its completed
+//!   stages. Per-epoch metrics are written as they happen (for `host runs watch`); the stage's
+//!   record replaces them with the same values.
+//! - **Liveness is not decided here.** The store lists running runs with their owner and
+//!   heartbeat ([`Store::running_runs`]); the host decides which are dead and marks them.
+//! - **Errors** carry one context line per public method naming the store, so both backends'
+//!   errors read alike; "no such run" is a typed [`NoSuchRun`] callers can match.
+//! - **Compatibility.** Schema changes are append-only migrations; a store written by a newer
+//!   host is refused with the version it needs.
+
+pub mod failpoint;
+mod locator;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use record::{Edge, RunRecord, RunStatus, StageName, TrialStatus};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use locator::Locator;
+
+/// The result of a store call.
+pub type Result<T> = anyhow::Result<T>;
+
+/// How to open a store. Backends ignore what does not apply to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenOptions {
+    /// How long a writer waits for a busy store.
+    pub timeout: Duration,
+    /// SQLite: `wal`, `delete` or `truncate`.
+    pub journal_mode: String,
+    /// SQLite: `normal` or `full`.
+    pub synchronous: String,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { timeout: Duration::from_secs(30), journal_mode: "wal".into(), synchronous: "normal".into() }
+    }
+}
+
+/// Opens (creating and migrating if needed) the store at `locator`.
+pub fn open(locator: &Locator, options: &OpenOptions) -> Result<Box<dyn Store>> {
+    match locator {
+        Locator::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, options)?)),
+    }
+}
+
+/// What SQLite's own consistency check says of the store file at `path`: `ok`, or what it
+/// found. For fault tests and repair: a killed writer must leave a consistent file.
+pub fn sqlite_integrity_check(path: &std::path::Path) -> Result<String> {
+    sqlite::integrity_check(path)
+}
+
+/// The process that runs a run: where its liveness can be judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunOwner {
+    pub hostname: String,
+    pub pid: u32,
+}
+
+/// A run recorded as running, its owner and its latest heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningRun {
+    pub run_id: String,
+    pub owner: RunOwner,
+    /// RFC 3339.
+    pub heartbeat_at: String,
+}
+
+/// A completed stage of an earlier run whose outputs a stage with the same key may reuse.
+#[derive(Debug, Clone)]
+pub struct CachedStage {
+    pub run_id: String,
+    pub output_dir: PathBuf,
+    pub record: RunRecord,
+}
+
+/// Which runs `list_runs` returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub experiment: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: usize,
+}
+
+/// One line of `host runs list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub experiment: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub config_sha256: String,
+    pub test_accuracy: Option<f64>,
+    /// Regression runs: the coefficient of determination on the test split.
+    pub test_r2: Option<f64>,
+}
+
+/// A file a run recorded, to check again.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedFile {
+    /// `plugin <kind>`, or the artifact's kind (`model`, `metrics`, `train-images`, ...).
+    pub role: String,
+    pub path: String,
+    pub sha256: String,
+}
+
+/// An entity in the lineage graph and how it was reached.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LineageStep {
+    pub sha256: String,
+    /// What the entity is (`raw`, `dataset`, `split`, `model`, ...) and its role or path.
+    pub kind: String,
+    pub label: String,
+    /// The entity it was derived from (ancestors) or that was derived from it (descendants).
+    pub via: String,
+    pub activity: Option<String>,
+    pub depth: usize,
+}
+
+/// Which way a lineage walk goes from an entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Towards what it was derived from.
+    Ancestors,
+    /// Towards what was derived from it.
+    Descendants,
+}
+
+/// One per-step metric: step, name, value.
+pub type StepMetric = (i64, String, f64);
+
+/// Counts for `host summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub runs_by_status: BTreeMap<String, i64>,
+    /// Experiment name, its runs, its best test accuracy.
+    pub experiments: Vec<(String, i64, Option<f64>)>,
+    pub plugin_builds: i64,
+    pub artifacts: i64,
+    pub artifact_bytes: i64,
+    pub lineage_edges: i64,
+}
+
+/// A sweep as it is begun.
+#[derive(Debug, Clone)]
+pub struct SweepStart {
+    pub sweep_id: String,
+    pub name: String,
+    pub config: Value,
+    pub metric: String,
+    pub maximize: bool,
+}
+
+/// One trial of a sweep, as `host sweep show` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialRow {
+    pub trial: usize,
+    pub parameters: Value,
+    pub run_id: Option<String>,
+    /// The trial's own status while its run is unknown; else its run's (pruned stays pruned).
+    pub status: TrialStatus,
+    pub metric: Option<f64>,
+}
+
+/// A sweep as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    pub sweep_id: String,
+    pub name: String,
+    pub metric: String,
+    pub maximize: bool,
+    pub created_at: String,
+    pub trials: Vec<TrialRow>,
+}
+
+/// What deleting a run left for the caller to remove from disk.
+#[derive(Debug, Clone)]
+pub struct DeletedRun {
+    pub output_dir: PathBuf,
+    /// Paths of the run's files that other runs still record: keep them.
+    pub shared: Vec<PathBuf>,
+}
+
+/// The run asked for is not in the store.
+#[derive(Debug, thiserror::Error)]
+#[error("no run {run_id} in {store}; `host runs list` shows the runs")]
+pub struct NoSuchRun {
+    pub run_id: String,
+    pub store: String,
+}
+
+/// Time this process spent writing run records: the store half of the provenance overhead.
+static WRITE_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Seconds spent in the store's run-record writes so far in this process.
+pub fn write_seconds() -> f64 {
+    WRITE_NANOS.load(Ordering::Relaxed) as f64 / 1e9
+}
+
+/// Runs one write, timed into [`write_seconds`].
+fn timed_write<T>(write: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let result = write();
+    WRITE_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    result
+}
+
+/// The provenance store's interface. See the crate's design notes.
+pub trait Store: Send {
+    /// Where the store is: what workers are given, and what messages name.
+    fn locator(&self) -> &Locator;
+
+    // Recording a run.
+
+    /// Records a run at its start: its experiment, config, parameters, environment, plugins and
+    /// owner; links it to its sweep trial when it is one.
+    fn begin_run(&self, record: &RunRecord, owner: &RunOwner) -> Result<()>;
+    /// Records everything the run has produced so far, in one transaction.
+    fn record(&self, record: &RunRecord) -> Result<()>;
+    /// Keeps the run's heartbeat fresh.
+    fn heartbeat(&self, run_id: &str) -> Result<()>;
+    /// Records one per-step metric as it happens.
+    fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> Result<()>;
+    /// Records finished runs in one transaction (imports and benchmarks).
+    fn import_runs(&self, runs: &[(RunRecord, RunOwner)]) -> Result<()>;
+
+    // The stage cache's index.
+
+    /// Completed stages named `stage` with cache key `key`, newest first (a few: each is
+    /// checked before its outputs are reused).
+    fn cached_stages(&self, stage: StageName, key: &str) -> Result<Vec<CachedStage>>;
+
+    // Runs.
+
+    fn run_exists(&self, run_id: &str) -> Result<bool>;
+    /// Runs, newest first.
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
+    /// A run's record as written at its last stage, with its current status and its config.
+    fn run_record(&self, run_id: &str) -> Result<RunRecord>;
+    fn run_status(&self, run_id: &str) -> Result<RunStatus>;
+    /// Every file a run used or produced (plugin libraries included), with its recorded SHA-256.
+    fn recorded_files(&self, run_id: &str) -> Result<Vec<RecordedFile>>;
+    /// A run's parameters (dotted config keys) with their values.
+    fn parameters(&self, run_id: &str) -> Result<BTreeMap<String, Value>>;
+    /// A run's final scalar metrics (`test.accuracy`, `model.loss`, ...).
+    fn final_metrics(&self, run_id: &str) -> Result<BTreeMap<String, f64>>;
+    /// A run's per-step metrics after `after_step`, in step order.
+    fn step_metrics(&self, run_id: &str, after_step: i64) -> Result<Vec<StepMetric>>;
+    /// A run's values of one per-step metric, in step order.
+    fn metric_curve(&self, run_id: &str, name: &str) -> Result<Vec<(i64, f64)>>;
+
+    // Lineage.
+
+    fn lineage_edges(&self, run_id: &str) -> Result<Vec<Edge>>;
+    /// The entities one `wasDerivedFrom` step from `entity` (with the activity), in one run or
+    /// across every run.
+    fn derived(&self, entity: &str, direction: Direction, run: Option<&str>) -> Result<Vec<(String, Option<String>)>>;
+    /// What an entity is: its kind and its role or path.
+    fn entity_description(&self, sha256: &str) -> Result<(String, String)>;
+    /// The runs that used or produced `sha256` (the first `limit`, 0 for all, in id order) and
+    /// how many there are in all.
+    fn runs_using(&self, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)>;
+    /// The digests a run recorded, as (kind, sha256).
+    fn run_entities(&self, run_id: &str) -> Result<Vec<(String, String)>>;
+    /// Full SHA-256 digests of entities and plugin builds starting with `prefix`.
+    fn expand_sha256(&self, prefix: &str) -> Result<Vec<String>>;
+    fn summary(&self) -> Result<Summary>;
+
+    // Sweeps.
+
+    /// Records a sweep (once: running it again resumes it).
+    fn begin_sweep(&self, sweep: &SweepStart) -> Result<()>;
+    /// A trial was submitted: running, no run yet, no metric.
+    fn trial_started(&self, sweep_id: &str, trial: usize, parameters: &Value) -> Result<()>;
+    /// A trial ended with this status and metric (its run was linked by the run itself).
+    fn trial_ended(&self, sweep_id: &str, trial: usize, status: TrialStatus, metric: Option<f64>) -> Result<()>;
+    /// A sweep and its trials in trial order.
+    fn sweep(&self, sweep_id: &str) -> Result<SweepRow>;
+    /// Every sweep id, newest first.
+    fn sweep_ids(&self) -> Result<Vec<String>>;
+
+    // Maintenance.
+
+    /// Runs recorded as running, with their owners and heartbeats.
+    fn running_runs(&self) -> Result<Vec<RunningRun>>;
+    /// Marks a run that is still recorded as running interrupted; false when it had ended.
+    fn mark_interrupted(&self, run_id: &str) -> Result<bool>;
+    /// Deletes a run that is not running: its rows, then artifacts and plugin builds no run
+    /// refers to any more.
+    fn delete_run(&self, run_id: &str) -> Result<DeletedRun>;
+}
+
+impl dyn Store + '_ {
+    /// Fails with [`NoSuchRun`] unless `run_id` is in the store.
+    pub fn require_run(&self, run_id: &str) -> Result<()> {
+        if self.run_exists(run_id)? {
+            Ok(())
+        } else {
+            Err(NoSuchRun { run_id: run_id.to_owned(), store: self.locator().to_string() }.into())
+        }
+    }
+
+    /// Walks `wasDerivedFrom` edges from `sha256` breadth first, across every run or within one
+    /// run's record. Stops after `limit` entities (0: no limit); the flag says whether it
+    /// stopped early.
+    pub fn lineage_walk(
+        &self,
+        sha256: &str,
+        direction: Direction,
+        run: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<LineageStep>, bool)> {
+        let mut seen = std::collections::HashSet::from([sha256.to_owned()]);
+        let mut frontier = std::collections::VecDeque::from([(sha256.to_owned(), 0usize)]);
+        let mut steps = Vec::new();
+        let mut truncated = false;
+        'walk: while let Some((current, depth)) = frontier.pop_front() {
+            for (entity, activity) in self.derived(&current, direction, run)? {
+                if limit > 0 && steps.len() >= limit {
+                    truncated = true;
+                    break 'walk;
+                }
+                if seen.insert(entity.clone()) {
+                    let (kind, label) = self.entity_description(&entity)?;
+                    steps.push(LineageStep {
+                        sha256: entity.clone(),
+                        kind,
+                        label,
+                        via: current.clone(),
+                        activity,
+                        depth: depth + 1,
+                    });
+                    frontier.push_back((entity, depth + 1));
+                }
+            }
+        }
+        steps.sort_by(|a, b| a.depth.cmp(&b.depth).then(a.sha256.cmp(&b.sha256)));
+        Ok((steps, truncated))
+    }
+}

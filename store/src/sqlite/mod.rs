@@ -1,0 +1,565 @@
+//! The SQLite backend: one file, WAL so readers work beside a writer, a busy timeout, foreign
+//! keys, migrations by `PRAGMA user_version` (`schema.rs`), reads in `queries.rs`.
+
+mod queries;
+mod schema;
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::time::Duration;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use record::{Edge, RunRecord, RunStatus, StageName, TrialStatus, flatten};
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+use crate::{
+    CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunOwner, RunRow,
+    RunningRun, StepMetric, Summary, SweepRow, SweepStart, timed_write,
+};
+
+pub struct SqliteStore {
+    /// `RefCell` because transactions need `&mut`; a store is used by one thread at a time.
+    connection: RefCell<Connection>,
+    locator: Locator,
+}
+
+/// Sets the journal mode, retrying while another process holds the store: switching a new
+/// store to WAL needs an exclusive lock, and SQLite answers "locked" there without waiting for
+/// the busy timeout when two processes create the store at once.
+fn set_journal_mode(connection: &Connection, mode: &str, timeout: Duration) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let result = connection.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).and_then(|current| {
+            if current.eq_ignore_ascii_case(mode) {
+                Ok(current)
+            } else {
+                connection.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
+            }
+        });
+        match result {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if matches!(error.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How a JSON value is typed in the parameters table.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "mapping",
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the store.
+    pub fn open(path: &Path, options: &OpenOptions) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create the store's folder", parent.display()))?;
+        }
+        let connection =
+            Connection::open(path).with_context(|| format!("{}: cannot open the provenance store", path.display()))?;
+        connection.busy_timeout(options.timeout)?;
+        let mode = set_journal_mode(&connection, &options.journal_mode, options.timeout)
+            .with_context(|| format!("{}: cannot set the journal mode", path.display()))?;
+        if !mode.eq_ignore_ascii_case(&options.journal_mode) {
+            tracing::warn!("{}: journal mode is {mode}, not {}", path.display(), options.journal_mode);
+        }
+        connection
+            .execute_batch(&format!("PRAGMA foreign_keys = ON; PRAGMA synchronous = {};", options.synchronous))?;
+        let store = SqliteStore { connection: RefCell::new(connection), locator: Locator::Sqlite(path.to_owned()) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let path = self.locator.to_string();
+        let mut connection = self.connection.borrow_mut();
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: usize = transaction.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version > schema::MIGRATIONS.len() {
+            bail!(
+                "{path}: written by a newer host (schema {version}, this host knows {}); upgrade the host",
+                schema::MIGRATIONS.len()
+            );
+        }
+        for (index, migration) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+            transaction.execute_batch(migration).with_context(|| format!("{path}: migration {}", index + 1))?;
+            transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Runs `body` in one immediate transaction, timed as a store write.
+    fn write<T>(&self, body: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        timed_write(|| {
+            let mut connection = self.connection.borrow_mut();
+            let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = body(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        })
+    }
+
+    /// Adds the store's name to an error, so every backend's errors say which store failed.
+    fn context(&self, what: &str) -> String {
+        format!("{what} in {}", self.locator)
+    }
+}
+
+/// `PRAGMA integrity_check` of the file at `path`, opened read-only.
+pub fn integrity_check(path: &Path) -> Result<String> {
+    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    Ok(connection.query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+}
+
+/// Inserts a run at its start: its experiment, run row, environment, plugins and parameters;
+/// links it to its sweep trial.
+fn insert_run(transaction: &Connection, record: &RunRecord, owner: &RunOwner) -> Result<()> {
+    transaction.execute(
+        "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?1, ?2)",
+        params![record.experiment_name, record.started_at],
+    )?;
+    let experiment_id: i64 =
+        transaction.query_row("SELECT id FROM experiments WHERE name = ?1", [&record.experiment_name], |r| r.get(0))?;
+    transaction.execute(
+        "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
+                           git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of, summary_json)
+         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            record.run_id,
+            experiment_id,
+            record.config_file.display().to_string(),
+            serde_json::to_string(&record.config)?,
+            record.config_sha256,
+            record.seed as i64,
+            record.threads as i64,
+            env!("CARGO_PKG_VERSION"),
+            record.git.commit,
+            record.git.dirty,
+            record.output_dir.display().to_string(),
+            record.started_at,
+            i64::from(owner.pid),
+            owner.hostname,
+            record.replay_of,
+            serde_json::to_string(record)?,
+        ],
+    )?;
+    let environment = &record.environment;
+    transaction.execute(
+        "INSERT INTO environments (run_id, os, arch, cpu, cores, threads, rustc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            record.run_id,
+            environment.os,
+            environment.arch,
+            environment.cpu,
+            environment.cores as i64,
+            environment.threads as i64,
+            environment.rustc
+        ],
+    )?;
+    for plugin in &record.plugins {
+        transaction.execute(
+            "INSERT INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (sha256) DO UPDATE SET path = excluded.path",
+            params![plugin.sha256, plugin.library.display().to_string(), plugin.plugin_name, plugin.plugin_version, plugin.sdk_version, plugin.size as i64],
+        )?;
+        transaction.execute(
+            "INSERT INTO run_plugins (run_id, kind, class, library_sha256) VALUES (?1, ?2, ?3, ?4)",
+            params![record.run_id, plugin.kind.name(), plugin.class, plugin.sha256],
+        )?;
+    }
+    for (name, value) in flatten(&record.config) {
+        transaction.execute(
+            "INSERT INTO parameters (run_id, name, type, value_json) VALUES (?1, ?2, ?3, ?4)",
+            params![record.run_id, name, json_type(&value), value.to_string()],
+        )?;
+    }
+    if let Some(trial) = &record.trial {
+        transaction.execute(
+            "UPDATE sweep_trials SET run_id = ?3 WHERE sweep_id = ?1 AND trial = ?2",
+            params![trial.sweep_id, trial.trial as i64, record.run_id],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes what a run has produced so far (status, stages, artifacts, lineage, metrics).
+fn write_record(transaction: &Connection, record: &RunRecord) -> Result<()> {
+    let run = &record.run_id;
+    let finished = record.status != RunStatus::Running;
+    transaction.execute(
+        "UPDATE runs SET status = ?2, finished_at = ?3, heartbeat_at = ?4, error = ?5, failed_stage = ?6, summary_json = ?7 WHERE run_id = ?1",
+        params![
+            run,
+            record.status.as_str(),
+            if finished { record.finished_at.clone() } else { None },
+            record::now_rfc3339(),
+            record.error,
+            record.failed_stage.map(|s| s.as_str()),
+            serde_json::to_string(record)?
+        ],
+    )?;
+    for stage in &record.stages {
+        transaction.execute(
+            "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, parameters_json, cache_hit, cache_key, reused_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                run,
+                stage.name.as_str(),
+                stage.status.as_str(),
+                stage.seconds,
+                stage.parameters.to_string(),
+                stage.reused_from.is_some(),
+                stage.cache_key,
+                stage.reused_from
+            ],
+        )?;
+    }
+    let add_artifact = |sha256: &str, kind: &str, size: Option<u64>, role: &str, path: &str| -> rusqlite::Result<()> {
+        transaction.execute(
+            "INSERT OR IGNORE INTO artifacts (sha256, kind, size) VALUES (?1, ?2, ?3)",
+            params![sha256, kind, size.map(|s| s as i64)],
+        )?;
+        transaction.execute(
+            "INSERT OR IGNORE INTO run_artifacts (run_id, sha256, role, path) VALUES (?1, ?2, ?3, ?4)",
+            params![run, sha256, role, path],
+        )?;
+        Ok(())
+    };
+    for file in &record.source_files {
+        add_artifact(&file.sha256, "raw", Some(file.size), file.kind.as_str(), &file.path.display().to_string())?;
+    }
+    if !record.data.dataset_sha256.is_empty() {
+        add_artifact(&record.data.dataset_sha256, "dataset", None, "dataset", "")?;
+    }
+    for transform in &record.data.transforms {
+        for output in &transform.outputs {
+            add_artifact(&output.sha256, "split", None, &output.label, "")?;
+        }
+    }
+    for file in &record.artifacts {
+        let kind = file.kind.as_str();
+        add_artifact(&file.sha256, kind, Some(file.size), kind, &file.path.display().to_string())?;
+    }
+    transaction.execute("DELETE FROM lineage_edges WHERE run_id = ?1", [run])?;
+    for edge in record::lineage(record) {
+        transaction.execute(
+            "INSERT INTO lineage_edges (run_id, relation, subject, object, activity, parameters_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                run,
+                edge.relation.as_str(),
+                edge.subject,
+                edge.object,
+                edge.activity,
+                edge.parameters.map(|p| p.to_string())
+            ],
+        )?;
+    }
+    transaction.execute("DELETE FROM metrics WHERE run_id = ?1", [run])?;
+    for (epoch, values) in &record.history {
+        for (name, value) in values {
+            transaction.execute(
+                "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
+                params![run, name, *epoch as i64, value],
+            )?;
+        }
+    }
+    if let Some(metrics) = &record.metrics {
+        for (name, value) in flatten(metrics) {
+            // Scalars are queryable as numbers; structured values (the confusion matrix,
+            // per-class rows) are kept whole as JSON.
+            transaction.execute(
+                "INSERT INTO metrics (run_id, name, step, value, value_json) VALUES (?1, ?2, NULL, ?3, ?4)",
+                params![run, name, value.as_f64(), if value.is_number() { None } else { Some(value.to_string()) }],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl crate::Store for SqliteStore {
+    fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    fn begin_run(&self, record: &RunRecord, owner: &RunOwner) -> Result<()> {
+        self.write(|transaction| insert_run(transaction, record, owner))
+            .with_context(|| self.context(&format!("recording the start of run {}", record.run_id)))
+    }
+
+    fn record(&self, record: &RunRecord) -> Result<()> {
+        self.write(|transaction| {
+            write_record(transaction, record)?;
+            crate::failpoint::pause("store.record");
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("recording run {}", record.run_id)))
+    }
+
+    fn heartbeat(&self, run_id: &str) -> Result<()> {
+        timed_write(|| {
+            self.connection
+                .borrow()
+                .execute("UPDATE runs SET heartbeat_at = ?2 WHERE run_id = ?1", params![run_id, record::now_rfc3339()])
+        })
+        .with_context(|| self.context(&format!("recording the heartbeat of run {run_id}")))?;
+        Ok(())
+    }
+
+    fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> Result<()> {
+        timed_write(|| {
+            self.connection.borrow().execute(
+                "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, name, step as i64, value],
+            )
+        })
+        .with_context(|| self.context(&format!("recording metric {name} of run {run_id}")))?;
+        Ok(())
+    }
+
+    fn import_runs(&self, runs: &[(RunRecord, RunOwner)]) -> Result<()> {
+        self.write(|transaction| {
+            for (record, owner) in runs {
+                insert_run(transaction, record, owner)?;
+                write_record(transaction, record)?;
+            }
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("importing {} runs", runs.len())))
+    }
+
+    fn cached_stages(&self, stage: StageName, key: &str) -> Result<Vec<CachedStage>> {
+        queries::cached_stages(&self.connection.borrow(), stage, key)
+            .with_context(|| self.context(&format!("looking up the stage cache for {stage}")))
+    }
+
+    fn run_exists(&self, run_id: &str) -> Result<bool> {
+        queries::run_exists(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("looking up run {run_id}")))
+    }
+
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        queries::list_runs(&self.connection.borrow(), filter).with_context(|| self.context("listing runs"))
+    }
+
+    fn run_record(&self, run_id: &str) -> Result<RunRecord> {
+        self.require(run_id)?;
+        queries::run_record(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the record of run {run_id}")))
+    }
+
+    fn run_status(&self, run_id: &str) -> Result<RunStatus> {
+        self.require(run_id)?;
+        queries::run_status(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the status of run {run_id}")))
+    }
+
+    fn recorded_files(&self, run_id: &str) -> Result<Vec<RecordedFile>> {
+        self.require(run_id)?;
+        queries::recorded_files(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the files of run {run_id}")))
+    }
+
+    fn parameters(&self, run_id: &str) -> Result<BTreeMap<String, Value>> {
+        self.require(run_id)?;
+        queries::parameters(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the parameters of run {run_id}")))
+    }
+
+    fn final_metrics(&self, run_id: &str) -> Result<BTreeMap<String, f64>> {
+        queries::final_metrics(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the metrics of run {run_id}")))
+    }
+
+    fn step_metrics(&self, run_id: &str, after_step: i64) -> Result<Vec<StepMetric>> {
+        queries::step_metrics(&self.connection.borrow(), run_id, after_step)
+            .with_context(|| self.context(&format!("reading the per-epoch metrics of run {run_id}")))
+    }
+
+    fn metric_curve(&self, run_id: &str, name: &str) -> Result<Vec<(i64, f64)>> {
+        queries::metric_curve(&self.connection.borrow(), run_id, name)
+            .with_context(|| self.context(&format!("reading metric {name} of run {run_id}")))
+    }
+
+    fn lineage_edges(&self, run_id: &str) -> Result<Vec<Edge>> {
+        queries::lineage_edges(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the lineage of run {run_id}")))
+    }
+
+    fn derived(&self, entity: &str, direction: Direction, run: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
+        queries::derived(&self.connection.borrow(), entity, direction, run)
+            .with_context(|| self.context(&format!("walking the lineage of {entity}")))
+    }
+
+    fn entity_description(&self, sha256: &str) -> Result<(String, String)> {
+        queries::entity_description(&self.connection.borrow(), sha256)
+            .with_context(|| self.context(&format!("describing {sha256}")))
+    }
+
+    fn runs_using(&self, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)> {
+        queries::runs_using(&self.connection.borrow(), sha256, limit)
+            .with_context(|| self.context(&format!("finding the runs that used {sha256}")))
+    }
+
+    fn run_entities(&self, run_id: &str) -> Result<Vec<(String, String)>> {
+        queries::run_entities(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the entities of run {run_id}")))
+    }
+
+    fn expand_sha256(&self, prefix: &str) -> Result<Vec<String>> {
+        queries::expand_sha256(&self.connection.borrow(), prefix)
+            .with_context(|| self.context(&format!("looking up SHA-256 {prefix}")))
+    }
+
+    fn summary(&self) -> Result<Summary> {
+        queries::summary(&self.connection.borrow()).with_context(|| self.context("summarising"))
+    }
+
+    fn begin_sweep(&self, sweep: &SweepStart) -> Result<()> {
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT OR IGNORE INTO sweeps (sweep_id, name, config_json, metric, maximize, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![sweep.sweep_id, sweep.name, sweep.config.to_string(), sweep.metric, sweep.maximize, record::now_rfc3339()],
+            )?;
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("recording sweep {}", sweep.sweep_id)))
+    }
+
+    fn trial_started(&self, sweep_id: &str, trial: usize, parameters: &Value) -> Result<()> {
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT OR REPLACE INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric)
+                 VALUES (?1, ?2, ?3, NULL, 'running', NULL)",
+                params![sweep_id, trial as i64, parameters.to_string()],
+            )?;
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("recording the start of trial {trial} of sweep {sweep_id}")))
+    }
+
+    fn trial_ended(&self, sweep_id: &str, trial: usize, status: TrialStatus, metric: Option<f64>) -> Result<()> {
+        self.write(|transaction| {
+            transaction.execute(
+                "UPDATE sweep_trials SET status = ?3, metric = ?4 WHERE sweep_id = ?1 AND trial = ?2",
+                params![sweep_id, trial as i64, status.as_str(), metric],
+            )?;
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("recording the end of trial {trial} of sweep {sweep_id}")))
+    }
+
+    fn sweep(&self, sweep_id: &str) -> Result<SweepRow> {
+        queries::sweep(&self.connection.borrow(), sweep_id)
+            .with_context(|| self.context(&format!("reading sweep {sweep_id}")))?
+            .ok_or_else(|| {
+                anyhow::anyhow!("no sweep {sweep_id} in {}; `host sweep show` lists the sweeps", self.locator)
+            })
+    }
+
+    fn sweep_ids(&self) -> Result<Vec<String>> {
+        queries::sweep_ids(&self.connection.borrow()).with_context(|| self.context("listing sweeps"))
+    }
+
+    fn running_runs(&self) -> Result<Vec<RunningRun>> {
+        queries::running_runs(&self.connection.borrow()).with_context(|| self.context("listing running runs"))
+    }
+
+    fn mark_interrupted(&self, run_id: &str) -> Result<bool> {
+        let changed = self
+            .write(|transaction| {
+                Ok(transaction.execute(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE run_id = ?1 AND status = 'running'",
+                    params![run_id, record::now_rfc3339()],
+                )?)
+            })
+            .with_context(|| self.context(&format!("marking run {run_id} interrupted")))?;
+        Ok(changed > 0)
+    }
+
+    fn delete_run(&self, run_id: &str) -> Result<DeletedRun> {
+        self.require(run_id)?;
+        self.write(|transaction| queries::delete_run(transaction, run_id))
+            .with_context(|| self.context(&format!("deleting run {run_id}")))
+    }
+}
+
+impl SqliteStore {
+    fn require(&self, run_id: &str) -> Result<()> {
+        (self as &dyn crate::Store).require_run(run_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> SqliteStore {
+        SqliteStore::open(&dir.join("store.db"), &OpenOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn migrations_apply_once_and_set_the_user_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let version: i64 = store.connection.borrow().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version as usize, schema::MIGRATIONS.len());
+        drop(store);
+        // Reopening applies nothing twice.
+        let store = open(dir.path());
+        let connection = store.connection.borrow();
+        let mode: String = connection.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(foreign_keys, 1);
+    }
+
+    #[test]
+    fn every_migration_applies_in_memory() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        let transaction = connection.transaction().unwrap();
+        for migration in schema::MIGRATIONS {
+            transaction.execute_batch(migration).unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+
+    #[test]
+    fn a_store_from_a_newer_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let error = SqliteStore::open(&path, &OpenOptions::default()).err().unwrap();
+        assert!(format!("{error:#}").contains("written by a newer host (schema 99"), "{error:#}");
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    use crate::conformance::conformance_suite;
+
+    fn open() -> (Box<dyn crate::Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::open(&crate::Locator::Sqlite(dir.path().join("store.db")), &crate::OpenOptions::default());
+        (store.unwrap(), dir)
+    }
+
+    conformance_suite!(open());
+}

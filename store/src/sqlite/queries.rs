@@ -1,0 +1,402 @@
+//! The SQLite backend's reads (and the delete): plain functions over a connection, each
+//! answering one of the interface's questions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use record::{Edge, RunRecord, RunStatus, StageName, TrialStatus};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::{
+    CachedStage, DeletedRun, Direction, RecordedFile, Result, RunFilter, RunOwner, RunRow, RunningRun, StepMetric,
+    Summary, SweepRow, TrialRow,
+};
+
+/// Reads a status column written by this crate.
+fn parsed<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
+    text.parse().map_err(anyhow::Error::msg)
+}
+
+pub fn run_exists(connection: &Connection, run_id: &str) -> Result<bool> {
+    Ok(connection.query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(())).optional()?.is_some())
+}
+
+pub fn list_runs(connection: &Connection, filter: &RunFilter) -> Result<Vec<RunRow>> {
+    // Each filter only when given, so SQLite can walk the matching index newest first
+    // instead of scanning every run.
+    let mut filters = Vec::new();
+    if filter.experiment.is_some() {
+        filters.push("r.experiment_id = (SELECT id FROM experiments WHERE name = ?1)");
+    }
+    if filter.status.is_some() {
+        filters.push("r.status = ?2");
+    }
+    let condition = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
+    let mut statement = connection.prepare(&format!(
+        "SELECT r.run_id, e.name, r.status, r.started_at, r.finished_at, r.config_sha256,
+                (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.accuracy' AND m.step IS NULL),
+                (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.r2' AND m.step IS NULL)
+         FROM runs r JOIN experiments e ON e.id = r.experiment_id
+         {condition}
+         ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?3"
+    ))?;
+    let status = filter.status.map(|s| s.as_str());
+    let rows = statement.query_map(params![filter.experiment, status, filter.limit as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        ))
+    })?;
+    let mut runs = Vec::new();
+    for row in rows {
+        let (run_id, experiment, status, started_at, finished_at, config_sha256, test_accuracy, test_r2) = row?;
+        runs.push(RunRow {
+            run_id,
+            experiment,
+            status: parsed(&status)?,
+            started_at,
+            finished_at,
+            config_sha256,
+            test_accuracy,
+            test_r2,
+        });
+    }
+    Ok(runs)
+}
+
+pub fn cached_stages(connection: &Connection, stage: StageName, key: &str) -> Result<Vec<CachedStage>> {
+    let mut statement = connection.prepare(
+        "SELECT r.run_id, r.output_dir, r.summary_json FROM stages s JOIN runs r ON r.run_id = s.run_id
+         WHERE s.cache_key = ?1 AND s.name = ?2 AND s.status = 'completed' AND r.summary_json IS NOT NULL
+         ORDER BY r.started_at DESC, r.run_id DESC LIMIT 5",
+    )?;
+    let rows = statement.query_map(params![key, stage.as_str()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut stages = Vec::new();
+    for row in rows {
+        let (run_id, output_dir, summary) = row?;
+        match serde_json::from_str::<RunRecord>(&summary) {
+            Ok(record) => stages.push(CachedStage { run_id, output_dir: PathBuf::from(output_dir), record }),
+            // A record this host cannot read is not reused; the stage is recomputed.
+            Err(error) => tracing::info!("run {run_id}'s record cannot be read for reuse: {error}"),
+        }
+    }
+    Ok(stages)
+}
+
+/// A run's record: the record written at its last stage with the status and config columns,
+/// which are the truth (a run marked interrupted changes only its status). A run recorded by a
+/// host that wrote no record at its start is rebuilt from its row.
+pub fn run_record(connection: &Connection, run_id: &str) -> Result<RunRecord> {
+    #[allow(clippy::type_complexity)]
+    let row: (String, Option<String>, String, String, String, String, i64, i64, String, String, Option<String>) =
+        connection.query_row(
+            "SELECT r.status, r.summary_json, r.config_json, e.name, r.config_file, r.config_sha256, r.seed, r.threads,
+                    r.output_dir, r.started_at, r.finished_at
+             FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.run_id = ?1",
+            [run_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
+            },
+        )?;
+    let (status, summary, config, experiment, config_file, config_sha256, seed, threads, output_dir, started, finished) =
+        row;
+    let mut record: RunRecord = match summary {
+        Some(text) => serde_json::from_str(&text).context("the stored run record")?,
+        None => serde_json::from_value(serde_json::json!({
+            "run_id": run_id,
+            "experiment_name": experiment,
+            "status": status,
+            "config_file": config_file,
+            "config_sha256": config_sha256,
+            "seed": seed as u64,
+            "threads": threads as usize,
+            "output_dir": output_dir,
+            "started_at": started,
+            "finished_at": finished,
+        }))?,
+    };
+    record.status = parsed(&status)?;
+    record.config = serde_json::from_str(&config).context("the stored config")?;
+    if record.environment == record::Environment::default() {
+        // Written before records carried their environment: the environments row has it.
+        let environment = connection
+            .query_row(
+                "SELECT os, arch, cpu, cores, threads, rustc FROM environments WHERE run_id = ?1",
+                [run_id],
+                |r| {
+                    Ok(record::Environment {
+                        os: r.get(0)?,
+                        arch: r.get(1)?,
+                        cpu: r.get(2)?,
+                        cores: r.get::<_, i64>(3)? as usize,
+                        threads: r.get::<_, i64>(4)? as usize,
+                        rustc: r.get(5)?,
+                        ..record::Environment::default()
+                    })
+                },
+            )
+            .optional()?;
+        record.environment = environment.unwrap_or_default();
+    }
+    Ok(record)
+}
+
+pub fn run_status(connection: &Connection, run_id: &str) -> Result<RunStatus> {
+    let status: String = connection.query_row("SELECT status FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))?;
+    parsed(&status)
+}
+
+pub fn recorded_files(connection: &Connection, run_id: &str) -> Result<Vec<RecordedFile>> {
+    let mut statement = connection.prepare(
+        "SELECT 'plugin ' || rp.kind, l.path, l.sha256 FROM run_plugins rp JOIN plugin_libraries l ON l.sha256 = rp.library_sha256
+         WHERE rp.run_id = ?1
+         UNION ALL
+         SELECT role, path, sha256 FROM run_artifacts WHERE run_id = ?1 AND path <> ''
+         ORDER BY 1, 2",
+    )?;
+    let files = statement
+        .query_map([run_id], |r| Ok(RecordedFile { role: r.get(0)?, path: r.get(1)?, sha256: r.get(2)? }))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(files)
+}
+
+pub fn parameters(connection: &Connection, run_id: &str) -> Result<BTreeMap<String, Value>> {
+    let mut statement = connection.prepare("SELECT name, value_json FROM parameters WHERE run_id = ?1")?;
+    let rows = statement.query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut parameters = BTreeMap::new();
+    for row in rows {
+        let (name, value) = row?;
+        parameters.insert(name, serde_json::from_str(&value)?);
+    }
+    Ok(parameters)
+}
+
+pub fn final_metrics(connection: &Connection, run_id: &str) -> Result<BTreeMap<String, f64>> {
+    let mut statement = connection
+        .prepare("SELECT name, value FROM metrics WHERE run_id = ?1 AND step IS NULL AND value IS NOT NULL")?;
+    let rows = statement.query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn step_metrics(connection: &Connection, run_id: &str, after_step: i64) -> Result<Vec<StepMetric>> {
+    let mut statement = connection.prepare(
+        "SELECT step, name, value FROM metrics WHERE run_id = ?1 AND step > ?2 AND value IS NOT NULL ORDER BY step, rowid",
+    )?;
+    let metrics = statement
+        .query_map(params![run_id, after_step], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(metrics)
+}
+
+pub fn metric_curve(connection: &Connection, run_id: &str, name: &str) -> Result<Vec<(i64, f64)>> {
+    let mut statement = connection.prepare(
+        "SELECT step, value FROM metrics WHERE run_id = ?1 AND name = ?2 AND step IS NOT NULL AND value IS NOT NULL ORDER BY step",
+    )?;
+    Ok(statement.query_map(params![run_id, name], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn lineage_edges(connection: &Connection, run_id: &str) -> Result<Vec<Edge>> {
+    let mut statement = connection.prepare(
+        "SELECT relation, subject, object, activity, parameters_json FROM lineage_edges WHERE run_id = ?1 ORDER BY id",
+    )?;
+    let rows = statement.query_map([run_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, Option<String>>(4)?))
+    })?;
+    let mut edges = Vec::new();
+    for row in rows {
+        let (relation, subject, object, activity, parameters) = row?;
+        let parameters = parameters.map(|p| serde_json::from_str(&p)).transpose()?;
+        edges.push(Edge { relation: parsed(&relation)?, subject, object, activity, parameters });
+    }
+    Ok(edges)
+}
+
+pub fn derived(
+    connection: &Connection,
+    entity: &str,
+    direction: Direction,
+    run: Option<&str>,
+) -> Result<Vec<(String, Option<String>)>> {
+    let query = match direction {
+        Direction::Ancestors => {
+            "SELECT DISTINCT object, activity FROM lineage_edges
+             WHERE relation = 'wasDerivedFrom' AND subject = ?1 AND (?2 IS NULL OR run_id = ?2)"
+        }
+        Direction::Descendants => {
+            "SELECT DISTINCT subject, activity FROM lineage_edges
+             WHERE relation = 'wasDerivedFrom' AND object = ?1 AND (?2 IS NULL OR run_id = ?2)"
+        }
+    };
+    let mut statement = connection.prepare_cached(query)?;
+    Ok(statement.query_map(params![entity, run], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn entity_description(connection: &Connection, sha256: &str) -> Result<(String, String)> {
+    let found: Option<(String, String, String)> = connection
+        .prepare_cached(
+            "SELECT a.kind, ra.role, ra.path FROM artifacts a LEFT JOIN run_artifacts ra ON ra.sha256 = a.sha256
+             WHERE a.sha256 = ?1 LIMIT 1",
+        )?
+        .query_row([sha256], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            ))
+        })
+        .optional()?;
+    Ok(match found {
+        Some((kind, role, path)) if !path.is_empty() => (kind, format!("{role} {path}")),
+        Some((kind, role, _)) => (kind, role),
+        None => ("unknown".into(), String::new()),
+    })
+}
+
+pub fn runs_using(connection: &Connection, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)> {
+    let union = "SELECT run_id FROM run_artifacts WHERE sha256 = ?1 UNION SELECT run_id FROM run_plugins WHERE library_sha256 = ?1";
+    let total: i64 = connection.query_row(&format!("SELECT COUNT(*) FROM ({union})"), [sha256], |r| r.get(0))?;
+    let mut statement = connection.prepare(&format!("{union} ORDER BY 1 LIMIT ?2"))?;
+    let limit = if limit == 0 { -1 } else { limit as i64 };
+    let runs = statement.query_map(params![sha256, limit], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok((runs, total as usize))
+}
+
+pub fn run_entities(connection: &Connection, run_id: &str) -> Result<Vec<(String, String)>> {
+    let mut statement = connection.prepare(
+        "SELECT DISTINCT a.kind, ra.sha256 FROM run_artifacts ra JOIN artifacts a ON a.sha256 = ra.sha256 WHERE ra.run_id = ?1",
+    )?;
+    Ok(statement.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn expand_sha256(connection: &Connection, prefix: &str) -> Result<Vec<String>> {
+    // A range on the primary keys (digests are lowercase hex, all below '~'), not LIKE,
+    // which cannot use them.
+    let mut statement = connection.prepare(
+        "SELECT sha256 FROM artifacts WHERE sha256 >= ?1 AND sha256 < ?1 || '~'
+         UNION SELECT sha256 FROM plugin_libraries WHERE sha256 >= ?1 AND sha256 < ?1 || '~'",
+    )?;
+    Ok(statement.query_map([prefix.to_ascii_lowercase()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn summary(connection: &Connection) -> Result<Summary> {
+    let mut statement = connection.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
+    let runs_by_status = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut statement = connection.prepare(
+        "SELECT e.name, COUNT(r.run_id),
+                (SELECT MAX(m.value) FROM metrics m JOIN runs r2 ON r2.run_id = m.run_id
+                 WHERE r2.experiment_id = e.id AND m.name = 'test.accuracy' AND m.step IS NULL)
+         FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id GROUP BY e.id ORDER BY e.name",
+    )?;
+    let experiments =
+        statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let count = |sql: &str| -> rusqlite::Result<i64> { connection.query_row(sql, [], |r| r.get(0)) };
+    Ok(Summary {
+        runs_by_status,
+        experiments,
+        plugin_builds: count("SELECT COUNT(*) FROM plugin_libraries")?,
+        artifacts: count("SELECT COUNT(*) FROM artifacts")?,
+        artifact_bytes: count("SELECT COALESCE(SUM(size), 0) FROM artifacts")?,
+        lineage_edges: count("SELECT COUNT(*) FROM lineage_edges")?,
+    })
+}
+
+pub fn sweep(connection: &Connection, sweep_id: &str) -> Result<Option<SweepRow>> {
+    let found = connection
+        .query_row("SELECT name, metric, maximize, created_at FROM sweeps WHERE sweep_id = ?1", [sweep_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, String>(3)?))
+        })
+        .optional()?;
+    let Some((name, metric, maximize, created_at)) = found else { return Ok(None) };
+    let mut statement = connection.prepare(
+        "SELECT t.trial, t.parameters_json, t.run_id,
+                CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END, t.metric
+         FROM sweep_trials t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.sweep_id = ?1 ORDER BY t.trial",
+    )?;
+    let rows = statement.query_map([sweep_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    let mut trials = Vec::new();
+    for row in rows {
+        let (trial, parameters, run_id, status, metric): (i64, String, Option<String>, String, Option<f64>) = row?;
+        // The run's status where the trial has a run, else the trial's own (pruned, or running
+        // while its run has not begun).
+        let status = match parsed::<RunStatus>(&status) {
+            Ok(run) => TrialStatus::from(run),
+            Err(_) => parsed::<TrialStatus>(&status)?,
+        };
+        trials.push(TrialRow {
+            trial: trial as usize,
+            parameters: serde_json::from_str(&parameters)?,
+            run_id,
+            status,
+            metric,
+        });
+    }
+    Ok(Some(SweepRow { sweep_id: sweep_id.to_owned(), name, metric, maximize, created_at, trials }))
+}
+
+pub fn sweep_ids(connection: &Connection) -> Result<Vec<String>> {
+    let mut statement = connection.prepare("SELECT sweep_id FROM sweeps ORDER BY created_at DESC, sweep_id")?;
+    Ok(statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn running_runs(connection: &Connection) -> Result<Vec<RunningRun>> {
+    let mut statement =
+        connection.prepare("SELECT run_id, pid, hostname, heartbeat_at FROM runs WHERE status = 'running'")?;
+    let rows = statement.query_map([], |r| {
+        Ok(RunningRun {
+            run_id: r.get(0)?,
+            owner: RunOwner { pid: r.get::<_, i64>(1)? as u32, hostname: r.get(2)? },
+            heartbeat_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn delete_run(transaction: &Connection, run_id: &str) -> Result<DeletedRun> {
+    let (output_dir, status): (String, String) =
+        transaction.query_row("SELECT output_dir, status FROM runs WHERE run_id = ?1", [run_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if status == RunStatus::Running.as_str() {
+        anyhow::bail!("run {run_id} is still running; stop it first");
+    }
+    let shared: Vec<PathBuf> = {
+        let mut statement = transaction.prepare(
+            "SELECT DISTINCT mine.path FROM run_artifacts mine JOIN run_artifacts other
+             ON other.path = mine.path AND other.run_id <> mine.run_id WHERE mine.run_id = ?1 AND mine.path <> ''",
+        )?;
+        statement
+            .query_map([run_id], |r| r.get::<_, String>(0))?
+            .map(|p| p.map(PathBuf::from))
+            .collect::<rusqlite::Result<_>>()?
+    };
+    transaction.execute("DELETE FROM runs WHERE run_id = ?1", [run_id])?;
+    transaction.execute("DELETE FROM artifacts WHERE sha256 NOT IN (SELECT sha256 FROM run_artifacts)", [])?;
+    transaction
+        .execute("DELETE FROM plugin_libraries WHERE sha256 NOT IN (SELECT library_sha256 FROM run_plugins)", [])?;
+    transaction.execute("DELETE FROM experiments WHERE id NOT IN (SELECT experiment_id FROM runs)", [])?;
+    Ok(DeletedRun { output_dir: PathBuf::from(output_dir), shared })
+}
