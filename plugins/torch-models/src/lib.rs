@@ -580,6 +580,147 @@ impl<A: Architecture> TorchModel<A> {
     }
 }
 
+/// The training data as tensors on the training device.
+struct TrainingData {
+    x: TchTensor,
+    y: TchTensor,
+    validation: Option<(TchTensor, TchTensor)>,
+}
+
+impl TrainingData {
+    fn new<A: Architecture>(
+        train: &DataView<'_>,
+        validation: Option<&DataView<'_>>,
+        input_shape: &[i64],
+        device: Device,
+    ) -> Result<Self, PluginError> {
+        let validation = match validation {
+            Some(v) if v.features.rows() > 0 => {
+                Some((features_tensor(&v.features, input_shape, device)?, targets_tensor::<A>(v, device)?))
+            }
+            _ => None,
+        };
+        Ok(TrainingData {
+            x: features_tensor(&train.features, input_shape, device)?,
+            y: targets_tensor::<A>(train, device)?,
+            validation,
+        })
+    }
+}
+
+/// How often a training loop reports progress: often enough for a live bar, rarely enough to
+/// cost nothing.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// One epoch over the training data in a seeded random order: mean loss and accuracy (NaN for
+/// regression). Sums stay on the device and are read once, at the end of the epoch, so the
+/// loop waits for the device no more than a hand-written one would.
+fn train_epoch<A: Architecture>(
+    trained: &Trained,
+    optimizer: &mut nn::Optimizer,
+    data: &TrainingData,
+    t: &TrainingSection,
+    epoch: usize,
+    services: &Services<'_>,
+) -> Result<(f64, f64), PluginError> {
+    let started = Instant::now();
+    let device = trained.vs.device();
+    let n = data.x.size()[0];
+    let batches = (n as usize).div_ceil(t.batch_size) as u64;
+    let order = TchTensor::f_randperm(n, (Kind::Int64, Device::Cpu))?.f_to_device(device)?;
+    let mut loss_sum = TchTensor::f_zeros([0i64; 0], (Kind::Double, device))?;
+    let mut correct = TchTensor::f_zeros([0i64; 0], (Kind::Int64, device))?;
+    let mut last_progress: Option<Instant> = None;
+    for (batch, start) in (0..n).step_by(t.batch_size).enumerate() {
+        if services.should_stop() {
+            return Err(PluginError::cancelled());
+        }
+        let len = (n - start).min(t.batch_size as i64);
+        let index = order.f_narrow(0, start, len)?;
+        let (xb, yb) = (data.x.f_index_select(0, &index)?, data.y.f_index_select(0, &index)?);
+        let outputs = trained.net.forward_t(&xb, true);
+        let loss = loss_of(A::TASK, &outputs, &yb);
+        optimizer.backward_step(&loss);
+        tch::no_grad(|| -> Result<(), PluginError> {
+            loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(len)?)?;
+            if A::TASK == TaskKind::Classification {
+                correct = correct.f_add(&outputs.f_argmax(-1, false)?.f_eq_tensor(&yb)?.f_sum(Kind::Int64)?)?;
+            }
+            Ok(())
+        })?;
+        let last = batch as u64 + 1 == batches;
+        if batch == 0 || last || last_progress.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+            last_progress = Some(Instant::now());
+            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+            let seen = start + len;
+            services.progress(
+                batch as u64 + 1,
+                batches,
+                &format!("epoch {epoch}/{} {:.0} samples/s", t.epochs, seen as f64 / elapsed),
+            );
+        }
+    }
+    let loss = loss_sum.f_double_value(&[])? / n as f64;
+    if !loss.is_finite() {
+        return Err(PluginError::new(format!("loss became {loss} in epoch {epoch}; lower training.learning_rate")));
+    }
+    let accuracy = correct.f_int64_value(&[])? as f64 / n as f64;
+    Ok((loss, accuracy))
+}
+
+/// The best epoch by the monitored validation metric: its weights kept in memory (to restore)
+/// and, when asked, written as a checkpoint.
+struct BestEpoch {
+    maximise: bool,
+    checkpoint: Option<PathBuf>,
+    restore_best: bool,
+    monitor: String,
+    best: Option<(usize, f64, HashMap<String, TchTensor>)>,
+    epochs_without_improvement: usize,
+}
+
+impl BestEpoch {
+    fn new(t: &TrainingSection, checkpoint_dir: PathBuf) -> Self {
+        BestEpoch {
+            maximise: t.monitor == "val_accuracy",
+            checkpoint: t.checkpoint.then_some(checkpoint_dir),
+            restore_best: t.restore_best,
+            monitor: t.monitor.clone(),
+            best: None,
+            epochs_without_improvement: 0,
+        }
+    }
+
+    /// Takes the epoch's score; a better one is kept (and checkpointed).
+    fn observe(&mut self, epoch: usize, score: f64, vs: &nn::VarStore) -> Result<(), PluginError> {
+        let improved = self.best.as_ref().is_none_or(|(_, b, _)| if self.maximise { score > *b } else { score < *b });
+        if !improved {
+            self.epochs_without_improvement += 1;
+            return Ok(());
+        }
+        self.epochs_without_improvement = 0;
+        if let Some(dir) = &self.checkpoint {
+            std::fs::create_dir_all(dir).with_context(|| dir.display())?;
+            vs.save(dir.join("best.safetensors"))?;
+        }
+        self.best = Some((epoch, score, snapshot(vs)));
+        Ok(())
+    }
+
+    /// Restores the best epoch's weights when asked, and says which it was.
+    fn finish(self, vs: &nn::VarStore, summary: &mut FitSummary) -> Result<(), PluginError> {
+        if let Some((epoch, score, weights)) = &self.best {
+            summary.best_epoch = Some(*epoch);
+            if self.restore_best {
+                restore(vs, weights)?;
+            }
+            summary.details =
+                json!({ "monitor": self.monitor, "best_score": score, "restored_best": self.restore_best });
+        }
+        Ok(())
+    }
+}
+
 impl<A: Architecture> Model for TorchModel<A> {
     fn fit(
         &mut self,
@@ -592,92 +733,33 @@ impl<A: Architecture> Model for TorchModel<A> {
         let t = self.sections.training.clone();
         let device = resolve_device(&t.device)?;
         let input_shape = A::input_shape(&train.features.shape[1..])?;
-        let x_train = features_tensor(&train.features, &input_shape, device)?;
-        let y_train = targets_tensor::<A>(train, device)?;
-        let task = A::TASK;
-        let validation = match validation {
-            Some(v) if v.features.rows() > 0 => {
-                Some((features_tensor(&v.features, &input_shape, device)?, targets_tensor::<A>(v, device)?))
-            }
-            _ => None,
-        };
-        if t.early_stopping && validation.is_none() {
+        let data = TrainingData::new::<A>(train, validation, &input_shape, device)?;
+        if t.early_stopping && data.validation.is_none() {
             services.warn("early stopping needs validation data; training all epochs");
         }
         let trained = self.build(input_shape, train.outputs as i64, device)?;
         let mut optimizer = self.optimizer(&trained.vs)?;
-        let checkpoint_dir = services.artifact_dir().join("checkpoints");
-
-        let n = x_train.size()[0];
-        let batches = (n as usize).div_ceil(t.batch_size) as u64;
-        let maximise = t.monitor == "val_accuracy";
-        let mut best: Option<(usize, f64, HashMap<String, TchTensor>)> = None;
-        let mut epochs_without_improvement = 0;
+        let mut best = BestEpoch::new(&t, services.artifact_dir().join("checkpoints"));
         let mut summary = FitSummary { device: device_name(device), ..FitSummary::default() };
         for epoch in 1..=t.epochs {
             let started = Instant::now();
-            let order = TchTensor::f_randperm(n, (Kind::Int64, Device::Cpu))?.f_to_device(device)?;
-            let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0i64);
-            for (batch, start) in (0..n).step_by(t.batch_size).enumerate() {
-                if services.should_stop() {
-                    return Err(PluginError::cancelled());
-                }
-                let len = (n - start).min(t.batch_size as i64);
-                let index = order.f_narrow(0, start, len)?;
-                let (xb, yb) = (x_train.f_index_select(0, &index)?, y_train.f_index_select(0, &index)?);
-                let logits = trained.net.forward_t(&xb, true);
-                let loss = loss_of(task, &logits, &yb);
-                optimizer.backward_step(&loss);
-                let batch_loss = loss.f_double_value(&[])?;
-                if !batch_loss.is_finite() {
-                    return Err(PluginError::new(format!(
-                        "loss became {batch_loss} at epoch {epoch}, batch {}; lower training.learning_rate",
-                        batch + 1
-                    )));
-                }
-                loss_sum += batch_loss * len as f64;
-                correct += tch::no_grad(|| correct_of(task, &logits, &yb))?;
-                seen += len;
-                let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-                services.progress(
-                    batch as u64 + 1,
-                    batches,
-                    &format!(
-                        "epoch {epoch}/{} loss {:.4} {:.0} samples/s",
-                        t.epochs,
-                        loss_sum / seen as f64,
-                        seen as f64 / elapsed
-                    ),
-                );
-            }
-            let (loss, accuracy) = (loss_sum / seen as f64, correct as f64 / seen as f64);
+            let (loss, accuracy) = train_epoch::<A>(&trained, &mut optimizer, &data, &t, epoch, services)?;
             services.metric("loss", epoch as u64, loss);
-            if task == TaskKind::Classification {
+            if A::TASK == TaskKind::Classification {
                 services.metric("accuracy", epoch as u64, accuracy);
             }
             services.metric("learning_rate", epoch as u64, t.learning_rate);
-            if let Some((x_val, y_val)) = &validation {
-                let (val_loss, val_accuracy) = measure(task, &trained.net, x_val, y_val, t.eval_batch_size)?;
+            if let Some((x_val, y_val)) = &data.validation {
+                let (val_loss, val_accuracy) = measure(A::TASK, &trained.net, x_val, y_val, t.eval_batch_size)?;
                 services.metric("val_loss", epoch as u64, val_loss);
-                if task == TaskKind::Classification {
+                if A::TASK == TaskKind::Classification {
                     services.metric("val_accuracy", epoch as u64, val_accuracy);
                 }
-                let score = if maximise { val_accuracy } else { val_loss };
-                let improved = best.as_ref().is_none_or(|(_, b, _)| if maximise { score > *b } else { score < *b });
-                if improved {
-                    epochs_without_improvement = 0;
-                    if t.checkpoint {
-                        std::fs::create_dir_all(&checkpoint_dir).with_context(|| checkpoint_dir.display())?;
-                        trained.vs.save(checkpoint_dir.join("best.safetensors"))?;
-                    }
-                    best = Some((epoch, score, snapshot(&trained.vs)));
-                } else {
-                    epochs_without_improvement += 1;
-                }
+                best.observe(epoch, if best.maximise { val_accuracy } else { val_loss }, &trained.vs)?;
             }
             services.metric("epoch_seconds", epoch as u64, started.elapsed().as_secs_f64());
             summary.epochs_completed = epoch;
-            if t.early_stopping && validation.is_some() && epochs_without_improvement >= t.patience {
+            if t.early_stopping && data.validation.is_some() && best.epochs_without_improvement >= t.patience {
                 summary.stopped_early = epoch < t.epochs;
                 services.info(&format!(
                     "early stopping after epoch {epoch}: {} did not improve for {} epochs",
@@ -686,13 +768,7 @@ impl<A: Architecture> Model for TorchModel<A> {
                 break;
             }
         }
-        if let Some((epoch, score, weights)) = &best {
-            summary.best_epoch = Some(*epoch);
-            if t.restore_best {
-                restore(&trained.vs, weights)?;
-            }
-            summary.details = json!({ "monitor": t.monitor, "best_score": score, "restored_best": t.restore_best });
-        }
+        best.finish(&trained.vs, &mut summary)?;
         self.trained = Some(trained);
         Ok(summary)
     }
