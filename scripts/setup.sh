@@ -13,8 +13,10 @@ as_root() {
 }
 
 step "system packages"
-# chromium: the report tests load every page in headless Chromium.
-packages=(dataset-fashion-mnist patchelf binutils gcc chromium)
+# chromium: the report tests load every page in headless Chromium. postgresql: the tests start
+# throwaway PostgreSQL clusters (the team store's backend); openssl makes their TLS certificate.
+# util-linux's unshare runs hosts in private namespaces for the fault and liveness tests.
+packages=(dataset-fashion-mnist patchelf binutils gcc chromium postgresql openssl util-linux)
 # python3, pip and npm may come from elsewhere than Debian (pyenv, nvm); accept those.
 command -v python3 >/dev/null || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)

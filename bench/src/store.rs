@@ -15,13 +15,14 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use plugin_sdk::{ClassKind, FitSummary, TaskKind};
+use record::RunOwner;
 use record::{
     ArtifactKind, DataEntity, DataRecord, Environment, FileArtifact, GitState, PluginUse, RunRecord, RunStatus,
     SplitRecord, StageName, StageRecord, StageStatus, Transform,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use store::{Locator, OpenOptions, RunOwner};
+use store::{Locator, OpenOptions};
 
 use crate::{median, sibling, timed};
 
@@ -121,7 +122,7 @@ fn digest(text: &str) -> String {
 
 /// One synthetic but complete run record: plugins, raw files, transforms, stages, artifacts,
 /// per-epoch and final metrics, as `host run` writes them.
-fn synthetic_run(index: usize) -> (RunRecord, RunOwner) {
+fn synthetic_run(index: usize) -> RunRecord {
     let group = index / RUNS_PER_GROUP;
     let run_id = format!("20260101-{:06}-{:06x}", index / 60 % 1_000_000, index);
     let started = format!(
@@ -227,7 +228,7 @@ fn synthetic_run(index: usize) -> (RunRecord, RunOwner) {
         cache_key: Some(digest(&format!("{name}-{index}"))),
         reused_from: None,
     };
-    let summary = RunRecord {
+    RunRecord {
         record_version: record::RECORD_VERSION,
         run_id: run_id.clone(),
         experiment_name: format!("sweep-{group}"),
@@ -255,6 +256,8 @@ fn synthetic_run(index: usize) -> (RunRecord, RunOwner) {
             ..Environment::default()
         },
         git: GitState { commit: Some(digest(&format!("commit-{group}"))), dirty: Some(false) },
+        owner: RunOwner { hostname: "bench".into(), pid: 1, ..RunOwner::default() },
+        host_version: "0.1.0".into(),
         plugins: vec![
             plugin(ClassKind::Loader, "MNISTLoader"),
             plugin(ClassKind::Model, "MNISTMLP"),
@@ -287,8 +290,7 @@ fn synthetic_run(index: usize) -> (RunRecord, RunOwner) {
         failed_stage: None,
         error: None,
         provenance: None,
-    };
-    (summary, RunOwner { hostname: "bench".into(), pid: 1 })
+    }
 }
 
 /// The 100,000-run store in target/, generated on first use.
@@ -327,10 +329,10 @@ pub fn queries(runs: usize) -> anyhow::Result<()> {
     let db = generated_store()?;
     let host = sibling("host")?;
     let middle = synthetic_run(STORE_RUNS / 2);
-    let run_id = middle.0.run_id.clone();
-    let raw_file = middle.0.source_files[0].sha256.clone();
-    let model = middle.0.artifacts[0].sha256.clone();
-    let experiment = middle.0.experiment_name.clone();
+    let run_id = middle.run_id.clone();
+    let raw_file = middle.source_files[0].sha256.clone();
+    let model = middle.artifacts[0].sha256.clone();
+    let experiment = middle.experiment_name.clone();
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("runs list", vec!["runs".into(), "list".into()]),
         ("runs list --experiment", vec!["runs".into(), "list".into(), "--experiment".into(), experiment]),

@@ -19,7 +19,7 @@ use plugin_sdk::TaskKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use record::{FileArtifact, Transform};
+use record::{FileArtifact, StageName, Transform};
 
 use crate::data::{Prepared, Split, Targets};
 use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file};
@@ -28,8 +28,8 @@ use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file};
 const KEY_VERSION: u64 = 1;
 
 /// The key of `stage` given the parts its outputs depend on.
-pub fn stage_key(stage: &str, parts: Value) -> String {
-    let keyed = sorted(&json!({"stage": stage, "key_version": KEY_VERSION, "parts": parts}));
+pub fn stage_key(stage: StageName, parts: Value) -> String {
+    let keyed = sorted(&json!({"stage": stage.as_str(), "key_version": KEY_VERSION, "parts": parts}));
     sha256_bytes(keyed.to_string().as_bytes())
 }
 
@@ -296,12 +296,18 @@ mod tests {
 
     #[test]
     fn keys_ignore_key_order_and_change_with_any_part() {
-        let a = stage_key("train", json!({"model": {"lr": 0.1, "layers": [128]}, "seed": 1}));
-        let b = stage_key("train", json!({"seed": 1, "model": {"layers": [128], "lr": 0.1}}));
+        let train = StageName::Train;
+        let a = stage_key(train, json!({"model": {"lr": 0.1, "layers": [128]}, "seed": 1}));
+        let b = stage_key(train, json!({"seed": 1, "model": {"layers": [128], "lr": 0.1}}));
         assert_eq!(a, b);
-        assert_ne!(a, stage_key("train", json!({"seed": 1, "model": {"layers": [128], "lr": 0.2}})));
-        assert_ne!(a, stage_key("evaluate", json!({"seed": 1, "model": {"layers": [128], "lr": 0.1}})));
-        assert_ne!(a, stage_key("train", json!({"seed": 1, "model": {"layers": [64], "lr": 0.1}})));
+        assert_ne!(a, stage_key(train, json!({"seed": 1, "model": {"layers": [128], "lr": 0.2}})));
+        assert_ne!(a, stage_key(StageName::Evaluate, json!({"seed": 1, "model": {"layers": [128], "lr": 0.1}})));
+        assert_ne!(a, stage_key(train, json!({"seed": 1, "model": {"layers": [64], "lr": 0.1}})));
+        // Keys name the stage as records spell it, so keys from before StageName still match.
+        assert_eq!(
+            stage_key(train, json!({})),
+            crate::hashing::sha256_bytes(br#"{"key_version":1,"parts":{},"stage":"train"}"#)
+        );
     }
 
     #[test]

@@ -1,45 +1,150 @@
-//! Whether a run recorded as running still has a live process: a run owned by this machine is
-//! dead when its process is gone; one owned by another machine when its heartbeat is stale.
-//! The store only lists running runs; this decides, and marks the dead ones interrupted.
+//! Whether a run recorded as running still has a live process, and the heartbeat that says so.
+//! A process id means something only on the machine (boot) and in the PID namespace it was
+//! taken in: there, a run whose process is gone is dead at once. Anywhere else (another node,
+//! another container sharing the hostname) only the heartbeat counts: a run is dead when its
+//! heartbeat is older than `stale_after`. The store only lists running runs; this decides.
 
-use std::path::Path;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use store::{RunOwner, RunningRun, Store};
+use record::RunOwner;
+use store::{Locator, OpenOptions, RunningRun, Store};
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path).map(|text| text.trim().to_owned()).unwrap_or_default()
+}
 
 /// This machine's name.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
+    let name = read_trimmed("/proc/sys/kernel/hostname");
+    if name.is_empty() { "unknown".into() } else { name }
 }
 
-/// The process running a run, as the store records it.
+/// This process, as the store records a run's owner.
 pub fn this_process() -> RunOwner {
-    RunOwner { hostname: hostname(), pid: std::process::id() }
+    RunOwner {
+        hostname: hostname(),
+        pid: std::process::id(),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        pid_namespace: std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default(),
+    }
 }
 
 fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Whether `run`'s process is gone: on this machine, by its process id (this process's own id
-/// means an earlier process that died); elsewhere, by a heartbeat older than `stale_after`.
-pub fn is_dead(run: &RunningRun, stale_after: Duration) -> bool {
-    if run.owner.hostname == hostname() {
-        !process_alive(run.owner.pid) || run.owner.pid == std::process::id()
+/// Whether `owner`'s process id can be looked up from here: the same machine, boot and PID
+/// namespace. Runs recorded before boot and namespace were kept count by hostname alone.
+fn same_process_table(owner: &RunOwner, here: &RunOwner) -> bool {
+    owner.hostname == here.hostname
+        && (owner.boot_id.is_empty() || owner.boot_id == here.boot_id)
+        && (owner.pid_namespace.is_empty() || owner.pid_namespace == here.pid_namespace)
+}
+
+/// Whether `run`'s process is gone, judged from `here`.
+pub fn is_dead(run: &RunningRun, here: &RunOwner, stale_after: Duration) -> bool {
+    let stale = run.heartbeat_at < record::rfc3339_seconds_ago(stale_after);
+    if same_process_table(&run.owner, here) {
+        // This process's own id belongs to an earlier process that died (or to this one,
+        // which is not running that run).
+        !process_alive(run.owner.pid) || run.owner.pid == here.pid || stale
     } else {
-        run.heartbeat_at < record::rfc3339_seconds_ago(stale_after)
+        stale
     }
 }
 
 /// Marks every running run whose process is gone as interrupted; returns their ids.
 pub fn mark_dead_runs(store: &dyn Store, stale_after: Duration) -> anyhow::Result<Vec<String>> {
+    let here = this_process();
     let mut marked = Vec::new();
     for run in store.running_runs()? {
-        if is_dead(&run, stale_after) && store.mark_interrupted(&run.run_id)? {
+        if is_dead(&run, &here, stale_after) && store.mark_interrupted(&run.run_id)? {
             marked.push(run.run_id);
         }
     }
     Ok(marked)
+}
+
+/// Keeps a run's heartbeat fresh from a thread of its own, with its own connection, while the
+/// run lasts (whatever the stage is doing). Stops when dropped.
+pub struct Heartbeat {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    /// Beats every `stale_after / 8` (between 1 and 15 s), into the store at `locator`.
+    pub fn start(locator: &Locator, options: &OpenOptions, stale_after: Duration, run_id: &str) -> Heartbeat {
+        let every = (stale_after / 8).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (locator, options, run_id) = (locator.clone(), options.clone(), run_id.to_owned());
+        let thread = std::thread::spawn(move || {
+            let mut store = None;
+            let mut warned = false;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let beat = |store: &mut Option<Box<dyn Store>>| -> anyhow::Result<()> {
+                    let open = match store.take() {
+                        Some(open) => open,
+                        None => store::open(&locator, &options)?,
+                    };
+                    open.heartbeat(&run_id)?;
+                    *store = Some(open);
+                    Ok(())
+                };
+                if let Err(error) = beat(&mut store) {
+                    store = None;
+                    if !warned {
+                        tracing::warn!("cannot record the heartbeat of run {run_id}: {error:#}");
+                        warned = true;
+                    }
+                }
+            }
+        });
+        Heartbeat { stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(owner: RunOwner, heartbeat_seconds_ago: u64) -> RunningRun {
+        RunningRun {
+            run_id: "r".into(),
+            owner,
+            heartbeat_at: record::rfc3339_seconds_ago(Duration::from_secs(heartbeat_seconds_ago)),
+        }
+    }
+
+    #[test]
+    fn a_process_id_is_looked_up_only_in_its_own_machine_boot_and_namespace() {
+        let here = this_process();
+        let stale = Duration::from_secs(120);
+        // A live process here with a fresh heartbeat: alive. Gone: dead at once.
+        let parent = RunOwner { pid: std::os::unix::process::parent_id(), ..here.clone() };
+        assert!(!is_dead(&running(parent.clone(), 1), &here, stale));
+        let gone = RunOwner { pid: u32::MAX - 1, ..here.clone() };
+        assert!(is_dead(&running(gone.clone(), 1), &here, stale));
+        // The same pid in another namespace or after a reboot says nothing: only the heartbeat.
+        for elsewhere in [
+            RunOwner { pid_namespace: "pid:[1]".into(), ..gone.clone() },
+            RunOwner { boot_id: "another-boot".into(), ..gone.clone() },
+            RunOwner { hostname: "node-2".into(), ..gone.clone() },
+        ] {
+            assert!(!is_dead(&running(elsewhere.clone(), 1), &here, stale), "{elsewhere:?} with a fresh heartbeat");
+            assert!(is_dead(&running(elsewhere, 300), &here, stale), "a stale heartbeat");
+        }
+        // A live pid here whose run's heartbeat stopped long ago: its pid was reused.
+        assert!(is_dead(&running(parent, 300), &here, stale));
+    }
 }

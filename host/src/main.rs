@@ -164,6 +164,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The provenance store itself: what it holds, and copying runs between stores.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// List and inspect plugins.
     Plugins {
         #[command(subcommand)]
@@ -183,6 +188,31 @@ enum SweepCommand {
         /// Also write the sweep's HTML report (sortable trials, metric against each key).
         #[arg(long, value_name = "FILE", requires = "sweep")]
         html: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// The store's backend, schema version, and how many runs, sweeps, files and edges it holds.
+    Info {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Copy every run (stages, lineage, parameters, metrics, files) and sweep of one store into
+    /// another: a SQLite file into PostgreSQL, or back. Copying twice adds nothing.
+    Copy {
+        /// The store to copy from (a SQLite file or postgres://user@host:port/database).
+        #[arg(long, value_name = "LOCATOR")]
+        from: String,
+        /// The store to copy into (created and migrated if new).
+        #[arg(long, value_name = "LOCATOR")]
+        to: String,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -270,17 +300,20 @@ enum RunsCommand {
     },
 }
 
+/// The database config every command reads (relative to the folder it runs in).
+const DATABASE_CONFIG: &str = "config/database_config.yaml";
+
 #[derive(Args)]
 struct StoreArgs {
-    /// The provenance store: a SQLite file [default: path in config/database_config.yaml, else
-    /// provenance.db].
+    /// The provenance store: a SQLite file or postgres://user@host:port/database [default: url
+    /// or path in config/database_config.yaml, else provenance.db].
     #[arg(long, env = "HOST_DB", value_name = "LOCATOR", global = true)]
     db: Option<String>,
 }
 
 impl StoreArgs {
     fn into_options(self) -> StoreOptions {
-        StoreOptions { db: self.db, database_config: PathBuf::from("config/database_config.yaml") }
+        StoreOptions { db: self.db, database_config: PathBuf::from(DATABASE_CONFIG) }
     }
 }
 
@@ -406,6 +439,12 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
         Command::Verify { run, json, store } => commands::verify::verify(&store.into_options(), &run, json),
         Command::Runs { command, store } => runs(command, &store.into_options()).map(|()| 0),
         Command::Plugins { command } => plugins(command).map(|()| 0),
+        Command::Store { command: StoreCommand::Info { json, store } } => {
+            commands::store::info(&store.into_options(), json).map(|()| 0)
+        }
+        Command::Store { command: StoreCommand::Copy { from, to, json } } => {
+            commands::store::copy(&from, &to, PathBuf::from(DATABASE_CONFIG), json, show_progress).map(|()| 0)
+        }
     }
 }
 

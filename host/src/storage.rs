@@ -1,17 +1,16 @@
-//! Which store and stage cache a command uses: the locator from `--db`, `HOST_DB` or
-//! `config/database_config.yaml`; opening it; and, on every open, marking runs whose process
-//! died as interrupted. The stage cache's folder is configured, or for a SQLite store defaults
-//! to the folder beside its file (`provenance.db` -> `provenance.cache/`).
+//! Which store and stage cache a command uses: the locator from `--db` (or `HOST_DB`), else
+//! `config/database_config.yaml` (`url` or `path`), else `provenance.db`; opening it; and, on
+//! every open, marking runs whose process died as interrupted. The stage cache's folder is
+//! configured (`cache_dir`), or defaults to the folder beside a SQLite store's file
+//! (`provenance.db` -> `provenance.cache/`), or `provenance.cache/` here for PostgreSQL.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use store::{Locator, OpenOptions, Store};
 
 use crate::config::database::DatabaseConfig;
-
-/// How long a run on another machine may go without a heartbeat before it counts as dead.
-const STALE_AFTER: Duration = Duration::from_secs(120);
 
 /// Where the provenance store is: `--db` (or `HOST_DB`), else `config/database_config.yaml`,
 /// else defaults.
@@ -20,15 +19,16 @@ pub struct StoreOptions {
     pub database_config: PathBuf,
 }
 
-/// A store's locator, how to open it, and the stage cache's folder.
+/// A store's locator, how to open it, the stage cache's folder, and when a silent run is dead.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub locator: Locator,
     pub open: OpenOptions,
     pub cache_dir: PathBuf,
+    pub stale_after: Duration,
 }
 
-/// The stage cache's default folder for a store: beside a SQLite file.
+/// The stage cache's default folder for a store: beside a SQLite file; for a server, here.
 fn default_cache_dir(locator: &Locator) -> PathBuf {
     match locator {
         Locator::Sqlite(path) => {
@@ -36,6 +36,7 @@ fn default_cache_dir(locator: &Locator) -> PathBuf {
                 path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "provenance".into());
             path.with_file_name(format!("{stem}.cache"))
         }
+        Locator::Postgres(_) => PathBuf::from("provenance.cache"),
     }
 }
 
@@ -43,11 +44,19 @@ impl StoreOptions {
     /// The settings the options name, with the database config's values filled in.
     pub fn settings(&self) -> anyhow::Result<StoreSettings> {
         let config = DatabaseConfig::load(&self.database_config)?;
-        let locator = Locator::parse(self.db.as_deref().unwrap_or(&config.path));
+        let locator = match &self.db {
+            Some(db) => Locator::parse(db).with_context(|| "the store given by --db or HOST_DB".to_owned())?,
+            None => Locator::parse(&config.url).with_context(|| format!("{}: url", self.database_config.display()))?,
+        };
         let cache_dir = config.cache_dir.clone().unwrap_or_else(|| default_cache_dir(&locator));
-        let open =
-            OpenOptions { timeout: config.timeout, journal_mode: config.journal_mode, synchronous: config.synchronous };
-        Ok(StoreSettings { locator, open, cache_dir })
+        let open = OpenOptions {
+            timeout: config.timeout,
+            journal_mode: config.journal_mode,
+            synchronous: config.synchronous,
+            connect_timeout: config.connect_timeout,
+            retry_for: config.retry,
+        };
+        Ok(StoreSettings { locator, open, cache_dir, stale_after: config.stale_after })
     }
 
     /// Opens the store and marks runs whose process died as interrupted.
@@ -59,7 +68,7 @@ impl StoreOptions {
 /// Opens the store of `settings` and marks runs whose process died as interrupted.
 pub fn open(settings: &StoreSettings) -> anyhow::Result<Box<dyn Store>> {
     let store = store::open(&settings.locator, &settings.open)?;
-    for run_id in crate::liveness::mark_dead_runs(&*store, STALE_AFTER)? {
+    for run_id in crate::liveness::mark_dead_runs(&*store, settings.stale_after)? {
         tracing::warn!("run {run_id} stopped without finishing; marked interrupted");
     }
     Ok(store)
@@ -83,7 +92,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cache_folder_is_configured_or_beside_a_sqlite_file() {
+    fn the_locator_and_the_cache_folder_come_from_the_options_then_the_config() {
         let dir = tempfile::tempdir().unwrap();
         let options = |db: Option<&str>| StoreOptions {
             db: db.map(str::to_owned),
@@ -96,5 +105,14 @@ mod tests {
         std::fs::write(dir.path().join("database_config.yaml"), "path: b.db\ncache_dir: /shared/cache\n").unwrap();
         let settings = options(None).settings().unwrap();
         assert_eq!((settings.locator, settings.cache_dir), (Locator::Sqlite("b.db".into()), "/shared/cache".into()));
+        std::fs::write(dir.path().join("database_config.yaml"), "url: postgres://ana@db:5433/runs\n").unwrap();
+        let settings = options(None).settings().unwrap();
+        assert_eq!(settings.locator.to_string(), "postgres://ana@db:5433/runs");
+        assert_eq!(settings.cache_dir, PathBuf::from("provenance.cache"));
+        let error = options(Some("mysql://h/db")).settings().unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "the store given by --db or HOST_DB: unknown store URL scheme `mysql`; use postgres://user@host:port/database or a SQLite file path"
+        );
     }
 }

@@ -145,6 +145,19 @@ pub struct GitState {
     pub dirty: Option<bool>,
 }
 
+/// The process that ran a run: where its liveness can be judged. A process id means something
+/// only on the machine (boot) and in the PID namespace it was taken in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RunOwner {
+    pub hostname: String,
+    pub pid: u32,
+    /// `/proc/sys/kernel/random/boot_id`: changes at every boot of the machine.
+    pub boot_id: String,
+    /// The PID namespace (`pid:[4026531836]`): containers sharing a hostname differ here.
+    pub pid_namespace: String,
+}
+
 /// A run that is one trial of a sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrialRef {
@@ -190,6 +203,12 @@ pub struct RunRecord {
     pub environment: Environment,
     #[serde(default)]
     pub git: GitState,
+    /// The process that ran it.
+    #[serde(default)]
+    pub owner: RunOwner,
+    /// The host's version (its `host:` agent in the lineage).
+    #[serde(default)]
+    pub host_version: String,
     #[serde(default)]
     pub plugins: Vec<PluginUse>,
     #[serde(default)]
@@ -200,8 +219,9 @@ pub struct RunRecord {
     pub data: DataRecord,
     #[serde(default)]
     pub fit: Option<FitSummary>,
-    /// Per-epoch metrics: epoch -> name -> value.
-    #[serde(default)]
+    /// Per-epoch metrics: epoch -> name -> value. A non-finite value (a diverged loss) is
+    /// written as `null` and read back as NaN.
+    #[serde(default, deserialize_with = "history_with_nan")]
     pub history: BTreeMap<u64, BTreeMap<String, f64>>,
     /// The final metrics: `test` (the host's), `model` and `custom` (the model's own).
     #[serde(default)]
@@ -218,7 +238,24 @@ pub struct RunRecord {
     pub provenance: Option<ProvenanceTime>,
 }
 
+/// Reads per-epoch metrics in which JSON `null` stands for a value that was not finite.
+fn history_with_nan<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<u64, BTreeMap<String, f64>>, D::Error> {
+    let history: BTreeMap<u64, BTreeMap<String, Option<f64>>> = Deserialize::deserialize(deserializer)?;
+    Ok(history
+        .into_iter()
+        .map(|(epoch, values)| (epoch, values.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect()))
+        .collect())
+}
+
 impl RunRecord {
+    /// The version of the host that recorded the run (records from before it was kept were
+    /// written by hosts of this workspace's version).
+    pub fn host_version(&self) -> &str {
+        if self.host_version.is_empty() { env!("CARGO_PKG_VERSION") } else { &self.host_version }
+    }
+
     /// A final metric by its dotted name (`test.accuracy`, `test.top_k_accuracy.top_3`).
     pub fn metric(&self, dotted: &str) -> Option<f64> {
         self.metrics.as_ref()?.pointer(&format!("/{}", dotted.replace('.', "/")))?.as_f64()
@@ -305,5 +342,22 @@ mod tests {
         assert_eq!(again["stages"][0]["name"], "load");
         assert_eq!(again["source_files"][0]["kind"], "train-images");
         assert_eq!(again["history"]["1"]["loss"], 0.5);
+    }
+
+    /// Regression (review of the redesign): a diverged run's history holds NaN, which JSON
+    /// writes as null; the record must still read back.
+    #[test]
+    fn a_history_with_a_non_finite_value_reads_back_as_nan() {
+        let mut record: RunRecord = serde_json::from_value(json!({
+            "run_id": "r", "experiment_name": "e", "status": "failed", "config_file": "c", "config_sha256": "s",
+            "seed": 1, "threads": 1, "output_dir": "/o", "started_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        record.history.insert(1, [("loss".to_owned(), f64::NAN), ("accuracy".to_owned(), 0.5)].into());
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.contains(r#""loss":null"#), "{text}");
+        let read: RunRecord = serde_json::from_str(&text).unwrap();
+        assert!(read.history[&1]["loss"].is_nan());
+        assert_eq!(read.history[&1]["accuracy"], 0.5);
     }
 }

@@ -77,7 +77,7 @@ fn edge(relation: Relation, subject: &str, object: &str) -> Edge {
 /// The lineage of a run, derived from its record (so it can be derived again from any copy).
 pub fn lineage(record: &RunRecord) -> Vec<Edge> {
     let run = &record.run_id;
-    let host = format!("host:{}", env!("CARGO_PKG_VERSION"));
+    let host = format!("host:{}", record.host_version());
     let plugin = |kind: ClassKind| record.plugin(kind).map(|p| format!("plugin:{}", p.sha256));
     let files_of = |kinds: &[ArtifactKind]| -> Vec<String> {
         record.artifacts.iter().filter(|a| kinds.contains(&a.kind)).map(|a| a.sha256.clone()).collect()

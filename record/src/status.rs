@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Declares a string-like enum: serialised, displayed and parsed by its spellings.
 macro_rules! words {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $spelling:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident ($what:literal) { $($(#[$vmeta:meta])* $variant:ident = $spelling:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum $name {
@@ -41,7 +41,7 @@ macro_rules! words {
                     $($spelling => Ok($name::$variant),)+
                     other => Err(format!(
                         "unknown {} `{other}`; expected one of {}",
-                        stringify!($name),
+                        $what,
                         [$($spelling),+].join(", ")
                     )),
                 }
@@ -52,7 +52,7 @@ macro_rules! words {
 
 words! {
     /// How a run is, or how it ended.
-    RunStatus {
+    RunStatus ("run status") {
         Running = "running",
         Completed = "completed",
         Failed = "failed",
@@ -64,7 +64,7 @@ words! {
 
 words! {
     /// How a stage ended.
-    StageStatus {
+    StageStatus ("stage status") {
         Completed = "completed",
         Failed = "failed",
         Cancelled = "cancelled",
@@ -73,7 +73,7 @@ words! {
 
 words! {
     /// A sweep trial's state.
-    TrialStatus {
+    TrialStatus ("trial status") {
         /// Submitted; its run has not ended.
         Running = "running",
         Completed = "completed",
@@ -87,29 +87,12 @@ words! {
 
 words! {
     /// The stages of a run, in the order they run.
-    StageName {
+    StageName ("stage") {
         Load = "load",
         Prepare = "prepare",
         Train = "train",
         Evaluate = "evaluate",
         Report = "report",
-    }
-}
-
-impl RunStatus {
-    /// Whether the run has ended (any status but running).
-    pub fn is_finished(self) -> bool {
-        self != RunStatus::Running
-    }
-}
-
-impl From<StageStatus> for RunStatus {
-    fn from(status: StageStatus) -> Self {
-        match status {
-            StageStatus::Completed => RunStatus::Completed,
-            StageStatus::Failed => RunStatus::Failed,
-            StageStatus::Cancelled => RunStatus::Cancelled,
-        }
     }
 }
 
@@ -221,11 +204,26 @@ mod tests {
         }
         assert_eq!(
             "complete".parse::<RunStatus>(),
-            Err("unknown RunStatus `complete`; expected one of running, completed, failed, cancelled, interrupted"
+            Err("unknown run status `complete`; expected one of running, completed, failed, cancelled, interrupted"
                 .into())
         );
-        for kind in ["lineage", "history", "model", "checkpoint", "metrics", "predictions", "report", "train-images"] {
-            assert_eq!(ArtifactKind::parse(kind).as_str(), kind);
+        assert_eq!(serde_json::to_value(RunStatus::Interrupted).unwrap(), "interrupted");
+        assert_eq!(serde_json::from_value::<StageName>("evaluate".into()).unwrap(), StageName::Evaluate);
+        use ArtifactKind::*;
+        let kinds = [
+            ("lineage", Lineage),
+            ("history", History),
+            ("model", Model),
+            ("checkpoint", Checkpoint),
+            ("metrics", Metrics),
+            ("predictions", Predictions),
+            ("report", Report),
+            ("train-images", Source("train-images".into())),
+        ];
+        for (spelling, kind) in kinds {
+            assert_eq!(ArtifactKind::parse(spelling), kind);
+            assert_eq!(kind.as_str(), spelling);
+            assert_eq!(serde_json::to_value(&kind).unwrap(), spelling);
         }
     }
 }

@@ -11,7 +11,9 @@ use record::{
 };
 use serde_json::json;
 
-use crate::{Direction, NoSuchRun, RunFilter, RunOwner, Store, SweepStart};
+use record::RunOwner;
+
+use crate::{Direction, NoSuchRun, RunFilter, Store, SweepStart};
 
 /// Makes one test per conformance case for the backend that `$open` (an expression giving a
 /// fresh `(Box<dyn Store>, guard)`, the guard kept alive for the test) opens.
@@ -29,6 +31,9 @@ macro_rules! conformance_suite {
             deleting_a_run_keeps_what_other_runs_recorded,
             unknown_runs_are_a_typed_error,
             imported_runs_are_whole_and_summarised,
+            a_diverged_history_reads_back_with_its_nan,
+            a_reference_to_a_run_not_in_the_store_is_kept_in_the_record_only,
+            a_run_is_finished_in_its_row_only_once_it_ends,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -44,7 +49,7 @@ macro_rules! conformance_suite {
 pub(crate) use conformance_suite;
 
 fn owner() -> RunOwner {
-    RunOwner { hostname: "node-1".into(), pid: 4242 }
+    RunOwner { hostname: "node-1".into(), pid: 4242, boot_id: "boot-1".into(), pid_namespace: "pid:[1]".into() }
 }
 
 fn sha(tag: &str) -> String {
@@ -73,6 +78,8 @@ pub fn started(run_id: &str, experiment: &str, started_at: &str) -> RunRecord {
         seconds: 0.0,
         environment: record::Environment { os: "Debian".into(), cores: 2, threads: 2, ..Default::default() },
         git: record::GitState { commit: Some("abc".into()), dirty: Some(false) },
+        owner: owner(),
+        host_version: "0.1.0".into(),
         plugins: vec![PluginUse {
             kind: ClassKind::Model,
             class: "MLP".into(),
@@ -158,7 +165,7 @@ pub fn completed(mut record: RunRecord, accuracy: f64) -> RunRecord {
 }
 
 fn begin(store: &dyn Store, record: &RunRecord) {
-    store.begin_run(record, &owner()).unwrap();
+    store.begin_run(record).unwrap();
 }
 
 pub fn a_begun_run_reads_back_as_running_with_its_config(store: &dyn Store) {
@@ -389,18 +396,18 @@ pub fn unknown_runs_are_a_typed_error(store: &dyn Store) {
 }
 
 pub fn imported_runs_are_whole_and_summarised(store: &dyn Store) {
-    let runs: Vec<(RunRecord, RunOwner)> = (0..5)
+    let runs: Vec<RunRecord> = (0..5)
         .map(|i| {
             let record = started(&format!("i{i}"), if i % 2 == 0 { "even" } else { "odd" }, "2026-01-01T00:00:00Z");
             let mut record = completed(record, f64::from(i) / 10.0);
             if i == 4 {
                 record.status = RunStatus::Failed;
             }
-            (record, owner())
+            record
         })
         .collect();
     store.import_runs(&runs).unwrap();
-    for (record, _) in &runs {
+    for record in &runs {
         assert_eq!(&store.run_record(&record.run_id).unwrap(), record);
     }
     let summary = store.summary().unwrap();
@@ -409,4 +416,63 @@ pub fn imported_runs_are_whole_and_summarised(store: &dyn Store) {
     assert_eq!(summary.experiments, vec![("even".into(), 3, Some(0.4)), ("odd".into(), 2, Some(0.3))]);
     assert_eq!(summary.plugin_builds, 1);
     assert!(summary.lineage_edges > 0 && summary.artifacts > 0);
+}
+
+pub fn a_diverged_history_reads_back_with_its_nan(store: &dyn Store) {
+    let mut record = started("r1", "e", "2026-01-01T00:00:00Z");
+    begin(store, &record);
+    record.history.insert(1, [("loss".to_owned(), f64::NAN), ("accuracy".to_owned(), 0.25)].into());
+    record.status = RunStatus::Failed;
+    store.record(&record).unwrap();
+    let read = store.run_record("r1").unwrap();
+    assert!(read.history[&1]["loss"].is_nan());
+    assert_eq!(read.history[&1]["accuracy"], 0.25);
+    // And it is still found by the stage cache.
+    let mut done = completed(started("r2", "e", "2026-01-01T00:00:01Z"), 0.5);
+    begin(store, &started("r2", "e", "2026-01-01T00:00:01Z"));
+    done.history.insert(3, [("val_r2".to_owned(), f64::NAN)].into());
+    store.record(&done).unwrap();
+    assert_eq!(store.cached_stages(StageName::Train, "kt").unwrap().len(), 1);
+}
+
+/// A run can name runs that are not in the store (deleted, or in the store it was copied
+/// from): its record keeps the names, the store's references are empty.
+pub fn a_reference_to_a_run_not_in_the_store_is_kept_in_the_record_only(store: &dyn Store) {
+    let mut record = started("r1", "e", "2026-01-01T00:00:00Z");
+    record.replay_of = Some("gone".into());
+    begin(store, &record);
+    let mut done = completed(record, 0.5);
+    done.stages[0].reused_from = Some("also-gone".into());
+    store.record(&done).unwrap();
+    let read = store.run_record("r1").unwrap();
+    assert_eq!((read.replay_of.as_deref(), read.stages[0].reused_from.as_deref()), (Some("gone"), Some("also-gone")));
+}
+
+pub fn a_run_is_finished_in_its_row_only_once_it_ends(store: &dyn Store) {
+    let mut record = started("r1", "e", "2026-01-01T00:00:00Z");
+    begin(store, &record);
+    record.finished_at = Some("2026-01-01T00:00:05Z".into());
+    store.record(&record).unwrap();
+    let row = &store.list_runs(&RunFilter { limit: 1, ..Default::default() }).unwrap()[0];
+    assert_eq!((row.status, row.finished_at.as_deref()), (RunStatus::Running, None));
+    record.status = RunStatus::Completed;
+    store.record(&record).unwrap();
+    let row = &store.list_runs(&RunFilter { limit: 1, ..Default::default() }).unwrap()[0];
+    assert_eq!(row.finished_at.as_deref(), Some("2026-01-01T00:00:05Z"));
+    // A trial started again forgets its earlier run.
+    store
+        .begin_sweep(&SweepStart {
+            sweep_id: "s".into(),
+            name: "s".into(),
+            config: json!({}),
+            metric: "m".into(),
+            maximize: true,
+        })
+        .unwrap();
+    store.trial_started("s", 0, &json!({})).unwrap();
+    let mut trial_run = started("t", "s", "2026-01-01T00:00:01Z");
+    trial_run.trial = Some(TrialRef { sweep_id: "s".into(), trial: 0 });
+    begin(store, &trial_run);
+    store.trial_started("s", 0, &json!({})).unwrap();
+    assert_eq!(store.sweep("s").unwrap().trials[0].run_id, None);
 }

@@ -17,9 +17,14 @@
 //! - **Compatibility.** Schema changes are append-only migrations; a store written by a newer
 //!   host is refused with the version it needs.
 
+mod copy;
 pub mod failpoint;
 mod locator;
+mod migration;
+mod postgres;
 mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(test)]
 mod conformance;
@@ -29,11 +34,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use record::{Edge, RunRecord, RunStatus, StageName, TrialStatus};
+use record::{Edge, RunOwner, RunRecord, RunStatus, StageName, TrialStatus};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use locator::Locator;
+pub use copy::{Copied, copy};
+pub use locator::{Locator, LocatorError, PostgresUrl};
 
 /// The result of a store call.
 pub type Result<T> = anyhow::Result<T>;
@@ -41,17 +47,28 @@ pub type Result<T> = anyhow::Result<T>;
 /// How to open a store. Backends ignore what does not apply to them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenOptions {
-    /// How long a writer waits for a busy store.
+    /// How long a writer waits for a busy store (SQLite).
     pub timeout: Duration,
     /// SQLite: `wal`, `delete` or `truncate`.
     pub journal_mode: String,
     /// SQLite: `normal` or `full`.
     pub synchronous: String,
+    /// PostgreSQL: how long to wait for the server to answer a new connection.
+    pub connect_timeout: Duration,
+    /// PostgreSQL: how long to keep retrying (reconnecting, with backoff) when the server goes
+    /// away in the middle of the work, before failing.
+    pub retry_for: Duration,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { timeout: Duration::from_secs(30), journal_mode: "wal".into(), synchronous: "normal".into() }
+        OpenOptions {
+            timeout: Duration::from_secs(30),
+            journal_mode: "wal".into(),
+            synchronous: "normal".into(),
+            connect_timeout: Duration::from_secs(10),
+            retry_for: Duration::from_secs(60),
+        }
     }
 }
 
@@ -59,20 +76,29 @@ impl Default for OpenOptions {
 pub fn open(locator: &Locator, options: &OpenOptions) -> Result<Box<dyn Store>> {
     match locator {
         Locator::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, options)?)),
+        Locator::Postgres(url) => Ok(Box::new(postgres::PostgresStore::open(locator, url, options)?)),
     }
+}
+
+/// What `host store info` shows: the backend, its schema and what it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreInfo {
+    pub backend: &'static str,
+    pub locator: String,
+    /// The schema version the store is at, and the oldest schema a host must know to use it.
+    pub schema_version: u32,
+    pub compatible_from: u32,
+    /// The newest schema this host knows.
+    pub host_schema_version: u32,
+    pub sweeps: i64,
+    #[serde(flatten)]
+    pub summary: Summary,
 }
 
 /// What SQLite's own consistency check says of the store file at `path`: `ok`, or what it
 /// found. For fault tests and repair: a killed writer must leave a consistent file.
 pub fn sqlite_integrity_check(path: &std::path::Path) -> Result<String> {
     sqlite::integrity_check(path)
-}
-
-/// The process that runs a run: where its liveness can be judged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunOwner {
-    pub hostname: String,
-    pub pid: u32,
 }
 
 /// A run recorded as running, its owner and its latest heartbeat.
@@ -186,6 +212,8 @@ pub struct TrialRow {
 pub struct SweepRow {
     pub sweep_id: String,
     pub name: String,
+    /// The sweep's canonical config (base and sweep section).
+    pub config: Value,
     pub metric: String,
     pub maximize: bool,
     pub created_at: String,
@@ -206,6 +234,21 @@ pub struct DeletedRun {
 pub struct NoSuchRun {
     pub run_id: String,
     pub store: String,
+}
+
+/// Reads a stored run record. A record written by a newer host reads too (fields are only
+/// ever added), but what this host does not know of it is left out: say so once per read.
+fn read_record(text: &str) -> Result<RunRecord> {
+    let record: RunRecord = serde_json::from_str(text)?;
+    if record.record_version > record::RECORD_VERSION {
+        tracing::warn!(
+            "run {} was recorded by a newer host (record version {}, this host reads {}); fields this host does not know are left out",
+            record.run_id,
+            record.record_version,
+            record::RECORD_VERSION
+        );
+    }
+    Ok(record)
 }
 
 /// Time this process spent writing run records: the store half of the provenance overhead.
@@ -233,15 +276,15 @@ pub trait Store: Send {
 
     /// Records a run at its start: its experiment, config, parameters, environment, plugins and
     /// owner; links it to its sweep trial when it is one.
-    fn begin_run(&self, record: &RunRecord, owner: &RunOwner) -> Result<()>;
+    fn begin_run(&self, record: &RunRecord) -> Result<()>;
     /// Records everything the run has produced so far, in one transaction.
     fn record(&self, record: &RunRecord) -> Result<()>;
     /// Keeps the run's heartbeat fresh.
     fn heartbeat(&self, run_id: &str) -> Result<()>;
     /// Records one per-step metric as it happens.
     fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> Result<()>;
-    /// Records finished runs in one transaction (imports and benchmarks).
-    fn import_runs(&self, runs: &[(RunRecord, RunOwner)]) -> Result<()>;
+    /// Records whole runs in one transaction (copies between stores, benchmarks).
+    fn import_runs(&self, runs: &[RunRecord]) -> Result<()>;
 
     // The stage cache's index.
 
@@ -297,6 +340,9 @@ pub trait Store: Send {
     fn sweep(&self, sweep_id: &str) -> Result<SweepRow>;
     /// Every sweep id, newest first.
     fn sweep_ids(&self) -> Result<Vec<String>>;
+    /// Records a sweep and its trials as another store holds them (trials whose run is not in
+    /// this store keep no run). Idempotent.
+    fn import_sweep(&self, sweep: &SweepRow) -> Result<()>;
 
     // Maintenance.
 
@@ -307,6 +353,8 @@ pub trait Store: Send {
     /// Deletes a run that is not running: its rows, then artifacts and plugin builds no run
     /// refers to any more.
     fn delete_run(&self, run_id: &str) -> Result<DeletedRun>;
+    /// The backend, schema version and counts.
+    fn info(&self) -> Result<StoreInfo>;
 }
 
 impl dyn Store + '_ {

@@ -9,5 +9,6 @@ pub mod report;
 pub mod run;
 pub mod runs;
 pub mod scaffold;
+pub mod store;
 pub mod sweep;
 pub mod verify;

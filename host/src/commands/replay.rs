@@ -140,6 +140,46 @@ pub fn compare(original: &RunRecord, replay: &RunRecord) -> Vec<StageComparison>
     stages
 }
 
+/// The comparison for people: a row per stage, the differences (ten per stage), the verdict.
+fn print_comparison(
+    run_id: &str,
+    replayed: &RunRecord,
+    stages: &[StageComparison],
+    identical: bool,
+    machine: &[String],
+) {
+    println!("replayed run {run_id} as run {} ({})", replayed.run_id, replayed.output_dir.display());
+    let rows: Vec<Vec<String>> = stages
+        .iter()
+        .map(|s| {
+            let verdict = match s.identical {
+                Some(true) => "identical",
+                Some(false) => "DIFFERS",
+                None => "-",
+            };
+            vec![s.stage.to_string(), verdict.into(), s.compared.clone()]
+        })
+        .collect();
+    println!("{}", table(&["STAGE", "OUTPUTS", "COMPARED"], &rows));
+    for stage in stages {
+        for difference in stage.differences.iter().take(10) {
+            println!("{}: {difference}", stage.stage);
+        }
+        if stage.differences.len() > 10 {
+            println!("{}: ... {} more differences (--json lists all)", stage.stage, stage.differences.len() - 10);
+        }
+    }
+    match (replayed.status, identical) {
+        (RunStatus::Completed, true) => println!("every compared output is bit-identical"),
+        (RunStatus::Completed, false) if !machine.is_empty() => println!(
+            "the replay's outputs differ from the recorded ones; this machine's {} differ(s) from the recorded one's (above)",
+            machine.iter().map(|m| m.split(':').next().unwrap_or_default()).collect::<Vec<_>>().join(", ")
+        ),
+        (RunStatus::Completed, false) => println!("the replay's outputs differ from the recorded ones"),
+        (status, _) => println!("the replay ended {status}: {}", replayed.error.as_deref().unwrap_or("")),
+    }
+}
+
 pub struct ReplayOptions {
     pub store: StoreOptions,
     pub run: String,
@@ -178,7 +218,7 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
         show_progress: options.show_progress && !options.json,
         stop: Arc::new(AtomicBool::new(false)),
         store: Some(&*store),
-        cache_dir: Some(settings.cache_dir.clone()),
+        settings: Some(&settings),
         git: crate::environment::git_state(&working_dir),
         reuse: false,
         replay_of: Some(run_id.clone()),
@@ -198,36 +238,7 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
             "stages": stages,
         }))?;
     } else {
-        println!("replayed run {run_id} as run {} ({})", replayed.run_id, replayed.output_dir.display());
-        let rows: Vec<Vec<String>> = stages
-            .iter()
-            .map(|s| {
-                let verdict = match s.identical {
-                    Some(true) => "identical",
-                    Some(false) => "DIFFERS",
-                    None => "-",
-                };
-                vec![s.stage.to_string(), verdict.into(), s.compared.clone()]
-            })
-            .collect();
-        println!("{}", table(&["STAGE", "OUTPUTS", "COMPARED"], &rows));
-        for stage in &stages {
-            for difference in stage.differences.iter().take(10) {
-                println!("{}: {difference}", stage.stage);
-            }
-            if stage.differences.len() > 10 {
-                println!("{}: ... {} more differences (--json lists all)", stage.stage, stage.differences.len() - 10);
-            }
-        }
-        match (replayed.status, identical) {
-            (RunStatus::Completed, true) => println!("every compared output is bit-identical"),
-            (RunStatus::Completed, false) if !machine.is_empty() => println!(
-                "the replay's outputs differ from the recorded ones; this machine's {} differ(s) from the recorded one's (above)",
-                machine.iter().map(|m| m.split(':').next().unwrap_or_default()).collect::<Vec<_>>().join(", ")
-            ),
-            (RunStatus::Completed, false) => println!("the replay's outputs differ from the recorded ones"),
-            (status, _) => println!("the replay ended {status}: {}", replayed.error.as_deref().unwrap_or("")),
-        }
+        print_comparison(run_id, &replayed, &stages, identical, &machine);
     }
     Ok(if identical { 0 } else { 1 })
 }

@@ -72,7 +72,7 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
         show_progress: false,
         stop: Arc::new(AtomicBool::new(false)),
         store: Some(&*store),
-        cache_dir: Some(settings.cache_dir.clone()),
+        settings: Some(&settings),
         git: Default::default(),
         reuse: true,
         replay_of: None,

@@ -60,7 +60,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<u8> {
         show_progress: options.show_progress && !options.json,
         stop,
         store: Some(&*store),
-        cache_dir: Some(settings.cache_dir.clone()),
+        settings: Some(&settings),
         git: git.join().unwrap_or_default(),
         reuse: !options.force,
         replay_of: None,

@@ -306,6 +306,14 @@ pub fn summary(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
 /// `host runs delete`: the run's rows and output folder; files other runs still record stay.
 pub fn delete(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
     let store = store.open()?;
+    if let Some(live) = store.running_runs()?.into_iter().find(|r| r.run_id == run_id) {
+        bail!(
+            "run {run_id} is still running (process {} on {}, heartbeat {}); stop it first",
+            live.owner.pid,
+            live.owner.hostname,
+            live.heartbeat_at
+        );
+    }
     let deleted = store.delete_run(run_id)?;
     let output_dir = deleted.output_dir;
     let shared: Vec<std::path::PathBuf> =

@@ -3,8 +3,6 @@
 //! sweep. The sweep itself is `crate::sweep`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use record::TrialStatus;
 use store::SweepRow;
@@ -26,12 +24,6 @@ pub struct SweepCommand {
 }
 
 pub fn sweep(command: SweepCommand) -> anyhow::Result<u8> {
-    let stop = Arc::new(AtomicBool::new(false));
-    crate::interrupt::on_ctrl_c(
-        stop.clone(),
-        "stopping: running trials finish their batch and are recorded cancelled",
-        false,
-    );
     let outcome = crate::sweep::sweep(SweepOptions {
         config: command.config,
         jobs: command.jobs,
@@ -39,7 +31,6 @@ pub fn sweep(command: SweepCommand) -> anyhow::Result<u8> {
         registry: command.registry,
         output_dir: command.output_dir,
         show_progress: command.show_progress && !command.json,
-        stop,
     })?;
     if command.json {
         print_json(&outcome.row)?;

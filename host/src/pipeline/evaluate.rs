@@ -5,14 +5,15 @@
 
 use anyhow::{Context, anyhow};
 use plugin_sdk::ClassKind;
+use plugin_sdk::host::ModelHandle;
 use record::{ArtifactKind, StageName};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::outputs::{self, Predictions};
 use super::reuse;
 use super::train::{Trained, create_model};
 use super::{Run, StageError, Staged};
-use crate::data::Prepared;
+use crate::data::{Prepared, Split};
 use crate::metrics;
 
 /// Evaluates the model on the test split. The metrics go into the record; the predictions
@@ -27,30 +28,20 @@ pub fn evaluate(
             "the test split is empty; raise data_splitting.test_ratio or keep the predefined test set"
         )));
     }
-    let key = if run.request.model_from.is_none() {
-        let mut weights: Vec<&str> = run.record.files_of(&[ArtifactKind::Model]).map(|a| a.sha256.as_str()).collect();
-        weights.sort();
-        let key = reuse::model_key(
-            run,
-            "evaluate",
-            json!({"model": weights, "test": prepared.test.digest, "label_names": prepared.label_names}),
-        )?;
-        let kinds = [ArtifactKind::Metrics, ArtifactKind::Predictions];
-        let reused = reuse::reuse_stage(run, StageName::Evaluate, &key, &kinds, |run, earlier| {
-            earlier.metrics.as_ref().and_then(Value::as_object).context("the earlier run recorded no metrics")?;
-            run.record.metrics = earlier.metrics.clone();
-            Ok(())
-        });
-        if let Some(from) = reused {
-            let predictions = match run.record.files_of(&[ArtifactKind::Predictions]).next() {
-                Some(file) => Some(Predictions::read(&file.path)?),
-                None => None,
-            };
-            return Ok(Staged::reused(predictions, key, from));
+    // A model loaded with --model-from has no key: its weights were not made by this run.
+    let key = match run.request.model_from {
+        Some(_) => None,
+        None => {
+            let key = reuse::model_key(
+                run,
+                StageName::Evaluate,
+                json!({"model": trained.weights, "test": prepared.test.digest, "label_names": prepared.label_names}),
+            )?;
+            if let Some((predictions, from)) = reuse_evaluation(run, &key) {
+                return Ok(Staged::reused(predictions, key, from));
+            }
+            Some(key)
         }
-        Some(key)
-    } else {
-        None
     };
     let mut model = match trained.model {
         Some(model) => model,
@@ -65,6 +56,44 @@ pub fn evaluate(
             model
         }
     };
+    let (metrics, predictions) = score(run, &mut model, prepared)?;
+    let metrics_file = run.dir.join("metrics.json");
+    outputs::write_json(&metrics_file, &metrics)?;
+    run.artifact(ArtifactKind::Metrics, &metrics_file)?;
+    if let Some(predictions) = &predictions {
+        let file = run.dir.join("predictions.csv");
+        predictions.write(&file, &prepared.label_names)?;
+        run.artifact(ArtifactKind::Predictions, &file)?;
+    }
+    run.record.metrics = Some(metrics);
+    Ok(Staged::computed(predictions, key))
+}
+
+/// An earlier run's evaluation of the same weights on the same test split: its metrics and
+/// files, and its predictions read back from the copy (a copy that cannot be read is not
+/// reused).
+fn reuse_evaluation(run: &mut Run<'_>, key: &str) -> Option<(Option<Predictions>, String)> {
+    let mut predictions = None;
+    let kinds = [ArtifactKind::Metrics, ArtifactKind::Predictions];
+    let from = reuse::reuse_stage(run, StageName::Evaluate, key, &kinds, |run, earlier| {
+        earlier.metrics.as_ref().and_then(Value::as_object).context("the earlier run recorded no metrics")?;
+        predictions = match run.record.files_of(&[ArtifactKind::Predictions]).next() {
+            Some(file) => Some(Predictions::read(&file.path)?),
+            None => None,
+        };
+        run.record.metrics = earlier.metrics.clone();
+        Ok(())
+    })?;
+    Some((predictions, from))
+}
+
+/// The model's predictions on the test split and every metric of them: the host's standard
+/// ones (`test`), and the model's own (`model`, `custom`).
+fn score(
+    run: &Run<'_>,
+    model: &mut ModelHandle,
+    prepared: &Prepared,
+) -> Result<(Value, Option<Predictions>), StageError> {
     let class = run.required_class(ClassKind::Model)?;
     let services = run.services(class, run.dir.clone());
     let test = &prepared.test;
@@ -82,37 +111,39 @@ pub fn evaluate(
             test.rows
         )));
     }
-    let context = || format!("evaluating the predictions of {}", class.info.name);
-    let mut all = serde_json::Map::new();
-    let predictions = if let Some(labels) = test.targets.classes() {
-        let standard = metrics::classification(labels, values, &prepared.label_names).with_context(context)?;
-        all.insert("test".into(), serde_json::to_value(standard).map_err(anyhow::Error::from)?);
-        Some(Predictions::Classes {
-            rows: test.source_rows.clone(),
-            labels: labels.to_vec(),
-            probabilities: values.to_vec(),
-            classes: prepared.label_names.len(),
-        })
-    } else if let Some(actual) = prepared.original_values(test) {
-        // Metrics in the targets' own units: undo the host's standardisation first.
-        let predicted = prepared.target_scaling().map(|s| s.undo(values)).unwrap_or_else(|| values.to_vec());
-        let standard = metrics::regression(&actual, &predicted, &prepared.label_names).with_context(context)?;
-        all.insert("test".into(), serde_json::to_value(standard).map_err(anyhow::Error::from)?);
-        Some(Predictions::Values { rows: test.source_rows.clone(), actual, predicted, targets: prepared.outputs() })
-    } else {
-        None
-    };
+    let mut all = Map::new();
+    let (standard, predictions) = standard_metrics(prepared, test, values)
+        .with_context(|| format!("evaluating the predictions of {}", class.info.name))?;
+    if let Some(standard) = standard {
+        all.insert("test".into(), standard);
+    }
     all.insert("model".into(), Value::Object(model.evaluate(&view, &services)?));
     all.insert("custom".into(), Value::Object(model.custom_metrics(&view.targets, &output.view())?));
-    let metrics = Value::Object(all);
-    let metrics_file = run.dir.join("metrics.json");
-    outputs::write_json(&metrics_file, &metrics)?;
-    run.artifact(ArtifactKind::Metrics, &metrics_file)?;
-    if let Some(predictions) = &predictions {
-        let file = run.dir.join("predictions.csv");
-        predictions.write(&file, &prepared.label_names)?;
-        run.artifact(ArtifactKind::Predictions, &file)?;
+    Ok((Value::Object(all), predictions))
+}
+
+/// The host's metrics of `values` predicted for `test`: classification metrics from class
+/// probabilities, or regression metrics in the targets' own units (the host's standardisation
+/// undone first).
+fn standard_metrics(
+    prepared: &Prepared,
+    test: &Split,
+    values: &[f32],
+) -> anyhow::Result<(Option<Value>, Option<Predictions>)> {
+    if let Some(labels) = test.targets.classes() {
+        let standard = metrics::classification(labels, values, &prepared.label_names)?;
+        let predictions = Predictions::classes(
+            test.source_rows.clone(),
+            labels.to_vec(),
+            values.to_vec(),
+            prepared.label_names.len(),
+        );
+        return Ok((Some(serde_json::to_value(standard)?), Some(predictions)));
     }
-    run.record.metrics = Some(metrics);
-    Ok(Staged::computed(predictions, key))
+    let Some(actual) = prepared.original_values(test) else { return Ok((None, None)) };
+    let predicted = prepared.target_scaling().map(|s| s.undo(values)).unwrap_or_else(|| values.to_vec());
+    let standard = metrics::regression(&actual, &predicted, &prepared.label_names)?;
+    let predictions =
+        Predictions::Values { rows: test.source_rows.clone(), actual, predicted, targets: prepared.outputs() };
+    Ok((Some(serde_json::to_value(standard)?), Some(predictions)))
 }

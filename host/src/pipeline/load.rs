@@ -14,8 +14,16 @@ use crate::data::{self, Prepared};
 /// with the same load and prepare keys (and that prepare stage's key and run).
 #[allow(clippy::large_enum_variant, reason = "made once per run and moved once")]
 pub enum Loaded {
-    Dataset(Dataset),
-    Cached { prepared: Prepared, prepare_key: String, prepared_by: String },
+    /// The dataset and its content digest.
+    Dataset {
+        dataset: Dataset,
+        digest: String,
+    },
+    Cached {
+        prepared: Prepared,
+        prepare_key: String,
+        prepared_by: String,
+    },
 }
 
 pub fn load(run: &mut Run<'_>) -> Result<Staged<Loaded>, StageError> {
@@ -39,7 +47,8 @@ pub fn load(run: &mut Run<'_>) -> Result<Staged<Loaded>, StageError> {
     }
     run.record.data.description = summary.description;
     let dataset = loader.extract_features_and_targets(&services)?;
-    run.record.data.dataset_sha256 = data::dataset_digest(&dataset);
+    let digest = data::dataset_digest(&dataset);
+    run.record.data.dataset_sha256 = digest.clone();
     run.record.data.metadata = dataset.metadata.clone();
-    Ok(Staged::computed(Loaded::Dataset(dataset), Some(key)))
+    Ok(Staged::computed(Loaded::Dataset { dataset, digest }, Some(key)))
 }

@@ -33,6 +33,7 @@ use store::Store;
 use crate::config::experiment::ExperimentConfig;
 use crate::hashing::sha256_bytes;
 use crate::registry::ResolvedClass;
+use crate::storage::StoreSettings;
 
 pub use outputs::Predictions;
 
@@ -48,8 +49,8 @@ pub struct RunRequest<'a> {
     pub stop: Arc<AtomicBool>,
     /// Where the run is recorded; `None` records only the run folder.
     pub store: Option<&'a dyn Store>,
-    /// The stage cache's folder (prepared splits); `None` keeps no splits.
-    pub cache_dir: Option<PathBuf>,
+    /// The store's settings: the stage cache's folder, and the heartbeat's own connection.
+    pub settings: Option<&'a StoreSettings>,
     /// The git commit and dirty flag of the experiment's repository.
     pub git: GitState,
     /// Reuse the outputs of earlier stages with the same cache key (`host run --force` and
@@ -117,6 +118,9 @@ pub(crate) struct Run<'a> {
     context: RunContext,
     /// Writes freshly prepared splits into the cache while training runs; joined at the end.
     splits_writer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// Whether plugin metrics go to the store live (not when regenerating a past run's reports,
+    /// which must leave that run's record alone).
+    recording: bool,
 }
 
 impl<'a> Run<'a> {
@@ -145,6 +149,8 @@ impl<'a> Run<'a> {
             seconds: 0.0,
             environment: crate::environment::capture(experiment.threads),
             git: request.git.clone(),
+            owner: crate::liveness::this_process(),
+            host_version: env!("CARGO_PKG_VERSION").to_owned(),
             plugins: request
                 .classes
                 .iter()
@@ -179,6 +185,7 @@ impl<'a> Run<'a> {
             record,
             context: RunContext { seed: experiment.seed, threads: experiment.threads },
             splits_writer: None,
+            recording: true,
         })
     }
 
@@ -195,7 +202,7 @@ impl<'a> Run<'a> {
         services::StageServices::new(
             format!("{} {}", class.info.name, class.library.plugin_label()),
             artifact_dir,
-            self.request.store.map(|store| (store, self.record.run_id.clone())),
+            self.request.store.filter(|_| self.recording).map(|store| (store, self.record.run_id.clone())),
             &self.request.stop,
             self.request.show_progress,
         )
@@ -280,7 +287,7 @@ impl<'a> Run<'a> {
     /// Writes the run's record so far to the store, one transaction.
     fn write_record(&self) -> anyhow::Result<()> {
         match self.request.store {
-            Some(store) => store.record(&self.record).context("recording the run in the provenance store"),
+            Some(store) => store.record(&self.record),
             None => Ok(()),
         }
     }
@@ -308,11 +315,13 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     let started = Instant::now();
     let provenance_before = (crate::hashing::hashing_seconds(), store::write_seconds());
     let mut run = Run::new(request, run_id, dir.clone())?;
-    if let Some(store) = request.store {
-        store
-            .begin_run(&run.record, &crate::liveness::this_process())
-            .context("recording the run in the provenance store")?;
-    }
+    let heartbeat = match (request.store, request.settings) {
+        (Some(store), settings) => {
+            store.begin_run(&run.record)?;
+            settings.map(|s| crate::liveness::Heartbeat::start(&s.locator, &s.open, s.stale_after, &run.record.run_id))
+        }
+        (None, _) => None,
+    };
     let outcome = run.stages();
     run.record.status = match outcome {
         Ok(()) => RunStatus::Completed,
@@ -326,6 +335,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     run.record.finished_at = Some(record::now_rfc3339());
     run.record.seconds = started.elapsed().as_secs_f64();
     let recorded = run.write_record();
+    drop(heartbeat);
     run.record.provenance = Some(ProvenanceTime {
         hashing_seconds: crate::hashing::hashing_seconds() - provenance_before.0,
         store_seconds: store::write_seconds() - provenance_before.1,
@@ -355,6 +365,7 @@ pub fn regenerate_reports(
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
     let mut run = Run::new(request, recorded.run_id.clone(), output.to_owned())?;
+    run.recording = false;
     let loaded = load::load(&mut run).map_err(StageError::into_error)?.output;
     let prepared = prepare::prepare(&mut run, loaded).map_err(StageError::into_error)?.output;
     run.join_splits_writer();
@@ -369,22 +380,21 @@ pub fn regenerate_reports(
             );
         }
     }
-    let predictions = match recorded.files_of(&[ArtifactKind::Predictions]).next() {
-        Some(file) => {
-            let (sha256, _) = crate::hashing::sha256_file(&file.path)
-                .with_context(|| format!("{}: the run's predictions", file.path.display()))?;
-            if sha256 != file.sha256 {
-                bail!(
-                    "{} changed since run {} recorded it (SHA-256 {sha256}, recorded {}); `host verify {}` lists what changed",
-                    file.path.display(),
-                    recorded.run_id,
-                    file.sha256,
-                    recorded.run_id
-                );
+    let predictions = recorded.files_of(&[ArtifactKind::Predictions]).next().and_then(|file| {
+        // Drawn without them (no misclassified rows, no regression plots) when they are gone
+        // or changed: what is drawn must be what the run recorded.
+        let readable = crate::hashing::sha256_file(&file.path).map_err(anyhow::Error::from).and_then(|(sha256, _)| {
+            if sha256 == file.sha256 {
+                Predictions::read(&file.path)
+            } else {
+                bail!("changed since the run recorded it (SHA-256 {sha256}, recorded {})", file.sha256)
             }
-            Some(Predictions::read(&file.path)?)
-        }
-        None => None,
-    };
+        });
+        readable
+            .map_err(|error| {
+                tracing::warn!("{}: {error:#}; the reports show no predictions", file.path.display());
+            })
+            .ok()
+    });
     report::generate(&run, recorded, &prepared, predictions.as_ref(), output).map_err(StageError::into_error)
 }

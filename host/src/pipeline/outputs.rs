@@ -45,9 +45,18 @@ pub fn write_history(path: &Path, history: &BTreeMap<u64, BTreeMap<String, f64>>
 /// The test split's predictions, as evaluation made them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predictions {
-    /// Per test row: its source row in the loaded data, its true class and the class
-    /// probabilities (`classes` per row).
-    Classes { rows: Vec<usize>, labels: Vec<i64>, probabilities: Vec<f32>, classes: usize },
+    /// Per test row: its source row in the loaded data, its true class, the class
+    /// probabilities (`classes` per row), and the predicted class and its confidence as the
+    /// file has them (the confidence to 6 decimals), so a report drawn from memory and one
+    /// drawn from the file later are the same. Made by [`Predictions::classes`].
+    Classes {
+        rows: Vec<usize>,
+        labels: Vec<i64>,
+        probabilities: Vec<f32>,
+        classes: usize,
+        predicted: Vec<usize>,
+        confidence: Vec<f64>,
+    },
     /// Per test row: its source row, and actual and predicted values in the targets' own units
     /// (`targets` per row).
     Values { rows: Vec<usize>, actual: Vec<f32>, predicted: Vec<f32>, targets: usize },
@@ -57,18 +66,33 @@ pub enum Predictions {
 /// predicted class, confidence).
 pub type Classified = (usize, i64, usize, f64);
 
+/// A confidence as `predictions.csv` writes it.
+fn written_confidence(value: f32) -> f64 {
+    format!("{value:.6}").parse().unwrap_or(f64::NAN)
+}
+
 impl Predictions {
+    /// Classification predictions from the model's probabilities.
+    pub fn classes(rows: Vec<usize>, labels: Vec<i64>, probabilities: Vec<f32>, classes: usize) -> Self {
+        let (predicted, confidence) = probabilities
+            .chunks_exact(classes.max(1))
+            .map(|probs| {
+                let predicted = metrics::argmax(probs);
+                (predicted, written_confidence(probs[predicted]))
+            })
+            .unzip();
+        Predictions::Classes { rows, labels, probabilities, classes, predicted, confidence }
+    }
+
     /// Each test row's true class, predicted class and confidence (classification only).
     pub fn classified(&self) -> Vec<Classified> {
         match self {
-            Predictions::Classes { labels, probabilities, classes, .. } => labels
+            Predictions::Classes { labels, predicted, confidence, .. } => labels
                 .iter()
-                .zip(probabilities.chunks_exact((*classes).max(1)))
+                .zip(predicted)
+                .zip(confidence)
                 .enumerate()
-                .map(|(index, (&label, probs))| {
-                    let predicted = metrics::argmax(probs);
-                    (index, label, predicted, f64::from(probs[predicted]))
-                })
+                .map(|(index, ((&label, &predicted), &confidence))| (index, label, predicted, confidence))
                 .collect(),
             Predictions::Values { .. } => Vec::new(),
         }
@@ -96,14 +120,15 @@ impl Predictions {
     pub fn write(&self, path: &Path, names: &[String]) -> anyhow::Result<()> {
         let mut text = String::new();
         match self {
-            Predictions::Classes { rows, labels, probabilities, classes } => {
+            Predictions::Classes { rows, labels, probabilities, classes, predicted, .. } => {
                 text.push_str("row,true,predicted,confidence");
                 for name in names {
                     let _ = write!(text, ",p_{}", csv_name(name));
                 }
                 text.push('\n');
-                for ((row, &label), probs) in rows.iter().zip(labels).zip(probabilities.chunks_exact(*classes)) {
-                    let predicted = metrics::argmax(probs);
+                for (((row, &label), probs), &predicted) in
+                    rows.iter().zip(labels).zip(probabilities.chunks_exact(*classes)).zip(predicted)
+                {
                     let _ = write!(text, "{row},{label},{predicted},{:.6}", probs[predicted]);
                     for p in probs {
                         let _ = write!(text, ",{p:.6}");
@@ -141,6 +166,7 @@ impl Predictions {
         if header.get(1) == Some(&"true") {
             let classes = header.len().saturating_sub(4);
             let (mut rows, mut labels, mut probabilities) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut predicted, mut confidence) = (Vec::new(), Vec::new());
             for (index, line) in lines.enumerate() {
                 let fields: Vec<&str> = line.split(',').collect();
                 if fields.len() != header.len() {
@@ -148,11 +174,13 @@ impl Predictions {
                 }
                 rows.push(fields[0].parse().map_err(|_| bad(index + 2))?);
                 labels.push(fields[1].parse().map_err(|_| bad(index + 2))?);
+                predicted.push(fields[2].parse().map_err(|_| bad(index + 2))?);
+                confidence.push(fields[3].parse().map_err(|_| bad(index + 2))?);
                 for field in &fields[4..] {
                     probabilities.push(field.parse().map_err(|_| bad(index + 2))?);
                 }
             }
-            Ok(Predictions::Classes { rows, labels, probabilities, classes })
+            Ok(Predictions::Classes { rows, labels, probabilities, classes, predicted, confidence })
         } else if header.first() == Some(&"row") && header.len() % 2 == 1 {
             let targets = header.len() / 2;
             let (mut rows, mut actual, mut predicted) = (Vec::new(), Vec::new(), Vec::new());
@@ -187,12 +215,7 @@ mod tests {
     fn predictions_round_trip_through_their_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("predictions.csv");
-        let classes = Predictions::Classes {
-            rows: vec![7, 3],
-            labels: vec![1, 0],
-            probabilities: vec![0.25, 0.75, 0.5, 0.5],
-            classes: 2,
-        };
+        let classes = Predictions::classes(vec![7, 3], vec![1, 0], vec![0.25, 0.75, 0.5, 0.5], 2);
         classes.write(&path, &["a,b".into(), "c".into()]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
@@ -201,6 +224,12 @@ mod tests {
         );
         assert_eq!(Predictions::read(&path).unwrap(), classes);
         assert_eq!(classes.classified(), vec![(0, 1, 1, 0.75), (1, 0, 0, 0.5)]);
+        // Probabilities that 6 decimals cannot hold: what a report is drawn from is the same
+        // from memory and from the file (regression: reports regenerated later differed).
+        let close =
+            Predictions::classes(vec![0, 1], vec![0, 1], vec![0.999_999_6, 0.000_000_4, 0.999_999_8, 0.000_000_2], 2);
+        close.write(&path, &["x".into(), "y".into()]).unwrap();
+        assert_eq!(Predictions::read(&path).unwrap().classified(), close.classified());
 
         let values = Predictions::Values {
             rows: vec![0, 2],

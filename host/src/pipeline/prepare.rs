@@ -17,8 +17,7 @@ pub fn prepare(run: &mut Run<'_>, loaded: Loaded) -> Result<Staged<Arc<Prepared>
         Loaded::Cached { prepared, prepare_key, prepared_by } => {
             Staged::reused(Arc::new(prepared), prepare_key, prepared_by)
         }
-        Loaded::Dataset(dataset) => {
-            let digest = run.record.data.dataset_sha256.clone();
+        Loaded::Dataset { dataset, digest } => {
             let key = reuse::prepare_key(run, &digest);
             match reuse::reuse_splits(run, &key) {
                 Some((prepared, from)) => Staged::reused(Arc::new(prepared), key, from),

@@ -29,7 +29,7 @@ pub fn candidates(run: &Run<'_>, stage: StageName, key: &str) -> Vec<CachedStage
 pub fn load_key(run: &Run<'_>, class: &ResolvedClass) -> String {
     let experiment = run.request.experiment;
     cache::stage_key(
-        "load",
+        StageName::Load,
         json!({
             "plugin": class.library.sha256,
             "class": class.info.name,
@@ -44,7 +44,7 @@ pub fn load_key(run: &Run<'_>, class: &ResolvedClass) -> String {
 pub fn prepare_key(run: &Run<'_>, dataset_digest: &str) -> String {
     let canonical = &run.request.experiment.canonical;
     cache::stage_key(
-        "prepare",
+        StageName::Prepare,
         json!({
             "dataset": dataset_digest,
             "transforms": data::TRANSFORMS_VERSION,
@@ -56,7 +56,7 @@ pub fn prepare_key(run: &Run<'_>, dataset_digest: &str) -> String {
 }
 
 /// A model stage's key: the model build, its config, its inputs' digests, seed and threads.
-pub fn model_key(run: &Run<'_>, stage: &str, inputs: Value) -> anyhow::Result<String> {
+pub fn model_key(run: &Run<'_>, stage: StageName, inputs: Value) -> anyhow::Result<String> {
     let class = run.required_class(ClassKind::Model)?;
     let experiment = run.request.experiment;
     Ok(cache::stage_key(
@@ -74,7 +74,7 @@ pub fn model_key(run: &Run<'_>, stage: &str, inputs: Value) -> anyhow::Result<St
 
 /// Where the splits of prepare key `key` are cached, when the run keeps a cache.
 pub fn splits_path(run: &Run<'_>, key: &str) -> Option<PathBuf> {
-    run.request.cache_dir.as_deref().map(|dir| cache::splits_path(dir, key))
+    run.request.settings.map(|settings| cache::splits_path(&settings.cache_dir, key))
 }
 
 /// The cached splits of a completed prepare stage with this key, their checksums verified,
@@ -147,7 +147,7 @@ pub fn reuse_stage(
     stage: StageName,
     key: &str,
     kinds: &[ArtifactKind],
-    adopt: impl Fn(&mut Run<'_>, &RunRecord) -> anyhow::Result<()>,
+    mut adopt: impl FnMut(&mut Run<'_>, &RunRecord) -> anyhow::Result<()>,
 ) -> Option<String> {
     for candidate in candidates(run, stage, key) {
         let artifacts_before = run.record.artifacts.len();

@@ -1,12 +1,12 @@
 //! The host services one stage's plugin calls see: logging through the host's subscriber,
 //! progress, per-epoch metrics (kept for the record and written live to the store for
-//! `host runs watch`), the run's heartbeat, cooperative cancel, and the artifact folder.
+//! `host runs watch`), cooperative cancel, and the artifact folder. (The run's heartbeat has a
+//! thread of its own: `liveness::Heartbeat`.)
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use plugin_sdk::LogLevel;
 use plugin_sdk::host::HostServices;
@@ -19,9 +19,8 @@ pub type Divergence = (String, u64, f64);
 
 pub struct StageServices<'a> {
     plugin: String,
-    /// The store and run id that heartbeats and live metrics go to.
+    /// The store and run id that live metrics go to.
     recorder: Option<(&'a dyn Store, String)>,
-    last_heartbeat: Cell<Instant>,
     artifact_dir: PathBuf,
     stop: &'a AtomicBool,
     pub progress: Progress,
@@ -41,7 +40,6 @@ impl<'a> StageServices<'a> {
         StageServices {
             plugin,
             recorder,
-            last_heartbeat: Cell::new(Instant::now()),
             artifact_dir,
             stop,
             progress: Progress::new(show_progress),
@@ -87,15 +85,6 @@ impl HostServices for StageServices<'_> {
     }
 
     fn progress(&self, done: u64, total: u64, message: &str) {
-        // Progress is the sign of life a long call gives: keep the run's heartbeat fresh.
-        if let Some((store, run_id)) = &self.recorder
-            && self.last_heartbeat.get().elapsed().as_secs() >= 5
-        {
-            self.last_heartbeat.set(Instant::now());
-            if let Err(error) = store.heartbeat(run_id) {
-                tracing::warn!("cannot record the heartbeat: {error:#}");
-            }
-        }
         if done <= 1 {
             // A new round of progress: the previous epoch's metrics are complete.
             self.progress.print_epochs(&self.metrics.borrow(), self.last_step());

@@ -14,9 +14,18 @@ use super::{Run, StageError, Staged, outputs};
 use crate::data::Prepared;
 
 /// The trained model: live from training or loading, or `None` when training was reused (its
-/// weights are then loaded by evaluation, if evaluation is not reused too).
+/// weights are then loaded by evaluation, if evaluation is not reused too); and the SHA-256 of
+/// each file its `save` wrote, sorted (empty for a model loaded with `--model-from`).
 pub struct Trained {
     pub model: Option<ModelHandle>,
+    pub weights: Vec<String>,
+}
+
+/// The sorted digests of the model files the run recorded so far.
+fn weights(run: &Run<'_>) -> Vec<String> {
+    let mut weights: Vec<String> = run.record.files_of(&[Model]).map(|a| a.sha256.clone()).collect();
+    weights.sort();
+    weights
 }
 
 /// A new instance of the run's model class, created with its config and the run's context.
@@ -37,11 +46,11 @@ pub fn train(run: &mut Run<'_>, prepared: &Prepared) -> Result<Staged<Trained>, 
             .load(&source)
             .map_err(anyhow::Error::new)
             .with_context(|| format!("loading the model from {}", source.display()))?;
-        return Ok(Staged::computed(Trained { model: Some(model) }, None));
+        return Ok(Staged::computed(Trained { model: Some(model), weights: Vec::new() }, None));
     }
     let key = reuse::model_key(
         run,
-        "train",
+        StageName::Train,
         json!({"train": prepared.train.digest, "validation": prepared.validation.digest}),
     )?;
     use ArtifactKind::*;
@@ -51,10 +60,10 @@ pub fn train(run: &mut Run<'_>, prepared: &Prepared) -> Result<Staged<Trained>, 
         Ok(())
     });
     if let Some(from) = reused {
-        return Ok(Staged::reused(Trained { model: None }, key, from));
+        return Ok(Staged::reused(Trained { model: None, weights: weights(run) }, key, from));
     }
     let model = fit(run, prepared)?;
-    Ok(Staged::computed(Trained { model: Some(model) }, Some(key)))
+    Ok(Staged::computed(Trained { model: Some(model), weights: weights(run) }, Some(key)))
 }
 
 /// Fits a new model and records its history, summary, saved files and checkpoint.

@@ -18,7 +18,7 @@ use record::{RunStatus, TrialStatus};
 use serde_json::{Value, json};
 use store::{Store, SweepRow, SweepStart};
 
-use super::executor::{Executor, TrialEnd, TrialJob};
+use super::executor::{Executor, TrialEnd, TrialJob, WorkerCommand};
 use super::local::LocalExecutor;
 use super::prune::{better, median_stop};
 use crate::config::experiment::ExperimentConfig;
@@ -35,8 +35,6 @@ pub struct SweepOptions {
     pub registry: RegistryOptions,
     pub output_dir: Option<PathBuf>,
     pub show_progress: bool,
-    /// Set (by Ctrl-C) to stop: running trials finish their batch and record cancelled runs.
-    pub stop: Arc<AtomicBool>,
 }
 
 /// How a sweep ended.
@@ -80,6 +78,10 @@ fn trial_configs(
     Ok(configs)
 }
 
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
 fn trial_parameters(trial: &Trial) -> Value {
     Value::Object(trial.values.iter().cloned().collect())
 }
@@ -116,14 +118,33 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
         store.sweep(&sweep_id)?.trials.iter().filter(|t| t.status.is_done()).map(|t| t.trial).collect();
     let folder = output_root.join("sweeps").join(&sweep_id);
     std::fs::create_dir_all(&folder).with_context(|| format!("{}: cannot create", folder.display()))?;
+    // What every worker gets after `run CONFIG --trial SWEEP/N`: the store (its password in
+    // the environment, never on a command line), the class mapping, plugins and output folders.
+    let mut common: Vec<OsString> = vec!["--db".into(), store.locator().to_argument().into()];
+    if let Some(mapping) = registry.mapping_file() {
+        common.extend(["--class-mapping".into(), absolute(mapping).into()]);
+    }
+    common.extend(["--plugins-dir".into(), absolute(registry.plugins_dir()).into()]);
+    common.extend(["--output-dir".into(), absolute(&output_root).into()]);
+    let env: Vec<(String, String)> =
+        store.locator().password().map(|p| ("PGPASSWORD".to_owned(), p.to_owned())).into_iter().collect();
+    let program = std::env::current_exe().context("cannot find the host binary to start workers")?;
     let mut pending = Vec::new();
     for (trial, config) in configs.iter().filter(|(t, _)| !done.contains(&t.number)) {
-        let stem = folder.join(format!("trial-{:03}", trial.number));
+        let stem = absolute(&folder.join(format!("trial-{:03}", trial.number)));
         let config_file = stem.with_extension("yaml");
         // JSON is YAML: the trial's config, readable and runnable on its own.
         std::fs::write(&config_file, serde_json::to_string_pretty(config)?)
             .with_context(|| format!("{}: cannot write", config_file.display()))?;
-        pending.push(TrialJob { trial: trial.clone(), config_file, log_file: stem.with_extension("log") });
+        let mut args: Vec<OsString> = vec!["-q".into(), "run".into(), config_file.clone().into()];
+        args.extend(["--trial".into(), format!("{sweep_id}/{}", trial.number).into()]);
+        args.extend(common.iter().cloned());
+        pending.push(TrialJob {
+            trial: trial.clone(),
+            config_file,
+            log_file: stem.with_extension("log"),
+            command: WorkerCommand { program: program.clone(), args, env: env.clone() },
+        });
     }
     if options.show_progress {
         eprintln!(
@@ -134,20 +155,21 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
             folder.display()
         );
     }
-    let mut common: Vec<OsString> = vec!["--db".into(), store.locator().to_argument().into()];
-    if let Some(mapping) = registry.mapping_file() {
-        common.extend(["--class-mapping".into(), mapping.into()]);
-    }
-    common.extend(["--plugins-dir".into(), registry.plugins_dir().into()]);
-    common.extend(["--output-dir".into(), output_root.clone().into()]);
-    let mut executor = LocalExecutor::new(&sweep_id, common)?;
+    let mut executor = LocalExecutor::default();
+    // Ctrl-C from here on stops the trials (before, during validation, it ends the host).
+    let stop = Arc::new(AtomicBool::new(false));
+    crate::interrupt::on_ctrl_c(
+        stop.clone(),
+        "stopping: running trials finish their batch and are recorded cancelled",
+        false,
+    );
     let mut trials = TrialLoop::new(&*store, &sweep, &sweep_id, jobs, options.show_progress);
-    trials.run(&mut executor, pending, &options.stop)?;
+    trials.run(&mut executor, pending, &stop)?;
 
     let row = store.sweep(&sweep_id)?;
     let report = folder.join("index.html");
     super::write_sweep_page(&*store, &row, &report)?;
-    Ok(SweepOutcome { row, report, cancelled: options.stop.load(Ordering::SeqCst) })
+    Ok(SweepOutcome { row, report, cancelled: stop.load(Ordering::SeqCst) })
 }
 
 /// Submits trials, follows them to their end and records each, pruning as it goes.
@@ -243,12 +265,14 @@ impl<'a> TrialLoop<'a> {
         let run_id = row.trials.iter().find(|t| t.trial == end.trial).and_then(|t| t.run_id.clone());
         let (mut status, metric) = match &run_id {
             Some(run_id) => {
-                let mut status = self.store.run_status(run_id)?;
-                if status == RunStatus::Running && self.store.mark_interrupted(run_id)? {
-                    status = RunStatus::Interrupted;
+                // A run still recorded running after its process ended was killed: interrupted
+                // (by this, or already by another process that opened the store).
+                if self.store.run_status(run_id)? == RunStatus::Running {
+                    self.store.mark_interrupted(run_id)?;
                 }
+                let status = self.store.run_status(run_id)?;
                 let metric = self.store.final_metrics(run_id)?.get(&self.sweep.metric).copied();
-                (TrialStatus::from(status), metric.filter(|_| status == RunStatus::Completed))
+                (TrialStatus::from(status), metric)
             }
             None if end.exit_code == Some(130) => (TrialStatus::Cancelled, None),
             None => (TrialStatus::Failed, None),

@@ -3,17 +3,30 @@
 //! driver. An executor reports only that a trial's process ended; what the trial achieved comes
 //! from its run's record in the store, which the run links to its trial itself.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::sweep::Trial;
 
-/// A trial ready to run: its config file (an ordinary experiment config) and its log.
+/// A trial ready to run: its config file (an ordinary experiment config), its log, and the
+/// worker command that runs it (`host run` of that config, linked to its trial). Every
+/// executor runs the same command, wherever it runs it.
 #[derive(Debug, Clone)]
 pub struct TrialJob {
     pub trial: Trial,
     pub config_file: PathBuf,
     pub log_file: PathBuf,
+    pub command: WorkerCommand,
+}
+
+/// A program, its arguments and the environment variables it needs beyond the caller's (the
+/// store's password, which never goes on a command line).
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
 }
 
 /// A trial whose process ended, and how.

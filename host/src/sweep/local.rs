@@ -1,8 +1,6 @@
 //! The local executor: each trial is a child process of this host binary (`host run` of the
 //! trial's config), on this machine; one libtorch per process.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,34 +8,19 @@ use anyhow::Context;
 
 use super::executor::{Executor, TrialEnd, TrialJob};
 
-/// Runs trials as child processes of this host binary.
+/// Runs trials as child processes on this machine.
+#[derive(Default)]
 pub struct LocalExecutor {
-    host: PathBuf,
-    /// Arguments every worker gets after `run CONFIG` (store, class mapping, plugins, output).
-    common_args: Vec<OsString>,
-    /// The sweep the workers' runs link themselves to.
-    sweep_id: String,
     running: Vec<(usize, Child)>,
-}
-
-impl LocalExecutor {
-    pub fn new(sweep_id: &str, common_args: Vec<OsString>) -> anyhow::Result<Self> {
-        let host = std::env::current_exe().context("cannot find the host binary to start workers")?;
-        Ok(LocalExecutor { host, common_args, sweep_id: sweep_id.to_owned(), running: Vec::new() })
-    }
 }
 
 impl Executor for LocalExecutor {
     fn submit(&mut self, job: TrialJob) -> anyhow::Result<()> {
         let log = std::fs::File::create(&job.log_file)
             .with_context(|| format!("{}: cannot create", job.log_file.display()))?;
-        let child = Command::new(&self.host)
-            .arg("-q")
-            .arg("run")
-            .arg(&job.config_file)
-            .arg("--trial")
-            .arg(format!("{}/{}", self.sweep_id, job.trial.number))
-            .args(&self.common_args)
+        let child = Command::new(&job.command.program)
+            .args(&job.command.args)
+            .envs(job.command.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().with_context(|| format!("{}: cannot share", job.log_file.display()))?)
             .stderr(log)

@@ -15,7 +15,7 @@ use record::TrialStatus;
 use store::{SweepRow, TrialRow};
 
 pub use driver::{SweepOptions, SweepOutcome, sweep};
-pub use executor::{Executor, TrialEnd, TrialJob};
+pub use executor::{Executor, TrialEnd, TrialJob, WorkerCommand};
 pub use local::LocalExecutor;
 pub use page::write_sweep_page;
 pub use prune::better;

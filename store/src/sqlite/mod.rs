@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use record::{Edge, RunRecord, RunStatus, StageName, TrialStatus, flatten};
+use rusqlite::OptionalExtension;
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
+use crate::migration;
 use crate::{
-    CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunOwner, RunRow,
-    RunningRun, StepMetric, Summary, SweepRow, SweepStart, timed_write,
+    CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunRow, RunningRun,
+    StepMetric, StoreInfo, Summary, SweepRow, SweepStart, timed_write,
 };
 
 pub struct SqliteStore {
@@ -86,21 +88,46 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// The schema version (`PRAGMA user_version`) and the oldest schema a host must know.
+    fn versions(connection: &Connection) -> Result<(u32, u32)> {
+        let version = connection.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.max(0) as u32;
+        let has_info: bool = connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_info')",
+            [],
+            |r| r.get(0),
+        )?;
+        let compatible_from = if has_info {
+            connection
+                .query_row("SELECT value FROM schema_info WHERE name = 'compatible_from'", [], |r| r.get::<_, i64>(0))
+                .optional()?
+                .map(|v| v as u32)
+        } else {
+            None
+        };
+        // A store from before `schema_info` needs a host that knows its whole schema.
+        Ok((version, compatible_from.unwrap_or(version)))
+    }
+
     fn migrate(&self) -> Result<()> {
         let path = self.locator.to_string();
         let mut connection = self.connection.borrow_mut();
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: usize = transaction.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-        if version > schema::MIGRATIONS.len() {
-            bail!(
-                "{path}: written by a newer host (schema {version}, this host knows {}); upgrade the host",
-                schema::MIGRATIONS.len()
-            );
+        let (version, compatible_from) = Self::versions(&transaction)?;
+        if !migration::check(&path, version, compatible_from, schema::MIGRATIONS)? {
+            return Ok(());
         }
-        for (index, migration) in schema::MIGRATIONS.iter().enumerate().skip(version) {
-            transaction.execute_batch(migration).with_context(|| format!("{path}: migration {}", index + 1))?;
-            transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        for migration in schema::MIGRATIONS.iter().filter(|m| m.version > version) {
+            transaction
+                .execute_batch(migration.sql)
+                .with_context(|| format!("{path}: migration {}", migration.version))?;
+            transaction.pragma_update(None, "user_version", i64::from(migration.version))?;
         }
+        let compatible_from = migration::compatible_from(schema::MIGRATIONS, version, compatible_from);
+        transaction.execute(
+            "INSERT INTO schema_info (name, value) VALUES ('compatible_from', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [i64::from(compatible_from)],
+        )?;
         transaction.commit()?;
         Ok(())
     }
@@ -131,7 +158,8 @@ pub fn integrity_check(path: &Path) -> Result<String> {
 
 /// Inserts a run at its start: its experiment, run row, environment, plugins and parameters;
 /// links it to its sweep trial.
-fn insert_run(transaction: &Connection, record: &RunRecord, owner: &RunOwner) -> Result<()> {
+fn insert_run(transaction: &Connection, record: &RunRecord) -> Result<()> {
+    let owner = &record.owner;
     transaction.execute(
         "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?1, ?2)",
         params![record.experiment_name, record.started_at],
@@ -140,8 +168,10 @@ fn insert_run(transaction: &Connection, record: &RunRecord, owner: &RunOwner) ->
         transaction.query_row("SELECT id FROM experiments WHERE name = ?1", [&record.experiment_name], |r| r.get(0))?;
     transaction.execute(
         "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
-                           git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of, summary_json)
-         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
+                           git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of, summary_json,
+                           boot_id, pid_namespace)
+         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14,
+                 (SELECT run_id FROM runs WHERE run_id = ?15), ?16, ?17, ?18)",
         params![
             record.run_id,
             experiment_id,
@@ -150,7 +180,7 @@ fn insert_run(transaction: &Connection, record: &RunRecord, owner: &RunOwner) ->
             record.config_sha256,
             record.seed as i64,
             record.threads as i64,
-            env!("CARGO_PKG_VERSION"),
+            record.host_version(),
             record.git.commit,
             record.git.dirty,
             record.output_dir.display().to_string(),
@@ -159,6 +189,8 @@ fn insert_run(transaction: &Connection, record: &RunRecord, owner: &RunOwner) ->
             owner.hostname,
             record.replay_of,
             serde_json::to_string(record)?,
+            owner.boot_id,
+            owner.pid_namespace,
         ],
     )?;
     let environment = &record.environment;
@@ -219,7 +251,7 @@ fn write_record(transaction: &Connection, record: &RunRecord) -> Result<()> {
     for stage in &record.stages {
         transaction.execute(
             "INSERT OR REPLACE INTO stages (run_id, name, status, seconds, parameters_json, cache_hit, cache_key, reused_from)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT run_id FROM runs WHERE run_id = ?8))",
             params![
                 run,
                 stage.name.as_str(),
@@ -232,6 +264,13 @@ fn write_record(transaction: &Connection, record: &RunRecord) -> Result<()> {
             ],
         )?;
     }
+    write_files(transaction, record)?;
+    write_lineage_and_metrics(transaction, record)
+}
+
+/// The run's files and data entities, content-addressed.
+fn write_files(transaction: &Connection, record: &RunRecord) -> Result<()> {
+    let run = &record.run_id;
     let add_artifact = |sha256: &str, kind: &str, size: Option<u64>, role: &str, path: &str| -> rusqlite::Result<()> {
         transaction.execute(
             "INSERT OR IGNORE INTO artifacts (sha256, kind, size) VALUES (?1, ?2, ?3)",
@@ -258,6 +297,12 @@ fn write_record(transaction: &Connection, record: &RunRecord) -> Result<()> {
         let kind = file.kind.as_str();
         add_artifact(&file.sha256, kind, Some(file.size), kind, &file.path.display().to_string())?;
     }
+    Ok(())
+}
+
+/// The run's lineage edges and metrics, replacing what was written before (live metrics too).
+fn write_lineage_and_metrics(transaction: &Connection, record: &RunRecord) -> Result<()> {
+    let run = &record.run_id;
     transaction.execute("DELETE FROM lineage_edges WHERE run_id = ?1", [run])?;
     for edge in record::lineage(record) {
         transaction.execute(
@@ -299,8 +344,8 @@ impl crate::Store for SqliteStore {
         &self.locator
     }
 
-    fn begin_run(&self, record: &RunRecord, owner: &RunOwner) -> Result<()> {
-        self.write(|transaction| insert_run(transaction, record, owner))
+    fn begin_run(&self, record: &RunRecord) -> Result<()> {
+        self.write(|transaction| insert_run(transaction, record))
             .with_context(|| self.context(&format!("recording the start of run {}", record.run_id)))
     }
 
@@ -334,10 +379,10 @@ impl crate::Store for SqliteStore {
         Ok(())
     }
 
-    fn import_runs(&self, runs: &[(RunRecord, RunOwner)]) -> Result<()> {
+    fn import_runs(&self, runs: &[RunRecord]) -> Result<()> {
         self.write(|transaction| {
-            for (record, owner) in runs {
-                insert_run(transaction, record, owner)?;
+            for record in runs {
+                insert_run(transaction, record)?;
                 write_record(transaction, record)?;
             }
             Ok(())
@@ -478,6 +523,46 @@ impl crate::Store for SqliteStore {
         queries::sweep_ids(&self.connection.borrow()).with_context(|| self.context("listing sweeps"))
     }
 
+    fn import_sweep(&self, sweep: &SweepRow) -> Result<()> {
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT OR IGNORE INTO sweeps (sweep_id, name, config_json, metric, maximize, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![sweep.sweep_id, sweep.name, sweep.config.to_string(), sweep.metric, sweep.maximize, sweep.created_at],
+            )?;
+            for trial in &sweep.trials {
+                transaction.execute(
+                    "INSERT OR REPLACE INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric)
+                     VALUES (?1, ?2, ?3, (SELECT run_id FROM runs WHERE run_id = ?4), ?5, ?6)",
+                    params![
+                        sweep.sweep_id,
+                        trial.trial as i64,
+                        trial.parameters.to_string(),
+                        trial.run_id,
+                        trial.status.as_str(),
+                        trial.metric
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("importing sweep {}", sweep.sweep_id)))
+    }
+
+    fn info(&self) -> Result<StoreInfo> {
+        let connection = self.connection.borrow();
+        let (schema_version, compatible_from) = Self::versions(&connection)?;
+        let sweeps: i64 = connection.query_row("SELECT COUNT(*) FROM sweeps", [], |r| r.get(0))?;
+        Ok(StoreInfo {
+            backend: "sqlite",
+            locator: self.locator.to_string(),
+            schema_version,
+            compatible_from,
+            host_schema_version: migration::known(schema::MIGRATIONS),
+            sweeps,
+            summary: queries::summary(&connection)?,
+        })
+    }
+
     fn running_runs(&self) -> Result<Vec<RunningRun>> {
         queries::running_runs(&self.connection.borrow()).with_context(|| self.context("listing running runs"))
     }
@@ -519,8 +604,8 @@ mod tests {
     fn migrations_apply_once_and_set_the_user_version() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let version: i64 = store.connection.borrow().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version as usize, schema::MIGRATIONS.len());
+        let versions = SqliteStore::versions(&store.connection.borrow()).unwrap();
+        assert_eq!(versions, (migration::known(schema::MIGRATIONS), 3));
         drop(store);
         // Reopening applies nothing twice.
         let store = open(dir.path());
@@ -536,7 +621,7 @@ mod tests {
         let mut connection = Connection::open_in_memory().unwrap();
         let transaction = connection.transaction().unwrap();
         for migration in schema::MIGRATIONS {
-            transaction.execute_batch(migration).unwrap();
+            transaction.execute_batch(migration.sql).unwrap();
         }
         transaction.commit().unwrap();
     }
@@ -547,7 +632,34 @@ mod tests {
         let path = dir.path().join("store.db");
         Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let error = SqliteStore::open(&path, &OpenOptions::default()).err().unwrap();
-        assert!(format!("{error:#}").contains("written by a newer host (schema 99"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("written by a newer host (schema 99); it needs a host that knows schema 99"),
+            "{error:#}"
+        );
+    }
+
+    /// A store a newer host migrated further, additively, is still used; one whose newer
+    /// migration breaks what this host knows is refused with the version it needs.
+    #[test]
+    fn a_newer_store_with_only_additive_changes_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        drop(open(dir.path()));
+        let known = migration::known(schema::MIGRATIONS);
+        let newer = Connection::open(&path).unwrap();
+        newer.execute_batch("CREATE TABLE from_the_future (x INTEGER)").unwrap();
+        newer.pragma_update(None, "user_version", i64::from(known) + 1).unwrap();
+        drop(newer);
+        let store = SqliteStore::open(&path, &OpenOptions::default()).unwrap();
+        assert_eq!(crate::Store::info(&store).unwrap().schema_version, known + 1);
+        drop(store);
+        let newer = Connection::open(&path).unwrap();
+        newer
+            .execute("UPDATE schema_info SET value = ?1 WHERE name = 'compatible_from'", [i64::from(known) + 1])
+            .unwrap();
+        drop(newer);
+        let error = SqliteStore::open(&path, &OpenOptions::default()).err().unwrap();
+        assert!(format!("{error:#}").contains(&format!("needs a host that knows schema {}", known + 1)), "{error:#}");
     }
 }
 

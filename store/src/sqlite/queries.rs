@@ -9,9 +9,11 @@ use record::{Edge, RunRecord, RunStatus, StageName, TrialStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
+use record::RunOwner;
+
 use crate::{
-    CachedStage, DeletedRun, Direction, RecordedFile, Result, RunFilter, RunOwner, RunRow, RunningRun, StepMetric,
-    Summary, SweepRow, TrialRow,
+    CachedStage, DeletedRun, Direction, RecordedFile, Result, RunFilter, RunRow, RunningRun, StepMetric, Summary,
+    SweepRow, TrialRow,
 };
 
 /// Reads a status column written by this crate.
@@ -84,7 +86,7 @@ pub fn cached_stages(connection: &Connection, stage: StageName, key: &str) -> Re
     let mut stages = Vec::new();
     for row in rows {
         let (run_id, output_dir, summary) = row?;
-        match serde_json::from_str::<RunRecord>(&summary) {
+        match crate::read_record(&summary) {
             Ok(record) => stages.push(CachedStage { run_id, output_dir: PathBuf::from(output_dir), record }),
             // A record this host cannot read is not reused; the stage is recomputed.
             Err(error) => tracing::info!("run {run_id}'s record cannot be read for reuse: {error}"),
@@ -94,53 +96,50 @@ pub fn cached_stages(connection: &Connection, stage: StageName, key: &str) -> Re
 }
 
 /// A run's record: the record written at its last stage with the status and config columns,
-/// which are the truth (a run marked interrupted changes only its status). A run recorded by a
-/// host that wrote no record at its start is rebuilt from its row.
+/// which are the truth (a run marked interrupted changes only its status). What a record from
+/// an older host lacks (its environment, git state, owner; the whole record when the host wrote
+/// none at the run's start) is filled in from the run's rows.
 pub fn run_record(connection: &Connection, run_id: &str) -> Result<RunRecord> {
-    #[allow(clippy::type_complexity)]
-    let row: (String, Option<String>, String, String, String, String, i64, i64, String, String, Option<String>) =
-        connection.query_row(
-            "SELECT r.status, r.summary_json, r.config_json, e.name, r.config_file, r.config_sha256, r.seed, r.threads,
-                    r.output_dir, r.started_at, r.finished_at
-             FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.run_id = ?1",
-            [run_id],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                ))
-            },
-        )?;
-    let (status, summary, config, experiment, config_file, config_sha256, seed, threads, output_dir, started, finished) =
-        row;
+    let mut statement = connection.prepare(
+        "SELECT r.status, r.summary_json, r.config_json, e.name, r.config_file, r.config_sha256, r.seed, r.threads,
+                r.output_dir, r.started_at, r.finished_at, r.git_commit, r.git_dirty, r.pid, r.hostname, r.boot_id,
+                r.pid_namespace
+         FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.run_id = ?1",
+    )?;
+    let mut rows = statement.query([run_id])?;
+    let row = rows.next()?.context("the run vanished from the store")?;
+    let status: String = row.get(0)?;
+    let summary: Option<String> = row.get(1)?;
+    let config: String = row.get(2)?;
     let mut record: RunRecord = match summary {
-        Some(text) => serde_json::from_str(&text).context("the stored run record")?,
+        Some(text) => crate::read_record(&text).context("the stored run record")?,
         None => serde_json::from_value(serde_json::json!({
             "run_id": run_id,
-            "experiment_name": experiment,
+            "experiment_name": row.get::<_, String>(3)?,
             "status": status,
-            "config_file": config_file,
-            "config_sha256": config_sha256,
-            "seed": seed as u64,
-            "threads": threads as usize,
-            "output_dir": output_dir,
-            "started_at": started,
-            "finished_at": finished,
+            "config_file": row.get::<_, String>(4)?,
+            "config_sha256": row.get::<_, String>(5)?,
+            "seed": row.get::<_, i64>(6)? as u64,
+            "threads": row.get::<_, i64>(7)? as usize,
+            "output_dir": row.get::<_, String>(8)?,
+            "started_at": row.get::<_, String>(9)?,
+            "finished_at": row.get::<_, Option<String>>(10)?,
         }))?,
     };
     record.status = parsed(&status)?;
     record.config = serde_json::from_str(&config).context("the stored config")?;
+    if record.git == record::GitState::default() {
+        record.git = record::GitState { commit: row.get(11)?, dirty: row.get(12)? };
+    }
+    if record.owner == RunOwner::default() {
+        record.owner = RunOwner {
+            pid: row.get::<_, i64>(13)? as u32,
+            hostname: row.get(14)?,
+            boot_id: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+            pid_namespace: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+        };
+    }
     if record.environment == record::Environment::default() {
-        // Written before records carried their environment: the environments row has it.
         let environment = connection
             .query_row(
                 "SELECT os, arch, cpu, cores, threads, rustc FROM environments WHERE run_id = ?1",
@@ -324,11 +323,21 @@ pub fn summary(connection: &Connection) -> Result<Summary> {
 
 pub fn sweep(connection: &Connection, sweep_id: &str) -> Result<Option<SweepRow>> {
     let found = connection
-        .query_row("SELECT name, metric, maximize, created_at FROM sweeps WHERE sweep_id = ?1", [sweep_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, String>(3)?))
-        })
+        .query_row(
+            "SELECT name, metric, maximize, created_at, config_json FROM sweeps WHERE sweep_id = ?1",
+            [sweep_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
         .optional()?;
-    let Some((name, metric, maximize, created_at)) = found else { return Ok(None) };
+    let Some((name, metric, maximize, created_at, config)) = found else { return Ok(None) };
     let mut statement = connection.prepare(
         "SELECT t.trial, t.parameters_json, t.run_id,
                 CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END, t.metric
@@ -354,7 +363,8 @@ pub fn sweep(connection: &Connection, sweep_id: &str) -> Result<Option<SweepRow>
             metric,
         });
     }
-    Ok(Some(SweepRow { sweep_id: sweep_id.to_owned(), name, metric, maximize, created_at, trials }))
+    let config = serde_json::from_str(&config)?;
+    Ok(Some(SweepRow { sweep_id: sweep_id.to_owned(), name, config, metric, maximize, created_at, trials }))
 }
 
 pub fn sweep_ids(connection: &Connection) -> Result<Vec<String>> {
@@ -363,12 +373,18 @@ pub fn sweep_ids(connection: &Connection) -> Result<Vec<String>> {
 }
 
 pub fn running_runs(connection: &Connection) -> Result<Vec<RunningRun>> {
-    let mut statement =
-        connection.prepare("SELECT run_id, pid, hostname, heartbeat_at FROM runs WHERE status = 'running'")?;
+    let mut statement = connection.prepare(
+        "SELECT run_id, pid, hostname, heartbeat_at, boot_id, pid_namespace FROM runs WHERE status = 'running'",
+    )?;
     let rows = statement.query_map([], |r| {
         Ok(RunningRun {
             run_id: r.get(0)?,
-            owner: RunOwner { pid: r.get::<_, i64>(1)? as u32, hostname: r.get(2)? },
+            owner: RunOwner {
+                pid: r.get::<_, i64>(1)? as u32,
+                hostname: r.get(2)?,
+                boot_id: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                pid_namespace: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            },
             heartbeat_at: r.get(3)?,
         })
     })?;

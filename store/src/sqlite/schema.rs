@@ -1,9 +1,14 @@
 //! The SQLite schema as append-only migrations: migration N brings `PRAGMA user_version` from
 //! N to N+1. Never edit a released migration; add a new one.
 
-pub const MIGRATIONS: &[&str] = &[
+use crate::migration::Migration;
+
+pub const MIGRATIONS: &[Migration] = &[
     // 1: the run record, content-addressed artifacts, lineage in W3C PROV terms.
-    r#"
+    Migration {
+        version: 1,
+        additive: false,
+        sql: r#"
     CREATE TABLE experiments (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -110,17 +115,25 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX metrics_by_run ON metrics (run_id, name, step);
     "#,
+    },
     // 2: the stage cache (which key each stage had, which run's outputs it reused), replays,
     // and newest-first listing without sorting every run.
-    r#"
+    Migration {
+        version: 2,
+        additive: false,
+        sql: r#"
     ALTER TABLE stages ADD COLUMN cache_key TEXT;
     ALTER TABLE stages ADD COLUMN reused_from TEXT REFERENCES runs(run_id) ON DELETE SET NULL;
     CREATE INDEX stages_by_cache_key ON stages (cache_key) WHERE cache_key IS NOT NULL;
     ALTER TABLE runs ADD COLUMN replay_of TEXT REFERENCES runs(run_id) ON DELETE SET NULL;
     CREATE INDEX runs_by_start ON runs (started_at, run_id);
     "#,
+    },
     // 3: hyperparameter sweeps and their trials, each trial a run.
-    r#"
+    Migration {
+        version: 3,
+        additive: false,
+        sql: r#"
     CREATE TABLE sweeps (
         sweep_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -140,4 +153,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runs_by_config_file ON runs (config_file, started_at);
     "#,
+    },
+    // 4: the schema's compatibility (the oldest schema a host must know), and where a run's
+    // process id means something: the machine's boot and the PID namespace.
+    Migration {
+        version: 4,
+        additive: true,
+        sql: r#"
+    CREATE TABLE schema_info (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    ALTER TABLE runs ADD COLUMN boot_id TEXT;
+    ALTER TABLE runs ADD COLUMN pid_namespace TEXT;
+    "#,
+    },
 ];

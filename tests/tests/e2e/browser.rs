@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Project, library, write_tiny_mnist};
+use crate::support::{Project, library, on_every_store, write_tiny_mnist};
 
 const PAGES: [&str; 4] = ["index.html", "data.html", "training.html", "evaluation.html"];
 
@@ -168,7 +168,7 @@ fn an_experiment_name_that_is_a_script_is_shown_as_text() {
     }
 }
 
-#[test]
+on_every_store! {
 fn report_generators_swap_by_config_and_past_runs_get_reports_again() {
     let (project, reports) = report_project("regenerated");
     let record = project.host(&["runs", "list", "--json"]).success().json();
@@ -219,9 +219,9 @@ fn report_generators_swap_by_config_and_past_runs_get_reports_again() {
     assert!(refused.failure().contains("the data changed since run"), "{}", refused.stderr);
     let unknown = project.host(&["report", &run_id, "--generator", "NoSuchReport"]);
     assert!(unknown.failure().contains("NoSuchReport"), "{}", unknown.stderr);
-}
+}}
 
-#[test]
+on_every_store! {
 fn compare_html_overlays_the_runs_curves_in_a_page_that_renders() {
     let (project, _) = report_project("compared");
     let config = std::fs::read_to_string(project.path().join("config/report.yaml")).unwrap();
@@ -254,7 +254,7 @@ fn compare_html_overlays_the_runs_curves_in_a_page_that_renders() {
         let count = pixels.iter().filter(|&&p| near(p, color)).count();
         assert!(count >= 400, "only {count} pixels of {color:?}: the overlaid curves were not drawn");
     }
-}
+}}
 
 #[test]
 fn reports_restyle_from_a_templates_folder_without_recompiling() {

@@ -1,7 +1,7 @@
 //! A plugin that panics or returns an error in any call gives a clean failure naming the
 //! plugin, the class and the call, never an abort of the host.
 
-use crate::support::{Project, library};
+use crate::support::{Project, library, on_every_store};
 
 fn project() -> Project {
     let project = Project::new();
@@ -70,7 +70,7 @@ fn a_constructor_that_panics_or_fails_stops_the_run_before_it_starts() {
     }
 }
 
-#[test]
+on_every_store! {
 fn loading_a_saved_model_that_fails_is_reported() {
     let project = project();
     project.write("config/run.yaml", &config("model", "none", "panic"));
@@ -83,9 +83,9 @@ fn loading_a_saved_model_that_fails_is_reported() {
         stderr.contains("FaultyModel (plugin faulty-plugin 0.1.0) failed in load: deliberate error in load"),
         "{stderr}"
     );
-}
+}}
 
-#[test]
+on_every_store! {
 fn wrong_results_from_plugins_fail_the_run_with_what_was_wrong() {
     let project = project();
     for (section, call, expected, stage) in [
@@ -114,4 +114,4 @@ fn wrong_results_from_plugins_fail_the_run_with_what_was_wrong() {
         let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
         assert!(stderr.contains(expected), "{call}: {stderr}");
     }
-}
+}}

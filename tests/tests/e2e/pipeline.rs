@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{Project, library, spawn_host, write_tiny_mnist};
+use crate::support::{Project, library, on_every_store, spawn_host, write_tiny_mnist};
 
 pub fn mnist_project(model: &str, extra: &str) -> Project {
     let project = Project::new();
@@ -41,7 +41,7 @@ fn file_sha(summary: &serde_json::Value, suffix: &str) -> String {
         .to_owned()
 }
 
-#[test]
+on_every_store! {
 fn a_run_trains_evaluates_and_writes_its_outputs() {
     let project = mnist_project("MNISTMLP", "training: {epochs: 3, batch_size: 32}\n");
     let run = project.host(&["run", "config/tiny.yaml"]);
@@ -78,9 +78,9 @@ fn a_run_trains_evaluates_and_writes_its_outputs() {
     let predictions = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
     assert_eq!(predictions.lines().count(), 101);
     assert!(predictions.starts_with("row,true,predicted,confidence,p_0,"), "{predictions}");
-}
+}}
 
-#[test]
+on_every_store! {
 fn the_same_seed_and_threads_give_bit_identical_weights() {
     let project = mnist_project("MNISTMLP", "model: {dropout: 0.2}\ntraining: {epochs: 2}\n");
     let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
@@ -91,9 +91,9 @@ fn the_same_seed_and_threads_give_bit_identical_weights() {
     assert_eq!(first["data"]["splits"], second["data"]["splits"]);
     assert_eq!(first["metrics"], second["metrics"]);
     assert_ne!(first["run_id"], second["run_id"]);
-}
+}}
 
-#[test]
+on_every_store! {
 fn a_saved_model_is_evaluated_without_retraining() {
     let project = mnist_project("MNISTMLP", "training: {epochs: 2}\n");
     let trained = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
@@ -104,7 +104,7 @@ fn a_saved_model_is_evaluated_without_retraining() {
     assert_eq!(evaluated["metrics"]["test"], trained["metrics"]["test"]);
     let missing = project.host(&["run", "config/tiny.yaml", "--model-from", "runs/nowhere"]);
     assert!(missing.failure().contains("loading the model from runs/nowhere"), "{}", missing.stderr);
-}
+}}
 
 #[test]
 fn the_cnn_trains_on_images() {
@@ -149,7 +149,7 @@ fn reports_are_self_contained_and_escape_what_they_show() {
     assert_eq!(reported.len(), 4, "{reported:?}");
 }
 
-#[test]
+on_every_store! {
 fn models_swap_by_config_alone() {
     let torch = mnist_project("MNISTMLP", "training: {epochs: 2}\n");
     let torch_run = torch.host(&["run", "config/tiny.yaml", "--json"]).success().json();
@@ -161,9 +161,9 @@ fn models_swap_by_config_alone() {
     assert!(plain_run["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.9, "{:#}", plain_run["metrics"]["test"]);
     let stderr = plain.host(&["run", "config/tiny.yaml", "--json"]).stderr;
     assert!(!stderr.contains("libtorch"), "{stderr}");
-}
+}}
 
-#[test]
+on_every_store! {
 fn ctrl_c_stops_after_the_current_batch_and_the_run_is_cancelled() {
     let project = mnist_project("MNISTMLP", "training: {epochs: 1000, batch_size: 8}\n");
     let child = spawn_host(&project, &["run", "config/tiny.yaml", "--json"], Stdio::piped());
@@ -182,7 +182,7 @@ fn ctrl_c_stops_after_the_current_batch_and_the_run_is_cancelled() {
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["status"], "cancelled");
     assert_eq!(summary["stages"].as_array().unwrap().last().unwrap()["name"], "train");
-}
+}}
 
 fn has_lineage(runs: &Path) -> bool {
     std::fs::read_dir(runs)

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::pipeline::{mnist_project, run_dir};
-use crate::support::library;
+use crate::support::{library, on_every_store};
 
 /// Each stage's name and the run it reused, if any.
 fn reuse(summary: &Value) -> Vec<(String, Option<String>)> {
@@ -20,7 +20,7 @@ fn reused(summary: &Value) -> Vec<String> {
     reuse(summary).into_iter().filter(|(_, from)| from.is_some()).map(|(name, _)| name).collect()
 }
 
-#[test]
+on_every_store! {
 fn a_rerun_reuses_its_stages_and_a_new_learning_rate_reuses_only_the_data() {
     let project = mnist_project("MNISTMLP", "training: {epochs: 2, learning_rate: 0.001}\n");
     let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
@@ -64,9 +64,9 @@ fn a_rerun_reuses_its_stages_and_a_new_learning_rate_reuses_only_the_data() {
     let forced = project.host(&["run", "config/tiny.yaml", "--json", "--force"]).success().json();
     assert!(reused(&forced).is_empty(), "{:?}", reuse(&forced));
     assert_eq!(forced["data"]["splits"], first["data"]["splits"]);
-}
+}}
 
-#[test]
+on_every_store! {
 fn the_cache_checks_what_it_reuses_and_recomputes_on_any_change() {
     let project = mnist_project("MNISTMLP", "training: {epochs: 1}\n");
     let first = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
@@ -105,9 +105,9 @@ fn the_cache_checks_what_it_reuses_and_recomputes_on_any_change() {
     assert!(!reused(&fourth).contains(&"prepare".to_owned()), "{:?}", reuse(&fourth));
     let fifth = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
     assert_eq!(reused(&fifth), ["load", "prepare", "train", "evaluate"]);
-}
+}}
 
-#[test]
+on_every_store! {
 fn replay_reproduces_a_run_bit_for_bit_and_refuses_changed_plugin_builds() {
     let project = mnist_project("MNISTMLP", "model: {dropout: 0.1}\ntraining: {epochs: 2}\n");
     // The run uses its own copy of the plugin, which the test then alters.
@@ -128,8 +128,8 @@ fn replay_reproduces_a_run_bit_for_bit_and_refuses_changed_plugin_builds() {
     }
     // A replay recomputes (no stage cache), is recorded as one, and works from any folder.
     let json = crate::support::Project::new();
-    let db = project.path().join("provenance.db");
-    let replayed = json.host(&["replay", run_id, "--json", "--db", db.to_str().unwrap()]).success().json();
+    let db = project.store_locator();
+    let replayed = json.host(&["replay", run_id, "--json", "--db", &db]).success().json();
     assert_eq!(replayed["identical"], true, "{replayed:#}");
     let stages = replayed["stages"].as_array().unwrap();
     assert!(stages.iter().filter(|s| s["stage"] != "report").all(|s| s["identical"] == true), "{stages:?}");
@@ -153,4 +153,4 @@ fn replay_reproduces_a_run_bit_for_bit_and_refuses_changed_plugin_builds() {
 
     let unknown = project.host(&["replay", "nope"]);
     assert!(unknown.failure().contains("no run nope"), "{}", unknown.stderr);
-}
+}}

@@ -1,9 +1,60 @@
-//! Helpers: where the built binaries are, temporary projects, running the host, building the
-//! stand-alone fixture plugins, and tiny generated IDX data sets.
+//! Helpers: where the built binaries are, temporary projects on either store backend, running
+//! the host, building the stand-alone fixture plugins, and tiny generated IDX data sets.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
+
+/// The store backend a test's projects record into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `provenance.db` in the project folder.
+    Sqlite,
+    /// A fresh database of the throwaway PostgreSQL cluster the tests share.
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+}
+
+/// Runs `body` with every project it makes recording into `backend` (each test runs on a
+/// thread of its own).
+pub fn on_backend(backend: Backend, body: impl FnOnce()) {
+    BACKEND.with(|b| b.set(backend));
+    body();
+}
+
+/// The backend of the running test.
+pub fn backend() -> Backend {
+    BACKEND.with(Cell::get)
+}
+
+/// Makes a test run on every store backend, as ripgrep's `rgtest!` runs a test under several
+/// settings: `<name>::sqlite` and `<name>::postgres`.
+macro_rules! on_every_store {
+    ($(#[doc = $doc:literal])* fn $name:ident() $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body() $body
+
+            #[test]
+            fn sqlite() {
+                crate::support::on_backend(crate::support::Backend::Sqlite, body)
+            }
+
+            #[test]
+            fn postgres() {
+                crate::support::on_backend(crate::support::Backend::Postgres, body)
+            }
+        }
+    };
+}
+pub(crate) use on_every_store;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_owned()
@@ -57,9 +108,12 @@ pub fn library(crate_name: &str) -> PathBuf {
     built(&format!("lib{}.so", crate_name.replace('-', "_")), &[&source])
 }
 
-/// A temporary project: `config/`, `plugins/`, and a place for runs.
+/// A temporary project: `config/`, `plugins/`, a place for runs, and its store on the test's
+/// backend.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// The store's URL, when it is not the project's `provenance.db`.
+    store: Option<String>,
 }
 
 impl Project {
@@ -67,7 +121,45 @@ impl Project {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
         std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-        Project { dir }
+        let store = match backend() {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(store::testing::Cluster::shared().create_database().expect("a test database")),
+        };
+        Project { dir, store }
+    }
+
+    /// The project's store, as `--db` takes it.
+    pub fn store_locator(&self) -> String {
+        self.store.clone().unwrap_or_else(|| self.path().join("provenance.db").display().to_string())
+    }
+
+    /// Checks the store is intact: SQLite's own integrity check of the file, or for a server
+    /// (whose transactions cannot leave it torn) that it answers with its counts.
+    pub fn assert_store_intact(&self) {
+        match &self.store {
+            None => assert_eq!(store::sqlite_integrity_check(&self.path().join("provenance.db")).unwrap(), "ok"),
+            Some(_) => {
+                let info = self.host(&["store", "info", "--json"]).success().json();
+                assert_eq!(info["backend"], "postgres", "{info}");
+            }
+        }
+    }
+
+    /// `host ARGS` in the project folder on the project's store, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(host_binary());
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("HOST_LOG")
+            .env_remove("HOST_CLASS_MAPPING")
+            .env_remove("HOST_PLUGINS_DIR")
+            .env("RUST_BACKTRACE", "0");
+        match &self.store {
+            Some(url) => command.env("HOST_DB", url),
+            None => command.env_remove("HOST_DB"),
+        };
+        command
     }
 
     pub fn path(&self) -> &Path {
@@ -96,16 +188,7 @@ impl Project {
 
     /// Runs the host in the project folder.
     pub fn host(&self, args: &[&str]) -> Run {
-        let output = Command::new(host_binary())
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("HOST_LOG")
-            .env_remove("HOST_CLASS_MAPPING")
-            .env_remove("HOST_PLUGINS_DIR")
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .expect("run host");
-        Run::from(output)
+        Run::from(self.command(args).output().expect("run host"))
     }
 }
 
@@ -240,13 +323,7 @@ pub fn endless_training_project(batch_size: usize) -> Project {
 
 /// Starts the host in the project without waiting for it.
 pub fn spawn_host(project: &Project, args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
-    Command::new(host_binary())
-        .args(args)
-        .current_dir(project.path())
-        .stdout(stdout)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start host")
+    project.command(args).stdout(stdout).stderr(std::process::Stdio::null()).spawn().expect("start host")
 }
 
 /// Waits until the newest run in the project's store is running and returns its id.

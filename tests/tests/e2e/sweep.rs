@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Project, library, spawn_host, write_tiny_mnist};
+use crate::support::{Project, library, on_every_store, spawn_host, write_tiny_mnist};
 
 fn sweep_project(epochs: usize) -> Project {
     let project = Project::new();
@@ -24,7 +24,7 @@ fn sweep_project(epochs: usize) -> Project {
     project
 }
 
-#[test]
+on_every_store! {
 fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     let project = sweep_project(2);
     let first = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
@@ -94,9 +94,9 @@ fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     let bad = project.host(&["sweep", "config/bad.yaml"]);
     assert!(bad.failure().contains("2 of 4 trial configs are invalid"), "{}", bad.stderr);
     assert!(bad.stderr.contains("model.activation"), "{}", bad.stderr);
-}
+}}
 
-#[test]
+on_every_store! {
 fn ctrl_c_cancels_a_sweep_and_running_it_again_resumes() {
     let project = sweep_project(200);
     let mut child = spawn_host(&project, &["sweep", "config/sweep.yaml", "--jobs", "2"], Stdio::null());
@@ -125,9 +125,9 @@ fn ctrl_c_cancels_a_sweep_and_running_it_again_resumes() {
     let resumed = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
     assert!(resumed["trials"].as_array().unwrap().iter().all(|t| t["status"] == "completed"), "{resumed:#}");
     assert_eq!(resumed["sweep_id"], shown[0]["sweep_id"]);
-}
+}}
 
-#[test]
+on_every_store! {
 fn median_stopping_prunes_a_trial_that_falls_behind() {
     let project = sweep_project(300);
     let config = std::fs::read_to_string(project.path().join("config/sweep.yaml")).unwrap();
@@ -156,7 +156,7 @@ fn median_stopping_prunes_a_trial_that_falls_behind() {
     // Pruned trials count as done: running the sweep again has nothing to do.
     let again = project.host(&["sweep", "config/sweep.yaml"]);
     assert!(again.success().stderr.contains("2 trials, 2 done, 0 to run"), "{}", again.stderr);
-}
+}}
 
 #[test]
 fn sweep_validation_reads_cached_manifests_by_sha256_and_ignores_other_sdk_versions() {

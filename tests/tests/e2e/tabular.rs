@@ -3,7 +3,7 @@
 //! these tests check the run end to end: standardised targets recorded as lineage, metrics in
 //! the targets' own units, per-target metrics, predictions, the report in a browser.
 
-use crate::support::{Project, library};
+use crate::support::{Project, library, on_every_store};
 
 /// `rows` rows of features a, b, c and targets y = 3a - 2b + 10 and z = a + b + 100 (exact),
 /// with row 5's `b` missing.
@@ -45,7 +45,7 @@ fn regression_project() -> Project {
     project
 }
 
-#[test]
+on_every_store! {
 fn a_csv_regression_trains_evaluates_reports_and_records_its_provenance() {
     let project = regression_project();
     let summary = project.host(&["run", "config/regression.yaml", "--json"]).success().json();
@@ -111,7 +111,7 @@ fn a_csv_regression_trains_evaluates_reports_and_records_its_provenance() {
     assert_eq!(dom.matches("<figure class=\"residual-histogram\">").count(), 2);
     assert!(dom.contains("<td>all targets</td>") && dom.contains("<td>z</td>"), "metrics table");
     assert!(dom.contains("Features: a, b, c"));
-}
+}}
 
 #[test]
 fn bad_cells_and_mismatched_models_fail_with_the_file_line_column_or_task() {

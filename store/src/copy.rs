@@ -1,0 +1,141 @@
+//! Copying runs and sweeps from one store to another (`host store copy`): a laptop's or an
+//! offline node's SQLite store into the team's PostgreSQL, or back. Through the interface
+//! alone, so any two backends copy. Runs go oldest first, a batch per transaction, each with
+//! everything its record holds (stages, lineage, parameters, metrics, files); sweeps after
+//! them, so trials find their runs. Idempotent: a run already there is left alone (or brought
+//! up to date when it was still running there and has ended here).
+
+use record::RunStatus;
+
+use crate::{Result, RunFilter, Store};
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Copied {
+    /// Runs new to the target.
+    pub runs: usize,
+    /// Runs the target had as running that have ended in the source.
+    pub updated: usize,
+    /// Runs the target had already.
+    pub skipped: usize,
+    pub sweeps: usize,
+}
+
+/// Runs per transaction.
+const BATCH: usize = 100;
+
+/// Copies every run and sweep of `from` into `to`; `progress(done, total)` after each batch.
+pub fn copy(from: &dyn Store, to: &dyn Store, progress: &mut dyn FnMut(usize, usize)) -> Result<Copied> {
+    let mut rows = from.list_runs(&RunFilter { limit: usize::MAX, ..RunFilter::default() })?;
+    rows.reverse();
+    let total = rows.len();
+    let mut copied = Copied::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    for (index, row) in rows.iter().enumerate() {
+        if to.run_exists(&row.run_id)? {
+            if to.run_status(&row.run_id)? == RunStatus::Running && row.status != RunStatus::Running {
+                to.record(&from.run_record(&row.run_id)?)?;
+                copied.updated += 1;
+            } else {
+                copied.skipped += 1;
+            }
+        } else {
+            batch.push(from.run_record(&row.run_id)?);
+        }
+        if batch.len() == BATCH || index + 1 == total {
+            to.import_runs(&batch)?;
+            copied.runs += batch.len();
+            batch.clear();
+            progress(index + 1, total);
+        }
+    }
+    for sweep_id in from.sweep_ids()? {
+        to.import_sweep(&from.sweep(&sweep_id)?)?;
+        copied.sweeps += 1;
+    }
+    Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::conformance::{completed, started};
+    use crate::testing::Cluster;
+    use crate::{Locator, OpenOptions, SweepStart};
+
+    fn sqlite(dir: &std::path::Path, name: &str) -> Box<dyn Store> {
+        crate::open(&Locator::Sqlite(dir.join(name)), &OpenOptions::default()).unwrap()
+    }
+
+    /// A laptop's SQLite store into the team's PostgreSQL and back: every run whole, the sweep
+    /// with its trials, and copying twice adds nothing.
+    #[test]
+    fn runs_and_sweeps_copy_between_backends_whole_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let laptop = sqlite(dir.path(), "laptop.db");
+        laptop
+            .begin_sweep(&SweepStart {
+                sweep_id: "s".into(),
+                name: "s".into(),
+                config: json!({"sweep": {"method": "grid"}}),
+                metric: "test.accuracy".into(),
+                maximize: true,
+            })
+            .unwrap();
+        laptop.trial_started("s", 0, &json!({"lr": 0.1})).unwrap();
+        for index in 0..3 {
+            let mut record = started(&format!("r{index}"), "e", &format!("2026-01-01T00:00:0{index}Z"));
+            if index == 0 {
+                record.trial = Some(record::TrialRef { sweep_id: "s".into(), trial: 0 });
+            }
+            if index == 2 {
+                record.replay_of = Some("r0".into());
+            }
+            laptop.begin_run(&record).unwrap();
+            laptop.record(&completed(record, f64::from(index) / 4.0)).unwrap();
+        }
+        laptop.trial_ended("s", 0, record::TrialStatus::Completed, Some(0.0)).unwrap();
+        let team = crate::open(
+            &Locator::parse(&Cluster::shared().create_database().unwrap()).unwrap(),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        let copied = copy(&*laptop, &*team, &mut |done, total| seen.push((done, total))).unwrap();
+        assert_eq!(copied, Copied { runs: 3, updated: 0, skipped: 0, sweeps: 1 });
+        assert_eq!(seen.last(), Some(&(3, 3)));
+        for index in 0..3 {
+            let run_id = format!("r{index}");
+            assert_eq!(team.run_record(&run_id).unwrap(), laptop.run_record(&run_id).unwrap());
+            assert_eq!(team.lineage_edges(&run_id).unwrap(), laptop.lineage_edges(&run_id).unwrap());
+            assert_eq!(team.parameters(&run_id).unwrap(), laptop.parameters(&run_id).unwrap());
+            assert_eq!(team.final_metrics(&run_id).unwrap(), laptop.final_metrics(&run_id).unwrap());
+            assert_eq!(team.step_metrics(&run_id, 0).unwrap(), laptop.step_metrics(&run_id, 0).unwrap());
+        }
+        let sweep = team.sweep("s").unwrap();
+        assert_eq!((sweep.trials[0].run_id.as_deref(), sweep.trials[0].metric), (Some("r0"), Some(0.0)));
+        assert_eq!(sweep.config, json!({"sweep": {"method": "grid"}}));
+        let again = copy(&*laptop, &*team, &mut |_, _| {}).unwrap();
+        assert_eq!(again, Copied { runs: 0, updated: 0, skipped: 3, sweeps: 1 });
+        assert_eq!(team.summary().unwrap().runs_by_status.get("completed"), Some(&3));
+        // And back into an empty SQLite store.
+        let back = sqlite(dir.path(), "back.db");
+        assert_eq!(copy(&*team, &*back, &mut |_, _| {}).unwrap().runs, 3);
+        assert_eq!(back.run_record("r2").unwrap(), laptop.run_record("r2").unwrap());
+    }
+
+    #[test]
+    fn a_run_still_running_in_the_target_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, target) = (sqlite(dir.path(), "a.db"), sqlite(dir.path(), "b.db"));
+        let record = started("r", "e", "2026-01-01T00:00:00Z");
+        source.begin_run(&record).unwrap();
+        copy(&*source, &*target, &mut |_, _| {}).unwrap();
+        assert_eq!(target.run_status("r").unwrap(), RunStatus::Running);
+        source.record(&completed(record, 0.5)).unwrap();
+        assert_eq!(copy(&*source, &*target, &mut |_, _| {}).unwrap().updated, 1);
+        assert_eq!(target.run_status("r").unwrap(), RunStatus::Completed);
+    }
+}

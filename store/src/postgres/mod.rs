@@ -1,0 +1,915 @@
+//! The PostgreSQL backend: a store the nodes of a cluster and a team share. One connection per
+//! process (the synchronous `postgres` crate), opened with a connect timeout; migrations in one
+//! transaction holding an advisory lock, so many hosts starting at once migrate once; writes
+//! batched (one statement per table, arrays unnested), so a stage's record costs a few round
+//! trips. When the server goes away mid-run (a restart), every call reconnects and retries
+//! with backoff for `retry_for`, then fails with one clear line; each write is a whole
+//! transaction, so what was committed stays and nothing is half written.
+
+mod connect;
+mod queries;
+mod schema;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use postgres::{Client, GenericClient};
+use record::{Edge, RunRecord, RunStatus, StageName, TrialStatus, flatten};
+use serde_json::Value;
+
+use crate::locator::PostgresUrl;
+use crate::migration;
+use crate::{
+    CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunRow, RunningRun,
+    StepMetric, StoreInfo, Summary, SweepRow, SweepStart, timed_write,
+};
+
+/// The advisory lock that serialises migrations: "hoststor" in ASCII.
+const MIGRATION_LOCK: i64 = 0x686f_7374_7374_6f72;
+
+/// What a call into the server failed with: the server's or the connection's error (retried
+/// when transient), a connection that could not be made (retried), or the host's own (never
+/// retried).
+enum Failure {
+    Db(postgres::Error),
+    Connect(connect::ConnectFailure),
+    Other(anyhow::Error),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(error: postgres::Error) -> Self {
+        Failure::Db(error)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Other(error)
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(error: serde_json::Error) -> Self {
+        Failure::Other(error.into())
+    }
+}
+
+type Call<T> = std::result::Result<T, Failure>;
+
+pub struct PostgresStore {
+    /// `None` once the connection is lost, until the next call reconnects.
+    client: RefCell<Option<Client>>,
+    connector: connect::Connector,
+    locator: Locator,
+    retry_for: Duration,
+}
+
+impl PostgresStore {
+    /// Connects and migrates. A server that cannot be reached, a wrong password or a missing
+    /// database fail here at once, each with one line.
+    pub fn open(locator: &Locator, url: &PostgresUrl, options: &OpenOptions) -> Result<Self> {
+        let connector = connect::Connector::new(url, options.connect_timeout)?;
+        let client = connector.connect()?;
+        let store = PostgresStore {
+            client: RefCell::new(Some(client)),
+            connector,
+            locator: locator.clone(),
+            retry_for: options.retry_for,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Runs `call` on the connection. A lost connection or a server restarting is retried with
+    /// backoff (reconnecting) until `retry_for` has passed since the first failure; then, or
+    /// for any other error, one line naming the server and what was being done.
+    fn run<T>(&self, what: impl Fn() -> String, mut call: impl FnMut(&mut Client) -> Call<T>) -> Result<T> {
+        let mut deadline: Option<Instant> = None;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let outcome: Call<T> = {
+                let mut slot = self.client.borrow_mut();
+                let connected = match slot.take().filter(|client| !client.is_closed()) {
+                    Some(client) => Ok(client),
+                    None => self.connector.connect_raw().map_err(Failure::Connect),
+                };
+                match connected {
+                    Ok(mut client) => {
+                        let result = call(&mut client);
+                        *slot = Some(client);
+                        result
+                    }
+                    Err(failure) => Err(failure),
+                }
+            };
+            let error = match outcome {
+                Ok(value) => return Ok(value),
+                Err(Failure::Db(error)) if connect::transient(&error) => self.connector.describe(&error),
+                Err(Failure::Connect(failure)) => self.connector.describe_connect(&failure),
+                Err(Failure::Db(error)) => {
+                    return Err(anyhow::anyhow!("{}", self.connector.describe(&error))).with_context(&what);
+                }
+                Err(Failure::Other(error)) => return Err(error).with_context(&what),
+            };
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.retry_for);
+            if Instant::now() >= deadline {
+                return Err(anyhow::anyhow!(
+                    "{error}; gave up after retrying for {} s (retry_seconds in config/database_config.yaml)",
+                    self.retry_for.as_secs()
+                ))
+                .with_context(&what);
+            }
+            tracing::warn!("{error}; retrying in {:.1} s", delay.as_secs_f64());
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+            // Reconnect on the next turn: a connection that saw an error mid-transaction is
+            // not trusted again.
+            *self.client.borrow_mut() = None;
+        }
+    }
+
+    fn context(&self, what: &str) -> impl Fn() -> String + '_ {
+        let what = what.to_owned();
+        move || format!("{what} in {}", self.locator)
+    }
+
+    fn versions(client: &mut impl GenericClient) -> Call<Option<(u32, u32)>> {
+        let row = client.query_opt("SELECT version, compatible_from FROM schema_version", &[])?;
+        Ok(row.map(|row| (row.get::<_, i32>(0) as u32, row.get::<_, i32>(1) as u32)))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let known = migration::known(schema::MIGRATIONS);
+        let store = self.locator.to_string();
+        // Most opens find the schema current: check without the lock first.
+        let current = self.run(self.context("reading the schema version"), |client| {
+            let exists: bool = client.query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?.get(0);
+            if !exists {
+                return Ok(None);
+            }
+            Self::versions(client)
+        })?;
+        if let Some((version, compatible_from)) = current
+            && !migration::check(&store, version, compatible_from, schema::MIGRATIONS)?
+        {
+            return Ok(());
+        }
+        self.run(self.context("migrating the schema"), |client| {
+            let mut transaction = client.transaction()?;
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            transaction.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (
+                     singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+                     version INTEGER NOT NULL,
+                     compatible_from INTEGER NOT NULL
+                 )",
+            )?;
+            let (version, compatible_from) = Self::versions(&mut transaction)?.unwrap_or((0, 0));
+            if !migration::check(&store, version, compatible_from, schema::MIGRATIONS)? {
+                return Ok(());
+            }
+            for migration in schema::MIGRATIONS.iter().filter(|m| m.version > version) {
+                transaction.batch_execute(migration.sql).map_err(|error| {
+                    Failure::Other(anyhow::anyhow!("{store}: migration {}: {error}", migration.version))
+                })?;
+            }
+            let compatible_from = migration::compatible_from(schema::MIGRATIONS, version, compatible_from) as i32;
+            transaction.execute(
+                "INSERT INTO schema_version (singleton, version, compatible_from) VALUES (TRUE, $1, $2)
+                 ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, compatible_from = excluded.compatible_from",
+                &[&(known as i32), &compatible_from],
+            )?;
+            transaction.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Runs `body` in one transaction, timed as a store write.
+    fn write(
+        &self,
+        what: impl Fn() -> String,
+        mut body: impl FnMut(&mut postgres::Transaction<'_>) -> Call<()>,
+    ) -> Result<()> {
+        timed_write(|| {
+            self.run(what, |client| {
+                let mut transaction = client.transaction()?;
+                body(&mut transaction)?;
+                transaction.commit()?;
+                Ok(())
+            })
+        })
+    }
+
+    fn require(&self, run_id: &str) -> Result<()> {
+        (self as &dyn crate::Store).require_run(run_id)
+    }
+}
+
+/// Inserts a run at its start: its experiment, run row, environment, plugins, parameters and
+/// owner; links it to its sweep trial.
+fn insert_run(transaction: &mut postgres::Transaction<'_>, record: &RunRecord) -> Call<()> {
+    transaction.execute(
+        "INSERT INTO experiments (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        &[&record.experiment_name, &record.started_at],
+    )?;
+    let experiment_id: i64 =
+        transaction.query_one("SELECT id FROM experiments WHERE name = $1", &[&record.experiment_name])?.get(0);
+    let owner = &record.owner;
+    transaction.execute(
+        "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
+                           git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of, summary_json,
+                           boot_id, pid_namespace)
+         VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14,
+                 (SELECT run_id FROM runs WHERE run_id = $15), $16, $17, $18)",
+        &[
+            &record.run_id,
+            &experiment_id,
+            &record.config_file.display().to_string(),
+            &serde_json::to_string(&record.config)?,
+            &record.config_sha256,
+            &(record.seed as i64),
+            &(record.threads as i64),
+            &record.host_version(),
+            &record.git.commit,
+            &record.git.dirty,
+            &record.output_dir.display().to_string(),
+            &record.started_at,
+            &i64::from(owner.pid),
+            &owner.hostname,
+            &record.replay_of,
+            &serde_json::to_string(record)?,
+            &owner.boot_id,
+            &owner.pid_namespace,
+        ],
+    )?;
+    let environment = &record.environment;
+    transaction.execute(
+        "INSERT INTO environments (run_id, os, arch, cpu, cores, threads, rustc) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &record.run_id,
+            &environment.os,
+            &environment.arch,
+            &environment.cpu,
+            &(environment.cores as i64),
+            &(environment.threads as i64),
+            &environment.rustc,
+        ],
+    )?;
+    // Plugin builds in digest order, so concurrent runs take their row locks in one order.
+    let mut plugins: Vec<_> = record.plugins.iter().collect();
+    plugins.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    for plugin in plugins {
+        transaction.execute(
+            "INSERT INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (sha256) DO UPDATE SET path = excluded.path",
+            &[
+                &plugin.sha256,
+                &plugin.library.display().to_string(),
+                &plugin.plugin_name,
+                &plugin.plugin_version,
+                &plugin.sdk_version,
+                &(plugin.size as i64),
+            ],
+        )?;
+    }
+    for plugin in &record.plugins {
+        transaction.execute(
+            "INSERT INTO run_plugins (run_id, kind, class, library_sha256) VALUES ($1, $2, $3, $4)",
+            &[&record.run_id, &plugin.kind.name(), &plugin.class, &plugin.sha256],
+        )?;
+    }
+    let (mut names, mut types, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, value) in flatten(&record.config) {
+        types.push(json_type(&value));
+        values.push(value.to_string());
+        names.push(name);
+    }
+    transaction.execute(
+        "INSERT INTO parameters (run_id, name, type, value_json) SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[])",
+        &[&record.run_id, &names, &types, &values],
+    )?;
+    if let Some(trial) = &record.trial {
+        transaction.execute(
+            "UPDATE sweep_trials SET run_id = $3 WHERE sweep_id = $1 AND trial = $2",
+            &[&trial.sweep_id, &(trial.trial as i64), &record.run_id],
+        )?;
+    }
+    Ok(())
+}
+
+/// How a JSON value is typed in the parameters table.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "mapping",
+    }
+}
+
+/// Writes what a run has produced so far (status, stages, artifacts, lineage, metrics), one
+/// statement per table.
+fn write_record(transaction: &mut postgres::Transaction<'_>, record: &RunRecord) -> Call<()> {
+    let run = &record.run_id;
+    let finished = record.status != RunStatus::Running;
+    transaction.execute(
+        "UPDATE runs SET status = $2, finished_at = $3, heartbeat_at = $4, error = $5, failed_stage = $6, summary_json = $7
+         WHERE run_id = $1",
+        &[
+            run,
+            &record.status.as_str(),
+            &if finished { record.finished_at.clone() } else { None },
+            &record::now_rfc3339(),
+            &record.error,
+            &record.failed_stage.map(|s| s.as_str()),
+            &serde_json::to_string(record)?,
+        ],
+    )?;
+    let stages = &record.stages;
+    transaction.execute(
+        "INSERT INTO stages (run_id, name, status, seconds, parameters_json, cache_hit, cache_key, reused_from)
+         SELECT $1, name, status, seconds, parameters, hit, key, (SELECT run_id FROM runs WHERE run_id = reused)
+         FROM UNNEST($2::text[], $3::text[], $4::float8[], $5::text[], $6::bool[], $7::text[], $8::text[])
+              AS stage (name, status, seconds, parameters, hit, key, reused)
+         ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, seconds = excluded.seconds,
+             parameters_json = excluded.parameters_json, cache_hit = excluded.cache_hit, cache_key = excluded.cache_key,
+             reused_from = excluded.reused_from",
+        &[
+            run,
+            &stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.seconds).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.parameters.to_string()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.reused_from.is_some()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.cache_key.clone()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.reused_from.clone()).collect::<Vec<_>>(),
+        ],
+    )?;
+    // (sha256, kind, size, role, path), in digest order so concurrent runs lock in one order.
+    let mut files: Vec<(String, String, Option<i64>, String, String)> = Vec::new();
+    for file in &record.source_files {
+        files.push((
+            file.sha256.clone(),
+            "raw".into(),
+            Some(file.size as i64),
+            file.kind.to_string(),
+            file.path.display().to_string(),
+        ));
+    }
+    if !record.data.dataset_sha256.is_empty() {
+        files.push((record.data.dataset_sha256.clone(), "dataset".into(), None, "dataset".into(), String::new()));
+    }
+    for transform in &record.data.transforms {
+        for output in &transform.outputs {
+            files.push((output.sha256.clone(), "split".into(), None, output.label.clone(), String::new()));
+        }
+    }
+    for file in &record.artifacts {
+        let kind = file.kind.to_string();
+        files.push((file.sha256.clone(), kind.clone(), Some(file.size as i64), kind, file.path.display().to_string()));
+    }
+    files.sort();
+    let mut digests: Vec<&(String, String, Option<i64>, String, String)> = files.iter().collect();
+    digests.dedup_by(|a, b| a.0 == b.0);
+    transaction.execute(
+        "INSERT INTO artifacts (sha256, kind, size) SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])
+         ON CONFLICT (sha256) DO NOTHING",
+        &[
+            &digests.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+            &digests.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(),
+            &digests.iter().map(|f| f.2).collect::<Vec<_>>(),
+        ],
+    )?;
+    transaction.execute(
+        "INSERT INTO run_artifacts (run_id, sha256, role, path) SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[])
+         ON CONFLICT (run_id, role, path, sha256) DO NOTHING",
+        &[
+            run,
+            &files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+            &files.iter().map(|f| f.3.as_str()).collect::<Vec<_>>(),
+            &files.iter().map(|f| f.4.as_str()).collect::<Vec<_>>(),
+        ],
+    )?;
+    transaction.execute("DELETE FROM lineage_edges WHERE run_id = $1", &[run])?;
+    let edges = record::lineage(record);
+    transaction.execute(
+        "INSERT INTO lineage_edges (run_id, relation, subject, object, activity, parameters_json)
+         SELECT $1, relation, subject, object, activity, parameters
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+              WITH ORDINALITY AS edge (relation, subject, object, activity, parameters, position)
+         ORDER BY position",
+        &[
+            run,
+            &edges.iter().map(|e| e.relation.as_str()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.object.as_str()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.activity.as_deref()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.parameters.as_ref().map(Value::to_string)).collect::<Vec<_>>(),
+        ],
+    )?;
+    transaction.execute("DELETE FROM metrics WHERE run_id = $1", &[run])?;
+    let (mut names, mut steps, mut values, mut json) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (epoch, epoch_values) in &record.history {
+        for (name, value) in epoch_values {
+            names.push(name.clone());
+            steps.push(Some(*epoch as i64));
+            values.push(Some(*value));
+            json.push(None);
+        }
+    }
+    if let Some(metrics) = &record.metrics {
+        for (name, value) in flatten(metrics) {
+            // Scalars are queryable as numbers; structured values are kept whole as JSON.
+            names.push(name);
+            steps.push(None);
+            values.push(value.as_f64());
+            json.push(if value.is_number() { None } else { Some(value.to_string()) });
+        }
+    }
+    transaction.execute(
+        "INSERT INTO metrics (run_id, name, step, value, value_json)
+         SELECT $1, name, step, value, value_json
+         FROM UNNEST($2::text[], $3::int8[], $4::float8[], $5::text[]) WITH ORDINALITY AS m (name, step, value, value_json, position)
+         ORDER BY position",
+        &[run, &names, &steps, &values, &json],
+    )?;
+    Ok(())
+}
+
+impl crate::Store for PostgresStore {
+    fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    fn begin_run(&self, record: &RunRecord) -> Result<()> {
+        self.write(self.context(&format!("recording the start of run {}", record.run_id)), |transaction| {
+            insert_run(transaction, record)
+        })
+    }
+
+    fn record(&self, record: &RunRecord) -> Result<()> {
+        self.write(self.context(&format!("recording run {}", record.run_id)), |transaction| {
+            write_record(transaction, record)?;
+            crate::failpoint::pause("store.record");
+            Ok(())
+        })
+    }
+
+    fn heartbeat(&self, run_id: &str) -> Result<()> {
+        timed_write(|| {
+            self.run(self.context(&format!("recording the heartbeat of run {run_id}")), |client| {
+                client.execute(
+                    "UPDATE runs SET heartbeat_at = $2 WHERE run_id = $1",
+                    &[&run_id, &record::now_rfc3339()],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> Result<()> {
+        timed_write(|| {
+            self.run(self.context(&format!("recording metric {name} of run {run_id}")), |client| {
+                client.execute(
+                    "INSERT INTO metrics (run_id, name, step, value) VALUES ($1, $2, $3, $4)",
+                    &[&run_id, &name, &(step as i64), &value],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    fn import_runs(&self, runs: &[RunRecord]) -> Result<()> {
+        self.write(self.context(&format!("importing {} runs", runs.len())), |transaction| {
+            for record in runs {
+                insert_run(transaction, record)?;
+                write_record(transaction, record)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn cached_stages(&self, stage: StageName, key: &str) -> Result<Vec<CachedStage>> {
+        self.run(self.context(&format!("looking up the stage cache for {stage}")), |client| {
+            queries::cached_stages(client, stage, key)
+        })
+    }
+
+    fn run_exists(&self, run_id: &str) -> Result<bool> {
+        self.run(self.context(&format!("looking up run {run_id}")), |client| {
+            Ok(client.query_opt("SELECT 1 FROM runs WHERE run_id = $1", &[&run_id])?.is_some())
+        })
+    }
+
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        self.run(self.context("listing runs"), |client| queries::list_runs(client, filter))
+    }
+
+    fn run_record(&self, run_id: &str) -> Result<RunRecord> {
+        self.require(run_id)?;
+        self.run(self.context(&format!("reading the record of run {run_id}")), |client| {
+            queries::run_record(client, run_id)
+        })
+    }
+
+    fn run_status(&self, run_id: &str) -> Result<RunStatus> {
+        self.require(run_id)?;
+        self.run(self.context(&format!("reading the status of run {run_id}")), |client| {
+            let status: String = client.query_one("SELECT status FROM runs WHERE run_id = $1", &[&run_id])?.get(0);
+            Ok(queries::parsed(&status)?)
+        })
+    }
+
+    fn recorded_files(&self, run_id: &str) -> Result<Vec<RecordedFile>> {
+        self.require(run_id)?;
+        self.run(self.context(&format!("reading the files of run {run_id}")), |client| {
+            queries::recorded_files(client, run_id)
+        })
+    }
+
+    fn parameters(&self, run_id: &str) -> Result<BTreeMap<String, Value>> {
+        self.require(run_id)?;
+        self.run(self.context(&format!("reading the parameters of run {run_id}")), |client| {
+            let mut parameters = BTreeMap::new();
+            for row in client.query("SELECT name, value_json FROM parameters WHERE run_id = $1", &[&run_id])? {
+                parameters.insert(row.get::<_, String>(0), serde_json::from_str(row.get::<_, &str>(1))?);
+            }
+            Ok(parameters)
+        })
+    }
+
+    fn final_metrics(&self, run_id: &str) -> Result<BTreeMap<String, f64>> {
+        self.run(self.context(&format!("reading the metrics of run {run_id}")), |client| {
+            let rows = client.query(
+                "SELECT name, value FROM metrics WHERE run_id = $1 AND step IS NULL AND value IS NOT NULL",
+                &[&run_id],
+            )?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn step_metrics(&self, run_id: &str, after_step: i64) -> Result<Vec<StepMetric>> {
+        self.run(self.context(&format!("reading the per-epoch metrics of run {run_id}")), |client| {
+            let rows = client.query(
+                "SELECT step, name, value FROM metrics WHERE run_id = $1 AND step > $2 AND value IS NOT NULL ORDER BY step, id",
+                &[&run_id, &after_step],
+            )?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect())
+        })
+    }
+
+    fn metric_curve(&self, run_id: &str, name: &str) -> Result<Vec<(i64, f64)>> {
+        self.run(self.context(&format!("reading metric {name} of run {run_id}")), |client| {
+            let rows = client.query(
+                "SELECT step, value FROM metrics WHERE run_id = $1 AND name = $2 AND step IS NOT NULL AND value IS NOT NULL ORDER BY step",
+                &[&run_id, &name],
+            )?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn lineage_edges(&self, run_id: &str) -> Result<Vec<Edge>> {
+        self.run(self.context(&format!("reading the lineage of run {run_id}")), |client| {
+            queries::lineage_edges(client, run_id)
+        })
+    }
+
+    fn derived(&self, entity: &str, direction: Direction, run: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
+        self.run(self.context(&format!("walking the lineage of {entity}")), |client| {
+            let query = match direction {
+                Direction::Ancestors => {
+                    "SELECT DISTINCT object, activity FROM lineage_edges
+                     WHERE relation = 'wasDerivedFrom' AND subject = $1 AND ($2::text IS NULL OR run_id = $2)"
+                }
+                Direction::Descendants => {
+                    "SELECT DISTINCT subject, activity FROM lineage_edges
+                     WHERE relation = 'wasDerivedFrom' AND object = $1 AND ($2::text IS NULL OR run_id = $2)"
+                }
+            };
+            Ok(client.query(query, &[&entity, &run])?.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn entity_description(&self, sha256: &str) -> Result<(String, String)> {
+        self.run(self.context(&format!("describing {sha256}")), |client| queries::entity_description(client, sha256))
+    }
+
+    fn runs_using(&self, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)> {
+        self.run(self.context(&format!("finding the runs that used {sha256}")), |client| {
+            let union = "SELECT run_id FROM run_artifacts WHERE sha256 = $1 UNION SELECT run_id FROM run_plugins WHERE library_sha256 = $1";
+            let total: i64 = client.query_one(&format!("SELECT COUNT(*) FROM ({union}) AS used"), &[&sha256])?.get(0);
+            let limit = if limit == 0 { i64::MAX } else { limit as i64 };
+            let runs = client.query(&format!("{union} ORDER BY 1 LIMIT $2"), &[&sha256, &limit])?;
+            Ok((runs.iter().map(|row| row.get(0)).collect(), total as usize))
+        })
+    }
+
+    fn run_entities(&self, run_id: &str) -> Result<Vec<(String, String)>> {
+        self.run(self.context(&format!("reading the entities of run {run_id}")), |client| {
+            let rows = client.query(
+                "SELECT DISTINCT a.kind, ra.sha256 FROM run_artifacts ra JOIN artifacts a ON a.sha256 = ra.sha256 WHERE ra.run_id = $1",
+                &[&run_id],
+            )?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn expand_sha256(&self, prefix: &str) -> Result<Vec<String>> {
+        self.run(self.context(&format!("looking up SHA-256 {prefix}")), |client| {
+            // A range on the primary keys (C collation: digests are lowercase hex, all below
+            // '~'), not LIKE.
+            let rows = client.query(
+                "SELECT sha256 FROM artifacts WHERE sha256 >= $1 AND sha256 < $1 || '~'
+                 UNION SELECT sha256 FROM plugin_libraries WHERE sha256 >= $1 AND sha256 < $1 || '~'",
+                &[&prefix.to_ascii_lowercase()],
+            )?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn summary(&self) -> Result<Summary> {
+        self.run(self.context("summarising"), queries::summary)
+    }
+
+    fn begin_sweep(&self, sweep: &SweepStart) -> Result<()> {
+        self.write(self.context(&format!("recording sweep {}", sweep.sweep_id)), |transaction| {
+            transaction.execute(
+                "INSERT INTO sweeps (sweep_id, name, config_json, metric, maximize, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (sweep_id) DO NOTHING",
+                &[&sweep.sweep_id, &sweep.name, &sweep.config.to_string(), &sweep.metric, &sweep.maximize, &record::now_rfc3339()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn trial_started(&self, sweep_id: &str, trial: usize, parameters: &Value) -> Result<()> {
+        self.write(self.context(&format!("recording the start of trial {trial} of sweep {sweep_id}")), |transaction| {
+            transaction.execute(
+                "INSERT INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric)
+                 VALUES ($1, $2, $3, NULL, 'running', NULL)
+                 ON CONFLICT (sweep_id, trial) DO UPDATE SET parameters_json = excluded.parameters_json, run_id = NULL,
+                     status = 'running', metric = NULL",
+                &[&sweep_id, &(trial as i64), &parameters.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn trial_ended(&self, sweep_id: &str, trial: usize, status: TrialStatus, metric: Option<f64>) -> Result<()> {
+        self.write(self.context(&format!("recording the end of trial {trial} of sweep {sweep_id}")), |transaction| {
+            transaction.execute(
+                "UPDATE sweep_trials SET status = $3, metric = $4 WHERE sweep_id = $1 AND trial = $2",
+                &[&sweep_id, &(trial as i64), &status.as_str(), &metric],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn sweep(&self, sweep_id: &str) -> Result<SweepRow> {
+        self.run(self.context(&format!("reading sweep {sweep_id}")), |client| queries::sweep(client, sweep_id))?
+            .ok_or_else(|| {
+                anyhow::anyhow!("no sweep {sweep_id} in {}; `host sweep show` lists the sweeps", self.locator)
+            })
+    }
+
+    fn sweep_ids(&self) -> Result<Vec<String>> {
+        self.run(self.context("listing sweeps"), |client| {
+            let rows = client.query("SELECT sweep_id FROM sweeps ORDER BY created_at DESC, sweep_id", &[])?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn import_sweep(&self, sweep: &SweepRow) -> Result<()> {
+        self.write(self.context(&format!("importing sweep {}", sweep.sweep_id)), |transaction| {
+            transaction.execute(
+                "INSERT INTO sweeps (sweep_id, name, config_json, metric, maximize, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (sweep_id) DO NOTHING",
+                &[&sweep.sweep_id, &sweep.name, &sweep.config.to_string(), &sweep.metric, &sweep.maximize, &sweep.created_at],
+            )?;
+            for trial in &sweep.trials {
+                transaction.execute(
+                    "INSERT INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric)
+                     VALUES ($1, $2, $3, (SELECT run_id FROM runs WHERE run_id = $4), $5, $6)
+                     ON CONFLICT (sweep_id, trial) DO UPDATE SET parameters_json = excluded.parameters_json,
+                         run_id = excluded.run_id, status = excluded.status, metric = excluded.metric",
+                    &[
+                        &sweep.sweep_id,
+                        &(trial.trial as i64),
+                        &trial.parameters.to_string(),
+                        &trial.run_id,
+                        &trial.status.as_str(),
+                        &trial.metric,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn running_runs(&self) -> Result<Vec<RunningRun>> {
+        self.run(self.context("listing running runs"), queries::running_runs)
+    }
+
+    fn mark_interrupted(&self, run_id: &str) -> Result<bool> {
+        let mut changed = 0;
+        self.write(self.context(&format!("marking run {run_id} interrupted")), |transaction| {
+            changed = transaction.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = $2 WHERE run_id = $1 AND status = 'running'",
+                &[&run_id, &record::now_rfc3339()],
+            )?;
+            Ok(())
+        })?;
+        Ok(changed > 0)
+    }
+
+    fn delete_run(&self, run_id: &str) -> Result<DeletedRun> {
+        self.require(run_id)?;
+        let mut deleted = None;
+        self.write(self.context(&format!("deleting run {run_id}")), |transaction| {
+            deleted = Some(queries::delete_run(transaction, run_id)?);
+            Ok(())
+        })?;
+        deleted.context("the delete returned nothing")
+    }
+
+    fn info(&self) -> Result<StoreInfo> {
+        self.run(self.context("reading the store's schema and counts"), |client| {
+            let (schema_version, compatible_from) = Self::versions(client)?.unwrap_or((0, 0));
+            let sweeps: i64 = client.query_one("SELECT COUNT(*) FROM sweeps", &[])?.get(0);
+            Ok(StoreInfo {
+                backend: "postgres",
+                locator: self.locator.to_string(),
+                schema_version,
+                compatible_from,
+                host_schema_version: migration::known(schema::MIGRATIONS),
+                sweeps,
+                summary: queries::summary(client)?,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    use crate::conformance::conformance_suite;
+    use crate::testing::Cluster;
+
+    fn open() -> (Box<dyn crate::Store>, ()) {
+        let url = Cluster::shared().create_database().unwrap();
+        let locator = crate::Locator::parse(&url).unwrap();
+        (crate::open(&locator, &crate::OpenOptions::default()).unwrap(), ())
+    }
+
+    conformance_suite!(open());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::testing::{Cluster, ClusterOptions};
+    use crate::{Locator, OpenOptions};
+
+    fn open(url: &str, options: &OpenOptions) -> anyhow::Result<Box<dyn crate::Store>> {
+        crate::open(&Locator::parse(url)?, options)
+    }
+
+    fn error(url: &str) -> String {
+        let options = OpenOptions { connect_timeout: Duration::from_secs(2), ..OpenOptions::default() };
+        format!("{:#}", open(url, &options).err().expect("the open should fail"))
+    }
+
+    #[test]
+    fn an_unreachable_server_a_missing_database_and_an_unknown_scheme_are_one_clear_line() {
+        let cluster = Cluster::shared();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let refused = error(&format!("postgres://postgres@127.0.0.1:{free}/x"));
+        assert_eq!(
+            refused,
+            format!(
+                "cannot reach PostgreSQL at 127.0.0.1:{free}: connection refused; is the server running and listening there?"
+            )
+        );
+        // A port that accepts connections and never answers: given up after the timeout.
+        let silent_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent_port.local_addr().unwrap().port();
+        let started = std::time::Instant::now();
+        let silent = error(&format!("postgres://postgres@127.0.0.1:{port}/x"));
+        assert!(silent.contains(&format!("127.0.0.1:{port}")) && silent.contains("within 2 s"), "{silent}");
+        assert!(started.elapsed() < Duration::from_secs(10), "gave up after the connect timeout");
+        let missing = error(&cluster.url("no_such_database"));
+        assert!(
+            missing.starts_with(&format!(
+                "database no_such_database does not exist on PostgreSQL at 127.0.0.1:{}; create it",
+                cluster.port()
+            )),
+            "{missing}"
+        );
+        assert!(error("mysql://h/db").starts_with("unknown store URL scheme `mysql`"));
+    }
+
+    #[test]
+    fn a_password_is_required_checked_and_never_shown() {
+        let cluster =
+            Cluster::start(ClusterOptions { password: Some("s3cret".into()), ..ClusterOptions::default() }).unwrap();
+        let url = cluster.url("postgres");
+        let wrong = error(&url.replace("postgres@", "postgres:wrong@"));
+        assert!(wrong.contains("refused user postgres") && wrong.contains("check the password"), "{wrong}");
+        assert!(!wrong.contains("wrong"), "the password is not shown: {wrong}");
+        let store = open(&url.replace("postgres@", "postgres:s3cret@"), &OpenOptions::default()).unwrap();
+        assert!(!store.locator().to_string().contains("s3cret"));
+        assert_eq!(store.locator().password(), Some("s3cret"));
+        assert!(!format!("{:?}", store.locator()).contains("s3cret"));
+    }
+
+    #[test]
+    fn tls_is_used_where_the_server_asks_for_it() {
+        let cluster = Cluster::start(ClusterOptions { ssl: true, ..ClusterOptions::default() }).unwrap();
+        let url = cluster.url("postgres");
+        assert!(url.ends_with("?sslmode=require"));
+        let store = open(&url, &OpenOptions::default()).unwrap();
+        assert_eq!(store.info().unwrap().backend, "postgres");
+        let plain = error(&url.replace("?sslmode=require", "?sslmode=disable"));
+        assert!(plain.contains("add ?sslmode=require to the URL"), "{plain}");
+    }
+
+    #[test]
+    fn many_hosts_opening_a_new_store_at_once_migrate_it_once() {
+        let url = Cluster::shared().create_database().unwrap();
+        let opened: Vec<_> = (0..12)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    open(&url, &OpenOptions::default()).map(|s| s.info().unwrap().schema_version)
+                })
+            })
+            .collect();
+        for handle in opened {
+            assert_eq!(handle.join().unwrap().unwrap(), crate::migration::known(super::schema::MIGRATIONS));
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_used_when_additive_and_refused_otherwise() {
+        let cluster = Cluster::shared();
+        let url = cluster.create_database().unwrap();
+        drop(open(&url, &OpenOptions::default()).unwrap());
+        let database = url.rsplit('/').next().unwrap();
+        let known = crate::migration::known(super::schema::MIGRATIONS);
+        cluster.execute(database, &format!("UPDATE schema_version SET version = {}", known + 2)).unwrap();
+        assert_eq!(open(&url, &OpenOptions::default()).unwrap().info().unwrap().schema_version, known + 2);
+        cluster.execute(database, &format!("UPDATE schema_version SET compatible_from = {}", known + 1)).unwrap();
+        let refused = error(&url);
+        assert!(refused.contains(&format!("needs a host that knows schema {} or later", known + 1)), "{refused}");
+    }
+
+    #[test]
+    fn all_connections_taken_is_one_clear_line() {
+        let cluster = Cluster::start(ClusterOptions { max_connections: 4, ..ClusterOptions::default() }).unwrap();
+        let url = cluster.url("postgres");
+        // Three superuser slots are reserved; take what is left.
+        let mut held = Vec::new();
+        let message = loop {
+            match open(&url, &OpenOptions::default()) {
+                Ok(store) => held.push(store),
+                Err(error) => break format!("{error:#}"),
+            }
+            assert!(held.len() < 10, "max_connections never ran out");
+        };
+        assert!(
+            message.contains("has no free connection") || message.contains("remaining connection slots"),
+            "{message}"
+        );
+    }
+
+    /// The server restarts in the middle of a run's writes: the writes wait and go through once
+    /// it is back, and nothing committed before is lost.
+    #[test]
+    fn writes_retry_through_a_server_restart() {
+        let mut cluster = Cluster::start(ClusterOptions::default()).unwrap();
+        let url = cluster.create_database().unwrap();
+        let store = open(&url, &OpenOptions { retry_for: Duration::from_secs(30), ..OpenOptions::default() }).unwrap();
+        let record = crate::conformance::started("r1", "e", "2026-01-01T00:00:00Z");
+        store.begin_run(&record).unwrap();
+        cluster.stop_server();
+        let done = crate::conformance::completed(record.clone(), 0.5);
+        let expected = done.clone();
+        // The server is started again from this thread (it dies with the thread that starts it).
+        let writer = std::thread::spawn(move || store.record(&done).map(|()| store));
+        std::thread::sleep(Duration::from_millis(1500));
+        cluster.start_server().unwrap();
+        let store = writer.join().unwrap().unwrap();
+        assert_eq!(store.run_record("r1").unwrap(), expected);
+        // And with the server gone for longer than the retry time, one clear line.
+        let done = expected;
+        let store = open(&url, &OpenOptions { retry_for: Duration::from_secs(1), ..OpenOptions::default() }).unwrap();
+        cluster.stop_server();
+        let error = format!("{:#}", store.record(&done).unwrap_err());
+        assert!(error.contains("gave up after retrying for 1 s") && error.contains("recording run r1"), "{error}");
+    }
+}

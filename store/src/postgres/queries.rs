@@ -1,0 +1,262 @@
+//! The PostgreSQL backend's reads (and the delete): functions over a client or transaction,
+//! each answering one of the interface's questions, as `store/src/sqlite/queries.rs` does for
+//! SQLite.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use postgres::GenericClient;
+use postgres::types::ToSql;
+use record::{Edge, RunOwner, RunRecord, RunStatus, StageName, TrialStatus};
+
+use super::Call;
+use crate::{CachedStage, DeletedRun, RecordedFile, RunFilter, RunRow, RunningRun, Summary, SweepRow, TrialRow};
+
+/// Reads a status or relation column written by this crate.
+pub fn parsed<T: std::str::FromStr<Err = String>>(text: &str) -> anyhow::Result<T> {
+    text.parse().map_err(anyhow::Error::msg)
+}
+
+pub fn list_runs(client: &mut impl GenericClient, filter: &RunFilter) -> Call<Vec<RunRow>> {
+    // Each filter only when given (numbered as they come), so the planner uses the index.
+    let status = filter.status.map(|s| s.as_str());
+    let limit = filter.limit.min(i64::MAX as usize) as i64;
+    let mut conditions = Vec::new();
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    if let Some(experiment) = &filter.experiment {
+        params.push(experiment);
+        conditions.push(format!("r.experiment_id = (SELECT id FROM experiments WHERE name = ${})", params.len()));
+    }
+    if let Some(status) = &status {
+        params.push(status);
+        conditions.push(format!("r.status = ${}", params.len()));
+    }
+    params.push(&limit);
+    let condition = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let rows = client.query(
+        &format!(
+            "SELECT r.run_id, e.name, r.status, r.started_at, r.finished_at, r.config_sha256,
+                    (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.accuracy' AND m.step IS NULL LIMIT 1),
+                    (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test.r2' AND m.step IS NULL LIMIT 1)
+             FROM runs r JOIN experiments e ON e.id = r.experiment_id
+             {condition}
+             ORDER BY r.started_at DESC, r.run_id DESC LIMIT ${}",
+            params.len()
+        ),
+        &params,
+    )?;
+    let mut runs = Vec::with_capacity(rows.len());
+    for row in rows {
+        runs.push(RunRow {
+            run_id: row.get(0),
+            experiment: row.get(1),
+            status: parsed(row.get(2))?,
+            started_at: row.get(3),
+            finished_at: row.get(4),
+            config_sha256: row.get(5),
+            test_accuracy: row.get(6),
+            test_r2: row.get(7),
+        });
+    }
+    Ok(runs)
+}
+
+pub fn cached_stages(client: &mut impl GenericClient, stage: StageName, key: &str) -> Call<Vec<CachedStage>> {
+    let rows = client.query(
+        "SELECT r.run_id, r.output_dir, r.summary_json FROM stages s JOIN runs r ON r.run_id = s.run_id
+         WHERE s.cache_key = $1 AND s.name = $2 AND s.status = 'completed' AND r.summary_json IS NOT NULL
+         ORDER BY r.started_at DESC, r.run_id DESC LIMIT 5",
+        &[&key, &stage.as_str()],
+    )?;
+    let mut stages = Vec::new();
+    for row in rows {
+        let run_id: String = row.get(0);
+        match crate::read_record(row.get(2)) {
+            Ok(record) => {
+                stages.push(CachedStage { run_id, output_dir: PathBuf::from(row.get::<_, String>(1)), record })
+            }
+            // A record this host cannot read is not reused; the stage is recomputed.
+            Err(error) => tracing::info!("run {run_id}'s record cannot be read for reuse: {error}"),
+        }
+    }
+    Ok(stages)
+}
+
+/// A run's record with its status and config columns, which are the truth.
+pub fn run_record(client: &mut impl GenericClient, run_id: &str) -> Call<RunRecord> {
+    let row = client.query_one("SELECT status, summary_json, config_json FROM runs WHERE run_id = $1", &[&run_id])?;
+    let summary: Option<&str> = row.get(1);
+    let summary = summary.context("the run was recorded without its record")?;
+    let mut record = crate::read_record(summary).context("the stored run record")?;
+    record.status = parsed(row.get(0))?;
+    record.config = serde_json::from_str(row.get(2)).context("the stored config")?;
+    Ok(record)
+}
+
+pub fn recorded_files(client: &mut impl GenericClient, run_id: &str) -> Call<Vec<RecordedFile>> {
+    let rows = client.query(
+        "SELECT role, path, sha256 FROM (
+             SELECT 'plugin ' || rp.kind AS role, l.path AS path, l.sha256 AS sha256
+             FROM run_plugins rp JOIN plugin_libraries l ON l.sha256 = rp.library_sha256 WHERE rp.run_id = $1
+             UNION ALL
+             SELECT role, path, sha256 FROM run_artifacts WHERE run_id = $1 AND path <> ''
+         ) AS files ORDER BY role COLLATE \"C\", path COLLATE \"C\"",
+        &[&run_id],
+    )?;
+    Ok(rows.iter().map(|row| RecordedFile { role: row.get(0), path: row.get(1), sha256: row.get(2) }).collect())
+}
+
+pub fn lineage_edges(client: &mut impl GenericClient, run_id: &str) -> Call<Vec<Edge>> {
+    let rows = client.query(
+        "SELECT relation, subject, object, activity, parameters_json FROM lineage_edges WHERE run_id = $1 ORDER BY id",
+        &[&run_id],
+    )?;
+    let mut edges = Vec::with_capacity(rows.len());
+    for row in rows {
+        let parameters: Option<&str> = row.get(4);
+        edges.push(Edge {
+            relation: parsed(row.get(0))?,
+            subject: row.get(1),
+            object: row.get(2),
+            activity: row.get(3),
+            parameters: parameters.map(serde_json::from_str).transpose()?,
+        });
+    }
+    Ok(edges)
+}
+
+pub fn entity_description(client: &mut impl GenericClient, sha256: &str) -> Call<(String, String)> {
+    let row = client.query_opt(
+        "SELECT a.kind, ra.role, ra.path FROM artifacts a LEFT JOIN run_artifacts ra ON ra.sha256 = a.sha256
+         WHERE a.sha256 = $1 LIMIT 1",
+        &[&sha256],
+    )?;
+    Ok(match row {
+        Some(row) => {
+            let (kind, role, path): (String, Option<String>, Option<String>) = (row.get(0), row.get(1), row.get(2));
+            let (role, path) = (role.unwrap_or_default(), path.unwrap_or_default());
+            if path.is_empty() { (kind, role) } else { (kind, format!("{role} {path}")) }
+        }
+        None => ("unknown".into(), String::new()),
+    })
+}
+
+pub fn summary(client: &mut impl GenericClient) -> Call<Summary> {
+    let runs_by_status = client
+        .query("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status", &[])?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let experiments = client
+        .query(
+            "SELECT e.name, COUNT(r.run_id),
+                    (SELECT MAX(m.value) FROM metrics m JOIN runs r2 ON r2.run_id = m.run_id
+                     WHERE r2.experiment_id = e.id AND m.name = 'test.accuracy' AND m.step IS NULL)
+             FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id GROUP BY e.id ORDER BY e.name",
+            &[],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let mut count = |sql: &str| -> Call<i64> { Ok(client.query_one(sql, &[])?.get(0)) };
+    Ok(Summary {
+        runs_by_status,
+        experiments,
+        plugin_builds: count("SELECT COUNT(*) FROM plugin_libraries")?,
+        artifacts: count("SELECT COUNT(*) FROM artifacts")?,
+        artifact_bytes: count("SELECT COALESCE(SUM(size), 0)::BIGINT FROM artifacts")?,
+        lineage_edges: count("SELECT COUNT(*) FROM lineage_edges")?,
+    })
+}
+
+pub fn sweep(client: &mut impl GenericClient, sweep_id: &str) -> Call<Option<SweepRow>> {
+    let Some(row) = client.query_opt(
+        "SELECT name, metric, maximize, created_at, config_json FROM sweeps WHERE sweep_id = $1",
+        &[&sweep_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let rows = client.query(
+        "SELECT t.trial, t.parameters_json, t.run_id,
+                CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END, t.metric
+         FROM sweep_trials t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.sweep_id = $1 ORDER BY t.trial",
+        &[&sweep_id],
+    )?;
+    let mut trials = Vec::with_capacity(rows.len());
+    for trial in rows {
+        let status: &str = trial.get(3);
+        // The run's status where the trial has a run, else the trial's own.
+        let status = match parsed::<RunStatus>(status) {
+            Ok(run) => TrialStatus::from(run),
+            Err(_) => parsed::<TrialStatus>(status)?,
+        };
+        trials.push(TrialRow {
+            trial: trial.get::<_, i64>(0) as usize,
+            parameters: serde_json::from_str(trial.get(1))?,
+            run_id: trial.get(2),
+            status,
+            metric: trial.get(4),
+        });
+    }
+    Ok(Some(SweepRow {
+        sweep_id: sweep_id.to_owned(),
+        name: row.get(0),
+        config: serde_json::from_str(row.get(4))?,
+        metric: row.get(1),
+        maximize: row.get(2),
+        created_at: row.get(3),
+        trials,
+    }))
+}
+
+pub fn running_runs(client: &mut impl GenericClient) -> Call<Vec<RunningRun>> {
+    let rows = client.query(
+        "SELECT run_id, pid, hostname, heartbeat_at, boot_id, pid_namespace FROM runs WHERE status = 'running'",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| RunningRun {
+            run_id: row.get(0),
+            owner: RunOwner {
+                pid: row.get::<_, i64>(1) as u32,
+                hostname: row.get(2),
+                boot_id: row.get::<_, Option<String>>(4).unwrap_or_default(),
+                pid_namespace: row.get::<_, Option<String>>(5).unwrap_or_default(),
+            },
+            heartbeat_at: row.get(3),
+        })
+        .collect())
+}
+
+pub fn delete_run(transaction: &mut postgres::Transaction<'_>, run_id: &str) -> Call<DeletedRun> {
+    let row = transaction.query_one("SELECT output_dir, status FROM runs WHERE run_id = $1 FOR UPDATE", &[&run_id])?;
+    if row.get::<_, &str>(1) == RunStatus::Running.as_str() {
+        return Err(anyhow::anyhow!("run {run_id} is still running; stop it first").into());
+    }
+    let output_dir = PathBuf::from(row.get::<_, String>(0));
+    let shared = transaction
+        .query(
+            "SELECT DISTINCT mine.path FROM run_artifacts mine JOIN run_artifacts other
+             ON other.path = mine.path AND other.run_id <> mine.run_id WHERE mine.run_id = $1 AND mine.path <> ''",
+            &[&run_id],
+        )?
+        .iter()
+        .map(|row| PathBuf::from(row.get::<_, String>(0)))
+        .collect();
+    transaction.execute("DELETE FROM runs WHERE run_id = $1", &[&run_id])?;
+    transaction.execute(
+        "DELETE FROM artifacts a WHERE NOT EXISTS (SELECT 1 FROM run_artifacts ra WHERE ra.sha256 = a.sha256)",
+        &[],
+    )?;
+    transaction.execute(
+        "DELETE FROM plugin_libraries l WHERE NOT EXISTS (SELECT 1 FROM run_plugins rp WHERE rp.library_sha256 = l.sha256)",
+        &[],
+    )?;
+    transaction.execute(
+        "DELETE FROM experiments e WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.id)",
+        &[],
+    )?;
+    Ok(DeletedRun { output_dir, shared })
+}
