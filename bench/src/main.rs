@@ -179,24 +179,36 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(5);
     let which = args.first().map(String::as_str).unwrap_or("all");
+    let backends = store::Backends::parse(
+        args.iter().position(|a| a == "--backend").and_then(|i| args.get(i + 1)).map(String::as_str),
+    )?;
     match which {
+        "writer" => {
+            let arg = |index: usize| args.get(index).context("usage: bench writer LOCATOR FIRST COUNT");
+            store::writer(arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?)
+        }
         "overhead" => overhead(runs),
         "decode" => decode(runs),
         "accuracy" => accuracy(),
         "sha256" => store::sha256(runs),
-        "provenance" => store::overhead(runs),
-        "queries" => store::queries(runs),
+        "provenance" => store::overhead(runs, backends),
+        "queries" => store::queries(runs, backends),
+        "writers" => store::writers(backends),
         "sweep" => sweep(runs),
-        "store" => store::sha256(runs).and_then(|()| store::overhead(runs)).and_then(|()| store::queries(runs)),
+        "store" => store::sha256(runs)
+            .and_then(|()| store::overhead(runs, backends))
+            .and_then(|()| store::queries(runs, backends))
+            .and_then(|()| store::writers(backends)),
         "all" => decode(runs)
             .and_then(|()| overhead(runs))
             .and_then(|()| store::sha256(runs))
-            .and_then(|()| store::overhead(runs))
-            .and_then(|()| store::queries(runs))
+            .and_then(|()| store::overhead(runs, backends))
+            .and_then(|()| store::queries(runs, backends))
+            .and_then(|()| store::writers(backends))
             .and_then(|()| sweep(runs))
             .and_then(|()| accuracy()),
         other => bail!(
-            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, store, sweep or all"
+            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, writers, store, sweep or all"
         ),
     }
 }

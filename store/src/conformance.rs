@@ -34,6 +34,7 @@ macro_rules! conformance_suite {
             a_diverged_history_reads_back_with_its_nan,
             a_reference_to_a_run_not_in_the_store_is_kept_in_the_record_only,
             a_run_is_finished_in_its_row_only_once_it_ends,
+            records_written_stage_by_stage_end_as_one_whole_write,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -222,9 +223,8 @@ pub fn runs_list_newest_first_and_filter(store: &dyn Store) {
 pub fn metrics_are_flattened_and_followed_live(store: &dyn Store) {
     let record = started("r1", "e", "2026-01-01T00:00:00Z");
     begin(store, &record);
-    store.live_metric("r1", "loss", 1, 0.9).unwrap();
-    store.live_metric("r1", "accuracy", 1, 0.4).unwrap();
-    store.live_metric("r1", "loss", 2, 0.8).unwrap();
+    store.live_metrics("r1", &[("loss".into(), 1, 0.9), ("accuracy".into(), 1, 0.4)]).unwrap();
+    store.live_metrics("r1", &[("loss".into(), 2, 0.8)]).unwrap();
     assert_eq!(
         store.step_metrics("r1", 1).unwrap(),
         vec![(2, "loss".to_owned(), 0.8)],
@@ -475,4 +475,36 @@ pub fn a_run_is_finished_in_its_row_only_once_it_ends(store: &dyn Store) {
     begin(store, &trial_run);
     store.trial_started("s", 0, &json!({})).unwrap();
     assert_eq!(store.sweep("s").unwrap().trials[0].run_id, None);
+}
+
+/// A backend may write only what is new at each stage; the end must be as if the whole record
+/// had been written at once, whatever changed on the way (a history value rewritten, live
+/// metrics in between, a file dropped from the record).
+pub fn records_written_stage_by_stage_end_as_one_whole_write(store: &dyn Store) {
+    let start = started("r1", "e", "2026-01-01T00:00:00Z");
+    begin(store, &start);
+    let done = completed(start.clone(), 0.5);
+    let mut partial = start.clone();
+    partial.source_files = done.source_files.clone();
+    partial.data = done.data.clone();
+    partial.stages = done.stages[..2].to_vec();
+    store.record(&partial).unwrap();
+    store.live_metrics("r1", &[("loss".into(), 1, 0.75)]).unwrap();
+    partial.history = [(1u64, [("loss".to_owned(), 0.75)].into())].into();
+    partial.stages = done.stages[..3].to_vec();
+    store.record(&partial).unwrap();
+    // The next write changes epoch 1's value (not an append) and adds the rest.
+    store.record(&done).unwrap();
+    assert_eq!(store.lineage_edges("r1").unwrap(), record::lineage(&done));
+    assert_eq!(store.metric_curve("r1", "loss").unwrap(), vec![(1, 0.5), (2, 0.25)]);
+    assert_eq!(store.final_metrics("r1").unwrap()["test.accuracy"], 0.5);
+    assert_eq!(store.run_record("r1").unwrap(), done);
+    // The same record again, and a last one with a metric dropped: nothing doubled, nothing stale.
+    store.record(&done).unwrap();
+    assert_eq!(store.step_metrics("r1", 0).unwrap().len(), 2);
+    let mut last = done.clone();
+    last.history.remove(&2);
+    store.record(&last).unwrap();
+    assert_eq!(store.metric_curve("r1", "loss").unwrap(), vec![(1, 0.5)]);
+    assert_eq!(store.lineage_edges("r1").unwrap(), record::lineage(&last));
 }

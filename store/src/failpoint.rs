@@ -21,6 +21,12 @@ fn armed() -> Option<&'static (String, usize)> {
         .as_ref()
 }
 
+/// Whether `HOST_FAILPOINT` names this point (for code that must be in a shape the point can
+/// stop inside, such as an open transaction).
+pub fn armed_at(name: &str) -> bool {
+    armed().is_some_and(|(wanted, _)| wanted == name)
+}
+
 /// Stops here for good if `HOST_FAILPOINT` names this point and this is the hit it asks for.
 pub fn pause(name: &str) {
     static HITS: AtomicUsize = AtomicUsize::new(0);

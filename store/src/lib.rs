@@ -281,8 +281,9 @@ pub trait Store: Send {
     fn record(&self, record: &RunRecord) -> Result<()>;
     /// Keeps the run's heartbeat fresh.
     fn heartbeat(&self, run_id: &str) -> Result<()>;
-    /// Records one per-step metric as it happens.
-    fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> Result<()>;
+    /// Records per-step metrics `(name, step, value)` as they happen (a step's at once), in
+    /// one write, for `host runs watch`.
+    fn live_metrics(&self, run_id: &str, metrics: &[(String, u64, f64)]) -> Result<()>;
     /// Records whole runs in one transaction (copies between stores, benchmarks).
     fn import_runs(&self, runs: &[RunRecord]) -> Result<()>;
 
@@ -314,11 +315,16 @@ pub trait Store: Send {
     // Lineage.
 
     fn lineage_edges(&self, run_id: &str) -> Result<Vec<Edge>>;
-    /// The entities one `wasDerivedFrom` step from `entity` (with the activity), in one run or
-    /// across every run.
-    fn derived(&self, entity: &str, direction: Direction, run: Option<&str>) -> Result<Vec<(String, Option<String>)>>;
-    /// What an entity is: its kind and its role or path.
-    fn entity_description(&self, sha256: &str) -> Result<(String, String)>;
+    /// The `wasDerivedFrom` steps from any of `entities`, in one run or across every run:
+    /// `(from, reached, activity)`, ordered by `reached`, then `from`, then activity.
+    fn derived(
+        &self,
+        entities: &[String],
+        direction: Direction,
+        run: Option<&str>,
+    ) -> Result<Vec<(String, String, Option<String>)>>;
+    /// What entities are: kind and role or path, by digest (unknown digests left out).
+    fn describe_entities(&self, sha256s: &[String]) -> Result<BTreeMap<String, (String, String)>>;
     /// The runs that used or produced `sha256` (the first `limit`, 0 for all, in id order) and
     /// how many there are in all.
     fn runs_using(&self, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)>;
@@ -367,9 +373,18 @@ impl dyn Store + '_ {
         }
     }
 
-    /// Walks `wasDerivedFrom` edges from `sha256` breadth first, across every run or within one
-    /// run's record. Stops after `limit` entities (0: no limit); the flag says whether it
-    /// stopped early.
+    /// What an entity is: its kind and its role or path (`unknown` when the store has none).
+    pub fn entity_description(&self, sha256: &str) -> Result<(String, String)> {
+        Ok(self
+            .describe_entities(&[sha256.to_owned()])?
+            .remove(sha256)
+            .unwrap_or_else(|| ("unknown".into(), String::new())))
+    }
+
+    /// Walks `wasDerivedFrom` edges from `sha256` breadth first, a level per query (so a walk
+    /// over hundreds of entities costs a few round trips on a server), across every run or
+    /// within one run's record. Stops after `limit` entities (0: no limit); the flag says
+    /// whether it stopped early.
     pub fn lineage_walk(
         &self,
         sha256: &str,
@@ -378,27 +393,28 @@ impl dyn Store + '_ {
         limit: usize,
     ) -> Result<(Vec<LineageStep>, bool)> {
         let mut seen = std::collections::HashSet::from([sha256.to_owned()]);
-        let mut frontier = std::collections::VecDeque::from([(sha256.to_owned(), 0usize)]);
+        let mut frontier = vec![sha256.to_owned()];
         let mut steps = Vec::new();
         let mut truncated = false;
-        'walk: while let Some((current, depth)) = frontier.pop_front() {
-            for (entity, activity) in self.derived(&current, direction, run)? {
-                if limit > 0 && steps.len() >= limit {
+        let mut depth = 0;
+        while !frontier.is_empty() && !truncated {
+            depth += 1;
+            let mut reached: Vec<(String, String, Option<String>)> = Vec::new();
+            for (from, entity, activity) in self.derived(&frontier, direction, run)? {
+                if !seen.insert(entity.clone()) {
+                    continue;
+                }
+                if limit > 0 && steps.len() + reached.len() >= limit {
                     truncated = true;
-                    break 'walk;
+                    break;
                 }
-                if seen.insert(entity.clone()) {
-                    let (kind, label) = self.entity_description(&entity)?;
-                    steps.push(LineageStep {
-                        sha256: entity.clone(),
-                        kind,
-                        label,
-                        via: current.clone(),
-                        activity,
-                        depth: depth + 1,
-                    });
-                    frontier.push_back((entity, depth + 1));
-                }
+                reached.push((entity, from, activity));
+            }
+            frontier = reached.iter().map(|(entity, _, _)| entity.clone()).collect();
+            let mut described = self.describe_entities(&frontier)?;
+            for (entity, via, activity) in reached {
+                let (kind, label) = described.remove(&entity).unwrap_or_else(|| ("unknown".into(), String::new()));
+                steps.push(LineageStep { sha256: entity, kind, label, via, activity, depth });
             }
         }
         steps.sort_by(|a, b| a.depth.cmp(&b.depth).then(a.sha256.cmp(&b.sha256)));

@@ -31,6 +31,8 @@ impl Default for ClusterOptions {
 /// A running throwaway cluster whose superuser is `postgres`.
 pub struct Cluster {
     dir: PathBuf,
+    /// Keep the folder when dropped (a cluster kept between benchmark runs).
+    keep: bool,
     port: u16,
     bin: PathBuf,
     owner: Option<(libc::uid_t, libc::gid_t)>,
@@ -116,15 +118,39 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
 }
 
 impl Cluster {
-    /// Creates and starts a cluster.
+    /// Creates and starts a cluster in a temporary folder, removed when dropped.
     pub fn start(options: ClusterOptions) -> anyhow::Result<Self> {
-        let bin = binaries()?;
-        let owner = postgres_user()?;
         let dir = std::env::temp_dir().join(format!(
             "host-pg-{}-{}",
             std::process::id(),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
         ));
+        Self::create(dir, options, false)
+    }
+
+    /// Starts the cluster kept in `dir`, creating it there first if it is not: for benchmarks
+    /// that reuse a large generated store. The folder stays when the cluster is dropped.
+    pub fn kept_in(dir: &Path, options: ClusterOptions) -> anyhow::Result<Self> {
+        if dir.join("data/PG_VERSION").is_file() {
+            let mut cluster = Cluster {
+                dir: dir.to_owned(),
+                keep: true,
+                port: free_port()?,
+                bin: binaries()?,
+                owner: postgres_user()?,
+                options,
+                server: None,
+                databases: AtomicUsize::new(0),
+            };
+            cluster.start_server()?;
+            return Ok(cluster);
+        }
+        Self::create(dir.to_owned(), options, true)
+    }
+
+    fn create(dir: PathBuf, options: ClusterOptions, keep: bool) -> anyhow::Result<Self> {
+        let bin = binaries()?;
+        let owner = postgres_user()?;
         std::fs::create_dir_all(&dir)?;
         chown(&dir, owner)?;
         let data = dir.join("data");
@@ -163,8 +189,16 @@ impl Cluster {
                 format!("local all all trust\nhostssl all all 127.0.0.1/32 {method}\n"),
             )?;
         }
-        let mut cluster =
-            Cluster { dir, port: free_port()?, bin, owner, options, server: None, databases: AtomicUsize::new(0) };
+        let mut cluster = Cluster {
+            dir,
+            keep,
+            port: free_port()?,
+            bin,
+            owner,
+            options,
+            server: None,
+            databases: AtomicUsize::new(0),
+        };
         cluster.start_server()?;
         Ok(cluster)
     }
@@ -227,6 +261,17 @@ impl Cluster {
     pub fn url(&self, database: &str) -> String {
         let tls = if self.options.ssl { "?sslmode=require" } else { "" };
         format!("postgres://postgres@127.0.0.1:{}/{database}{tls}", self.port)
+    }
+
+    /// The database `name`, created when it is not there yet; returns its URL and whether it
+    /// was created now.
+    pub fn database(&self, name: &str) -> anyhow::Result<(String, bool)> {
+        let mut admin = self.admin()?;
+        let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])?.is_some();
+        if !exists {
+            admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+        }
+        Ok((self.url(name), !exists))
     }
 
     /// A new, empty database; returns its URL.
@@ -299,6 +344,8 @@ extern "C" fn stop_shared() {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_server();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

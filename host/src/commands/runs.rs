@@ -361,9 +361,8 @@ pub fn watch(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
         let status = store.run_status(run_id)?;
         let metrics = store.step_metrics(run_id, printed)?;
         let running = status == RunStatus::Running;
-        let last_step = metrics.last().map(|(step, _, _)| *step).unwrap_or(printed);
-        // While running, the newest step may still be filling in: print only completed steps.
-        let through = if running { last_step - 1 } else { last_step };
+        // A run writes each step's metrics at once, so every step seen is whole.
+        let through = metrics.last().map(|(step, _, _)| *step).unwrap_or(printed);
         let mut line = (0, String::new());
         for (step, name, value) in metrics.iter().filter(|(step, _, _)| *step <= through) {
             if line.0 != *step && !line.1.is_empty() {

@@ -25,6 +25,9 @@ pub struct StageServices<'a> {
     stop: &'a AtomicBool,
     pub progress: Progress,
     metrics: RefCell<Vec<(String, u64, f64)>>,
+    /// Metrics not written to the store yet: a step's are written together, when the next
+    /// step begins (or progress starts a new round, or the stage ends).
+    unwritten: RefCell<Vec<(String, u64, f64)>>,
     /// The first non-finite loss: training is asked to stop, and the stage fails.
     diverged: RefCell<Option<Divergence>>,
 }
@@ -44,6 +47,7 @@ impl<'a> StageServices<'a> {
             stop,
             progress: Progress::new(show_progress),
             metrics: RefCell::new(Vec::new()),
+            unwritten: RefCell::new(Vec::new()),
             diverged: RefCell::new(None),
         }
     }
@@ -67,9 +71,26 @@ impl<'a> StageServices<'a> {
         history
     }
 
+    /// Writes the metrics reported since the last write, in one store write.
+    fn write_metrics(&self) {
+        let metrics = std::mem::take(&mut *self.unwritten.borrow_mut());
+        if let Some((store, run_id)) = &self.recorder
+            && !metrics.is_empty()
+            && let Err(error) = store.live_metrics(run_id, &metrics)
+        {
+            tracing::warn!("cannot record the metrics of step {}: {error:#}", metrics[0].1);
+        }
+    }
+
     /// The first non-finite loss reported, if any.
     pub fn divergence(&self) -> Option<Divergence> {
         self.diverged.borrow().clone()
+    }
+}
+
+impl Drop for StageServices<'_> {
+    fn drop(&mut self) {
+        self.write_metrics();
     }
 }
 
@@ -87,6 +108,7 @@ impl HostServices for StageServices<'_> {
     fn progress(&self, done: u64, total: u64, message: &str) {
         if done <= 1 {
             // A new round of progress: the previous epoch's metrics are complete.
+            self.write_metrics();
             self.progress.print_epochs(&self.metrics.borrow(), self.last_step());
         }
         self.progress.update(done, total, message);
@@ -97,11 +119,10 @@ impl HostServices for StageServices<'_> {
             *self.diverged.borrow_mut() = Some((name.to_owned(), step, value));
         }
         self.metrics.borrow_mut().push((name.to_owned(), step, value));
-        if let Some((store, run_id)) = &self.recorder
-            && let Err(error) = store.live_metric(run_id, name, step, value)
-        {
-            tracing::warn!("cannot record metric {name}: {error:#}");
+        if self.unwritten.borrow().last().is_some_and(|m| m.1 != step) {
+            self.write_metrics();
         }
+        self.unwritten.borrow_mut().push((name.to_owned(), step, value));
     }
 
     fn should_stop(&self) -> bool {

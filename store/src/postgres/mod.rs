@@ -11,7 +11,7 @@ mod queries;
 mod schema;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -61,6 +61,9 @@ type Call<T> = std::result::Result<T, Failure>;
 pub struct PostgresStore {
     /// `None` once the connection is lost, until the next call reconnects.
     client: RefCell<Option<Client>>,
+    statements: Statements,
+    /// What this process wrote of the runs it is recording.
+    written: RefCell<HashMap<String, Written>>,
     connector: connect::Connector,
     locator: Locator,
     retry_for: Duration,
@@ -74,6 +77,8 @@ impl PostgresStore {
         let client = connector.connect()?;
         let store = PostgresStore {
             client: RefCell::new(Some(client)),
+            statements: Statements::default(),
+            written: RefCell::new(HashMap::new()),
             connector,
             locator: locator.clone(),
             retry_for: options.retry_for,
@@ -93,7 +98,10 @@ impl PostgresStore {
                 let mut slot = self.client.borrow_mut();
                 let connected = match slot.take().filter(|client| !client.is_closed()) {
                     Some(client) => Ok(client),
-                    None => self.connector.connect_raw().map_err(Failure::Connect),
+                    None => {
+                        self.statements.clear();
+                        self.connector.connect_raw().map_err(Failure::Connect)
+                    }
                 };
                 match connected {
                     Ok(mut client) => {
@@ -207,25 +215,115 @@ impl PostgresStore {
     }
 }
 
-/// Inserts a run at its start: its experiment, run row, environment, plugins, parameters and
-/// owner; links it to its sweep trial.
-fn insert_run(transaction: &mut postgres::Transaction<'_>, record: &RunRecord) -> Call<()> {
-    transaction.execute(
-        "INSERT INTO experiments (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        &[&record.experiment_name, &record.started_at],
-    )?;
-    let experiment_id: i64 =
-        transaction.query_one("SELECT id FROM experiments WHERE name = $1", &[&record.experiment_name])?.get(0);
+/// Prepared statements of this connection, by their text: each written statement is parsed
+/// once per connection, so a write costs one round trip instead of two. Emptied when the
+/// connection is replaced.
+#[derive(Default)]
+struct Statements(RefCell<HashMap<&'static str, postgres::Statement>>);
+
+impl Statements {
+    fn get(&self, client: &mut impl GenericClient, sql: &'static str) -> Call<postgres::Statement> {
+        if let Some(statement) = self.0.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        self.0.borrow_mut().insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+}
+
+/// What this process last wrote of each run it records, so that a stage's write sends only what
+/// is new: files not sent yet, and lineage edges and metrics appended when what was written is
+/// a prefix of them (else they are replaced). Live metrics written since force a replacement.
+#[derive(Default)]
+struct Written {
+    /// Whether the rest is known; a run this process did not begin or write is replaced whole.
+    known: bool,
+    files: std::collections::HashSet<(String, String, String)>,
+    edges: Vec<u64>,
+    metrics: Vec<u64>,
+    live_metrics: bool,
+}
+
+impl Written {
+    /// Nothing known of what is written: every part is replaced.
+    fn fresh() -> Self {
+        Written::default()
+    }
+
+    /// A run just begun: nothing written yet.
+    fn begun() -> Self {
+        Written { known: true, ..Written::default() }
+    }
+}
+
+fn hashed<T: std::hash::Hash>(value: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+}
+
+/// What of a list of rows to send: all of them after deleting the old ones, or only those
+/// after the `skip` already written.
+fn delta(written: &[u64], now: &[u64]) -> (bool, usize) {
+    if written.len() <= now.len() && written == &now[..written.len()] { (false, written.len()) } else { (true, 0) }
+}
+
+/// Inserts a run at its start, in one statement: its experiment, run row, environment, plugin
+/// builds, parameters and owner; links it to its sweep trial. (The experiment is upserted with
+/// `DO UPDATE` so that its id is returned even when another run inserts it at the same moment.)
+fn insert_run(transaction: &mut impl GenericClient, statements: &Statements, record: &RunRecord) -> Call<()> {
     let owner = &record.owner;
+    let environment = &record.environment;
+    // Each build once, in digest order, so concurrent runs take their row locks in one order.
+    let mut builds: Vec<_> = record.plugins.iter().collect();
+    builds.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    builds.dedup_by(|a, b| a.sha256 == b.sha256);
+    let (mut names, mut types, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, value) in flatten(&record.config) {
+        types.push(json_type(&value));
+        values.push(value.to_string());
+        names.push(name);
+    }
+    let insert = statements.get(
+        transaction,
+        "WITH experiment AS (
+             INSERT INTO experiments (name, created_at) VALUES ($2, $12)
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id
+         ),
+         run AS (
+             INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads,
+                               host_version, git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname,
+                               replay_of, summary_json, boot_id, pid_namespace)
+             SELECT $1, experiment.id, 'running', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14,
+                    (SELECT run_id FROM runs WHERE run_id = $15), $16, $17, $18
+             FROM experiment
+         ),
+         environment AS (
+             INSERT INTO environments (run_id, os, arch, cpu, cores, threads, rustc) VALUES ($1, $19, $20, $21, $22, $23, $24)
+         ),
+         builds AS (
+             INSERT INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size)
+             SELECT * FROM UNNEST($28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::int8[])
+             ON CONFLICT (sha256) DO UPDATE SET path = excluded.path
+         ),
+         plugins AS (
+             INSERT INTO run_plugins (run_id, kind, class, library_sha256) SELECT $1, * FROM UNNEST($25::text[], $26::text[], $27::text[])
+         ),
+         parameters AS (
+             INSERT INTO parameters (run_id, name, type, value_json) SELECT $1, * FROM UNNEST($34::text[], $35::text[], $36::text[])
+         )
+         UPDATE sweep_trials SET run_id = $1 WHERE sweep_id = $37 AND trial = $38",
+    )?;
+    let trial = record.trial.as_ref();
     transaction.execute(
-        "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
-                           git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of, summary_json,
-                           boot_id, pid_namespace)
-         VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14,
-                 (SELECT run_id FROM runs WHERE run_id = $15), $16, $17, $18)",
+        &insert,
         &[
             &record.run_id,
-            &experiment_id,
+            &record.experiment_name,
             &record.config_file.display().to_string(),
             &serde_json::to_string(&record.config)?,
             &record.config_sha256,
@@ -242,60 +340,28 @@ fn insert_run(transaction: &mut postgres::Transaction<'_>, record: &RunRecord) -
             &serde_json::to_string(record)?,
             &owner.boot_id,
             &owner.pid_namespace,
-        ],
-    )?;
-    let environment = &record.environment;
-    transaction.execute(
-        "INSERT INTO environments (run_id, os, arch, cpu, cores, threads, rustc) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &record.run_id,
             &environment.os,
             &environment.arch,
             &environment.cpu,
             &(environment.cores as i64),
             &(environment.threads as i64),
             &environment.rustc,
+            &record.plugins.iter().map(|p| p.kind.name()).collect::<Vec<_>>(),
+            &record.plugins.iter().map(|p| p.class.as_str()).collect::<Vec<_>>(),
+            &record.plugins.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>(),
+            &builds.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>(),
+            &builds.iter().map(|p| p.library.display().to_string()).collect::<Vec<_>>(),
+            &builds.iter().map(|p| p.plugin_name.as_str()).collect::<Vec<_>>(),
+            &builds.iter().map(|p| p.plugin_version.as_str()).collect::<Vec<_>>(),
+            &builds.iter().map(|p| p.sdk_version.as_str()).collect::<Vec<_>>(),
+            &builds.iter().map(|p| p.size as i64).collect::<Vec<_>>(),
+            &names,
+            &types,
+            &values,
+            &trial.map(|t| t.sweep_id.as_str()),
+            &trial.map(|t| t.trial as i64),
         ],
     )?;
-    // Plugin builds in digest order, so concurrent runs take their row locks in one order.
-    let mut plugins: Vec<_> = record.plugins.iter().collect();
-    plugins.sort_by(|a, b| a.sha256.cmp(&b.sha256));
-    for plugin in plugins {
-        transaction.execute(
-            "INSERT INTO plugin_libraries (sha256, path, plugin_name, plugin_version, sdk_version, size) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (sha256) DO UPDATE SET path = excluded.path",
-            &[
-                &plugin.sha256,
-                &plugin.library.display().to_string(),
-                &plugin.plugin_name,
-                &plugin.plugin_version,
-                &plugin.sdk_version,
-                &(plugin.size as i64),
-            ],
-        )?;
-    }
-    for plugin in &record.plugins {
-        transaction.execute(
-            "INSERT INTO run_plugins (run_id, kind, class, library_sha256) VALUES ($1, $2, $3, $4)",
-            &[&record.run_id, &plugin.kind.name(), &plugin.class, &plugin.sha256],
-        )?;
-    }
-    let (mut names, mut types, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for (name, value) in flatten(&record.config) {
-        types.push(json_type(&value));
-        values.push(value.to_string());
-        names.push(name);
-    }
-    transaction.execute(
-        "INSERT INTO parameters (run_id, name, type, value_json) SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[])",
-        &[&record.run_id, &names, &types, &values],
-    )?;
-    if let Some(trial) = &record.trial {
-        transaction.execute(
-            "UPDATE sweep_trials SET run_id = $3 WHERE sweep_id = $1 AND trial = $2",
-            &[&trial.sweep_id, &(trial.trial as i64), &record.run_id],
-        )?;
-    }
     Ok(())
 }
 
@@ -312,54 +378,13 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
-/// Writes what a run has produced so far (status, stages, artifacts, lineage, metrics), one
-/// statement per table.
-fn write_record(transaction: &mut postgres::Transaction<'_>, record: &RunRecord) -> Call<()> {
-    let run = &record.run_id;
-    let finished = record.status != RunStatus::Running;
-    transaction.execute(
-        "UPDATE runs SET status = $2, finished_at = $3, heartbeat_at = $4, error = $5, failed_stage = $6, summary_json = $7
-         WHERE run_id = $1",
-        &[
-            run,
-            &record.status.as_str(),
-            &if finished { record.finished_at.clone() } else { None },
-            &record::now_rfc3339(),
-            &record.error,
-            &record.failed_stage.map(|s| s.as_str()),
-            &serde_json::to_string(record)?,
-        ],
-    )?;
-    let stages = &record.stages;
-    transaction.execute(
-        "INSERT INTO stages (run_id, name, status, seconds, parameters_json, cache_hit, cache_key, reused_from)
-         SELECT $1, name, status, seconds, parameters, hit, key, (SELECT run_id FROM runs WHERE run_id = reused)
-         FROM UNNEST($2::text[], $3::text[], $4::float8[], $5::text[], $6::bool[], $7::text[], $8::text[])
-              AS stage (name, status, seconds, parameters, hit, key, reused)
-         ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, seconds = excluded.seconds,
-             parameters_json = excluded.parameters_json, cache_hit = excluded.cache_hit, cache_key = excluded.cache_key,
-             reused_from = excluded.reused_from",
-        &[
-            run,
-            &stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            &stages.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
-            &stages.iter().map(|s| s.seconds).collect::<Vec<_>>(),
-            &stages.iter().map(|s| s.parameters.to_string()).collect::<Vec<_>>(),
-            &stages.iter().map(|s| s.reused_from.is_some()).collect::<Vec<_>>(),
-            &stages.iter().map(|s| s.cache_key.clone()).collect::<Vec<_>>(),
-            &stages.iter().map(|s| s.reused_from.clone()).collect::<Vec<_>>(),
-        ],
-    )?;
-    // (sha256, kind, size, role, path), in digest order so concurrent runs lock in one order.
-    let mut files: Vec<(String, String, Option<i64>, String, String)> = Vec::new();
+/// The rows a record's files and data entities make: (sha256, kind, size, role, path), in
+/// digest order so that concurrent runs lock them in one order.
+fn file_rows(record: &RunRecord) -> Vec<(String, String, Option<i64>, String, String)> {
+    let mut files = Vec::new();
     for file in &record.source_files {
-        files.push((
-            file.sha256.clone(),
-            "raw".into(),
-            Some(file.size as i64),
-            file.kind.to_string(),
-            file.path.display().to_string(),
-        ));
+        let path = file.path.display().to_string();
+        files.push((file.sha256.clone(), "raw".into(), Some(file.size as i64), file.kind.to_string(), path));
     }
     if !record.data.dataset_sha256.is_empty() {
         files.push((record.data.dataset_sha256.clone(), "dataset".into(), None, "dataset".into(), String::new()));
@@ -374,45 +399,14 @@ fn write_record(transaction: &mut postgres::Transaction<'_>, record: &RunRecord)
         files.push((file.sha256.clone(), kind.clone(), Some(file.size as i64), kind, file.path.display().to_string()));
     }
     files.sort();
-    let mut digests: Vec<&(String, String, Option<i64>, String, String)> = files.iter().collect();
-    digests.dedup_by(|a, b| a.0 == b.0);
-    transaction.execute(
-        "INSERT INTO artifacts (sha256, kind, size) SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])
-         ON CONFLICT (sha256) DO NOTHING",
-        &[
-            &digests.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
-            &digests.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(),
-            &digests.iter().map(|f| f.2).collect::<Vec<_>>(),
-        ],
-    )?;
-    transaction.execute(
-        "INSERT INTO run_artifacts (run_id, sha256, role, path) SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[])
-         ON CONFLICT (run_id, role, path, sha256) DO NOTHING",
-        &[
-            run,
-            &files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
-            &files.iter().map(|f| f.3.as_str()).collect::<Vec<_>>(),
-            &files.iter().map(|f| f.4.as_str()).collect::<Vec<_>>(),
-        ],
-    )?;
-    transaction.execute("DELETE FROM lineage_edges WHERE run_id = $1", &[run])?;
-    let edges = record::lineage(record);
-    transaction.execute(
-        "INSERT INTO lineage_edges (run_id, relation, subject, object, activity, parameters_json)
-         SELECT $1, relation, subject, object, activity, parameters
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-              WITH ORDINALITY AS edge (relation, subject, object, activity, parameters, position)
-         ORDER BY position",
-        &[
-            run,
-            &edges.iter().map(|e| e.relation.as_str()).collect::<Vec<_>>(),
-            &edges.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
-            &edges.iter().map(|e| e.object.as_str()).collect::<Vec<_>>(),
-            &edges.iter().map(|e| e.activity.as_deref()).collect::<Vec<_>>(),
-            &edges.iter().map(|e| e.parameters.as_ref().map(Value::to_string)).collect::<Vec<_>>(),
-        ],
-    )?;
-    transaction.execute("DELETE FROM metrics WHERE run_id = $1", &[run])?;
+    files
+}
+
+/// The metric rows a record makes: per-epoch values, then the final metrics flattened
+/// (scalars as numbers, structured values kept whole as JSON).
+type MetricRows = (Vec<String>, Vec<Option<i64>>, Vec<Option<f64>>, Vec<Option<String>>);
+
+fn metric_rows(record: &RunRecord) -> MetricRows {
     let (mut names, mut steps, mut values, mut json) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (epoch, epoch_values) in &record.history {
         for (name, value) in epoch_values {
@@ -424,21 +418,127 @@ fn write_record(transaction: &mut postgres::Transaction<'_>, record: &RunRecord)
     }
     if let Some(metrics) = &record.metrics {
         for (name, value) in flatten(metrics) {
-            // Scalars are queryable as numbers; structured values are kept whole as JSON.
             names.push(name);
             steps.push(None);
             values.push(value.as_f64());
             json.push(if value.is_number() { None } else { Some(value.to_string()) });
         }
     }
-    transaction.execute(
-        "INSERT INTO metrics (run_id, name, step, value, value_json)
+    (names, steps, values, json)
+}
+
+/// Writes what a run has produced so far (status, stages, files, lineage, metrics) in one
+/// statement: each part its own data-modifying query over unnested arrays, the replaced parts
+/// (lineage, metrics) deleted and written again in the same statement.
+fn write_record(
+    transaction: &mut impl GenericClient,
+    statements: &Statements,
+    record: &RunRecord,
+    before: &Written,
+) -> Call<Written> {
+    let run = &record.run_id;
+    let finished = record.status != RunStatus::Running;
+    let stages = &record.stages;
+    let mut written = Written {
+        known: true,
+        files: before.files.clone(),
+        edges: Vec::new(),
+        metrics: Vec::new(),
+        live_metrics: false,
+    };
+    let files: Vec<_> = file_rows(record)
+        .into_iter()
+        .filter(|f| written.files.insert((f.0.clone(), f.3.clone(), f.4.clone())))
+        .collect();
+    let mut digests: Vec<&(String, String, Option<i64>, String, String)> = files.iter().collect();
+    digests.dedup_by(|a, b| a.0 == b.0);
+    let edges = record::lineage(record);
+    written.edges = edges.iter().map(|e| hashed(&(e.relation.as_str(), &e.subject, &e.object, &e.activity))).collect();
+    let (replace_edges, old_edges) = if before.known { delta(&before.edges, &written.edges) } else { (true, 0) };
+    let edges = &edges[old_edges..];
+    let (mut names, mut steps, mut values, mut json) = metric_rows(record);
+    written.metrics =
+        (0..names.len()).map(|i| hashed(&(&names[i], steps[i], values[i].map(f64::to_bits), &json[i]))).collect();
+    let (replace_metrics, old_metrics) =
+        if !before.known || before.live_metrics { (true, 0) } else { delta(&before.metrics, &written.metrics) };
+    names.drain(..old_metrics);
+    steps.drain(..old_metrics);
+    values.drain(..old_metrics);
+    json.drain(..old_metrics);
+    let write = statements.get(
+        transaction,
+        "WITH run AS (
+             UPDATE runs SET status = $2, finished_at = $3, heartbeat_at = $4, error = $5, failed_stage = $6, summary_json = $7
+             WHERE run_id = $1
+         ),
+         stages AS (
+             INSERT INTO stages (run_id, name, status, seconds, parameters_json, cache_hit, cache_key, reused_from)
+             SELECT $1, name, status, seconds, parameters, hit, key, (SELECT run_id FROM runs WHERE run_id = reused)
+             FROM UNNEST($8::text[], $9::text[], $10::float8[], $11::text[], $12::bool[], $13::text[], $14::text[])
+                  AS stage (name, status, seconds, parameters, hit, key, reused)
+             ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, seconds = excluded.seconds,
+                 parameters_json = excluded.parameters_json, cache_hit = excluded.cache_hit, cache_key = excluded.cache_key,
+                 reused_from = excluded.reused_from
+         ),
+         digests AS (
+             INSERT INTO artifacts (sha256, kind, size) SELECT * FROM UNNEST($15::text[], $16::text[], $17::int8[])
+             ON CONFLICT (sha256) DO NOTHING
+         ),
+         files AS (
+             INSERT INTO run_artifacts (run_id, sha256, role, path) SELECT $1, * FROM UNNEST($18::text[], $19::text[], $20::text[])
+             ON CONFLICT (run_id, role, path, sha256) DO NOTHING
+         ),
+         old_edges AS (DELETE FROM lineage_edges WHERE run_id = $1 AND $30),
+         edges AS (
+             INSERT INTO lineage_edges (run_id, relation, subject, object, activity, parameters_json)
+             SELECT $1, relation, subject, object, activity, parameters
+             FROM UNNEST($21::text[], $22::text[], $23::text[], $24::text[], $25::text[])
+                  WITH ORDINALITY AS edge (relation, subject, object, activity, parameters, position)
+             ORDER BY position
+         ),
+         old_metrics AS (DELETE FROM metrics WHERE run_id = $1 AND $31)
+         INSERT INTO metrics (run_id, name, step, value, value_json)
          SELECT $1, name, step, value, value_json
-         FROM UNNEST($2::text[], $3::int8[], $4::float8[], $5::text[]) WITH ORDINALITY AS m (name, step, value, value_json, position)
+         FROM UNNEST($26::text[], $27::int8[], $28::float8[], $29::text[]) WITH ORDINALITY AS m (name, step, value, value_json, position)
          ORDER BY position",
-        &[run, &names, &steps, &values, &json],
     )?;
-    Ok(())
+    transaction.execute(
+        &write,
+        &[
+            run,
+            &record.status.as_str(),
+            &if finished { record.finished_at.clone() } else { None },
+            &record::now_rfc3339(),
+            &record.error,
+            &record.failed_stage.map(|s| s.as_str()),
+            &serde_json::to_string(record)?,
+            &stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.seconds).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.parameters.to_string()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.reused_from.is_some()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.cache_key.clone()).collect::<Vec<_>>(),
+            &stages.iter().map(|s| s.reused_from.clone()).collect::<Vec<_>>(),
+            &digests.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+            &digests.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(),
+            &digests.iter().map(|f| f.2).collect::<Vec<_>>(),
+            &files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+            &files.iter().map(|f| f.3.as_str()).collect::<Vec<_>>(),
+            &files.iter().map(|f| f.4.as_str()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.relation.as_str()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.object.as_str()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.activity.as_deref()).collect::<Vec<_>>(),
+            &edges.iter().map(|e| e.parameters.as_ref().map(Value::to_string)).collect::<Vec<_>>(),
+            &names,
+            &steps,
+            &values,
+            &json,
+            &replace_edges,
+            &replace_metrics,
+        ],
+    )?;
+    Ok(written)
 }
 
 impl crate::Store for PostgresStore {
@@ -447,37 +547,77 @@ impl crate::Store for PostgresStore {
     }
 
     fn begin_run(&self, record: &RunRecord) -> Result<()> {
-        self.write(self.context(&format!("recording the start of run {}", record.run_id)), |transaction| {
-            insert_run(transaction, record)
-        })
+        // One statement: atomic by itself, no transaction round trips.
+        timed_write(|| {
+            self.run(self.context(&format!("recording the start of run {}", record.run_id)), |client| {
+                insert_run(client, &self.statements, record)
+            })
+        })?;
+        self.written.borrow_mut().insert(record.run_id.clone(), Written::begun());
+        Ok(())
     }
 
     fn record(&self, record: &RunRecord) -> Result<()> {
-        self.write(self.context(&format!("recording run {}", record.run_id)), |transaction| {
-            write_record(transaction, record)?;
-            crate::failpoint::pause("store.record");
-            Ok(())
-        })
+        let what = self.context(&format!("recording run {}", record.run_id));
+        let fresh = Written::fresh();
+        let before = self.written.borrow_mut().remove(&record.run_id).unwrap_or_else(Written::fresh);
+        // A retried write (its first try may have committed before the connection went)
+        // replaces everything rather than appending again.
+        let tries = std::cell::Cell::new(0);
+        let basis = || {
+            tries.set(tries.get() + 1);
+            if tries.get() == 1 { &before } else { &fresh }
+        };
+        let written = if crate::failpoint::armed_at("store.record") {
+            // The fault tests stop inside the write: it is then a transaction to stop in.
+            let mut written = None;
+            self.write(what, |transaction| {
+                written = Some(write_record(transaction, &self.statements, record, basis())?);
+                crate::failpoint::pause("store.record");
+                Ok(())
+            })?;
+            written.unwrap_or_default()
+        } else {
+            // One statement: atomic by itself, no transaction round trips.
+            timed_write(|| self.run(what, |client| write_record(client, &self.statements, record, basis())))?
+        };
+        if record.status == RunStatus::Running {
+            self.written.borrow_mut().insert(record.run_id.clone(), written);
+        }
+        Ok(())
     }
 
     fn heartbeat(&self, run_id: &str) -> Result<()> {
         timed_write(|| {
             self.run(self.context(&format!("recording the heartbeat of run {run_id}")), |client| {
-                client.execute(
-                    "UPDATE runs SET heartbeat_at = $2 WHERE run_id = $1",
-                    &[&run_id, &record::now_rfc3339()],
-                )?;
+                let update = self.statements.get(client, "UPDATE runs SET heartbeat_at = $2 WHERE run_id = $1")?;
+                client.execute(&update, &[&run_id, &record::now_rfc3339()])?;
                 Ok(())
             })
         })
     }
 
-    fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> Result<()> {
+    fn live_metrics(&self, run_id: &str, metrics: &[(String, u64, f64)]) -> Result<()> {
+        if let Some(written) = self.written.borrow_mut().get_mut(run_id) {
+            written.live_metrics = true;
+        }
         timed_write(|| {
-            self.run(self.context(&format!("recording metric {name} of run {run_id}")), |client| {
+            self.run(self.context(&format!("recording the live metrics of run {run_id}")), |client| {
+                let insert = self.statements.get(
+                    client,
+                    "INSERT INTO metrics (run_id, name, step, value)
+                     SELECT $1, name, step, value FROM UNNEST($2::text[], $3::int8[], $4::float8[])
+                          WITH ORDINALITY AS m (name, step, value, position)
+                     ORDER BY position",
+                )?;
                 client.execute(
-                    "INSERT INTO metrics (run_id, name, step, value) VALUES ($1, $2, $3, $4)",
-                    &[&run_id, &name, &(step as i64), &value],
+                    &insert,
+                    &[
+                        &run_id,
+                        &metrics.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+                        &metrics.iter().map(|m| m.1 as i64).collect::<Vec<_>>(),
+                        &metrics.iter().map(|m| m.2).collect::<Vec<_>>(),
+                    ],
                 )?;
                 Ok(())
             })
@@ -487,8 +627,8 @@ impl crate::Store for PostgresStore {
     fn import_runs(&self, runs: &[RunRecord]) -> Result<()> {
         self.write(self.context(&format!("importing {} runs", runs.len())), |transaction| {
             for record in runs {
-                insert_run(transaction, record)?;
-                write_record(transaction, record)?;
+                insert_run(transaction, &self.statements, record)?;
+                write_record(transaction, &self.statements, record, &Written::fresh())?;
             }
             Ok(())
         })
@@ -579,24 +719,51 @@ impl crate::Store for PostgresStore {
         })
     }
 
-    fn derived(&self, entity: &str, direction: Direction, run: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
-        self.run(self.context(&format!("walking the lineage of {entity}")), |client| {
+    fn derived(
+        &self,
+        entities: &[String],
+        direction: Direction,
+        run: Option<&str>,
+    ) -> Result<Vec<(String, String, Option<String>)>> {
+        self.run(self.context(&format!("walking the lineage of {} entities", entities.len())), |client| {
             let query = match direction {
                 Direction::Ancestors => {
-                    "SELECT DISTINCT object, activity FROM lineage_edges
-                     WHERE relation = 'wasDerivedFrom' AND subject = $1 AND ($2::text IS NULL OR run_id = $2)"
+                    "SELECT DISTINCT subject, object, activity FROM lineage_edges
+                     WHERE relation = 'wasDerivedFrom' AND subject = ANY($1) AND ($2::text IS NULL OR run_id = $2)
+                     ORDER BY object, subject, activity"
                 }
                 Direction::Descendants => {
-                    "SELECT DISTINCT subject, activity FROM lineage_edges
-                     WHERE relation = 'wasDerivedFrom' AND object = $1 AND ($2::text IS NULL OR run_id = $2)"
+                    "SELECT DISTINCT object, subject, activity FROM lineage_edges
+                     WHERE relation = 'wasDerivedFrom' AND object = ANY($1) AND ($2::text IS NULL OR run_id = $2)
+                     ORDER BY subject, object, activity"
                 }
             };
-            Ok(client.query(query, &[&entity, &run])?.iter().map(|row| (row.get(0), row.get(1))).collect())
+            let statement = self.statements.get(client, query)?;
+            Ok(client
+                .query(&statement, &[&entities, &run])?
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect())
         })
     }
 
-    fn entity_description(&self, sha256: &str) -> Result<(String, String)> {
-        self.run(self.context(&format!("describing {sha256}")), |client| queries::entity_description(client, sha256))
+    fn describe_entities(&self, sha256s: &[String]) -> Result<BTreeMap<String, (String, String)>> {
+        self.run(self.context(&format!("describing {} entities", sha256s.len())), |client| {
+            let statement = self.statements.get(
+                client,
+                "SELECT a.sha256, a.kind, first.role, first.path FROM artifacts a
+                 LEFT JOIN LATERAL (SELECT role, path FROM run_artifacts ra WHERE ra.sha256 = a.sha256 LIMIT 1) first ON TRUE
+                 WHERE a.sha256 = ANY($1)",
+            )?;
+            let mut described = BTreeMap::new();
+            for row in client.query(&statement, &[&sha256s])? {
+                let (role, path): (Option<String>, Option<String>) = (row.get(2), row.get(3));
+                let (role, path) = (role.unwrap_or_default(), path.unwrap_or_default());
+                let label = if path.is_empty() { role } else { format!("{role} {path}") };
+                described.insert(row.get(0), (row.get(1), label));
+            }
+            Ok(described)
+        })
     }
 
     fn runs_using(&self, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)> {

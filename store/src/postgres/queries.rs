@@ -125,22 +125,6 @@ pub fn lineage_edges(client: &mut impl GenericClient, run_id: &str) -> Call<Vec<
     Ok(edges)
 }
 
-pub fn entity_description(client: &mut impl GenericClient, sha256: &str) -> Call<(String, String)> {
-    let row = client.query_opt(
-        "SELECT a.kind, ra.role, ra.path FROM artifacts a LEFT JOIN run_artifacts ra ON ra.sha256 = a.sha256
-         WHERE a.sha256 = $1 LIMIT 1",
-        &[&sha256],
-    )?;
-    Ok(match row {
-        Some(row) => {
-            let (kind, role, path): (String, Option<String>, Option<String>) = (row.get(0), row.get(1), row.get(2));
-            let (role, path) = (role.unwrap_or_default(), path.unwrap_or_default());
-            if path.is_empty() { (kind, role) } else { (kind, format!("{role} {path}")) }
-        }
-        None => ("unknown".into(), String::new()),
-    })
-}
-
 pub fn summary(client: &mut impl GenericClient) -> Call<Summary> {
     let runs_by_status = client
         .query("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status", &[])?

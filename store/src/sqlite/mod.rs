@@ -368,15 +368,16 @@ impl crate::Store for SqliteStore {
         Ok(())
     }
 
-    fn live_metric(&self, run_id: &str, name: &str, step: u64, value: f64) -> Result<()> {
-        timed_write(|| {
-            self.connection.borrow().execute(
-                "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, name, step as i64, value],
-            )
+    fn live_metrics(&self, run_id: &str, metrics: &[(String, u64, f64)]) -> Result<()> {
+        self.write(|transaction| {
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)")?;
+            for (name, step, value) in metrics {
+                insert.execute(params![run_id, name, *step as i64, value])?;
+            }
+            Ok(())
         })
-        .with_context(|| self.context(&format!("recording metric {name} of run {run_id}")))?;
-        Ok(())
+        .with_context(|| self.context(&format!("recording the live metrics of run {run_id}")))
     }
 
     fn import_runs(&self, runs: &[RunRecord]) -> Result<()> {
@@ -448,14 +449,19 @@ impl crate::Store for SqliteStore {
             .with_context(|| self.context(&format!("reading the lineage of run {run_id}")))
     }
 
-    fn derived(&self, entity: &str, direction: Direction, run: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
-        queries::derived(&self.connection.borrow(), entity, direction, run)
-            .with_context(|| self.context(&format!("walking the lineage of {entity}")))
+    fn derived(
+        &self,
+        entities: &[String],
+        direction: Direction,
+        run: Option<&str>,
+    ) -> Result<Vec<(String, String, Option<String>)>> {
+        queries::derived(&self.connection.borrow(), entities, direction, run)
+            .with_context(|| self.context(&format!("walking the lineage of {} entities", entities.len())))
     }
 
-    fn entity_description(&self, sha256: &str) -> Result<(String, String)> {
-        queries::entity_description(&self.connection.borrow(), sha256)
-            .with_context(|| self.context(&format!("describing {sha256}")))
+    fn describe_entities(&self, sha256s: &[String]) -> Result<BTreeMap<String, (String, String)>> {
+        queries::describe_entities(&self.connection.borrow(), sha256s)
+            .with_context(|| self.context(&format!("describing {} entities", sha256s.len())))
     }
 
     fn runs_using(&self, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)> {

@@ -234,43 +234,55 @@ pub fn lineage_edges(connection: &Connection, run_id: &str) -> Result<Vec<Edge>>
 
 pub fn derived(
     connection: &Connection,
-    entity: &str,
+    entities: &[String],
     direction: Direction,
     run: Option<&str>,
-) -> Result<Vec<(String, Option<String>)>> {
+) -> Result<Vec<(String, String, Option<String>)>> {
+    // The entities travel as one JSON array, unpacked by `json_each`: one query per level.
     let query = match direction {
         Direction::Ancestors => {
-            "SELECT DISTINCT object, activity FROM lineage_edges
-             WHERE relation = 'wasDerivedFrom' AND subject = ?1 AND (?2 IS NULL OR run_id = ?2)"
+            "SELECT DISTINCT subject, object, activity FROM lineage_edges
+             WHERE relation = 'wasDerivedFrom' AND subject IN (SELECT value FROM json_each(?1))
+               AND (?2 IS NULL OR run_id = ?2)
+             ORDER BY object, subject, activity"
         }
         Direction::Descendants => {
-            "SELECT DISTINCT subject, activity FROM lineage_edges
-             WHERE relation = 'wasDerivedFrom' AND object = ?1 AND (?2 IS NULL OR run_id = ?2)"
+            "SELECT DISTINCT object, subject, activity FROM lineage_edges
+             WHERE relation = 'wasDerivedFrom' AND object IN (SELECT value FROM json_each(?1))
+               AND (?2 IS NULL OR run_id = ?2)
+             ORDER BY subject, object, activity"
         }
     };
     let mut statement = connection.prepare_cached(query)?;
-    Ok(statement.query_map(params![entity, run], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+    let entities = serde_json::to_string(entities)?;
+    Ok(statement
+        .query_map(params![entities, run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn entity_description(connection: &Connection, sha256: &str) -> Result<(String, String)> {
-    let found: Option<(String, String, String)> = connection
-        .prepare_cached(
-            "SELECT a.kind, ra.role, ra.path FROM artifacts a LEFT JOIN run_artifacts ra ON ra.sha256 = a.sha256
-             WHERE a.sha256 = ?1 LIMIT 1",
-        )?
-        .query_row([sha256], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-            ))
-        })
-        .optional()?;
-    Ok(match found {
-        Some((kind, role, path)) if !path.is_empty() => (kind, format!("{role} {path}")),
-        Some((kind, role, _)) => (kind, role),
-        None => ("unknown".into(), String::new()),
-    })
+pub fn describe_entities(connection: &Connection, sha256s: &[String]) -> Result<BTreeMap<String, (String, String)>> {
+    // One row per digest: its kind, and the first run's role and path for it.
+    let mut statement = connection.prepare_cached(
+        "SELECT a.sha256, a.kind,
+                (SELECT ra.role FROM run_artifacts ra WHERE ra.sha256 = a.sha256 LIMIT 1),
+                (SELECT ra.path FROM run_artifacts ra WHERE ra.sha256 = a.sha256 LIMIT 1)
+         FROM artifacts a WHERE a.sha256 IN (SELECT value FROM json_each(?1))",
+    )?;
+    let rows = statement.query_map([serde_json::to_string(sha256s)?], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        ))
+    })?;
+    let mut described = BTreeMap::new();
+    for row in rows {
+        let (sha256, kind, role, path) = row?;
+        let label = if path.is_empty() { role } else { format!("{role} {path}") };
+        described.insert(sha256, (kind, label));
+    }
+    Ok(described)
 }
 
 pub fn runs_using(connection: &Connection, sha256: &str, limit: usize) -> Result<(Vec<String>, usize)> {
