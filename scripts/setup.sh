@@ -16,7 +16,10 @@ step "system packages"
 # chromium: the report tests load every page in headless Chromium. postgresql: the tests start
 # throwaway PostgreSQL clusters (the team store's backend); openssl makes their TLS certificate.
 # util-linux's unshare runs hosts in private namespaces for the fault and liveness tests.
-packages=(dataset-fashion-mnist patchelf binutils gcc chromium postgresql openssl util-linux)
+# slurmctld, slurmd, slurm-client and munge: the Slurm tests start a one-node cluster
+# (scripts/slurm-local.sh); Debian's policy starts none of their daemons on install.
+packages=(dataset-fashion-mnist patchelf binutils gcc chromium postgresql openssl util-linux
+          slurmctld slurmd slurm-client munge)
 # python3, pip and npm may come from elsewhere than Debian (pyenv, nvm); accept those.
 command -v python3 >/dev/null || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)

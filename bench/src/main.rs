@@ -9,7 +9,10 @@
 //! - `store`: the provenance store (`sha256`, `provenance`, `queries`; see `store.rs`).
 //! - `sweep`: `host sweep config/mnist_hyperparam.yaml` (8 short trials) with `--jobs 1` and
 //!   `--jobs 2`, interleaved, each on a fresh store; medians and their ratio.
+//! - `slurm`: 200 short trials through Slurm and through the local executor, and a minute of
+//!   following 1,000 queued trials (see `slurm.rs`).
 
+mod slurm;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +27,11 @@ fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len().is_multiple_of(2) { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
+}
+
+/// This machine's CPU, as the figures name it.
+fn cpu_model() -> String {
+    host::environment::capture(1).cpu
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -195,6 +203,7 @@ fn main() -> anyhow::Result<()> {
         "queries" => store::queries(runs, backends),
         "writers" => store::writers(backends),
         "sweep" => sweep(runs),
+        "slurm" => slurm::slurm(if args.iter().any(|a| a == "--runs") { runs } else { 1 }),
         "store" => store::sha256(runs)
             .and_then(|()| store::overhead(runs, backends))
             .and_then(|()| store::queries(runs, backends))
@@ -208,7 +217,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|()| sweep(runs))
             .and_then(|()| accuracy()),
         other => bail!(
-            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, writers, store, sweep or all"
+            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, writers, store, sweep, slurm or all"
         ),
     }
 }

@@ -297,6 +297,8 @@ fn synthetic_run(index: usize) -> RunRecord {
         model_from: None,
         replay_of: None,
         trial: None,
+        scheduler: None,
+        previous_attempt: None,
         seed: 42,
         threads: 2,
         output_dir,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use record::{Environment, GitState};
+use record::{Environment, GitState, SchedulerContext};
 
 /// The instruction-set extensions worth recording: those BLAS, oneDNN and libtorch pick kernels
 /// by (x86 SSE/AVX/FMA/AMX, Arm NEON/SVE). Other CPU flags say nothing about a run's numbers.
@@ -111,6 +111,54 @@ pub fn differences(recorded: &Environment, now: &Environment) -> Vec<String> {
         found.push(format!("instruction sets: {}", parts.join("; ")));
     }
     found
+}
+
+/// The compute threads this process may use: the CPUs its batch scheduler allocated to the
+/// task (`SLURM_CPUS_PER_TASK`), else every core it can run on.
+pub fn available_threads() -> usize {
+    std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|cpus| cpus.parse().ok())
+        .filter(|&cpus: &usize| cpus > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// How many times the batch scheduler requeued the job this process runs in (0 outside one).
+pub fn restart_count() -> u32 {
+    std::env::var("SLURM_RESTART_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The Slurm job this process runs in (from the variables Slurm sets in a job, and the job's
+/// submit time, start time and time limit as `squeue` reports them); `None` outside a job.
+pub fn scheduler() -> Option<SchedulerContext> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let job = var("SLURM_JOB_ID")?;
+    let (array_job_id, array_task_id) = (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID"));
+    let job_id = match (&array_job_id, &array_task_id) {
+        (Some(array), Some(task)) => format!("{array}_{task}"),
+        _ => job.clone(),
+    };
+    // Not in the job's environment: asked once (Slurm's answer is bounded in time; without
+    // one the context is recorded without them).
+    let fields = crate::slurm::show_job(&job_id).ok().flatten().unwrap_or_default();
+    let field = |name: &str| fields.get(name).filter(|v| !v.is_empty() && *v != "Unknown" && *v != "None").cloned();
+    let (submit_time, start_time, time_limit) = (field("SubmitTime"), field("StartTime"), field("TimeLimit"));
+    Some(SchedulerContext {
+        scheduler: "slurm".into(),
+        cluster: var("SLURM_CLUSTER_NAME").unwrap_or_default(),
+        job_id,
+        array_job_id,
+        array_task_id: array_task_id.and_then(|t| t.parse().ok()),
+        restart_count: restart_count(),
+        submit_time,
+        start_time,
+        node: var("SLURMD_NODENAME").unwrap_or_default(),
+        partition: var("SLURM_JOB_PARTITION").unwrap_or_default(),
+        cpus: var("SLURM_CPUS_PER_TASK").or_else(|| var("SLURM_CPUS_ON_NODE")).and_then(|c| c.parse().ok()),
+        gpus: var("SLURM_JOB_GPUS").or_else(|| var("CUDA_VISIBLE_DEVICES")),
+        time_limit,
+        submit_host: var("SLURM_SUBMIT_HOST"),
+    })
 }
 
 /// The git commit of `dir`'s repository and whether its work tree is dirty, when it is in one.

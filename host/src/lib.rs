@@ -15,5 +15,6 @@ pub mod output;
 pub mod pipeline;
 pub mod recorded;
 pub mod registry;
+pub mod slurm;
 pub mod storage;
 pub mod sweep;

@@ -34,9 +34,10 @@ fn process_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Whether `owner`'s process id can be looked up from here: the same machine, boot and PID
-/// namespace. Runs recorded before boot and namespace were kept count by hostname alone.
-fn same_process_table(owner: &RunOwner, here: &RunOwner) -> bool {
+/// Whether `owner`'s process id can be looked up (and signalled) from here: the same machine,
+/// boot and PID namespace. Runs recorded before boot and namespace were kept count by hostname
+/// alone.
+pub fn is_local(owner: &RunOwner, here: &RunOwner) -> bool {
     owner.hostname == here.hostname
         && (owner.boot_id.is_empty() || owner.boot_id == here.boot_id)
         && (owner.pid_namespace.is_empty() || owner.pid_namespace == here.pid_namespace)
@@ -45,7 +46,7 @@ fn same_process_table(owner: &RunOwner, here: &RunOwner) -> bool {
 /// Whether `run`'s process is gone, judged from `here`.
 pub fn is_dead(run: &RunningRun, here: &RunOwner, stale_after: Duration) -> bool {
     let stale = run.heartbeat_at < record::rfc3339_seconds_ago(stale_after);
-    if same_process_table(&run.owner, here) {
+    if is_local(&run.owner, here) {
         // This process's own id belongs to an earlier process that died (or to this one,
         // which is not running that run).
         !process_alive(run.owner.pid) || run.owner.pid == here.pid || stale
@@ -59,7 +60,18 @@ pub fn mark_dead_runs(store: &dyn Store, stale_after: Duration) -> anyhow::Resul
     let here = this_process();
     let mut marked = Vec::new();
     for run in store.running_runs()? {
-        if is_dead(&run, &here, stale_after) && store.mark_interrupted(&run.run_id)? {
+        if !is_dead(&run, &here, stale_after) {
+            continue;
+        }
+        let reason = if is_local(&run.owner, &here) {
+            format!("its process ({} on {}) ended without recording an end", run.owner.pid, run.owner.hostname)
+        } else {
+            format!(
+                "no heartbeat from its process ({} on {}) since {}",
+                run.owner.pid, run.owner.hostname, run.heartbeat_at
+            )
+        };
+        if store.mark_interrupted(&run.run_id, &reason)? {
             marked.push(run.run_id);
         }
     }

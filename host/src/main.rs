@@ -51,6 +51,16 @@ enum Command {
         /// The sweep trial this run is, as SWEEP_ID/TRIAL (given to a sweep's workers).
         #[arg(long, value_name = "SWEEP/TRIAL", hide = true, value_parser = parse_trial)]
         trial: Option<record::TrialRef>,
+        /// Where the run runs: here, or as a Slurm batch job [default: the config's
+        /// executor.kind, else local].
+        #[arg(long, value_enum)]
+        executor: Option<host::config::executor::ExecutorKind>,
+        /// With --executor slurm: follow the job to its end and print the run's results.
+        #[arg(long)]
+        wait: bool,
+        /// The run id to record under (given to a submitted run's job).
+        #[arg(long, value_name = "ID", hide = true)]
+        run_id: Option<String>,
     },
     /// Rehash every file a run recorded (data, weights, outputs, plugin libraries); exit 1 when
     /// any changed or is missing.
@@ -106,9 +116,17 @@ enum Command {
         command: Option<SweepCommand>,
         /// The sweep config, e.g. config/mnist_hyperparam.yaml.
         config: Option<PathBuf>,
-        /// Trials at once (each gets cores / jobs threads unless the config sets threads).
-        #[arg(long, short, default_value_t = 1)]
-        jobs: usize,
+        /// Trials at once [default: 1 locally, each with cores / jobs threads unless the config
+        /// sets threads; with Slurm, the array throttle unless executor.array_throttle is set].
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Where trials run: child processes here, or Slurm job arrays [default: the config's
+        /// executor.kind, else local].
+        #[arg(long, value_enum)]
+        executor: Option<host::config::executor::ExecutorKind>,
+        /// Submit the trials and exit (Slurm): `host sweep watch` or `show` follows them.
+        #[arg(long)]
+        detach: bool,
         /// Write trial run folders under DIR instead of the config's output_dir.
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
@@ -188,6 +206,31 @@ enum SweepCommand {
         /// Also write the sweep's HTML report (sortable trials, metric against each key).
         #[arg(long, value_name = "FILE", requires = "sweep")]
         html: Option<PathBuf>,
+    },
+    /// Follow a sweep's queued and running Slurm jobs to their end (from any machine with the
+    /// store), pruning as the sweep says, then print it and write its report.
+    Watch {
+        /// The sweep id.
+        sweep: String,
+        /// Write the report under DIR/sweeps/ [default: the sweep config's output_dir].
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Print as JSON at the end.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a sweep's queued and running trials: Slurm jobs from any machine with the store,
+    /// local trial processes on this machine. Runs stop after their batch and record
+    /// `cancelled`.
+    Cancel {
+        /// The sweep id.
+        sweep: String,
+        /// Kill at once instead of after the current batch.
+        #[arg(long)]
+        hard: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -359,12 +402,20 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a sweep trial's log is a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .init();
 }
 
 fn main() {
+    host::interrupt::catch_early_time_limit();
+    // `host runs show X | head`: a closed pipe ends the host quietly, as it ends other tools.
+    // SAFETY: restores the default action of SIGPIPE, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let code = match execute(cli.command, !cli.quiet) {
@@ -380,7 +431,7 @@ fn main() {
 /// Runs one command; the exit status on success.
 fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
     match command {
-        Command::Run { config, plugins, json, output_dir, model_from, force, store, trial } => {
+        Command::Run { config, plugins, json, output_dir, model_from, force, store, trial, executor, wait, run_id } => {
             let registry = plugins.into_options(Some(&config));
             commands::run::run(commands::run::RunOptions {
                 config,
@@ -392,6 +443,9 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
                 show_progress,
                 force,
                 trial,
+                executor,
+                wait,
+                run_id,
             })
         }
         Command::Replay { run, force, json, store } => commands::replay::replay(commands::replay::ReplayOptions {
@@ -417,7 +471,23 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
         Command::Sweep { command: None, config: None, .. } => {
             Err(anyhow::anyhow!("give a sweep config (host sweep config/mnist_hyperparam.yaml) or `host sweep show`"))
         }
-        Command::Sweep { command: None, config: Some(config), jobs, output_dir, json, plugins, store } => {
+        Command::Sweep { command: Some(SweepCommand::Watch { sweep, output_dir, json }), store, .. } => {
+            commands::sweep::watch(&store.into_options(), &sweep, output_dir.as_deref(), json, show_progress)
+        }
+        Command::Sweep { command: Some(SweepCommand::Cancel { sweep, hard, json }), store, .. } => {
+            commands::sweep::cancel(&store.into_options(), &sweep, hard, json)
+        }
+        Command::Sweep {
+            command: None,
+            config: Some(config),
+            jobs,
+            output_dir,
+            json,
+            plugins,
+            store,
+            executor,
+            detach,
+        } => {
             let registry = plugins.into_options(Some(&config));
             commands::sweep::sweep(commands::sweep::SweepCommand {
                 config,
@@ -427,6 +497,8 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
                 output_dir,
                 json,
                 show_progress,
+                executor,
+                detach,
             })
         }
         Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),

@@ -80,6 +80,7 @@ pub struct ResolvedClass {
     pub source: Source,
 }
 
+#[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
     /// The class mapping file; `None` for discovery only.
     pub class_mapping: Option<PathBuf>,

@@ -76,6 +76,11 @@ pub fn open(settings: &StoreSettings) -> anyhow::Result<Box<dyn Store>> {
 
 /// The provenance record keeps paths as text, so a path that is not UTF-8 is refused before
 /// anything is recorded rather than written down wrongly.
+/// `path` made absolute against the working folder (as it is where it cannot be).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
 pub fn require_utf8(path: &Path, what: &str) -> anyhow::Result<()> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     if absolute.to_str().is_none() {

@@ -121,8 +121,8 @@ pub trait ReportGenerator: PluginClass {
 }
 
 /// A class's validated config: its sections as one JSON object (`{"model": {..}, "training": {..}}`)
-/// with defaults filled in, and the run's context (seed, threads).
-#[derive(Debug, Clone)]
+/// with defaults filled in, and the run's context (seed, threads, an earlier attempt's folder).
+#[derive(Debug, Clone, Default)]
 pub struct ClassConfig {
     /// The sections this class owns, keyed by section name.
     pub sections: serde_json::Value,
@@ -130,6 +130,9 @@ pub struct ClassConfig {
     pub seed: u64,
     /// The number of compute threads the host grants this run; a class must not use more.
     pub threads: usize,
+    /// The folder of an earlier, unfinished attempt of this run (a requeued sweep trial): a
+    /// model that writes per-epoch checkpoints there may continue from its last one.
+    pub resume_from: Option<PathBuf>,
 }
 
 impl ClassConfig {
@@ -441,7 +444,7 @@ fn parse_class_config(config_json: RStr<'_>, context_json: RStr<'_>) -> Result<C
         .map_err(|e| PluginError::invalid_config(format!("config is not valid JSON: {e}")))?;
     let context: RunContext = serde_json::from_str(context_json.as_str())
         .map_err(|e| PluginError::invalid_config(format!("run context is not valid: {e}")))?;
-    Ok(ClassConfig { sections, seed: context.seed, threads: context.threads })
+    Ok(ClassConfig { sections, seed: context.seed, threads: context.threads, resume_from: context.resume_from })
 }
 
 fn wrong_kind(name: &str, actual: ClassKind, wanted: ClassKind) -> PluginError {

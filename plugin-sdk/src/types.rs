@@ -324,6 +324,11 @@ pub struct RunContext {
     pub seed: u64,
     /// Compute threads granted to the run.
     pub threads: usize,
+    /// The folder of an earlier, unfinished attempt of this run (a requeued or re-run sweep
+    /// trial), where a model that writes per-epoch checkpoints may find its last one and go on
+    /// from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<std::path::PathBuf>,
 }
 
 /// The three kinds of plugin class.

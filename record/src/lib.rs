@@ -158,6 +158,65 @@ pub struct RunOwner {
     pub pid_namespace: String,
 }
 
+/// Where a batch scheduler ran a run: what a scientist asks of a run that died on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SchedulerContext {
+    /// `slurm`.
+    pub scheduler: String,
+    pub cluster: String,
+    /// The job as its scheduler names it (`123_4` for task 4 of array job 123).
+    pub job_id: String,
+    pub array_job_id: Option<String>,
+    pub array_task_id: Option<u64>,
+    /// How many times the job was requeued before this attempt.
+    pub restart_count: u32,
+    pub submit_time: Option<String>,
+    pub start_time: Option<String>,
+    pub node: String,
+    pub partition: String,
+    /// CPUs allocated to the task.
+    pub cpus: Option<usize>,
+    /// GPUs allocated (the scheduler's list, as CUDA sees them).
+    pub gpus: Option<String>,
+    pub time_limit: Option<String>,
+    pub submit_host: Option<String>,
+}
+
+impl SchedulerContext {
+    /// One line: `slurm job 12_3 (restart 1) on node-1 of cluster c, partition gpu, 4 CPUs,
+    /// GPUs 0,1, time limit 02:00:00, submitted 2026-12-01T10:00:00 from login-1`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} job {}", self.scheduler, self.job_id);
+        if self.restart_count > 0 {
+            text.push_str(&format!(" (restart {})", self.restart_count));
+        }
+        text.push_str(&format!(" on {}", self.node));
+        if !self.cluster.is_empty() {
+            text.push_str(&format!(" of cluster {}", self.cluster));
+        }
+        if !self.partition.is_empty() {
+            text.push_str(&format!(", partition {}", self.partition));
+        }
+        if let Some(cpus) = self.cpus {
+            text.push_str(&format!(", {cpus} CPUs"));
+        }
+        if let Some(gpus) = &self.gpus {
+            text.push_str(&format!(", GPUs {gpus}"));
+        }
+        if let Some(limit) = &self.time_limit {
+            text.push_str(&format!(", time limit {limit}"));
+        }
+        if let Some(submitted) = &self.submit_time {
+            text.push_str(&format!(", submitted {submitted}"));
+        }
+        if let Some(host) = &self.submit_host {
+            text.push_str(&format!(" from {host}"));
+        }
+        text
+    }
+}
+
 /// A run that is one trial of a sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrialRef {
@@ -191,6 +250,14 @@ pub struct RunRecord {
     /// The sweep trial this run is (`host sweep`).
     #[serde(default)]
     pub trial: Option<TrialRef>,
+    /// The batch scheduler's job this run ran in.
+    #[serde(default)]
+    pub scheduler: Option<SchedulerContext>,
+    /// The earlier, unfinished attempt of the same trial that this run continues (a requeued
+    /// or re-run trial): its completed stages come from the stage cache, and its model's last
+    /// checkpoint is offered to the model.
+    #[serde(default)]
+    pub previous_attempt: Option<String>,
     pub seed: u64,
     pub threads: usize,
     pub output_dir: PathBuf,

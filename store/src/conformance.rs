@@ -35,6 +35,7 @@ macro_rules! conformance_suite {
             a_reference_to_a_run_not_in_the_store_is_kept_in_the_record_only,
             a_run_is_finished_in_its_row_only_once_it_ends,
             records_written_stage_by_stage_end_as_one_whole_write,
+            a_trials_attempts_and_scheduler_jobs_are_kept,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -71,6 +72,8 @@ pub fn started(run_id: &str, experiment: &str, started_at: &str) -> RunRecord {
         model_from: None,
         replay_of: None,
         trial: None,
+        scheduler: None,
+        previous_attempt: None,
         seed: 7,
         threads: 2,
         output_dir: PathBuf::from(format!("/w/runs/{run_id}")),
@@ -328,7 +331,7 @@ pub fn sweeps_resume_and_trials_follow_their_runs(store: &dyn Store) {
     let mut retry = started("t1b", "s", "2026-01-01T00:00:02Z");
     retry.trial = Some(TrialRef { sweep_id: "s-1".into(), trial: 1 });
     begin(store, &retry);
-    store.mark_interrupted("t1b").unwrap();
+    store.mark_interrupted("t1b", "killed").unwrap();
     assert_eq!(store.sweep("s-1").unwrap().trials[1].status, TrialStatus::Interrupted);
     assert!(store.sweep("nope").unwrap_err().to_string().contains("no sweep nope"));
 }
@@ -344,12 +347,20 @@ pub fn running_runs_are_listed_and_marked_interrupted_once(store: &dyn Store) {
     let before = running[0].heartbeat_at.clone();
     store.heartbeat("live").unwrap();
     assert!(store.running_runs().unwrap()[0].heartbeat_at > before, "the heartbeat moved");
-    assert!(store.mark_interrupted("live").unwrap());
-    assert!(!store.mark_interrupted("live").unwrap(), "only once");
-    assert!(!store.mark_interrupted("done").unwrap(), "never an ended run");
+    assert!(store.mark_interrupted("live", "its process is gone").unwrap());
+    assert!(!store.mark_interrupted("live", "again").unwrap(), "only once");
+    assert!(!store.mark_interrupted("done", "never").unwrap(), "never an ended run");
     assert_eq!(store.run_status("live").unwrap(), RunStatus::Interrupted);
     assert_eq!(store.run_status("done").unwrap(), RunStatus::Completed);
     assert!(store.running_runs().unwrap().is_empty());
+    let settled = store.run_record("live").unwrap();
+    assert_eq!(settled.error.as_deref(), Some("its process is gone"), "the reason is the record's error");
+    assert!(settled.finished_at.is_some());
+    // A scheduler explains a cancel the run recorded: a time limit's SIGTERM.
+    assert!(store.settle_run("live", RunStatus::Interrupted, "Slurm: TIMEOUT", &[RunStatus::Interrupted]).unwrap());
+    assert_eq!(store.run_record("live").unwrap().error.as_deref(), Some("Slurm: TIMEOUT"));
+    assert!(!store.settle_run("done", RunStatus::Failed, "no", &[RunStatus::Running, RunStatus::Cancelled]).unwrap());
+    assert_eq!(store.run_record("done").unwrap().status, RunStatus::Completed);
 }
 
 pub fn deleting_a_run_keeps_what_other_runs_recorded(store: &dyn Store) {
@@ -507,4 +518,57 @@ pub fn records_written_stage_by_stage_end_as_one_whole_write(store: &dyn Store) 
     store.record(&last).unwrap();
     assert_eq!(store.metric_curve("r1", "loss").unwrap(), vec![(1, 0.5)]);
     assert_eq!(store.lineage_edges("r1").unwrap(), record::lineage(&last));
+}
+
+/// A trial requeued by its scheduler is two runs (two attempts); its jobs are kept with the
+/// scheduler's last word on each.
+pub fn a_trials_attempts_and_scheduler_jobs_are_kept(store: &dyn Store) {
+    let sweep = SweepStart {
+        sweep_id: "s".into(),
+        name: "s".into(),
+        config: json!({}),
+        metric: "test.accuracy".into(),
+        maximize: true,
+    };
+    store.begin_sweep(&sweep).unwrap();
+    store.trial_started("s", 3, &json!({"lr": 1})).unwrap();
+    let job = crate::SweepJob {
+        trial: 3,
+        scheduler: "slurm".into(),
+        job_id: "41_3".into(),
+        submitted_at: "2026-01-01T00:00:00Z".into(),
+        state: "PENDING".into(),
+        reason: None,
+        updated_at: "2026-01-01T00:00:00Z".into(),
+    };
+    store.job_submitted("s", &job).unwrap();
+    for (run_id, at) in [("first", "2026-01-01T00:00:01Z"), ("second", "2026-01-01T00:00:09Z")] {
+        let mut record = started(run_id, "s", at);
+        record.trial = Some(TrialRef { sweep_id: "s".into(), trial: 3 });
+        begin(store, &record);
+    }
+    store.job_state("s", 3, "41_3", "RUNNING", Some("requeued once")).unwrap();
+    // No driver recorded the trial's end: its metric is its latest run's final value.
+    let mut second = started("second", "s", "2026-01-01T00:00:09Z");
+    second.trial = Some(TrialRef { sweep_id: "s".into(), trial: 3 });
+    store.record(&completed(second, 0.5)).unwrap();
+    let row = store.sweep("s").unwrap();
+    let trial = &row.trials[0];
+    assert_eq!(trial.status, TrialStatus::Completed);
+    assert_eq!(trial.metric, Some(0.5));
+    assert_eq!(trial.attempts, ["first", "second"]);
+    assert_eq!(trial.run_id.as_deref(), Some("second"), "the latest attempt");
+    let kept = trial.job.as_ref().unwrap();
+    assert_eq!(
+        (kept.job_id.as_str(), kept.state.as_str(), kept.reason.as_deref()),
+        ("41_3", "RUNNING", Some("requeued once"))
+    );
+    // Resubmitted as another job: the latest is the trial's.
+    store
+        .job_submitted(
+            "s",
+            &crate::SweepJob { job_id: "57_3".into(), submitted_at: "2026-01-01T00:01:00Z".into(), ..job },
+        )
+        .unwrap();
+    assert_eq!(store.sweep("s").unwrap().trials[0].job.as_ref().unwrap().job_id, "57_3");
 }

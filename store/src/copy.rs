@@ -18,6 +18,7 @@ pub struct Copied {
     pub updated: usize,
     /// Runs the target had already.
     pub skipped: usize,
+    /// Sweeps new to the target (the trials of the others are merged).
     pub sweeps: usize,
 }
 
@@ -49,9 +50,10 @@ pub fn copy(from: &dyn Store, to: &dyn Store, progress: &mut dyn FnMut(usize, us
             progress(index + 1, total);
         }
     }
+    let known = to.sweep_ids()?;
     for sweep_id in from.sweep_ids()? {
         to.import_sweep(&from.sweep(&sweep_id)?)?;
-        copied.sweeps += 1;
+        copied.sweeps += usize::from(!known.contains(&sweep_id));
     }
     Ok(copied)
 }
@@ -118,12 +120,55 @@ mod tests {
         assert_eq!((sweep.trials[0].run_id.as_deref(), sweep.trials[0].metric), (Some("r0"), Some(0.0)));
         assert_eq!(sweep.config, json!({"sweep": {"method": "grid"}}));
         let again = copy(&*laptop, &*team, &mut |_, _| {}).unwrap();
-        assert_eq!(again, Copied { runs: 0, updated: 0, skipped: 3, sweeps: 1 });
+        assert_eq!(again, Copied { runs: 0, updated: 0, skipped: 3, sweeps: 0 });
         assert_eq!(team.summary().unwrap().runs_by_status.get("completed"), Some(&3));
         // And back into an empty SQLite store.
         let back = sqlite(dir.path(), "back.db");
         assert_eq!(copy(&*team, &*back, &mut |_, _| {}).unwrap().runs, 3);
         assert_eq!(back.run_record("r2").unwrap(), laptop.run_record("r2").unwrap());
+    }
+
+    /// Two machines ran one sweep file (one sweep id): copying one's store into the other's
+    /// merges the trials, and never replaces a completed trial with a failed or unfinished one.
+    #[test]
+    fn copying_a_sweep_merges_its_trials_and_never_undoes_a_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let (laptop, team) = (sqlite(dir.path(), "laptop.db"), sqlite(dir.path(), "team.db"));
+        for store in [&laptop, &team] {
+            let start = SweepStart {
+                sweep_id: "s".into(),
+                name: "s".into(),
+                config: json!({}),
+                metric: "test.accuracy".into(),
+                maximize: true,
+            };
+            store.begin_sweep(&start).unwrap();
+        }
+        // The team completed trial 1; the laptop's trial 1 failed, and it completed trial 2.
+        let mut done = started("team-1", "e", "2026-01-01T00:00:00Z");
+        done.trial = Some(record::TrialRef { sweep_id: "s".into(), trial: 1 });
+        team.trial_started("s", 1, &json!({"lr": 1})).unwrap();
+        team.begin_run(&done).unwrap();
+        team.record(&completed(done, 0.9)).unwrap();
+        laptop.trial_started("s", 1, &json!({"lr": 1})).unwrap();
+        laptop.trial_ended("s", 1, record::TrialStatus::Failed, None).unwrap();
+        let mut other = started("laptop-2", "e", "2026-01-01T00:00:01Z");
+        other.trial = Some(record::TrialRef { sweep_id: "s".into(), trial: 2 });
+        laptop.trial_started("s", 2, &json!({"lr": 2})).unwrap();
+        laptop.begin_run(&other).unwrap();
+        laptop.record(&completed(other, 0.5)).unwrap();
+        let copied = copy(&*laptop, &*team, &mut |_, _| {}).unwrap();
+        assert_eq!((copied.runs, copied.sweeps), (1, 0), "a sweep the team had is merged, not new");
+        let merged = team.sweep("s").unwrap();
+        let trials: Vec<(usize, record::TrialStatus, Option<&str>)> =
+            merged.trials.iter().map(|t| (t.trial, t.status, t.run_id.as_deref())).collect();
+        assert_eq!(
+            trials,
+            [
+                (1, record::TrialStatus::Completed, Some("team-1")),
+                (2, record::TrialStatus::Completed, Some("laptop-2"))
+            ]
+        );
     }
 
     #[test]

@@ -201,10 +201,35 @@ pub struct SweepStart {
 pub struct TrialRow {
     pub trial: usize,
     pub parameters: Value,
+    /// The trial's latest run.
     pub run_id: Option<String>,
     /// The trial's own status while its run is unknown; else its run's (pruned stays pruned).
     pub status: TrialStatus,
+    /// The sweep's metric: as recorded at the trial's end, else its latest run's final value
+    /// (a trial no driver followed to its end).
     pub metric: Option<f64>,
+    /// Every run of the trial, oldest first: one per attempt (a requeued or resumed trial has
+    /// several).
+    pub attempts: Vec<String>,
+    /// The scheduler job the trial was last submitted as, when a scheduler ran it.
+    pub job: Option<SweepJob>,
+}
+
+/// A scheduler job a sweep submitted for one of its trials, and what the scheduler last said
+/// of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SweepJob {
+    pub trial: usize,
+    /// `slurm`.
+    pub scheduler: String,
+    /// The job as the scheduler names it (`123_4`).
+    pub job_id: String,
+    pub submitted_at: String,
+    /// The scheduler's state (`PENDING`, `RUNNING`, `COMPLETED`, `TIMEOUT`, ...), or
+    /// `VANISHED` when it no longer knows the job.
+    pub state: String,
+    pub reason: Option<String>,
+    pub updated_at: String,
 }
 
 /// A sweep as recorded.
@@ -346,16 +371,25 @@ pub trait Store: Send {
     fn sweep(&self, sweep_id: &str) -> Result<SweepRow>;
     /// Every sweep id, newest first.
     fn sweep_ids(&self) -> Result<Vec<String>>;
-    /// Records a sweep and its trials as another store holds them (trials whose run is not in
-    /// this store keep no run). Idempotent.
+    /// Records a sweep and its trials (and their scheduler jobs) as another store holds them
+    /// (trials whose run is not in this store keep no run). A trial this store has already is
+    /// replaced only by one that is done (completed or pruned) where this store's is not: two
+    /// machines' runs of one sweep file merge, and a copy never undoes a result. Idempotent.
     fn import_sweep(&self, sweep: &SweepRow) -> Result<()>;
+    /// Records a scheduler job submitted for a trial (again: its state is updated).
+    fn job_submitted(&self, sweep_id: &str, job: &SweepJob) -> Result<()>;
+    /// Records what the scheduler says of a job now.
+    fn job_state(&self, sweep_id: &str, trial: usize, job_id: &str, state: &str, reason: Option<&str>) -> Result<()>;
 
     // Maintenance.
 
     /// Runs recorded as running, with their owners and heartbeats.
     fn running_runs(&self) -> Result<Vec<RunningRun>>;
-    /// Marks a run that is still recorded as running interrupted; false when it had ended.
-    fn mark_interrupted(&self, run_id: &str) -> Result<bool>;
+    /// Records how a run ended when its own process could not say (it was killed), or said
+    /// less than its scheduler knows (a time limit's SIGTERM looks like a cancel to the run):
+    /// `status` and `reason` replace its status and error, and its end time is set if unset,
+    /// only while its status is one of `from`. Returns whether it changed.
+    fn settle_run(&self, run_id: &str, status: RunStatus, reason: &str, from: &[RunStatus]) -> Result<bool>;
     /// Deletes a run that is not running: its rows, then artifacts and plugin builds no run
     /// refers to any more.
     fn delete_run(&self, run_id: &str) -> Result<DeletedRun>;
@@ -364,6 +398,12 @@ pub trait Store: Send {
 }
 
 impl dyn Store + '_ {
+    /// Marks a run that is still recorded as running interrupted, saying why; false when it
+    /// had ended.
+    pub fn mark_interrupted(&self, run_id: &str, reason: &str) -> Result<bool> {
+        self.settle_run(run_id, RunStatus::Interrupted, reason, &[RunStatus::Running])
+    }
+
     /// Fails with [`NoSuchRun`] unless `run_id` is in the store.
     pub fn require_run(&self, run_id: &str) -> Result<()> {
         if self.run_exists(run_id)? {

@@ -49,6 +49,12 @@ pub enum LocatorError {
     UnknownScheme(String),
     #[error("malformed PostgreSQL URL `{0}`: {1}")]
     Malformed(String, &'static str),
+    #[error("`{0}...` is not a PostgreSQL URL: write postgres://user@host:port/database (two slashes)")]
+    MissingSlashes(String),
+    #[error(
+        "no store given (an empty --db, HOST_DB or url): give a SQLite file path or postgres://user@host:port/database"
+    )]
+    Empty,
 }
 
 /// Decodes `%XX` escapes.
@@ -69,32 +75,66 @@ fn percent_decode(text: &str) -> Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "an escape is not UTF-8")
 }
 
+/// Removes a `password=` option from a URL's path-and-query tail; the option's value.
+fn take_password_option(tail: &str) -> (String, Option<&str>) {
+    let Some((path, query)) = tail.split_once('?') else { return (tail.to_owned(), None) };
+    let mut password = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|option| match option.strip_prefix("password=") {
+            Some(value) => {
+                password = Some(value);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if kept.iter().all(|o| o.is_empty()) {
+        (path.to_owned(), password)
+    } else {
+        (format!("{path}?{}", kept.join("&")), password)
+    }
+}
+
 impl Locator {
     /// Reads a locator as the user wrote it.
     pub fn parse(text: &str) -> Result<Self, LocatorError> {
-        let Some((scheme, rest)) = text.split_once("://") else { return Ok(Locator::Sqlite(PathBuf::from(text))) };
+        if text.trim().is_empty() {
+            return Err(LocatorError::Empty);
+        }
+        let Some((scheme, rest)) = text.split_once("://") else {
+            // `postgres:/ana@h/db` would otherwise be a SQLite file in a folder `postgres:`.
+            let lower = text.to_ascii_lowercase();
+            if let Some(scheme) = ["postgresql:", "postgres:"].into_iter().find(|s| lower.starts_with(s)) {
+                return Err(LocatorError::MissingSlashes(text[..scheme.len()].to_owned()));
+            }
+            return Ok(Locator::Sqlite(PathBuf::from(text)));
+        };
         if !(scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")) {
             return Err(LocatorError::UnknownScheme(scheme.to_owned()));
         }
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
+        // The user and password end at the last `@`: a password may hold `/`, `?`, `:` or `#`
+        // unencoded, and a host never holds `@`.
+        let (userinfo, rest) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
         };
-        let redacted = |user: &str| format!("postgres://{user}@{hosts}{tail}");
-        let url = match userinfo {
-            Some(userinfo) => match userinfo.split_once(':') {
-                Some((user, password)) => {
-                    let password =
-                        percent_decode(password).map_err(|why| LocatorError::Malformed(redacted(user), why))?;
-                    return Ok(Locator::Postgres(PostgresUrl { url: redacted(user), password: Some(password) }));
-                }
-                None => redacted(userinfo),
-            },
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (hosts, tail) = rest.split_at(authority_end);
+        let (tail, query_password) = take_password_option(tail);
+        let user = userinfo.map(|u| u.split_once(':').map_or(u, |(user, _)| user));
+        let url = match user {
+            Some(user) => format!("postgres://{user}@{hosts}{tail}"),
             None => format!("postgres://{hosts}{tail}"),
         };
-        Ok(Locator::Postgres(PostgresUrl { url, password: None }))
+        let written = userinfo.and_then(|u| u.split_once(':')).map(|(_, password)| password);
+        let password = match (written, query_password) {
+            (Some(password), _) | (None, Some(password)) => {
+                Some(percent_decode(password).map_err(|why| LocatorError::Malformed(url.clone(), why))?)
+            }
+            (None, None) => None,
+        };
+        Ok(Locator::Postgres(PostgresUrl { url, password }))
     }
 
     /// The text that gives this locator back through [`Locator::parse`], without a password:
@@ -113,6 +153,12 @@ impl Locator {
             Locator::Sqlite(_) => None,
             Locator::Postgres(url) => url.password.as_deref(),
         }
+    }
+
+    /// What a worker process needs in its environment to open this store as
+    /// [`Locator::to_argument`] names it: the URL's password as `PGPASSWORD`.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        self.password().map(|p| ("PGPASSWORD".to_owned(), p.to_owned())).into_iter().collect()
     }
 
     /// The backend's name.
@@ -153,5 +199,40 @@ mod tests {
             "unknown store URL scheme `mysql`; use postgres://user@host:port/database or a SQLite file path"
         );
         assert!(matches!(Locator::parse("postgres://a:%zz@h/db"), Err(LocatorError::Malformed(..))));
+    }
+
+    /// A password with `/`, `?`, `@`, `:` or `#` written as it is, or given as `?password=`,
+    /// is kept apart all the same: never in what is shown or handed on.
+    #[test]
+    fn a_password_is_never_shown_however_it_is_written() {
+        for (text, password, shown) in [
+            ("postgres://dan:top/secret@127.0.0.1:5432/runs", "top/secret", "postgres://dan@127.0.0.1:5432/runs"),
+            ("postgres://ana:p@ss:w/rd%23#x@h:1/db", "p@ss:w/rd##x", "postgres://ana@h:1/db"),
+            ("postgres://eve:a?b@h/db?sslmode=require", "a?b", "postgres://eve@h/db?sslmode=require"),
+            ("postgres://bob@h:5/db?password=SECRETQ", "SECRETQ", "postgres://bob@h:5/db"),
+            (
+                "postgres://bob@h/db?sslmode=require&password=S%26Q&x=1",
+                "S&Q",
+                "postgres://bob@h/db?sslmode=require&x=1",
+            ),
+        ] {
+            let located = Locator::parse(text).unwrap();
+            assert_eq!((located.to_string().as_str(), located.password()), (shown, Some(password)), "{text}");
+            assert_eq!(located.to_argument(), shown);
+        }
+        let error = Locator::parse("postgres://ana:p%zzsecret@h/db").unwrap_err().to_string();
+        assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn a_mistyped_or_empty_locator_is_refused_not_taken_for_a_file() {
+        assert_eq!(
+            Locator::parse("postgres:/ana@127.0.0.1:5432/runs"),
+            Err(LocatorError::MissingSlashes("postgres:".into()))
+        );
+        assert_eq!(Locator::parse("PostgreSQL:ana@h/db"), Err(LocatorError::MissingSlashes("PostgreSQL:".into())));
+        assert_eq!(Locator::parse(""), Err(LocatorError::Empty));
+        assert_eq!(Locator::parse("  "), Err(LocatorError::Empty));
+        assert_eq!(Locator::parse("postgres.db"), Ok(Locator::Sqlite("postgres.db".into())));
     }
 }

@@ -88,12 +88,44 @@ fn prov_json(store: &dyn Store, edges: &[Edge]) -> anyhow::Result<Value> {
     Ok(document)
 }
 
+/// The batch job a run ran in: an agent the run's activity was associated with, and the
+/// job's facts as attributes of the activity.
+fn add_scheduler(document: &mut Value, run_id: &str, scheduler: &record::SchedulerContext) {
+    let run = qualified(run_id);
+    let job = format!("job:{}/{}/{}", scheduler.cluster, scheduler.job_id, scheduler.restart_count);
+    document["prefix"]["job"] = json!("urn:host-job:");
+    let facts = json!({
+        "host:scheduler": scheduler.scheduler,
+        "host:cluster": scheduler.cluster,
+        "host:job_id": scheduler.job_id,
+        "host:restart_count": scheduler.restart_count,
+        "host:node": scheduler.node,
+        "host:partition": scheduler.partition,
+        "host:cpus": scheduler.cpus,
+        "host:gpus": scheduler.gpus,
+        "host:time_limit": scheduler.time_limit,
+        "host:submit_time": scheduler.submit_time,
+    });
+    let activity = document["activity"].as_object_mut().map(|a| a.entry(run.clone()).or_insert_with(|| json!({})));
+    if let Some(Value::Object(attributes)) = activity {
+        attributes.extend(facts.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    document["agent"][&job] = json!({"prov:type": "prov:SoftwareAgent", "prov:label": scheduler.describe()});
+    document["wasAssociatedWith"]["_:scheduler"] = json!({"prov:activity": run, "prov:agent": job});
+}
+
 pub fn export(store: &StoreOptions, run_id: &str, format: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
     let store = store.open()?;
     let record = store.run_record(run_id)?;
     let edges = store.lineage_edges(run_id)?;
     let document = match format {
-        "prov-json" => prov_json(&*store, &edges)?,
+        "prov-json" => {
+            let mut document = prov_json(&*store, &edges)?;
+            if let Some(scheduler) = &record.scheduler {
+                add_scheduler(&mut document, &record.run_id, scheduler);
+            }
+            document
+        }
         "json" => {
             let mut document = serde_json::to_value(&record)?;
             document["lineage"] = serde_json::to_value(&edges)?;

@@ -7,8 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::bail;
 use record::{ArtifactKind, RunRecord, RunStatus, StageName};
@@ -216,13 +214,14 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
         output_root: original.output_dir.parent().map(Path::to_owned).unwrap_or_else(|| experiment.output_dir.clone()),
         model_from: original.model_from.clone(),
         show_progress: options.show_progress && !options.json,
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: crate::interrupt::Stop::new(),
         store: Some(&*store),
         settings: Some(&settings),
         git: crate::environment::git_state(&working_dir),
         reuse: false,
         replay_of: Some(run_id.clone()),
         trial: None,
+        run_id: None,
     };
     let replayed = execute(&request)?;
     let stages = compare(&original, &replayed);

@@ -3,8 +3,6 @@
 //! recorded reports (and `host verify`) stay untouched.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::bail;
 use plugin_sdk::ClassKind;
@@ -70,13 +68,14 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
         output_root: output.clone(),
         model_from: None,
         show_progress: false,
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: crate::interrupt::Stop::new(),
         store: Some(&*store),
         settings: Some(&settings),
         git: Default::default(),
         reuse: true,
         replay_of: None,
         trial: None,
+        run_id: None,
     };
     let files = regenerate_reports(&request, &record, &output)?;
     if options.json {

@@ -59,6 +59,16 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
     println!("started     {}", record.started_at);
     println!("config      {} (SHA-256 {})", record.config_file.display(), record.config_sha256);
     println!("outputs     {}", record.output_dir.display());
+    println!("ran on      {} (process {})", record.owner.hostname, record.owner.pid);
+    if let Some(scheduler) = &record.scheduler {
+        println!("scheduler   {}", scheduler.describe());
+    }
+    if let Some(trial) = &record.trial {
+        println!("trial       {} of sweep {}", trial.trial, trial.sweep_id);
+    }
+    if let Some(previous) = &record.previous_attempt {
+        println!("continues   {previous} (an earlier attempt of the same run)");
+    }
     if let Some(error) = &record.error {
         let stage = record.failed_stage.map(|s| s.to_string()).unwrap_or_default();
         println!("error       {error} (stage {stage})");

@@ -48,6 +48,12 @@ pub fn info(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
 pub fn copy(from: &str, to: &str, database_config: PathBuf, json: bool, show_progress: bool) -> anyhow::Result<()> {
     let open =
         |locator: &str| StoreOptions { db: Some(locator.to_owned()), database_config: database_config.clone() }.open();
+    // Opening a SQLite file that is not there would create an empty one and copy nothing.
+    if let store::Locator::Sqlite(path) = store::Locator::parse(from)?
+        && !path.is_file()
+    {
+        anyhow::bail!("--from {}: no such store file; check the path", path.display());
+    }
     let (source, target) = (open(from)?, open(to)?);
     let bar = (show_progress && !json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
@@ -77,7 +83,7 @@ pub fn copy(from: &str, to: &str, database_config: PathBuf, json: bool, show_pro
         return print_json(&copied);
     }
     println!(
-        "copied {} runs and {} sweeps from {} to {} ({} there already{})",
+        "copied {} runs and {} new sweeps (the trials of others merged) from {} to {} ({} runs there already{})",
         copied.runs,
         copied.sweeps,
         source.locator(),

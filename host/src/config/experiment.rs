@@ -8,6 +8,7 @@ use plugin_sdk::{ClassInfo, ClassKind, ConfigKey, ConfigType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::executor::ExecutorConfig;
 use super::schema::{check_section, describe};
 use super::{ConfigError, Problem, read_yaml};
 
@@ -55,6 +56,9 @@ pub struct ExperimentConfig {
     pub canonical: Value,
     /// Each class's sections, as it receives them (host-owned keys removed).
     class_sections: Vec<(ClassKind, Value)>,
+    /// Where the run runs (`executor:`); not part of `canonical`: where a run ran is not what
+    /// it computed.
+    pub executor: ExecutorConfig,
 }
 
 pub const SECTIONS: [&str; 7] =
@@ -97,6 +101,9 @@ fn host_keys() -> Vec<ConfigKey> {
     for section in SECTIONS {
         keys.push(ConfigKey::new("", section, Any));
     }
+    keys.push(
+        ConfigKey::new("", "executor", Any).describe("where runs run: local (default) or slurm, with its options"),
+    );
     keys
 }
 
@@ -133,6 +140,8 @@ impl ExperimentConfig {
         let keys_of = |section: &str| host.iter().filter(|k| k.section == section).collect::<Vec<_>>();
 
         let mut canonical = check_section(Some(value), "", &keys_of(""), "the experiment config", &mut problems);
+        canonical.remove("executor");
+        let executor = ExecutorConfig::from_section(root.get("executor"), &mut problems);
         let plugins = check_section(root.get("plugins"), "plugins", &keys_of("plugins"), "plugins", &mut problems);
         canonical.insert("plugins".into(), Value::Object(plugins.clone()));
 
@@ -193,7 +202,7 @@ impl ExperimentConfig {
         let typed = |section: &str| canonical[section].clone();
         let parse_error = |e: serde_json::Error| ConfigError::single(file, "", format!("internal: {e}"));
         let threads = match threads as usize {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => crate::environment::available_threads(),
             n => n,
         };
         Ok(ExperimentConfig {
@@ -207,6 +216,7 @@ impl ExperimentConfig {
             reporting_enabled: canonical["reporting"]["enabled"].as_bool().unwrap_or(true),
             canonical: Value::Object(canonical),
             class_sections,
+            executor,
         })
     }
 
@@ -330,7 +340,7 @@ mod tests {
         assert_eq!(
             error,
             "config/x.yaml: experiment_name: expected a string, found 5\n\
-             config/x.yaml: extra: unknown key; the experiment config accepts: experiment_name, description, output_dir, seed, threads, plugins, data_loader, data_splitting, preprocessing, model, training, reporting\n\
+             config/x.yaml: extra: unknown key; the experiment config accepts: experiment_name, description, output_dir, seed, threads, plugins, data_loader, data_splitting, preprocessing, model, training, reporting, executor\n\
              config/x.yaml: plugins.report_generator: no ReportGenerator class Nope\n\
              config/x.yaml: data_loader.colour: unknown key; class Loader accepts: data_dir\n\
              config/x.yaml: model.hidden_layers[0]: expected an integer, found \"a\"\n\

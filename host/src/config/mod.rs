@@ -3,6 +3,7 @@
 
 pub mod class_mapping;
 pub mod database;
+pub mod executor;
 pub mod experiment;
 pub mod schema;
 pub mod sweep;

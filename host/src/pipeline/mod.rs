@@ -18,7 +18,6 @@ mod train;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
@@ -32,6 +31,7 @@ use store::Store;
 
 use crate::config::experiment::ExperimentConfig;
 use crate::hashing::sha256_bytes;
+use crate::interrupt::{Stop, StopReason};
 use crate::registry::ResolvedClass;
 use crate::storage::StoreSettings;
 
@@ -46,7 +46,8 @@ pub struct RunRequest<'a> {
     /// Evaluate a saved model (a run folder or its `model/` folder) instead of training.
     pub model_from: Option<PathBuf>,
     pub show_progress: bool,
-    pub stop: Arc<AtomicBool>,
+    /// Set by signals: the run stops after the current batch.
+    pub stop: Arc<Stop>,
     /// Where the run is recorded; `None` records only the run folder.
     pub store: Option<&'a dyn Store>,
     /// The store's settings: the stage cache's folder, and the heartbeat's own connection.
@@ -60,6 +61,26 @@ pub struct RunRequest<'a> {
     pub replay_of: Option<String>,
     /// The sweep trial this run is.
     pub trial: Option<TrialRef>,
+    /// The id to record the run under (a run submitted to a scheduler, whose submitter names
+    /// it); a requeued job's later attempts get `attempt_id`s of it. `None`: a new id.
+    pub run_id: Option<String>,
+}
+
+/// The id of attempt `restart` (0: the first) of a run submitted as `base`.
+pub fn attempt_id(base: &str, restart: u32) -> String {
+    if restart == 0 { base.to_owned() } else { format!("{base}-restart{restart}") }
+}
+
+/// The latest attempt of a run submitted as `base` that began, among restarts `0..up_to` (an
+/// attempt killed before its run began leaves a gap).
+pub fn latest_attempt(store: &dyn Store, base: &str, up_to: u32) -> anyhow::Result<Option<String>> {
+    for restart in (0..up_to).rev() {
+        let id = attempt_id(base, restart);
+        if store.run_exists(&id)? {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// Why a stage stopped the run.
@@ -125,7 +146,12 @@ pub(crate) struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// A run about to start: its record holds the config, seed, plugins and environment.
-    fn new(request: &'a RunRequest<'a>, run_id: String, dir: PathBuf) -> anyhow::Result<Self> {
+    fn new(
+        request: &'a RunRequest<'a>,
+        run_id: String,
+        dir: PathBuf,
+        previous: Option<&RunRecord>,
+    ) -> anyhow::Result<Self> {
         let experiment = request.experiment;
         let canonical_text = serde_json::to_string(&experiment.canonical)?;
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
@@ -141,6 +167,8 @@ impl<'a> Run<'a> {
             model_from: request.model_from.as_deref().map(absolute),
             replay_of: request.replay_of.clone(),
             trial: request.trial.clone(),
+            scheduler: crate::environment::scheduler(),
+            previous_attempt: previous.map(|p| p.run_id.clone()),
             seed: experiment.seed,
             threads: experiment.threads,
             output_dir: dir.clone(),
@@ -183,7 +211,11 @@ impl<'a> Run<'a> {
             request,
             dir,
             record,
-            context: RunContext { seed: experiment.seed, threads: experiment.threads },
+            context: RunContext {
+                seed: experiment.seed,
+                threads: experiment.threads,
+                resume_from: previous.map(|p| p.output_dir.clone()),
+            },
             splits_writer: None,
             recording: true,
         })
@@ -203,7 +235,7 @@ impl<'a> Run<'a> {
             format!("{} {}", class.info.name, class.library.plugin_label()),
             artifact_dir,
             self.request.store.filter(|_| self.recording).map(|store| (store, self.record.run_id.clone())),
-            &self.request.stop,
+            self.request.stop.flag(),
             self.request.show_progress,
         )
     }
@@ -238,7 +270,7 @@ impl<'a> Run<'a> {
         name: StageName,
         body: impl FnOnce(&mut Self) -> Result<Staged<T>, StageError>,
     ) -> Result<T, StageError> {
-        if self.request.stop.load(Ordering::Relaxed) {
+        if self.request.stop.requested() {
             return Err(StageError::Cancelled);
         }
         tracing::info!("stage {name}");
@@ -304,20 +336,69 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The latest attempt of this run's trial, when it did not complete: the attempt this run
+/// continues. Unreadable, it is left alone (the run starts afresh).
+fn previous_attempt(request: &RunRequest<'_>) -> Option<RunRecord> {
+    let store = request.store?;
+    let found = || -> anyhow::Result<Option<String>> {
+        if let Some(trial) = &request.trial {
+            let sweep = store.sweep(&trial.sweep_id)?;
+            return Ok(sweep.trials.iter().find(|t| t.trial == trial.trial).and_then(|t| t.attempts.last().cloned()));
+        }
+        // A submitted run's earlier attempts: the latest that began.
+        let Some(base) = &request.run_id else { return Ok(None) };
+        latest_attempt(store, base, crate::environment::restart_count())
+    };
+    let record = found().and_then(|latest| latest.map(|id| store.run_record(&id)).transpose());
+    match record {
+        Ok(record) => record.filter(|r| r.status != RunStatus::Completed),
+        Err(error) => {
+            tracing::warn!("the run's earlier attempts cannot be read (it starts afresh): {error:#}");
+            None
+        }
+    }
+}
+
+/// A requeued job's new attempt says what became of the one before it: Slurm's requeue ended
+/// that one with a SIGTERM (recorded as a cancel) or a SIGKILL (not recorded at all).
+fn settle_requeued(store: &dyn Store, previous: &RunRecord, run: &RunRecord) -> anyhow::Result<()> {
+    let (Some(now), Some(before)) = (&run.scheduler, &previous.scheduler) else { return Ok(()) };
+    if now.job_id == before.job_id && now.cluster == before.cluster && now.restart_count > before.restart_count {
+        let reason = format!(
+            "requeued by {} (job {}, restart {}); run {} continues it",
+            now.scheduler, now.job_id, now.restart_count, run.run_id
+        );
+        store.settle_run(
+            &previous.run_id,
+            RunStatus::Interrupted,
+            &reason,
+            &[RunStatus::Running, RunStatus::Cancelled],
+        )?;
+    }
+    Ok(())
+}
+
 /// Runs the experiment. Always returns the record (also for failed and cancelled runs, whose
 /// `run.json` is written too where the folder allows); `Err` only when the store cannot record
 /// the run or a completed run's `run.json` cannot be written.
 pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
-    let run_id = record::new_run_id();
+    let run_id = match &request.run_id {
+        Some(base) => attempt_id(base, crate::environment::restart_count()),
+        None => record::new_run_id(),
+    };
     let dir = request.output_root.join(&run_id);
     // Absolute, so the record (and the stage cache, which copies from it) works from anywhere.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let started = Instant::now();
     let provenance_before = (crate::hashing::hashing_seconds(), store::write_seconds());
-    let mut run = Run::new(request, run_id, dir.clone())?;
+    let previous = previous_attempt(request);
+    let mut run = Run::new(request, run_id, dir.clone(), previous.as_ref())?;
     let heartbeat = match (request.store, request.settings) {
         (Some(store), settings) => {
             store.begin_run(&run.record)?;
+            if let Some(previous) = &previous {
+                settle_requeued(store, previous, &run.record)?;
+            }
             settings.map(|s| crate::liveness::Heartbeat::start(&s.locator, &s.open, s.stale_after, &run.record.run_id))
         }
         (None, _) => None,
@@ -325,7 +406,29 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     let outcome = run.stages();
     run.record.status = match outcome {
         Ok(()) => RunStatus::Completed,
-        Err(StageError::Cancelled) => RunStatus::Cancelled,
+        Err(StageError::Cancelled) => match request.stop.reason() {
+            Some(StopReason::TimeLimit) => {
+                run.record.error =
+                    Some("stopped after its batch: the scheduler's time limit was near (SIGUSR1)".into());
+                RunStatus::Interrupted
+            }
+            Some(StopReason::Cancelled(Some(signal))) => {
+                // A batch job's SIGTERM may be its scheduler ending it (a time limit, a
+                // preemption), which the scheduler says when asked now.
+                let scheduled = run.record.scheduler.as_ref().filter(|_| signal == "SIGTERM");
+                match scheduled.and_then(|s| crate::slurm::ending_reason(&s.job_id)) {
+                    Some(ending) => {
+                        run.record.error = Some(format!("{}; stopped after its batch", ending.reason));
+                        ending.status
+                    }
+                    None => {
+                        run.record.error = Some(format!("cancelled by {signal} after its batch"));
+                        RunStatus::Cancelled
+                    }
+                }
+            }
+            _ => RunStatus::Cancelled,
+        },
         Err(StageError::Failed(error)) => {
             run.record.error = Some(format!("{error:#}"));
             RunStatus::Failed
@@ -364,7 +467,7 @@ pub fn regenerate_reports(
     output: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
-    let mut run = Run::new(request, recorded.run_id.clone(), output.to_owned())?;
+    let mut run = Run::new(request, recorded.run_id.clone(), output.to_owned(), None)?;
     run.recording = false;
     let loaded = load::load(&mut run).map_err(StageError::into_error)?.output;
     let prepared = prepare::prepare(&mut run, loaded).map_err(StageError::into_error)?.output;

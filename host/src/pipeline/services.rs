@@ -30,6 +30,9 @@ pub struct StageServices<'a> {
     unwritten: RefCell<Vec<(String, u64, f64)>>,
     /// The first non-finite loss: training is asked to stop, and the stage fails.
     diverged: RefCell<Option<Divergence>>,
+    /// Why the store stopped taking this run's metrics (it gave up retrying): training is
+    /// asked to stop, and the stage fails with it, instead of training on unrecorded.
+    store_lost: RefCell<Option<String>>,
 }
 
 impl<'a> StageServices<'a> {
@@ -49,6 +52,7 @@ impl<'a> StageServices<'a> {
             metrics: RefCell::new(Vec::new()),
             unwritten: RefCell::new(Vec::new()),
             diverged: RefCell::new(None),
+            store_lost: RefCell::new(None),
         }
     }
 
@@ -78,8 +82,16 @@ impl<'a> StageServices<'a> {
             && !metrics.is_empty()
             && let Err(error) = store.live_metrics(run_id, &metrics)
         {
-            tracing::warn!("cannot record the metrics of step {}: {error:#}", metrics[0].1);
+            let mut lost = self.store_lost.borrow_mut();
+            if lost.is_none() {
+                *lost = Some(format!("the store could not record the metrics of step {}: {error:#}", metrics[0].1));
+            }
         }
+    }
+
+    /// Why the store stopped taking the run's metrics, if it did.
+    pub fn store_lost(&self) -> Option<String> {
+        self.store_lost.borrow().clone()
     }
 
     /// The first non-finite loss reported, if any.
@@ -126,7 +138,7 @@ impl HostServices for StageServices<'_> {
     }
 
     fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.diverged.borrow().is_some()
+        self.stop.load(Ordering::Relaxed) || self.diverged.borrow().is_some() || self.store_lost.borrow().is_some()
     }
 
     fn artifact_dir(&self) -> PathBuf {

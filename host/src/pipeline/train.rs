@@ -78,6 +78,9 @@ fn fit(run: &mut Run<'_>, prepared: &Prepared) -> Result<ModelHandle, StageError
     let history = run.dir.join("history.csv");
     outputs::write_history(&history, &run.record.history)?;
     run.artifact(History, &history)?;
+    if let Some(lost) = services.store_lost() {
+        return Err(StageError::Failed(anyhow!("{lost}")));
+    }
     if let Some((name, step, value)) = services.divergence() {
         return Err(StageError::Failed(anyhow!(
             "{}: training diverged: {name} was {value} at step {step}; lower training.learning_rate or check the data",

@@ -5,17 +5,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
+use store::SweepJob;
 
-use super::executor::{Executor, TrialEnd, TrialJob};
+use super::executor::{Executor, Submitted, TrialEnd, TrialEvent, TrialJob};
 
-/// Runs trials as child processes on this machine.
-#[derive(Default)]
+/// Runs trials as child processes on this machine, at most `jobs` at once.
 pub struct LocalExecutor {
+    jobs: usize,
     running: Vec<(usize, Child)>,
 }
 
-impl Executor for LocalExecutor {
-    fn submit(&mut self, job: TrialJob) -> anyhow::Result<()> {
+impl LocalExecutor {
+    pub fn new(jobs: usize) -> Self {
+        LocalExecutor { jobs: jobs.max(1), running: Vec::new() }
+    }
+
+    fn start(&mut self, job: TrialJob) -> anyhow::Result<()> {
         let log = std::fs::File::create(&job.log_file)
             .with_context(|| format!("{}: cannot create", job.log_file.display()))?;
         let child = Command::new(&job.command.program)
@@ -29,8 +34,41 @@ impl Executor for LocalExecutor {
         self.running.push((job.trial.number, child));
         Ok(())
     }
+}
 
-    fn wait_any(&mut self, timeout: Duration) -> anyhow::Result<Option<TrialEnd>> {
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn limit(&self) -> Option<usize> {
+        Some(self.jobs)
+    }
+
+    fn detachable(&self) -> bool {
+        false
+    }
+
+    fn submit(&mut self, jobs: Vec<TrialJob>) -> anyhow::Result<Vec<Submitted>> {
+        let mut submitted = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let trial = job.trial.number;
+            self.start(job)?;
+            submitted.push(Submitted { trial, job_id: None, held: false });
+        }
+        Ok(submitted)
+    }
+
+    fn release(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn adopt(&mut self, _jobs: &[SweepJob]) -> anyhow::Result<Vec<TrialEvent>> {
+        // Another process's children cannot be followed; the driver refuses before this.
+        Ok(Vec::new())
+    }
+
+    fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Option<TrialEvent>> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if self.running.is_empty() || std::time::Instant::now() >= deadline {
@@ -39,7 +77,8 @@ impl Executor for LocalExecutor {
             for index in 0..self.running.len() {
                 if let Some(status) = self.running[index].1.try_wait()? {
                     let (trial, _) = self.running.swap_remove(index);
-                    return Ok(Some(TrialEnd { trial, exit_code: status.code() }));
+                    let exit_code = status.code().map(|c| c.to_string());
+                    return Ok(Some(TrialEvent::Ended(TrialEnd { trial, exit_code, job: None, time_limit: None })));
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -50,12 +89,14 @@ impl Executor for LocalExecutor {
         self.running.iter().map(|(trial, _)| *trial).collect()
     }
 
-    fn cancel(&mut self, trial: Option<usize>) {
+    fn cancel(&mut self, trial: Option<usize>, hard: bool) -> anyhow::Result<()> {
+        let signal = if hard { libc::SIGKILL } else { libc::SIGINT };
         for (_, child) in self.running.iter().filter(|(number, _)| trial.is_none_or(|t| *number == t)) {
             // SAFETY: `kill` only sends a signal to the worker's process id.
             unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+                libc::kill(child.id() as libc::pid_t, signal);
             }
         }
+        Ok(())
     }
 }

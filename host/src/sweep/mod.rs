@@ -1,24 +1,27 @@
 //! Hyperparameter sweeps. Every trial is an ordinary `host run` of its own config (one
 //! libtorch per process), linked to its trial in the store by the run itself. The driver
-//! (`driver.rs`: validation, resume, the submission loop, trial records) starts trials only
-//! through an [`Executor`] (`executor.rs`; `local.rs` runs child processes), learns every
-//! outcome from the store, and stops trials by the median rule (`prune.rs`). `page.rs` writes
-//! the sweep's HTML report.
+//! (`driver.rs`: validation, resume, the submission loop, trial and job records, following
+//! and cancelling from any machine) starts trials only through an [`Executor`] (`executor.rs`;
+//! `local.rs` runs child processes, `slurm.rs` submits job arrays), learns every outcome from
+//! the store, and stops trials by the median rule (`prune.rs`). `page.rs` writes the sweep's
+//! HTML report.
 
 mod driver;
 mod executor;
 mod local;
 mod page;
 mod prune;
+mod slurm;
 
 use record::TrialStatus;
 use store::{SweepRow, TrialRow};
 
-pub use driver::{SweepOptions, SweepOutcome, sweep};
-pub use executor::{Executor, TrialEnd, TrialJob, WorkerCommand};
+pub use driver::{SweepOptions, SweepOutcome, cancel, follow, sweep};
+pub use executor::{Executor, Submitted, TrialEnd, TrialEvent, TrialJob, WorkerCommand};
 pub use local::LocalExecutor;
 pub use page::write_sweep_page;
 pub use prune::better;
+pub use slurm::{SlurmExecutor, submit_run};
 
 /// The keys the sweep varies, in file order.
 pub fn varied_keys(row: &SweepRow) -> Vec<String> {

@@ -526,7 +526,7 @@ mod tests {
 
     fn model() -> SoftmaxRegression {
         let sections = json!({"training": {"epochs": 30, "batch_size": 8, "learning_rate": 0.5, "momentum": 0.9, "weight_decay": 0.0}});
-        SoftmaxRegression::new(ClassConfig { sections, seed: 3, threads: 1 }).unwrap()
+        SoftmaxRegression::new(ClassConfig { sections, seed: 3, threads: 1, resume_from: None }).unwrap()
     }
 
     #[test]
@@ -568,7 +568,13 @@ mod tests {
     }
 
     fn regressor(l2: f64) -> LinearRegression {
-        LinearRegression::new(ClassConfig { sections: json!({"model": {"l2": l2}}), seed: 0, threads: 1 }).unwrap()
+        LinearRegression::new(ClassConfig {
+            sections: json!({"model": {"l2": l2}}),
+            seed: 0,
+            threads: 1,
+            resume_from: None,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -623,15 +629,21 @@ mod tests {
         let error = with_services(&services, |s| regressor(0.0).fit(&classes, None, s)).err().unwrap();
         assert!(error.message.contains("classification task"), "{}", error.message);
         assert!(
-            LinearRegression::new(ClassConfig { sections: json!({"model": {"l2": -1.0}}), seed: 0, threads: 1 })
-                .is_err()
+            LinearRegression::new(ClassConfig {
+                sections: json!({"model": {"l2": -1.0}}),
+                seed: 0,
+                threads: 1,
+                resume_from: None
+            })
+            .is_err()
         );
     }
 
     #[test]
     fn model_keys_are_refused() {
         let sections = json!({"model": {"hidden_layers": [3]}, "training": {"epochs": 1, "batch_size": 1, "learning_rate": 0.1, "momentum": 0.0, "weight_decay": 0.0}});
-        let error = SoftmaxRegression::new(ClassConfig { sections, seed: 0, threads: 1 }).err().unwrap();
+        let error =
+            SoftmaxRegression::new(ClassConfig { sections, seed: 0, threads: 1, resume_from: None }).err().unwrap();
         assert_eq!(error.message, "model.hidden_layers: SoftmaxRegression has no model keys");
     }
 }

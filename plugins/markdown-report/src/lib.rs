@@ -205,6 +205,24 @@ impl ReportGenerator for MarkdownReport {
             vec!["seed, threads".to_owned(), format!("{}, {}", run["seed"], run["threads"])],
             vec!["dataset".to_owned(), format!("SHA-256 `{}`", text(&run["data"]["dataset_sha256"]))],
         ];
+        let scheduler = &run["scheduler"];
+        if scheduler.is_object() {
+            let mut line = format!("{} job `{}`", text(&scheduler["scheduler"]), text(&scheduler["job_id"]));
+            if scheduler["restart_count"].as_u64().unwrap_or(0) > 0 {
+                line.push_str(&format!(" (restart {})", scheduler["restart_count"]));
+            }
+            line.push_str(&format!(" on {}", text(&scheduler["node"])));
+            for (key, label) in
+                [("partition", "partition"), ("cpus", "CPUs"), ("gpus", "GPUs"), ("time_limit", "time limit")]
+            {
+                match &scheduler[key] {
+                    Value::Null => {}
+                    Value::String(value) if value.is_empty() => {}
+                    value => line.push_str(&format!(", {label} {}", text(value))),
+                }
+            }
+            rows.push(vec!["scheduler".to_owned(), line]);
+        }
         for plugin in run["plugins"].as_array().into_iter().flatten() {
             rows.push(vec![
                 format!("{} plugin", text(&plugin["kind"])),

@@ -402,7 +402,7 @@ mod tests {
             "data_dir": data_dir, "dataset": "mnist", "n_samples": null, "n_test_samples": null,
             "download": true, "mirrors": mirrors, "sha256": sha256, "download_timeout_seconds": 10,
         }});
-        MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1 }).unwrap()
+        MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1, resume_from: None }).unwrap()
     }
 
     fn hashes(files: &[(String, Vec<u8>)]) -> serde_json::Value {
@@ -460,7 +460,7 @@ mod tests {
             "data_dir": dir.path(), "dataset": "fashion-mnist", "n_samples": null, "n_test_samples": null,
             "download": false, "mirrors": [], "download_timeout_seconds": 10,
         }});
-        let mut loader = MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1 }).unwrap();
+        let mut loader = MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1, resume_from: None }).unwrap();
         let error = with_services(&RecordingServices::new(std::env::temp_dir()), |s| loader.load_data(s)).unwrap_err();
         assert!(
             error.message.contains("neither train-images-idx3-ubyte.gz nor train-images-idx3-ubyte is there"),
@@ -481,7 +481,7 @@ mod tests {
                 "data_dir": dir.path(), "dataset": "mnist", "n_samples": 5, "n_test_samples": 2,
                 "download": false, "mirrors": [], "download_timeout_seconds": 10,
             }});
-            MnistLoader::new(ClassConfig { sections, seed, threads: 1 }).unwrap()
+            MnistLoader::new(ClassConfig { sections, seed, threads: 1, resume_from: None }).unwrap()
         };
         let recorder = RecordingServices::new(std::env::temp_dir());
         let load = |mut loader: MnistLoader| {

@@ -412,7 +412,12 @@ mod tests {
         for (key, value) in extra.as_object().unwrap() {
             section[key] = value.clone();
         }
-        TableLoader::new(ClassConfig { sections: json!({ "data_loader": section }), seed: 1, threads: 1 })
+        TableLoader::new(ClassConfig {
+            sections: json!({ "data_loader": section }),
+            seed: 1,
+            threads: 1,
+            resume_from: None,
+        })
     }
 
     fn load(loader: &mut TableLoader) -> Result<Dataset, PluginError> {

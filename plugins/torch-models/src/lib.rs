@@ -1,7 +1,7 @@
 //! The libtorch models the bundled plugins export: an MLP classifier (MNISTMLP), a CNN
 //! (MNISTCNN) and an MLP regressor (MLPRegressor), sharing one training loop with
-//! Adam/SGD/RMSprop, weight decay, early stopping with restore-best, a best-epoch checkpoint and
-//! cooperative cancel. The loop follows the data's task: cross-entropy, accuracy and class
+//! Adam/SGD/RMSprop, weight decay, early stopping with restore-best, a best-epoch checkpoint, a
+//! last-epoch checkpoint that a requeued run continues from, and cooperative cancel. The loop follows the data's task: cross-entropy, accuracy and class
 //! probabilities for classification; mean squared error and raw values for regression.
 //! Deterministic on CPU for a seed and thread count. Weights are saved as safetensors with the
 //! model's config beside them. A library crate: each plugin crate exports the classes it wants.
@@ -320,9 +320,9 @@ fn training_keys() -> Vec<ConfigKey> {
         ConfigKey::new(s, "restore_best", ConfigType::Boolean)
             .default(true)
             .describe("end with the best epoch's weights"),
-        ConfigKey::new(s, "checkpoint", ConfigType::Boolean)
-            .default(true)
-            .describe("write the best epoch's weights to checkpoints/"),
+        ConfigKey::new(s, "checkpoint", ConfigType::Boolean).default(true).describe(
+            "write the best and the last epoch's weights to checkpoints/ (a requeued run continues from the last)",
+        ),
         ConfigKey::new(s, "device", ConfigType::Choice(["cpu", "cuda", "auto"].map(String::from).to_vec()))
             .default("cpu"),
         ConfigKey::new(s, "eval_batch_size", ConfigType::Integer).default(1024),
@@ -373,6 +373,8 @@ pub struct TorchModel<A: Architecture> {
     sections: Sections<A::Section>,
     seed: u64,
     threads: usize,
+    /// An earlier attempt's folder, whose last-epoch checkpoint training continues from.
+    resume_from: Option<PathBuf>,
     trained: Option<Trained>,
     _architecture: PhantomData<A>,
 }
@@ -425,6 +427,7 @@ impl<A: Architecture> PluginClass for TorchModel<A> {
             sections,
             seed: config.seed,
             threads: config.threads.max(1),
+            resume_from: config.resume_from,
             trained: None,
             _architecture: PhantomData,
         })
@@ -701,10 +704,15 @@ impl BestEpoch {
         self.epochs_without_improvement = 0;
         if let Some(dir) = &self.checkpoint {
             std::fs::create_dir_all(dir).with_context(|| dir.display())?;
-            vs.save(dir.join("best.safetensors"))?;
+            save_atomically(vs, &dir.join("best.safetensors"))?;
         }
         self.best = Some((epoch, score, snapshot(vs)));
         Ok(())
+    }
+
+    /// Where the best epoch's weights go, when checkpoints are written.
+    fn best_file(&self) -> Option<PathBuf> {
+        self.checkpoint.as_ref().map(|dir| dir.join("best.safetensors"))
     }
 
     /// Restores the best epoch's weights when asked, and says which it was.
@@ -718,6 +726,114 @@ impl BestEpoch {
                 json!({ "monitor": self.monitor, "best_score": score, "restored_best": self.restore_best });
         }
         Ok(())
+    }
+}
+
+/// Saves `vs` to `path` by write-then-rename, so a job killed mid-write leaves the previous
+/// file whole.
+fn save_atomically(vs: &nn::VarStore, path: &Path) -> Result<(), PluginError> {
+    // tch picks the format by the extension: the staging file keeps `.safetensors`.
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staging = path.with_file_name(format!(".partial-{name}"));
+    vs.save(&staging).with_context(|| staging.display())?;
+    std::fs::rename(&staging, path).with_context(|| path.display())?;
+    Ok(())
+}
+
+/// Where training stood after an epoch: written after every epoch (with `training.checkpoint`)
+/// beside that epoch's weights, so that a requeued or re-run attempt continues from it. The
+/// optimizer's state (Adam's moments) is not kept: a continued run restarts it.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct LastEpoch {
+    model: String,
+    /// The model and training sections the weights were trained with.
+    sections: Value,
+    epoch: usize,
+    /// The epoch's weights, beside this file.
+    weights: String,
+    best: Option<(usize, f64)>,
+    epochs_without_improvement: usize,
+}
+
+const LAST_EPOCH: &str = "last.json";
+
+impl LastEpoch {
+    /// Writes the epoch's weights, then this file naming them (the file is the commit: a
+    /// job killed between the two continues from the epoch before), then removes the weights
+    /// it replaced.
+    fn write(&self, dir: &Path, vs: &nn::VarStore) -> Result<(), PluginError> {
+        std::fs::create_dir_all(dir).with_context(|| dir.display())?;
+        save_atomically(vs, &dir.join(&self.weights))?;
+        let replaced = LastEpoch::read(dir).ok().map(|last| last.weights).filter(|w| *w != self.weights);
+        let staging = dir.join("last.json.partial");
+        std::fs::write(&staging, serde_json::to_vec_pretty(self)?).with_context(|| staging.display())?;
+        std::fs::rename(&staging, dir.join(LAST_EPOCH)).with_context(|| dir.display())?;
+        if let Some(old) = replaced {
+            let _ = std::fs::remove_file(dir.join(old));
+        }
+        Ok(())
+    }
+
+    fn read(dir: &Path) -> Result<LastEpoch, PluginError> {
+        let path = dir.join(LAST_EPOCH);
+        let text = std::fs::read(&path).with_context(|| path.display())?;
+        serde_json::from_slice(&text).with_context(|| path.display())
+    }
+}
+
+impl<A: Architecture> TorchModel<A> {
+    fn sections_json(&self) -> Value {
+        json!({"model": self.sections.model, "training": self.sections.training})
+    }
+
+    /// Continues from the earlier attempt's last epoch, when it left one for this very model
+    /// and config: loads its weights (and the best epoch's, for restore-best) and returns the
+    /// epoch reached. Anything amiss is said and training starts afresh.
+    fn resume(
+        &self,
+        trained: &mut Trained,
+        best: &mut BestEpoch,
+        checkpoints: &Path,
+        services: &Services<'_>,
+    ) -> Result<Option<usize>, PluginError> {
+        let Some(dir) = self.resume_from.as_ref().map(|d| d.join("checkpoints")) else { return Ok(None) };
+        let last = match LastEpoch::read(&dir) {
+            Ok(last) => last,
+            Err(_) => {
+                services.info(&format!("no last-epoch checkpoint in {}: training from the start", dir.display()));
+                return Ok(None);
+            }
+        };
+        if last.model != A::NAME || last.sections != self.sections_json() {
+            services.warn(&format!(
+                "the checkpoint in {} is of another model or config: training from the start",
+                dir.display()
+            ));
+            return Ok(None);
+        }
+        if let Some((epoch, score)) = last.best {
+            let file = dir.join("best.safetensors");
+            if epoch == last.epoch || !file.is_file() {
+                trained.vs.load(dir.join(&last.weights)).with_context(|| last.weights.clone())?;
+            } else {
+                trained.vs.load(&file).with_context(|| file.display())?;
+            }
+            if let Some(own) = best.best_file() {
+                std::fs::create_dir_all(own.parent().unwrap_or(&own)).with_context(|| own.display())?;
+                save_atomically(&trained.vs, &own)?;
+            }
+            best.best = Some((epoch, score, snapshot(&trained.vs)));
+        }
+        best.epochs_without_improvement = last.epochs_without_improvement;
+        let weights = dir.join(&last.weights);
+        trained.vs.load(&weights).with_context(|| weights.display())?;
+        // Kept in this run's folder at once: an attempt killed before its first epoch ends
+        // still leaves the next one a checkpoint to continue from.
+        if self.sections.training.checkpoint {
+            last.write(checkpoints, &trained.vs)?;
+        }
+        services.info(&format!("continuing from epoch {} of the earlier attempt in {}", last.epoch, dir.display()));
+        Ok(Some(last.epoch))
     }
 }
 
@@ -737,12 +853,18 @@ impl<A: Architecture> Model for TorchModel<A> {
         if t.early_stopping && data.validation.is_none() {
             services.warn("early stopping needs validation data; training all epochs");
         }
-        let trained = self.build(input_shape, train.outputs as i64, device)?;
+        let mut trained = self.build(input_shape, train.outputs as i64, device)?;
+        let checkpoints = services.artifact_dir().join("checkpoints");
+        let mut best = BestEpoch::new(&t, checkpoints.clone());
+        let resumed = self.resume(&mut trained, &mut best, &checkpoints, services)?;
         let mut optimizer = self.optimizer(&trained.vs)?;
-        let mut best = BestEpoch::new(&t, services.artifact_dir().join("checkpoints"));
         let mut summary = FitSummary { device: device_name(device), ..FitSummary::default() };
-        for epoch in 1..=t.epochs {
+        summary.epochs_completed = resumed.unwrap_or(0);
+        for epoch in resumed.unwrap_or(0) + 1..=t.epochs {
             let started = Instant::now();
+            // Each epoch's random stream (order, dropout) follows from the seed and the epoch
+            // alone, so a continued run draws what an uninterrupted one would have.
+            tch::manual_seed(self.seed.wrapping_add(epoch as u64) as i64);
             let (loss, accuracy) = train_epoch::<A>(&trained, &mut optimizer, &data, &t, epoch, services)?;
             services.metric("loss", epoch as u64, loss);
             if A::TASK == TaskKind::Classification {
@@ -759,6 +881,17 @@ impl<A: Architecture> Model for TorchModel<A> {
             }
             services.metric("epoch_seconds", epoch as u64, started.elapsed().as_secs_f64());
             summary.epochs_completed = epoch;
+            if t.checkpoint {
+                let last = LastEpoch {
+                    model: A::NAME.to_owned(),
+                    sections: self.sections_json(),
+                    epoch,
+                    weights: format!("epoch-{epoch}.safetensors"),
+                    best: best.best.as_ref().map(|(epoch, score, _)| (*epoch, *score)),
+                    epochs_without_improvement: best.epochs_without_improvement,
+                };
+                last.write(&checkpoints, &trained.vs)?;
+            }
             if t.early_stopping && data.validation.is_some() && best.epochs_without_improvement >= t.patience {
                 summary.stopped_early = epoch < t.epochs;
                 services.info(&format!(
@@ -769,6 +902,11 @@ impl<A: Architecture> Model for TorchModel<A> {
             }
         }
         best.finish(&trained.vs, &mut summary)?;
+        if let (Some(epoch), Some(details)) = (resumed, summary.details.as_object_mut()) {
+            details.insert("resumed_after_epoch".into(), json!(epoch));
+        } else if let Some(epoch) = resumed {
+            summary.details = json!({ "resumed_after_epoch": epoch });
+        }
         self.trained = Some(trained);
         Ok(summary)
     }
@@ -909,15 +1047,99 @@ mod tests {
     use plugin_sdk::host::with_services;
     use plugin_sdk::testing::RecordingServices;
 
-    fn model(threads: usize) -> MnistMlp {
-        let sections = json!({
+    fn sections() -> Value {
+        json!({
             "model": {"hidden_layers": [8], "activation": "relu", "dropout": 0.0},
             "training": {"epochs": 1, "batch_size": 16, "learning_rate": 0.01, "optimizer": "adam",
                          "momentum": 0.9, "weight_decay": 0.0, "early_stopping": false, "patience": 3,
                          "monitor": "val_loss", "restore_best": true, "checkpoint": false, "device": "cpu",
                          "eval_batch_size": 64},
-        });
-        MnistMlp::new(ClassConfig { sections, seed: 5, threads }).unwrap()
+        })
+    }
+
+    fn model(threads: usize) -> MnistMlp {
+        MnistMlp::new(ClassConfig { sections: sections(), seed: 5, threads, resume_from: None }).unwrap()
+    }
+
+    fn view<'a>(features: &'a [f32], labels: &'a [i64]) -> DataView<'a> {
+        DataView {
+            features: TensorView::new(vec![labels.len(), 4], Elements::F32(features)).unwrap(),
+            targets: TensorView::new(vec![labels.len()], Elements::I64(labels)).unwrap(),
+            task: TaskKind::Classification,
+            outputs: 3,
+        }
+    }
+
+    /// Services that ask training to stop once an epoch has ended, as a requeue's SIGTERM does.
+    struct StopAfterEpoch(RecordingServices, u64);
+
+    impl plugin_sdk::host::HostServices for StopAfterEpoch {
+        fn log(&self, level: plugin_sdk::LogLevel, message: &str) {
+            self.0.log(level, message)
+        }
+        fn progress(&self, done: u64, total: u64, message: &str) {
+            self.0.progress(done, total, message)
+        }
+        fn metric(&self, name: &str, step: u64, value: f64) {
+            if name == "epoch_seconds" && step == self.1 {
+                self.0.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.0.metric(name, step, value)
+        }
+        fn should_stop(&self) -> bool {
+            self.0.should_stop()
+        }
+        fn artifact_dir(&self) -> PathBuf {
+            self.0.artifact_dir()
+        }
+    }
+
+    /// A requeued trial continues from its previous attempt's last epoch and ends where an
+    /// uninterrupted run ends (plain SGD keeps no optimizer state, so exactly there).
+    #[test]
+    fn a_continued_run_ends_where_an_uninterrupted_one_does() {
+        let features: Vec<f32> = (0..64 * 4).map(|i| ((i * 13) % 11) as f32 / 11.0).collect();
+        let labels: Vec<i64> = (0..64).map(|i| i % 3).collect();
+        let data = view(&features, &labels);
+        let mut config = sections();
+        config["training"]["epochs"] = json!(3);
+        config["training"]["optimizer"] = json!("sgd");
+        config["training"]["momentum"] = json!(0.0);
+        config["training"]["checkpoint"] = json!(true);
+        let create = |config: &Value, resume_from: Option<PathBuf>| {
+            MnistMlp::new(ClassConfig { sections: config.clone(), seed: 5, threads: 1, resume_from }).unwrap()
+        };
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+
+        let mut whole = create(&config, None);
+        let services = RecordingServices::new(dirs[0].path());
+        with_services(&services, |s| whole.fit(&data, None, s)).unwrap();
+        let expected = with_services(&services, |s| whole.predict(&data.features, s)).unwrap();
+
+        let mut first = create(&config, None);
+        let stopping = StopAfterEpoch(RecordingServices::new(dirs[1].path()), 2);
+        let error = with_services(&stopping, |s| first.fit(&data, None, s)).unwrap_err();
+        assert_eq!(error.kind, plugin_sdk::ErrorKind::Cancelled);
+        let last = LastEpoch::read(&dirs[1].path().join("checkpoints")).unwrap();
+        assert_eq!((last.epoch, last.weights.as_str()), (2, "epoch-2.safetensors"));
+        assert!(!dirs[1].path().join("checkpoints/epoch-1.safetensors").exists(), "replaced weights are removed");
+
+        let mut second = create(&config, Some(dirs[1].path().to_owned()));
+        let services = RecordingServices::new(dirs[2].path());
+        let summary = with_services(&services, |s| second.fit(&data, None, s)).unwrap();
+        assert_eq!((summary.epochs_completed, &summary.details["resumed_after_epoch"]), (3, &json!(2)));
+        let trained_epochs: Vec<u64> =
+            services.metrics.lock().unwrap().iter().filter(|(n, ..)| n == "loss").map(|(_, e, _)| *e).collect();
+        assert_eq!(trained_epochs, [3], "only the epoch the first attempt did not finish");
+        let continued = with_services(&services, |s| second.predict(&data.features, s)).unwrap();
+        assert_eq!(continued.view().as_f32(), expected.view().as_f32());
+
+        // Another config's checkpoint is not continued from.
+        config["training"]["learning_rate"] = json!(0.5);
+        let mut other = create(&config, Some(dirs[1].path().to_owned()));
+        let services = RecordingServices::new(dirs[2].path());
+        let summary = with_services(&services, |s| other.fit(&data, None, s)).unwrap();
+        assert!(summary.details.get("resumed_after_epoch").is_none());
     }
 
     /// Regression (issue 20): `--model-from` evaluated with libtorch's default thread count,
@@ -928,12 +1150,7 @@ mod tests {
     fn every_path_into_the_model_applies_the_runs_thread_count() {
         let features: Vec<f32> = (0..64 * 4).map(|i| (i % 7) as f32 / 7.0).collect();
         let labels: Vec<i64> = (0..64).map(|i| i % 3).collect();
-        let view = DataView {
-            features: TensorView::new(vec![64, 4], Elements::F32(&features)).unwrap(),
-            targets: TensorView::new(vec![64], Elements::I64(&labels)).unwrap(),
-            task: TaskKind::Classification,
-            outputs: 3,
-        };
+        let view = view(&features, &labels);
         let (run_threads, other) = (3, 1);
         let dir = tempfile::tempdir().unwrap();
         let services = RecordingServices::new(dir.path());

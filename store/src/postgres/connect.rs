@@ -18,6 +18,8 @@ use crate::locator::PostgresUrl;
 pub struct Connector {
     config: Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// The server is reached through a Unix socket (a folder as the host): no TLS there.
+    unix_socket: bool,
     /// `host:port`, for messages.
     pub address: String,
     pub user: String,
@@ -140,8 +142,11 @@ impl Connector {
             }
         }
         let text = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
-        let mut config: Config =
-            text.parse().map_err(|e| anyhow::anyhow!("{}: not a PostgreSQL URL this host reads: {e}", url.url))?;
+        let mut config: Config = text.parse().map_err(|e: postgres::Error| {
+            let reason = std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default();
+            anyhow::anyhow!("{}: not a PostgreSQL URL this host reads: {e}{reason}", url.url)
+        })?;
+        let unix_socket = matches!(config.get_hosts().first(), Some(postgres::config::Host::Unix(_)));
         let host = match config.get_hosts().first() {
             Some(postgres::config::Host::Tcp(host)) => host.clone(),
             Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
@@ -176,6 +181,7 @@ impl Connector {
         Ok(Connector {
             config,
             tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(root_cert.as_deref())?),
+            unix_socket,
             address: format!("{host}:{port}"),
             user,
             database,
@@ -192,10 +198,11 @@ impl Connector {
     /// covers reaching the server, not a server that accepts and then says nothing: a watchdog
     /// gives up on those after the connect timeout too, so nothing hangs.
     pub fn connect_raw(&self) -> Result<Client, ConnectFailure> {
-        let (config, tls) = (self.config.clone(), self.tls.clone());
+        let (config, tls, unix_socket) = (self.config.clone(), self.tls.clone(), self.unix_socket);
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = sender.send(config.connect(tls));
+            // A Unix socket is local: no TLS (and no server name to check one against).
+            let _ = sender.send(if unix_socket { config.connect(postgres::NoTls) } else { config.connect(tls) });
         });
         match receiver.recv_timeout(self.connect_timeout + Duration::from_millis(500)) {
             Ok(result) => result.map_err(ConnectFailure::Client),
@@ -258,6 +265,12 @@ impl Connector {
             )
         } else if detail.contains("does not support TLS") {
             format!("PostgreSQL at {address} does not offer TLS, but the URL asks for sslmode=require")
+        } else if detail.contains("password missing") {
+            format!(
+                "PostgreSQL at {address} asks user {} for a password: give it in the URL (postgres://USER:PASSWORD@...), \
+                 PGPASSWORD or ~/.pgpass",
+                self.user
+            )
         } else if error.is_closed() {
             format!("the connection to PostgreSQL at {address} closed: {detail}")
         } else {

@@ -23,7 +23,7 @@ use crate::locator::PostgresUrl;
 use crate::migration;
 use crate::{
     CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunRow, RunningRun,
-    StepMetric, StoreInfo, Summary, SweepRow, SweepStart, timed_write,
+    StepMetric, StoreInfo, Summary, SweepJob, SweepRow, SweepStart, timed_write,
 };
 
 /// The advisory lock that serialises migrations: "hoststor" in ASCII.
@@ -67,6 +67,10 @@ pub struct PostgresStore {
     connector: connect::Connector,
     locator: Locator,
     retry_for: Duration,
+    /// When the server stopped answering, while it has not answered since: every call's retries
+    /// count from here, so a server gone for good fails each later call at once instead of
+    /// making each wait `retry_for` again.
+    outage: std::cell::Cell<Option<Instant>>,
 }
 
 impl PostgresStore {
@@ -82,16 +86,17 @@ impl PostgresStore {
             connector,
             locator: locator.clone(),
             retry_for: options.retry_for,
+            outage: std::cell::Cell::new(None),
         };
         store.migrate()?;
         Ok(store)
     }
 
     /// Runs `call` on the connection. A lost connection or a server restarting is retried with
-    /// backoff (reconnecting) until `retry_for` has passed since the first failure; then, or
-    /// for any other error, one line naming the server and what was being done.
+    /// backoff (reconnecting) until `retry_for` has passed since the server stopped answering
+    /// (in this call or an earlier one); then, or for any other error, one line naming the
+    /// server and what was being done.
     fn run<T>(&self, what: impl Fn() -> String, mut call: impl FnMut(&mut Client) -> Call<T>) -> Result<T> {
-        let mut deadline: Option<Instant> = None;
         let mut delay = Duration::from_millis(100);
         loop {
             let outcome: Call<T> = {
@@ -113,16 +118,25 @@ impl PostgresStore {
                 }
             };
             let error = match outcome {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.outage.set(None);
+                    return Ok(value);
+                }
                 Err(Failure::Db(error)) if connect::transient(&error) => self.connector.describe(&error),
                 Err(Failure::Connect(failure)) => self.connector.describe_connect(&failure),
+                // The server answered: whatever went wrong, it is not away.
                 Err(Failure::Db(error)) => {
+                    self.outage.set(None);
                     return Err(anyhow::anyhow!("{}", self.connector.describe(&error))).with_context(&what);
                 }
-                Err(Failure::Other(error)) => return Err(error).with_context(&what),
+                Err(Failure::Other(error)) => {
+                    self.outage.set(None);
+                    return Err(error).with_context(&what);
+                }
             };
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.retry_for);
-            if Instant::now() >= deadline {
+            let since = self.outage.get().unwrap_or_else(Instant::now);
+            self.outage.set(Some(since));
+            if since.elapsed() >= self.retry_for {
                 return Err(anyhow::anyhow!(
                     "{error}; gave up after retrying for {} s (retry_seconds in config/database_config.yaml)",
                     self.retry_for.as_secs()
@@ -297,9 +311,9 @@ fn insert_run(transaction: &mut impl GenericClient, statements: &Statements, rec
          run AS (
              INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads,
                                host_version, git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname,
-                               replay_of, summary_json, boot_id, pid_namespace)
+                               replay_of, summary_json, boot_id, pid_namespace, sweep_id, trial)
              SELECT $1, experiment.id, 'running', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14,
-                    (SELECT run_id FROM runs WHERE run_id = $15), $16, $17, $18
+                    (SELECT run_id FROM runs WHERE run_id = $15), $16, $17, $18, $37, $38
              FROM experiment
          ),
          environment AS (
@@ -360,6 +374,27 @@ fn insert_run(transaction: &mut impl GenericClient, statements: &Statements, rec
             &values,
             &trial.map(|t| t.sweep_id.as_str()),
             &trial.map(|t| t.trial as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_job(transaction: &mut impl GenericClient, sweep_id: &str, job: &SweepJob) -> Call<()> {
+    transaction.execute(
+        "INSERT INTO sweep_jobs (sweep_id, trial, scheduler, job_id, submitted_at, state, reason, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (sweep_id, trial, job_id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+             updated_at = excluded.updated_at
+         WHERE excluded.updated_at >= sweep_jobs.updated_at",
+        &[
+            &sweep_id,
+            &(job.trial as i64),
+            &job.scheduler,
+            &job.job_id,
+            &job.submitted_at,
+            &job.state,
+            &job.reason,
+            &job.updated_at,
         ],
     )?;
     Ok(())
@@ -863,7 +898,10 @@ impl crate::Store for PostgresStore {
                     "INSERT INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric)
                      VALUES ($1, $2, $3, (SELECT run_id FROM runs WHERE run_id = $4), $5, $6)
                      ON CONFLICT (sweep_id, trial) DO UPDATE SET parameters_json = excluded.parameters_json,
-                         run_id = excluded.run_id, status = excluded.status, metric = excluded.metric",
+                         run_id = excluded.run_id, status = excluded.status, metric = excluded.metric
+                     WHERE excluded.status IN ('completed', 'pruned') AND sweep_trials.status <> 'pruned'
+                         AND COALESCE((SELECT r.status FROM runs r WHERE r.run_id = sweep_trials.run_id), sweep_trials.status)
+                             <> 'completed'",
                     &[
                         &sweep.sweep_id,
                         &(trial.trial as i64),
@@ -873,6 +911,9 @@ impl crate::Store for PostgresStore {
                         &trial.metric,
                     ],
                 )?;
+                if let Some(job) = &trial.job {
+                    insert_job(transaction, &sweep.sweep_id, job)?;
+                }
             }
             Ok(())
         })
@@ -882,12 +923,14 @@ impl crate::Store for PostgresStore {
         self.run(self.context("listing running runs"), queries::running_runs)
     }
 
-    fn mark_interrupted(&self, run_id: &str) -> Result<bool> {
+    fn settle_run(&self, run_id: &str, status: RunStatus, reason: &str, from: &[RunStatus]) -> Result<bool> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let mut changed = 0;
-        self.write(self.context(&format!("marking run {run_id} interrupted")), |transaction| {
+        self.write(self.context(&format!("recording how run {run_id} ended")), |transaction| {
             changed = transaction.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = $2 WHERE run_id = $1 AND status = 'running'",
-                &[&run_id, &record::now_rfc3339()],
+                "UPDATE runs SET status = $2, error = $3, finished_at = COALESCE(finished_at, $4)
+                 WHERE run_id = $1 AND status = ANY($5)",
+                &[&run_id, &status.as_str(), &reason, &record::now_rfc3339(), &from],
             )?;
             Ok(())
         })?;
@@ -902,6 +945,22 @@ impl crate::Store for PostgresStore {
             Ok(())
         })?;
         deleted.context("the delete returned nothing")
+    }
+
+    fn job_submitted(&self, sweep_id: &str, job: &SweepJob) -> Result<()> {
+        self.write(self.context(&format!("recording job {} of sweep {sweep_id}", job.job_id)), |transaction| {
+            insert_job(transaction, sweep_id, job)
+        })
+    }
+
+    fn job_state(&self, sweep_id: &str, trial: usize, job_id: &str, state: &str, reason: Option<&str>) -> Result<()> {
+        self.write(self.context(&format!("recording the state of job {job_id} of sweep {sweep_id}")), |transaction| {
+            transaction.execute(
+                "UPDATE sweep_jobs SET state = $4, reason = $5, updated_at = $6 WHERE sweep_id = $1 AND trial = $2 AND job_id = $3",
+                &[&sweep_id, &(trial as i64), &job_id, &state, &reason, &record::now_rfc3339()],
+            )?;
+            Ok(())
+        })
     }
 
     fn info(&self) -> Result<StoreInfo> {
@@ -1078,5 +1137,10 @@ mod tests {
         cluster.stop_server();
         let error = format!("{:#}", store.record(&done).unwrap_err());
         assert!(error.contains("gave up after retrying for 1 s") && error.contains("recording run r1"), "{error}");
+        // The outage goes on: later calls fail at once instead of waiting out the retry time
+        // again (a run writing every epoch would otherwise crawl).
+        let started = std::time::Instant::now();
+        assert!(store.heartbeat("r1").is_err());
+        assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
     }
 }

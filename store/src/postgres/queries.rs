@@ -10,7 +10,9 @@ use postgres::types::ToSql;
 use record::{Edge, RunOwner, RunRecord, RunStatus, StageName, TrialStatus};
 
 use super::Call;
-use crate::{CachedStage, DeletedRun, RecordedFile, RunFilter, RunRow, RunningRun, Summary, SweepRow, TrialRow};
+use crate::{
+    CachedStage, DeletedRun, RecordedFile, RunFilter, RunRow, RunningRun, Summary, SweepJob, SweepRow, TrialRow,
+};
 
 /// Reads a status or relation column written by this crate.
 pub fn parsed<T: std::str::FromStr<Err = String>>(text: &str) -> anyhow::Result<T> {
@@ -84,11 +86,21 @@ pub fn cached_stages(client: &mut impl GenericClient, stage: StageName, key: &st
 
 /// A run's record with its status and config columns, which are the truth.
 pub fn run_record(client: &mut impl GenericClient, run_id: &str) -> Call<RunRecord> {
-    let row = client.query_one("SELECT status, summary_json, config_json FROM runs WHERE run_id = $1", &[&run_id])?;
+    let row = client.query_one(
+        "SELECT status, summary_json, config_json, error, finished_at FROM runs WHERE run_id = $1",
+        &[&run_id],
+    )?;
     let summary: Option<&str> = row.get(1);
     let summary = summary.context("the run was recorded without its record")?;
     let mut record = crate::read_record(summary).context("the stored run record")?;
     record.status = parsed(row.get(0))?;
+    // A run settled after its process ended (`Store::settle_run`) has its end in the columns.
+    if let Some(error) = row.get::<_, Option<String>>(3) {
+        record.error = Some(error);
+    }
+    if let Some(finished) = row.get::<_, Option<String>>(4) {
+        record.finished_at = Some(finished);
+    }
     record.config = serde_json::from_str(row.get(2)).context("the stored config")?;
     Ok(record)
 }
@@ -163,10 +175,30 @@ pub fn sweep(client: &mut impl GenericClient, sweep_id: &str) -> Call<Option<Swe
     };
     let rows = client.query(
         "SELECT t.trial, t.parameters_json, t.run_id,
-                CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END, t.metric
+                CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END,
+                COALESCE(t.metric, (SELECT m.value FROM metrics m WHERE m.run_id = t.run_id AND m.step IS NULL
+                                    AND m.name = (SELECT metric FROM sweeps WHERE sweep_id = t.sweep_id))),
+                ARRAY(SELECT a.run_id FROM runs a WHERE a.sweep_id = t.sweep_id AND a.trial = t.trial ORDER BY a.started_at, a.run_id)
          FROM sweep_trials t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.sweep_id = $1 ORDER BY t.trial",
         &[&sweep_id],
     )?;
+    let mut jobs: Vec<SweepJob> = client
+        .query(
+            "SELECT trial, scheduler, job_id, submitted_at, state, reason, updated_at FROM sweep_jobs WHERE sweep_id = $1
+             ORDER BY trial, submitted_at, length(job_id), job_id",
+            &[&sweep_id],
+        )?
+        .iter()
+        .map(|row| SweepJob {
+            trial: row.get::<_, i64>(0) as usize,
+            scheduler: row.get(1),
+            job_id: row.get(2),
+            submitted_at: row.get(3),
+            state: row.get(4),
+            reason: row.get(5),
+            updated_at: row.get(6),
+        })
+        .collect();
     let mut trials = Vec::with_capacity(rows.len());
     for trial in rows {
         let status: &str = trial.get(3);
@@ -175,12 +207,17 @@ pub fn sweep(client: &mut impl GenericClient, sweep_id: &str) -> Call<Option<Swe
             Ok(run) => TrialStatus::from(run),
             Err(_) => parsed::<TrialStatus>(status)?,
         };
+        let number = trial.get::<_, i64>(0) as usize;
+        // The trial's latest job.
+        let job = jobs.iter().rposition(|j| j.trial == number).map(|at| jobs.remove(at));
         trials.push(TrialRow {
-            trial: trial.get::<_, i64>(0) as usize,
+            trial: number,
             parameters: serde_json::from_str(trial.get(1))?,
             run_id: trial.get(2),
             status,
             metric: trial.get(4),
+            attempts: trial.get(5),
+            job,
         });
     }
     Ok(Some(SweepRow {

@@ -1,14 +1,15 @@
 //! The PostgreSQL schema as append-only migrations, in the same version numbers as SQLite's
-//! (`store/src/sqlite/schema.rs`): version 4 is SQLite's 1 to 4 at once. Text that is sorted or
+//! (`store/src/sqlite/schema.rs`): version 4 is SQLite's 1 to 4 at once, then one for one. Text that is sorted or
 //! compared by range (ids, digests, times) is `COLLATE "C"`, byte order as in SQLite, whatever
 //! the database's locale. JSON is kept as text, as in SQLite.
 
 use crate::migration::Migration;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 4,
-    additive: false,
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 4,
+        additive: false,
+        sql: r#"
     CREATE TABLE experiments (
         id BIGSERIAL PRIMARY KEY,
         name TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -141,4 +142,26 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         PRIMARY KEY (sweep_id, trial)
     );
     "#,
-}];
+    },
+    // 5, as SQLite's: runs by trial, and the scheduler jobs of sweeps.
+    Migration {
+        version: 5,
+        additive: true,
+        sql: r#"
+    ALTER TABLE runs ADD COLUMN sweep_id TEXT COLLATE "C";
+    ALTER TABLE runs ADD COLUMN trial BIGINT;
+    CREATE INDEX runs_by_trial ON runs (sweep_id, trial, started_at);
+    CREATE TABLE sweep_jobs (
+        sweep_id TEXT COLLATE "C" NOT NULL REFERENCES sweeps(sweep_id) ON DELETE CASCADE,
+        trial BIGINT NOT NULL,
+        scheduler TEXT NOT NULL,
+        job_id TEXT COLLATE "C" NOT NULL,
+        submitted_at TEXT COLLATE "C" NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        updated_at TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (sweep_id, trial, job_id)
+    );
+    "#,
+    },
+];

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::migration;
 use crate::{
     CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunRow, RunningRun,
-    StepMetric, StoreInfo, Summary, SweepRow, SweepStart, timed_write,
+    StepMetric, StoreInfo, Summary, SweepJob, SweepRow, SweepStart, timed_write,
 };
 
 pub struct SqliteStore {
@@ -149,6 +149,27 @@ impl SqliteStore {
     }
 }
 
+fn insert_job(transaction: &Connection, sweep_id: &str, job: &SweepJob) -> Result<()> {
+    transaction.execute(
+        "INSERT INTO sweep_jobs (sweep_id, trial, scheduler, job_id, submitted_at, state, reason, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (sweep_id, trial, job_id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+             updated_at = excluded.updated_at
+         WHERE excluded.updated_at >= sweep_jobs.updated_at",
+        params![
+            sweep_id,
+            job.trial as i64,
+            job.scheduler,
+            job.job_id,
+            job.submitted_at,
+            job.state,
+            job.reason,
+            job.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
 /// `PRAGMA integrity_check` of the file at `path`, opened read-only.
 pub fn integrity_check(path: &Path) -> Result<String> {
     let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -169,9 +190,9 @@ fn insert_run(transaction: &Connection, record: &RunRecord) -> Result<()> {
     transaction.execute(
         "INSERT INTO runs (run_id, experiment_id, status, config_file, config_json, config_sha256, seed, threads, host_version,
                            git_commit, git_dirty, output_dir, started_at, heartbeat_at, pid, hostname, replay_of, summary_json,
-                           boot_id, pid_namespace)
+                           boot_id, pid_namespace, sweep_id, trial)
          VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14,
-                 (SELECT run_id FROM runs WHERE run_id = ?15), ?16, ?17, ?18)",
+                 (SELECT run_id FROM runs WHERE run_id = ?15), ?16, ?17, ?18, ?19, ?20)",
         params![
             record.run_id,
             experiment_id,
@@ -191,6 +212,8 @@ fn insert_run(transaction: &Connection, record: &RunRecord) -> Result<()> {
             serde_json::to_string(record)?,
             owner.boot_id,
             owner.pid_namespace,
+            record.trial.as_ref().map(|t| t.sweep_id.as_str()),
+            record.trial.as_ref().map(|t| t.trial as i64),
         ],
     )?;
     let environment = &record.environment;
@@ -537,8 +560,13 @@ impl crate::Store for SqliteStore {
             )?;
             for trial in &sweep.trials {
                 transaction.execute(
-                    "INSERT OR REPLACE INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric)
-                     VALUES (?1, ?2, ?3, (SELECT run_id FROM runs WHERE run_id = ?4), ?5, ?6)",
+                    "INSERT INTO sweep_trials (sweep_id, trial, parameters_json, run_id, status, metric)
+                     VALUES (?1, ?2, ?3, (SELECT run_id FROM runs WHERE run_id = ?4), ?5, ?6)
+                     ON CONFLICT (sweep_id, trial) DO UPDATE SET parameters_json = excluded.parameters_json,
+                         run_id = excluded.run_id, status = excluded.status, metric = excluded.metric
+                     WHERE excluded.status IN ('completed', 'pruned') AND sweep_trials.status <> 'pruned'
+                         AND COALESCE((SELECT r.status FROM runs r WHERE r.run_id = sweep_trials.run_id), sweep_trials.status)
+                             <> 'completed'",
                     params![
                         sweep.sweep_id,
                         trial.trial as i64,
@@ -548,10 +576,29 @@ impl crate::Store for SqliteStore {
                         trial.metric
                     ],
                 )?;
+                if let Some(job) = &trial.job {
+                    insert_job(transaction, &sweep.sweep_id, job)?;
+                }
             }
             Ok(())
         })
         .with_context(|| self.context(&format!("importing sweep {}", sweep.sweep_id)))
+    }
+
+    fn job_submitted(&self, sweep_id: &str, job: &SweepJob) -> Result<()> {
+        self.write(|transaction| insert_job(transaction, sweep_id, job))
+            .with_context(|| self.context(&format!("recording job {} of sweep {sweep_id}", job.job_id)))
+    }
+
+    fn job_state(&self, sweep_id: &str, trial: usize, job_id: &str, state: &str, reason: Option<&str>) -> Result<()> {
+        self.write(|transaction| {
+            transaction.execute(
+                "UPDATE sweep_jobs SET state = ?4, reason = ?5, updated_at = ?6 WHERE sweep_id = ?1 AND trial = ?2 AND job_id = ?3",
+                params![sweep_id, trial as i64, job_id, state, reason, record::now_rfc3339()],
+            )?;
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("recording the state of job {job_id} of sweep {sweep_id}")))
     }
 
     fn info(&self) -> Result<StoreInfo> {
@@ -573,15 +620,17 @@ impl crate::Store for SqliteStore {
         queries::running_runs(&self.connection.borrow()).with_context(|| self.context("listing running runs"))
     }
 
-    fn mark_interrupted(&self, run_id: &str) -> Result<bool> {
+    fn settle_run(&self, run_id: &str, status: RunStatus, reason: &str, from: &[RunStatus]) -> Result<bool> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let changed = self
             .write(|transaction| {
                 Ok(transaction.execute(
-                    "UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE run_id = ?1 AND status = 'running'",
-                    params![run_id, record::now_rfc3339()],
+                    "UPDATE runs SET status = ?2, error = ?3, finished_at = COALESCE(finished_at, ?4)
+                     WHERE run_id = ?1 AND status IN (SELECT value FROM json_each(?5))",
+                    params![run_id, status.as_str(), reason, record::now_rfc3339(), serde_json::to_string(&from)?],
                 )?)
             })
-            .with_context(|| self.context(&format!("marking run {run_id} interrupted")))?;
+            .with_context(|| self.context(&format!("recording how run {run_id} ended")))?;
         Ok(changed > 0)
     }
 

@@ -13,7 +13,7 @@ use record::RunOwner;
 
 use crate::{
     CachedStage, DeletedRun, Direction, RecordedFile, Result, RunFilter, RunRow, RunningRun, StepMetric, Summary,
-    SweepRow, TrialRow,
+    SweepJob, SweepRow, TrialRow,
 };
 
 /// Reads a status column written by this crate.
@@ -103,7 +103,7 @@ pub fn run_record(connection: &Connection, run_id: &str) -> Result<RunRecord> {
     let mut statement = connection.prepare(
         "SELECT r.status, r.summary_json, r.config_json, e.name, r.config_file, r.config_sha256, r.seed, r.threads,
                 r.output_dir, r.started_at, r.finished_at, r.git_commit, r.git_dirty, r.pid, r.hostname, r.boot_id,
-                r.pid_namespace
+                r.pid_namespace, r.error
          FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.run_id = ?1",
     )?;
     let mut rows = statement.query([run_id])?;
@@ -127,6 +127,13 @@ pub fn run_record(connection: &Connection, run_id: &str) -> Result<RunRecord> {
         }))?,
     };
     record.status = parsed(&status)?;
+    // A run settled after its process ended (`Store::settle_run`) has its end in the columns.
+    if let Some(error) = row.get::<_, Option<String>>(17)? {
+        record.error = Some(error);
+    }
+    if let Some(finished) = row.get::<_, Option<String>>(10)? {
+        record.finished_at = Some(finished);
+    }
     record.config = serde_json::from_str(&config).context("the stored config")?;
     if record.git == record::GitState::default() {
         record.git = record::GitState { commit: row.get(11)?, dirty: row.get(12)? };
@@ -352,31 +359,67 @@ pub fn sweep(connection: &Connection, sweep_id: &str) -> Result<Option<SweepRow>
     let Some((name, metric, maximize, created_at, config)) = found else { return Ok(None) };
     let mut statement = connection.prepare(
         "SELECT t.trial, t.parameters_json, t.run_id,
-                CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END, t.metric
+                CASE WHEN t.status = 'pruned' THEN 'pruned' ELSE COALESCE(r.status, t.status) END,
+                COALESCE(t.metric, (SELECT m.value FROM metrics m WHERE m.run_id = t.run_id AND m.step IS NULL
+                                    AND m.name = (SELECT metric FROM sweeps WHERE sweep_id = t.sweep_id))),
+                (SELECT json_group_array(run_id) FROM
+                    (SELECT run_id FROM runs a WHERE a.sweep_id = t.sweep_id AND a.trial = t.trial ORDER BY started_at, run_id))
          FROM sweep_trials t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.sweep_id = ?1 ORDER BY t.trial",
     )?;
     let rows = statement.query_map([sweep_id], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?))
     })?;
+    let mut jobs = sweep_jobs(connection, sweep_id)?;
     let mut trials = Vec::new();
     for row in rows {
-        let (trial, parameters, run_id, status, metric): (i64, String, Option<String>, String, Option<f64>) = row?;
+        let (trial, parameters, run_id, status, metric, attempts): (
+            i64,
+            String,
+            Option<String>,
+            String,
+            Option<f64>,
+            String,
+        ) = row?;
         // The run's status where the trial has a run, else the trial's own (pruned, or running
         // while its run has not begun).
         let status = match parsed::<RunStatus>(&status) {
             Ok(run) => TrialStatus::from(run),
             Err(_) => parsed::<TrialStatus>(&status)?,
         };
+        // The trial's latest job.
+        let job = jobs.iter().rposition(|j| j.trial == trial as usize).map(|at| jobs.remove(at));
         trials.push(TrialRow {
             trial: trial as usize,
             parameters: serde_json::from_str(&parameters)?,
             run_id,
             status,
             metric,
+            attempts: serde_json::from_str(&attempts)?,
+            job,
         });
     }
     let config = serde_json::from_str(&config)?;
     Ok(Some(SweepRow { sweep_id: sweep_id.to_owned(), name, config, metric, maximize, created_at, trials }))
+}
+
+/// A sweep's scheduler jobs, by trial and then in submission order.
+fn sweep_jobs(connection: &Connection, sweep_id: &str) -> Result<Vec<SweepJob>> {
+    let mut statement = connection.prepare(
+        "SELECT trial, scheduler, job_id, submitted_at, state, reason, updated_at FROM sweep_jobs WHERE sweep_id = ?1
+         ORDER BY trial, submitted_at, length(job_id), job_id",
+    )?;
+    let rows = statement.query_map([sweep_id], |r| {
+        Ok(SweepJob {
+            trial: r.get::<_, i64>(0)? as usize,
+            scheduler: r.get(1)?,
+            job_id: r.get(2)?,
+            submitted_at: r.get(3)?,
+            state: r.get(4)?,
+            reason: r.get(5)?,
+            updated_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn sweep_ids(connection: &Connection) -> Result<Vec<String>> {

@@ -165,4 +165,26 @@ pub const MIGRATIONS: &[Migration] = &[
     ALTER TABLE runs ADD COLUMN pid_namespace TEXT;
     "#,
     },
+    // 5: runs by the sweep trial they are (a trial's attempts), and the scheduler jobs a sweep
+    // submitted for its trials.
+    Migration {
+        version: 5,
+        additive: true,
+        sql: r#"
+    ALTER TABLE runs ADD COLUMN sweep_id TEXT;
+    ALTER TABLE runs ADD COLUMN trial INTEGER;
+    CREATE INDEX runs_by_trial ON runs (sweep_id, trial, started_at);
+    CREATE TABLE sweep_jobs (
+        sweep_id TEXT NOT NULL REFERENCES sweeps(sweep_id) ON DELETE CASCADE,
+        trial INTEGER NOT NULL,
+        scheduler TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        submitted_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (sweep_id, trial, job_id)
+    );
+    "#,
+    },
 ];

@@ -9,6 +9,7 @@ mod liveness;
 mod pipeline;
 mod plugins;
 mod reproduce;
+mod slurm;
 mod store;
 mod support;
 mod sweep;

@@ -159,6 +159,11 @@ impl Project {
             Some(url) => command.env("HOST_DB", url),
             None => command.env_remove("HOST_DB"),
         };
+        // Slurm's commands reach the tests' cluster once a test started it.
+        match SLURM.get().and_then(|started| started.as_ref().ok()) {
+            Some(dir) => command.env("SLURM_CONF", dir.join("slurm.conf")),
+            None => command.env_remove("SLURM_CONF"),
+        };
         command
     }
 
@@ -337,4 +342,54 @@ pub fn wait_until_running(project: &Project) -> String {
         assert!(started.elapsed().as_secs() < 60, "the run never started: {runs}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+static SLURM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static SLURM_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+extern "C" fn stop_slurm() {
+    if let Some(dir) = SLURM_DIR.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = Command::new(workspace_root().join("scripts/slurm-local.sh")).arg("stop").arg(&dir).output();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The one-node Slurm cluster the tests share, started on first use by the project's own
+/// script (scripts/slurm-local.sh, eight CPUs so short jobs run side by side) in a fresh
+/// folder, and stopped and removed at exit. Returns the folder (its `slurm.conf`); every
+/// `Project::command` after this points Slurm's commands at it.
+pub fn slurm_cluster() -> PathBuf {
+    let started = SLURM.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("host-slurm-{}", std::process::id()));
+        let output = Command::new(workspace_root().join("scripts/slurm-local.sh"))
+            .arg("start")
+            .arg(&dir)
+            .env("SLURM_LOCAL_CPUS", "8")
+            .output()
+            .map_err(|e| format!("cannot run scripts/slurm-local.sh: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/slurm-local.sh start failed (scripts/setup.sh installs Slurm):\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        *SLURM_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(stop_slurm) };
+        Ok(dir)
+    });
+    match started {
+        Ok(dir) => dir.clone(),
+        Err(error) => panic!("cannot start the test Slurm cluster: {error}"),
+    }
+}
+
+/// A Slurm command (`squeue`, `scontrol`, `scancel`) against the tests' cluster; its stdout.
+#[track_caller]
+pub fn slurm(program: &str, args: &[&str]) -> String {
+    let conf = slurm_cluster().join("slurm.conf");
+    let output = Command::new(program).args(args).env("SLURM_CONF", conf).output().expect("run a Slurm command");
+    assert!(output.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

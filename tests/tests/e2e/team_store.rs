@@ -150,7 +150,11 @@ fn store_copy_brings_a_sqlite_store_into_postgres_and_back_once() {
     let team = Cluster::shared().create_database().unwrap();
     let copy = project.host(&["store", "copy", "--from", &laptop, "--to", &team]);
     copy.success();
-    assert!(copy.stdout.starts_with("copied 3 runs and 0 sweeps from "), "{}", copy.stdout);
+    assert!(
+        copy.stdout.starts_with("copied 3 runs and 0 new sweeps (the trials of others merged) from "),
+        "{}",
+        copy.stdout
+    );
     let again = project.host(&["store", "copy", "--from", &laptop, "--to", &team, "--json"]).success().json();
     assert_eq!((again["runs"].as_i64(), again["skipped"].as_i64()), (Some(0), Some(3)));
     let runs = project.host(&["runs", "list", "--json", "--db", &laptop]).success().json();
