@@ -115,6 +115,18 @@ CONF
 case "$command" in
     start) start ;;
     stop)
+        # Jobs still there are cancelled first: a job's slurmstepd outlives the daemons.
+        if [ -f "$dir/slurmctld.pid" ] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+            jobs=$(SLURM_CONF="$conf" squeue -h -o %A 2>/dev/null | sort -u || true)
+            if [ -n "$jobs" ]; then
+                # shellcheck disable=SC2086
+                SLURM_CONF="$conf" scancel $jobs 2>/dev/null || true
+                for _ in $(seq 150); do
+                    [ -z "$(SLURM_CONF="$conf" squeue -h -t running,completing -o %A 2>/dev/null)" ] && break
+                    sleep 0.1
+                done
+            fi
+        fi
         stop_pid "$dir/slurmd.pid"
         stop_pid "$dir/slurmctld.pid"
         if [ -S "$dir/munge/munge.socket" ]; then
