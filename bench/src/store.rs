@@ -324,6 +324,7 @@ fn synthetic_run(index: usize) -> RunRecord {
         ],
         stages: StageName::ALL.iter().copied().map(stage).collect(),
         source_files,
+        cached_splits: BTreeMap::new(),
         data: DataRecord {
             description: "synthetic".into(),
             dataset_sha256: dataset,

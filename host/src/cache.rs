@@ -10,6 +10,7 @@
 //! in the cache folder's `splits/` (configured; by default beside a SQLite store), written in
 //! the background while training runs.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -119,8 +120,18 @@ pub fn splits_path(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join("splits").join(format!("{key}.bin"))
 }
 
-/// Writes the prepared splits (atomically: a partial file is never visible under its name).
-pub fn write_splits(path: &Path, prepared: &Prepared) -> anyhow::Result<()> {
+/// A split's content digest: of its checksums, so the bytes are hashed once.
+fn content_digest(split: &SplitHeader) -> String {
+    sha256_bytes(format!("{}:{}:{}", split.features_sha256, split.targets_sha256, split.source_rows_sha256).as_bytes())
+}
+
+fn content_digests(header: &SplitsHeader) -> BTreeMap<String, String> {
+    header.splits.iter().map(|split| (split.name.clone(), content_digest(split))).collect()
+}
+
+/// Writes the prepared splits (atomically: a partial file is never visible under its name);
+/// returns each split's content digest, for the run's record.
+pub fn write_splits(path: &Path, prepared: &Prepared) -> anyhow::Result<BTreeMap<String, String>> {
     let dir = path.parent().context("the splits file has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let header = SplitsHeader {
@@ -146,6 +157,7 @@ pub fn write_splits(path: &Path, prepared: &Prepared) -> anyhow::Result<()> {
             })
             .collect(),
     };
+    let digests = content_digests(&header);
     let header = serde_json::to_vec(&header)?;
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
@@ -166,11 +178,12 @@ pub fn write_splits(path: &Path, prepared: &Prepared) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&temporary);
         return Err(error).with_context(|| format!("{}: cannot write the cached splits", path.display()));
     }
-    Ok(())
+    Ok(digests)
 }
 
 /// Reads splits written by [`write_splits`], checksumming every split: a file whose content no
-/// longer matches its checksums is an error, never data.
+/// longer matches its checksums is an error, never data. The checksums live in the same file,
+/// so the caller also compares [`Prepared::content_sha256`] with what the store recorded.
 pub fn read_splits(path: &Path) -> anyhow::Result<Prepared> {
     let context = || format!("{}: cannot read the cached splits", path.display());
     let mut input = BufReader::with_capacity(1 << 20, File::open(path).with_context(context)?);
@@ -232,7 +245,9 @@ pub fn read_splits(path: &Path) -> anyhow::Result<Prepared> {
         });
     }
     let [train, validation, test] = <[Split; 3]>::try_from(splits).map_err(|_| anyhow::anyhow!("three splits"))?;
+    let content_sha256 = content_digests(&header);
     Ok(Prepared {
+        content_sha256,
         train,
         validation,
         test,

@@ -4,6 +4,8 @@
 //! its inputs and outputs. Task-agnostic: it knows classification from regression only through
 //! the loader's `TaskKind`.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, bail};
 use plugin_sdk::{DataView, Dataset, Elements, TaskKind, TensorView};
 use rand::SeedableRng;
@@ -122,6 +124,9 @@ pub struct Prepared {
     pub label_names: Vec<String>,
     pub dataset_digest: String,
     pub transforms: Vec<Transform>,
+    /// Each split's content digest (by split name), known once the splits were written to
+    /// or read from the stage cache.
+    pub content_sha256: BTreeMap<String, String>,
 }
 
 /// The name of the transform that standardises regression targets.
@@ -343,6 +348,7 @@ pub fn prepare(
         label_names: dataset.label_names.clone(),
         dataset_digest: dataset_digest.to_owned(),
         transforms,
+        content_sha256: BTreeMap::new(),
     })
 }
 

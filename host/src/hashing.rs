@@ -1,7 +1,6 @@
 //! SHA-256 content addressing for files and in-memory buffers. Streaming, so a large file is
 //! never read whole into memory.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,9 +106,15 @@ pub fn artifact(kind: ArtifactKind, path: &Path) -> anyhow::Result<FileArtifact>
     Ok(FileArtifact { kind, path, sha256, size })
 }
 
-/// The SHA-256 of a file's contents, as hex, and its size in bytes.
+/// The SHA-256 of a file's contents, as hex, and its size in bytes. Only a regular file is
+/// read: a FIFO (which would block until written) or a device is an error at once.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so opening a FIFO returns at once; regular files ignore the flag.
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a FIFO, socket or device)"));
+    }
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;

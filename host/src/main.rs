@@ -82,6 +82,9 @@ enum Command {
         /// Replay even when a recorded plugin library's SHA-256 no longer matches.
         #[arg(long)]
         force: bool,
+        /// Use recorded plugin libraries that another user owns or anyone may write.
+        #[arg(long, env = "HOST_ALLOW_UNTRUSTED", value_parser = clap::builder::BoolishValueParser::new())]
+        allow_untrusted: bool,
         /// Print the comparison as JSON.
         #[arg(long)]
         json: bool,
@@ -377,6 +380,10 @@ struct PluginArgs {
     /// parent of the class mapping's folder].
     #[arg(long, env = "HOST_PLUGINS_DIR", value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
+    /// Use plugin libraries and class mappings that another user owns or anyone may write
+    /// (refused by default: loading a library runs its code).
+    #[arg(long, env = "HOST_ALLOW_UNTRUSTED", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_untrusted: bool,
 }
 
 impl PluginArgs {
@@ -387,7 +394,12 @@ impl PluginArgs {
             let default = PathBuf::from("config/class_mapping_config.yaml");
             beside.filter(|p| p.is_file()).or_else(|| default.is_file().then_some(default))
         });
-        RegistryOptions { class_mapping, plugins_dir: self.plugins_dir, manifest_cache: None }
+        RegistryOptions {
+            class_mapping,
+            plugins_dir: self.plugins_dir,
+            manifest_cache: None,
+            allow_untrusted: self.allow_untrusted,
+        }
     }
 }
 
@@ -448,13 +460,16 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
                 run_id,
             })
         }
-        Command::Replay { run, force, json, store } => commands::replay::replay(commands::replay::ReplayOptions {
-            store: store.into_options(),
-            run,
-            force,
-            json,
-            show_progress,
-        }),
+        Command::Replay { run, force, allow_untrusted, json, store } => {
+            commands::replay::replay(commands::replay::ReplayOptions {
+                store: store.into_options(),
+                run,
+                force,
+                allow_untrusted,
+                json,
+                show_progress,
+            })
+        }
         Command::Report { run, generator, output, json, plugins, store } => {
             commands::report::report(commands::report::ReportOptions {
                 store: store.into_options(),

@@ -108,6 +108,28 @@ fn ratio(numerator: usize, denominator: usize) -> f64 {
     if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
 }
 
+/// How far a row of probabilities may sum from 1 (float32 softmax rounding is far below it).
+const ROW_SUM_TOLERANCE: f64 = 1e-3;
+
+/// Refuses predictions that are not probabilities: a value outside [0, 1] (or not finite) or a
+/// row that does not sum to 1, naming the first offending row.
+fn check_probabilities(probabilities: &[f32], classes: usize) -> anyhow::Result<()> {
+    for (index, row) in probabilities.chunks_exact(classes).enumerate() {
+        if let Some(bad) = row.iter().find(|p| !p.is_finite() || !(0.0..=1.0).contains(*p)) {
+            anyhow::bail!(
+                "the model predicted {bad} in row {index}; predictions must be probabilities in [0, 1] (apply softmax to scores)"
+            );
+        }
+        let sum: f64 = row.iter().map(|&p| f64::from(p)).sum();
+        if (sum - 1.0).abs() > ROW_SUM_TOLERANCE {
+            anyhow::bail!(
+                "the model's probabilities in row {index} sum to {sum:.6}, not 1; each row must be a distribution over the {classes} classes"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Computes the metrics; `probabilities` holds one row of `class_names.len()` values per sample.
 pub fn classification(
     labels: &[i64],
@@ -122,9 +144,7 @@ pub fn classification(
             labels.len()
         );
     }
-    if let Some(bad) = probabilities.iter().find(|p| !p.is_finite()) {
-        anyhow::bail!("the model predicted a non-finite probability ({bad})");
-    }
+    check_probabilities(probabilities, classes)?;
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut correct = 0;
     let mut log_loss = 0.0;
@@ -149,8 +169,9 @@ pub fn classification(
         }
         correct += usize::from(predicted == label);
         log_loss -= (row[label] as f64).clamp(1e-15, 1.0).ln();
-        // Rank of the true class: how many classes scored strictly higher.
-        let rank = row.iter().filter(|&&p| p > row[label]).count();
+        // Rank of the true class: how many classes come before it, by the tie-break argmax uses
+        // (higher first, the first of equals first), so a constant model is not a top-k hit.
+        let rank = row.iter().enumerate().filter(|&(i, &p)| p > row[label] || (p == row[label] && i < label)).count();
         for (hits, &k) in top_k_hits.iter_mut().zip(&ks) {
             *hits += usize::from(rank < k);
         }
@@ -376,6 +397,30 @@ mod tests {
                 .to_string()
                 .contains("predicted 3 values for 2 samples")
         );
-        assert!(classification(&[0], &[f32::NAN, 0.5], &names(2)).unwrap_err().to_string().contains("non-finite"));
+        let refused = |p: &[f32]| classification(&[0], p, &names(2)).unwrap_err().to_string();
+        assert!(
+            refused(&[f32::NAN, 0.5])
+                .starts_with("the model predicted NaN in row 0; predictions must be probabilities")
+        );
+        assert!(
+            refused(&[1.5, -0.5]).starts_with("the model predicted 1.5 in row 0; predictions must be probabilities")
+        );
+        assert_eq!(
+            refused(&[0.4, 0.4]),
+            "the model's probabilities in row 0 sum to 0.800000, not 1; each row must be a distribution over the 2 classes"
+        );
+    }
+
+    #[test]
+    fn ties_are_not_top_k_hits() {
+        // A constant model: every class scores 0.1 on every sample, so it knows nothing.
+        let labels: Vec<i64> = (0..10).collect();
+        let probabilities = vec![0.1f32; 100];
+        let m = classification(&labels, &probabilities, &names(10)).unwrap();
+        assert_eq!(m.accuracy, 0.1, "argmax takes the first of equals: only class 0 is right");
+        // Ties rank by the same rule: class c is preceded by the c classes before it.
+        assert_eq!(m.top_k_accuracy["top_2"], 0.2);
+        assert_eq!(m.top_k_accuracy["top_3"], 0.3);
+        assert_eq!(m.top_k_accuracy["top_5"], 0.5);
     }
 }

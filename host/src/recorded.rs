@@ -13,8 +13,9 @@ use crate::hashing::sha256_file;
 use crate::registry::{ResolvedClass, resolve_recorded};
 
 /// The recorded plugin libraries, each checked against its recorded SHA-256 before loading.
-/// A changed one is refused unless `force`, then used with a warning.
-pub fn recorded_classes(record: &RunRecord, force: bool) -> anyhow::Result<Vec<ResolvedClass>> {
+/// A changed one is refused unless `force`, then used with a warning; one that another user
+/// owns or anyone may write is refused unless `allow_untrusted`.
+pub fn recorded_classes(record: &RunRecord, force: bool, allow_untrusted: bool) -> anyhow::Result<Vec<ResolvedClass>> {
     let run_id = &record.run_id;
     let mut changed = Vec::new();
     for plugin in &record.plugins {
@@ -45,7 +46,9 @@ pub fn recorded_classes(record: &RunRecord, force: bool) -> anyhow::Result<Vec<R
     record
         .plugins
         .iter()
-        .map(|plugin| resolve_recorded(&plugin.library, plugin.kind, &plugin.class).map_err(anyhow::Error::msg))
+        .map(|plugin| {
+            resolve_recorded(&plugin.library, plugin.kind, &plugin.class, allow_untrusted).map_err(anyhow::Error::msg)
+        })
         .collect()
 }
 

@@ -1,7 +1,14 @@
 //! The plugin registry: which library provides each class. An explicit entry in the class
-//! mapping wins; otherwise every dynamic library in `plugins/` is discovered. Each library is
+//! mapping wins; otherwise the dynamic libraries in `plugins/` are discovered. Each library is
 //! loaded once per process and its file hashed once. This is the only module that turns SDK
 //! load errors into user-facing messages.
+//!
+//! Loading a library runs its code (its constructors), so nothing is loaded before it is
+//! needed or checked: a discovered library is loaded only when a class is looked up among the
+//! discovered ones (or listed), a mapped one only when its class is; a `sha256:` pin is
+//! compared before the file is loaded; a library or class mapping that another user owns or
+//! anyone may write is refused unless allowed (`--allow-untrusted`); and only regular files
+//! are opened (a FIFO named `x.so` would block).
 //!
 //! With a manifest cache (`host sweep` validating its trial configs), a library whose SHA-256
 //! has a cached manifest is not loaded until a class of it is created, which validation never
@@ -89,15 +96,19 @@ pub struct RegistryOptions {
     /// Read manifests from (and write them to) this cache instead of loading each library
     /// up front; see the module's documentation.
     pub manifest_cache: Option<PathBuf>,
+    /// Use libraries and a class mapping that another user owns or anyone may write.
+    pub allow_untrusted: bool,
 }
 
 pub struct Registry {
     mapping: Option<ClassMapping>,
     project_root: PathBuf,
     plugins_dir: PathBuf,
-    discovered: Vec<(PathBuf, Result<Rc<PluginLibrary>, String>)>,
+    /// The library files in `plugins_dir`, loaded when first needed.
+    discovered: Vec<PathBuf>,
     loaded: RefCell<HashMap<PathBuf, Result<Rc<PluginLibrary>, String>>>,
     manifest_cache: Option<PathBuf>,
+    allow_untrusted: bool,
 }
 
 /// The platform's file name for a library: `mnist_plugin` -> `libmnist_plugin.so`.
@@ -110,11 +121,17 @@ fn is_dynamic_library(path: &Path) -> bool {
 }
 
 impl Registry {
-    /// Reads the class mapping and loads every library in the plugins directory. A library that
-    /// fails to load is remembered with its error, not fatal: only its classes are unavailable.
+    /// Reads the class mapping and lists the libraries in the plugins directory (loading none).
+    /// A library that fails to load is remembered with its error, not fatal: only its classes
+    /// are unavailable.
     pub fn open(options: RegistryOptions) -> anyhow::Result<Self> {
         let mapping = match &options.class_mapping {
-            Some(file) => Some(ClassMapping::load(file)?),
+            Some(file) => {
+                if !options.allow_untrusted {
+                    refuse_untrusted(file, "the class mapping").map_err(anyhow::Error::msg)?;
+                }
+                Some(ClassMapping::load(file)?)
+            }
             None => None,
         };
         // The project root holds config/, plugins/ and target/; the mapping lives in config/.
@@ -131,6 +148,7 @@ impl Registry {
             discovered: Vec::new(),
             loaded: RefCell::new(HashMap::new()),
             manifest_cache: options.manifest_cache,
+            allow_untrusted: options.allow_untrusted,
         };
         Ok(registry.discover())
     }
@@ -141,8 +159,14 @@ impl Registry {
             Err(_) => Vec::new(),
         };
         paths.sort();
-        self.discovered = paths.into_iter().map(|path| (path.clone(), self.load(&path))).collect();
+        self.discovered = paths;
         self
+    }
+
+    /// The discovered libraries, each loaded now if it was not yet (or its manifest read from
+    /// the cache).
+    fn discovered(&self) -> Vec<(&Path, Result<Rc<PluginLibrary>, String>)> {
+        self.discovered.iter().map(|path| (path.as_path(), self.load(path))).collect()
     }
 
     pub fn plugins_dir(&self) -> &Path {
@@ -153,16 +177,17 @@ impl Registry {
         self.mapping.as_ref().map(|m| m.file.as_path())
     }
 
-    /// Loads (once) and hashes (once) the library at `path`.
+    /// Loads (once) and hashes (once) the library at `path`, after checking who may change it.
     pub fn load(&self, path: &Path) -> Result<Rc<PluginLibrary>, String> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
         if let Some(result) = self.loaded.borrow().get(&key) {
             return result.clone();
         }
-        let result = match &self.manifest_cache {
+        let checked = if self.allow_untrusted { Ok(()) } else { refuse_untrusted(path, "the library") };
+        let result = checked.and_then(|()| match &self.manifest_cache {
             Some(cache) => load_with_cache(path, cache),
             None => load_and_hash(path),
-        };
+        });
         self.loaded.borrow_mut().insert(key, result.clone());
         result
     }
@@ -201,18 +226,26 @@ impl Registry {
         wanted: ClassKind,
     ) -> Result<ResolvedClass, String> {
         let path = self.locate(mapping, entry)?;
-        let library = self.load(&path)?;
-        if let Some(pin) = &entry.sha256
-            && pin != &library.sha256
-        {
-            return Err(format!(
-                "{}: SHA-256 is {}, but {} pins {}.{} to {pin}; restore the pinned build or update the pin",
+        let pin_differs = |sha256: &str| {
+            let pin = entry.sha256.as_deref().filter(|pin| *pin != sha256)?;
+            Some(format!(
+                "{}: SHA-256 is {sha256}, but {} pins {}.{} to {pin}; restore the pinned build or update the pin",
                 path.display(),
-                library.sha256,
                 mapping.file.display(),
                 entry.kind,
                 entry.class
-            ));
+            ))
+        };
+        // A pinned library is hashed before it is loaded: a mismatch never runs its code.
+        if entry.sha256.is_some()
+            && let Some(error) = pin_differs(&hash(&path)?.0)
+        {
+            return Err(error);
+        }
+        let library = self.load(&path)?;
+        // And after: the file may have been replaced in between.
+        if let Some(error) = pin_differs(&library.sha256) {
+            return Err(error);
         }
         let info = find_class(&library, &entry.class, wanted)?;
         Ok(ResolvedClass { info, library, source: Source::Mapped })
@@ -233,17 +266,20 @@ impl Registry {
                 ));
             }
         }
-        let offering: Vec<&Rc<PluginLibrary>> = self
-            .discovered
-            .iter()
-            .filter_map(|(_, result)| result.as_ref().ok())
+        let (loaded, failed): (Vec<_>, Vec<_>) = self.discovered().into_iter().partition(|(_, result)| result.is_ok());
+        let offering: Vec<Rc<PluginLibrary>> = loaded
+            .into_iter()
+            .filter_map(|(_, result)| result.ok())
             .filter(|lib| lib.manifest().classes.iter().any(|c| c.name == class))
             .collect();
         match offering.as_slice() {
             [] => {
                 let mapping = self.mapping_file().map(|f| format!("not in {} and ", f.display())).unwrap_or_default();
+                // A library that could not be loaded may be the one meant: say why.
+                let unloaded: String =
+                    failed.into_iter().filter_map(|(_, result)| result.err()).map(|e| format!("; {e}")).collect();
                 Err(format!(
-                    "no {kind} class {class}: {mapping}no library in {} provides it{}",
+                    "no {kind} class {class}: {mapping}no library in {} provides it{}{unloaded}",
                     self.plugins_dir.display(),
                     self.known_classes_hint(kind)
                 ))
@@ -283,7 +319,7 @@ impl Registry {
                 }
             }
         }
-        for (path, result) in &self.discovered {
+        for (path, result) in self.discovered() {
             match result {
                 Ok(library) => {
                     for info in &library.manifest().classes {
@@ -292,15 +328,13 @@ impl Registry {
                         }
                         let resolved = ResolvedClass {
                             info: info.clone(),
-                            library: Rc::clone(library),
+                            library: Rc::clone(&library),
                             source: Source::Discovered,
                         };
                         listing.entries.push(ListedClass::new(&resolved, info.kind));
                     }
                 }
-                Err(error) => {
-                    listing.problems.push(ListingProblem { subject: path.display().to_string(), error: error.clone() })
-                }
+                Err(error) => listing.problems.push(ListingProblem { subject: path.display().to_string(), error }),
             }
         }
         listing
@@ -308,7 +342,15 @@ impl Registry {
 }
 
 /// The class a run recorded, from the library file it recorded: no mapping, no discovery.
-pub fn resolve_recorded(path: &Path, kind: ClassKind, class: &str) -> Result<ResolvedClass, String> {
+pub fn resolve_recorded(
+    path: &Path,
+    kind: ClassKind,
+    class: &str,
+    allow_untrusted: bool,
+) -> Result<ResolvedClass, String> {
+    if !allow_untrusted {
+        refuse_untrusted(path, "the library")?;
+    }
     let library = load_and_hash(path)?;
     let info = find_class(&library, class, kind)?;
     Ok(ResolvedClass { info, library, source: Source::Recorded })
@@ -426,21 +468,34 @@ pub struct ListedClass {
     pub trust_warnings: Vec<String>,
 }
 
-/// Trust problems of a library file: it, or its folder, is writable by every user (anyone
-/// could swap the build), or another user (not root) owns it.
-pub fn trust_warnings(library: &Path) -> Vec<String> {
+/// Refuses `file` (`what`: "the library", "the class mapping") when [`trust_warnings`] has any.
+fn refuse_untrusted(file: &Path, what: &str) -> Result<(), String> {
+    let warnings = trust_warnings(file, what);
+    if warnings.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}; refused, as loading a library runs its code: fix the owner or permissions, or pass --allow-untrusted (HOST_ALLOW_UNTRUSTED=1) if you trust them",
+        warnings.join("; ")
+    ))
+}
+
+/// Trust problems of a file the host would act on (`what`: "the library", "the class
+/// mapping"): it, or its folder, is writable by every user (anyone could swap it), or another
+/// user (not root) owns it.
+pub fn trust_warnings(file: &Path, what: &str) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let mut warnings = Vec::new();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    let library = std::path::absolute(library).unwrap_or_else(|_| library.to_owned());
-    let folder = library.parent().unwrap_or(Path::new("/"));
-    for (what, path) in [("the library", library.as_path()), ("its folder", folder)] {
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+    let folder = file.parent().unwrap_or(Path::new("/"));
+    let folder_label = format!("{what}'s folder");
+    for (what, path) in [(what, file.as_path()), (folder_label.as_str(), folder)] {
         let Ok(metadata) = std::fs::metadata(path) else { continue };
         let sticky = metadata.is_dir() && metadata.mode() & 0o1000 != 0;
         if metadata.mode() & 0o002 != 0 && !sticky {
-            warnings
-                .push(format!("{what} {} is writable by every user: anyone could replace the build", path.display()));
+            warnings.push(format!("{what} {} is writable by every user: anyone could change it", path.display()));
         }
         if metadata.uid() != me && metadata.uid() != 0 {
             warnings.push(format!("{what} {} is owned by another user (uid {})", path.display(), metadata.uid()));
@@ -463,7 +518,7 @@ impl ListedClass {
             sdk_version: manifest.sdk_version.clone(),
             sha256: resolved.library.sha256.clone(),
             size: resolved.library.size,
-            trust_warnings: trust_warnings(&resolved.library.path),
+            trust_warnings: trust_warnings(&resolved.library.path, "the library"),
         }
     }
 }

@@ -74,13 +74,28 @@ pub fn open(settings: &StoreSettings) -> anyhow::Result<Box<dyn Store>> {
     Ok(store)
 }
 
-/// The provenance record keeps paths as text, so a path that is not UTF-8 is refused before
-/// anything is recorded rather than written down wrongly.
+/// A name made safe as one file or folder name (a sweep's folder, a job name): characters other
+/// than ASCII letters, digits, `.`, `_` and `-` become `_`, a leading dot too, and it is cut
+/// to 100 characters; so `../../x` or `/tmp/x` can never leave the folder it is joined to.
+pub fn safe_file_name(name: &str) -> String {
+    let mut safe: String = name
+        .chars()
+        .take(100)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        safe.insert(0, '_');
+    }
+    safe
+}
+
 /// `path` made absolute against the working folder (as it is where it cannot be).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
+/// The provenance record keeps paths as text, so a path that is not UTF-8 is refused before
+/// anything is recorded rather than written down wrongly.
 pub fn require_utf8(path: &Path, what: &str) -> anyhow::Result<()> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     if absolute.to_str().is_none() {
@@ -95,6 +110,22 @@ pub fn require_utf8(path: &Path, what: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_become_one_safe_file_name() {
+        for (name, safe) in [
+            ("mnist-cnn_v2.1", "mnist-cnn_v2.1"),
+            ("../../x", "_.._.._x"),
+            ("/tmp/abs", "_tmp_abs"),
+            (".hidden", "_.hidden"),
+            ("", "_"),
+            ("<script>alert(1)</script>", "_script_alert_1___script_"),
+            ("ünï cödé", "_n__c_d_"),
+        ] {
+            assert_eq!(safe_file_name(name), safe, "{name}");
+        }
+        assert_eq!(safe_file_name(&"a".repeat(300)).len(), 100);
+    }
 
     #[test]
     fn the_locator_and_the_cache_folder_come_from_the_options_then_the_config() {

@@ -88,6 +88,11 @@ pub enum LoadError {
         /// The path tried.
         path: PathBuf,
     },
+    /// The path is a FIFO, socket or device: opening it could block, and it is no library.
+    NotAFile {
+        /// The path tried.
+        path: PathBuf,
+    },
     /// The file is not a dynamic library the system loader accepts.
     NotALibrary {
         /// The file.
@@ -151,6 +156,7 @@ impl LoadError {
         match self {
             LoadError::NotFound { path }
             | LoadError::IsADirectory { path }
+            | LoadError::NotAFile { path }
             | LoadError::NotALibrary { path, .. }
             | LoadError::MissingDependency { path, .. }
             | LoadError::NotAPlugin { path }
@@ -170,6 +176,11 @@ impl fmt::Display for LoadError {
             LoadError::IsADirectory { path } => {
                 write!(f, "{}: is a directory, not a plugin library; name the .so/.dylib/.dll file", path.display())
             }
+            LoadError::NotAFile { path } => write!(
+                f,
+                "{}: not a regular file (a FIFO, socket or device), so not a plugin library; remove it",
+                path.display()
+            ),
             LoadError::NotALibrary { path, detail } => write!(
                 f,
                 "{}: not a loadable dynamic library ({}); point the class mapping at a plugin built as a cdylib",
@@ -281,6 +292,9 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, LoadError> {
     let metadata = std::fs::metadata(path).map_err(|_| LoadError::NotFound { path: path.to_owned() })?;
     if metadata.is_dir() {
         return Err(LoadError::IsADirectory { path: path.to_owned() });
+    }
+    if !metadata.is_file() {
+        return Err(LoadError::NotAFile { path: path.to_owned() });
     }
     let canonical = path.canonicalize().map_err(|_| LoadError::NotFound { path: path.to_owned() })?;
     let mut cache = library_cache().lock().unwrap_or_else(|poisoned| poisoned.into_inner());

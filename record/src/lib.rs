@@ -284,6 +284,11 @@ pub struct RunRecord {
     pub source_files: Vec<FileArtifact>,
     #[serde(default)]
     pub data: DataRecord,
+    /// The content digest of each prepared split (by name) as this run wrote it to, or read it
+    /// from, the stage cache: a cached file that does not match is never reused, and `verify`
+    /// checks the cache against it. Empty when the run used no cache.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cached_splits: BTreeMap<String, String>,
     #[serde(default)]
     pub fit: Option<FitSummary>,
     /// Per-epoch metrics: epoch -> name -> value. A non-finite value (a diverged loss) is

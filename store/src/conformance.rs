@@ -97,6 +97,7 @@ pub fn started(run_id: &str, experiment: &str, started_at: &str) -> RunRecord {
         stages: Vec::new(),
         source_files: Vec::new(),
         data: DataRecord::default(),
+        cached_splits: Default::default(),
         fit: None,
         history: Default::default(),
         metrics: None,

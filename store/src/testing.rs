@@ -349,3 +349,19 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Rewrites a run's recorded output folder in the store at `locator`, as someone editing the
+/// store could (tests of what the host trusts in a row).
+pub fn rewrite_output_dir(locator: &str, run_id: &str, output_dir: &str) -> anyhow::Result<()> {
+    match crate::Locator::parse(locator)? {
+        crate::Locator::Sqlite(path) => {
+            rusqlite::Connection::open(path)?
+                .execute("UPDATE runs SET output_dir = ?1 WHERE run_id = ?2", [output_dir, run_id])?;
+        }
+        crate::Locator::Postgres(_) => {
+            postgres::Client::connect(locator, postgres::NoTls)?
+                .execute("UPDATE runs SET output_dir = $1 WHERE run_id = $2", &[&output_dir, &run_id])?;
+        }
+    }
+    Ok(())
+}

@@ -9,7 +9,8 @@ use crate::output::{print_json, short_hash, table};
 use crate::registry::{Registry, RegistryOptions, Source, load_and_hash};
 
 pub fn list(options: RegistryOptions, json: bool) -> anyhow::Result<()> {
-    let registry = Registry::open(options)?;
+    // Listing shows what is untrusted (each class's trust warnings) rather than refusing it.
+    let registry = Registry::open(RegistryOptions { allow_untrusted: true, ..options })?;
     let listing = registry.listing();
     if json {
         return print_json(&listing);

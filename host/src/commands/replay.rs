@@ -182,6 +182,7 @@ pub struct ReplayOptions {
     pub store: StoreOptions,
     pub run: String,
     pub force: bool,
+    pub allow_untrusted: bool,
     pub json: bool,
     pub show_progress: bool,
 }
@@ -194,7 +195,7 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
     if original.stages.is_empty() {
         bail!("run {run_id} recorded no stages; there is nothing to replay");
     }
-    let classes = recorded_classes(&original, options.force)?;
+    let classes = recorded_classes(&original, options.force, options.allow_untrusted)?;
     let working_dir = enter_working_dir(&original)?;
     let experiment = recorded_experiment(&original, &original.config, &classes)?;
     // Said before the outputs are compared: what may explain a difference.

@@ -33,6 +33,7 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
     if record.status != RunStatus::Completed {
         bail!("run {run_id} is {}; only completed runs have everything a report shows", record.status);
     }
+    let allow_untrusted = options.registry.allow_untrusted;
     // Another generator is found from here, before moving to the run's folder.
     let chosen = match &options.generator {
         Some(class) => Some(
@@ -43,7 +44,7 @@ pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
     let output = options.output.map(|o| std::path::absolute(&o).unwrap_or(o));
     // The recorded builds, checked against their SHA-256 (a changed one is used with a warning:
     // the data it yields is checked against the record's digests anyway).
-    let mut classes = recorded_classes(&record, true)?;
+    let mut classes = recorded_classes(&record, true, allow_untrusted)?;
     // The model's class stays for validating the recorded config; only the loader and the
     // report generator are called.
     classes.retain(|c| chosen.is_none() || c.info.kind != ClassKind::ReportGenerator);

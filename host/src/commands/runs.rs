@@ -313,7 +313,9 @@ pub fn summary(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `host runs delete`: the run's rows and output folder; files other runs still record stay.
+/// `host runs delete`: the run's rows, then its own folder, file by file: never through a
+/// symbolic link (a link is removed, not followed), never outside the folder, never a file
+/// other runs still record; then the folders left empty.
 pub fn delete(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
     let store = store.open()?;
     if let Some(live) = store.running_runs()?.into_iter().find(|r| r.run_id == run_id) {
@@ -325,49 +327,94 @@ pub fn delete(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
         );
     }
     let deleted = store.delete_run(run_id)?;
-    let output_dir = deleted.output_dir;
-    let shared: Vec<std::path::PathBuf> =
-        deleted.shared.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
-    let mut removed = 0usize;
-    if output_dir.is_dir() {
-        if shared.is_empty() {
-            std::fs::remove_dir_all(&output_dir).with_context(|| format!("{}: cannot remove", output_dir.display()))?;
-        } else {
-            removed = remove_except(&output_dir, &shared)?;
-        }
-    }
     println!("deleted run {run_id} from {}", store.locator());
-    match (output_dir.exists(), shared.len()) {
-        (false, _) => println!("removed {}", output_dir.display()),
-        (true, kept) => {
-            println!("removed {removed} files from {}; kept {kept} still used by other runs", output_dir.display())
+    let folder = deleted.output_dir.display();
+    let removal = remove_run_folder(run_id, &deleted).with_context(|| format!("run {run_id}'s folder {folder}"))?;
+    match (removal.folder_gone, removal.removed) {
+        (true, 0) => println!("its folder {folder} was already gone"),
+        (true, removed) => println!("removed {folder} ({removed} files)"),
+        (false, removed) => {
+            println!("removed {removed} files from {folder}; kept {} still used by other runs", removal.kept)
         }
     }
     Ok(())
 }
 
-/// Removes every file under `dir` except `keep`, and the folders left empty.
-fn remove_except(dir: &std::path::Path, keep: &[std::path::PathBuf]) -> anyhow::Result<usize> {
-    let mut removed = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let absolute = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
-        if path.is_dir() {
-            removed += remove_except(&path, keep)?;
+/// What `runs delete` did in a run's folder.
+#[derive(Debug, Default, PartialEq)]
+struct Removal {
+    removed: usize,
+    /// Files other runs record too.
+    kept: usize,
+    folder_gone: bool,
+}
+
+/// Empties the run's folder, except the files other runs record, and removes it. The recorded
+/// folder must be the run's own: absolute, named by the run's id, a real folder (not a link),
+/// and its `run.json`, where there is one, names the run. A row edited or left stale cannot
+/// point the delete at another tree.
+fn remove_run_folder(run_id: &str, deleted: &store::DeletedRun) -> anyhow::Result<Removal> {
+    let dir = &deleted.output_dir;
+    if !dir.is_absolute()
+        || dir.file_name() != Some(std::ffi::OsStr::new(run_id))
+        || dir.components().any(|c| c == std::path::Component::ParentDir)
+    {
+        bail!("not this run's own folder (an absolute OUTPUT/{run_id}); nothing was removed from it");
+    }
+    let mut removal = Removal::default();
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            removal.folder_gone = true;
+            return Ok(removal);
+        }
+        Err(e) => return Err(e.into()),
+        Ok(meta) if !meta.is_dir() => bail!("not a folder but a symbolic link or a file; nothing was removed"),
+        Ok(_) => {}
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("run.json"))
+        && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
+        && record["run_id"].as_str().is_some_and(|id| id != run_id)
+    {
+        bail!("its run.json names run {}; nothing was removed", record["run_id"]);
+    }
+    empty_folder(dir, &deleted.shared, &mut removal)?;
+    removal.folder_gone = std::fs::remove_dir(dir).is_ok();
+    Ok(removal)
+}
+
+/// Removes what is under `dir` except `keep`, without following links: a link is an entry like
+/// a file. Folders left empty go too.
+fn empty_folder(dir: &std::path::Path, keep: &[std::path::PathBuf], removal: &mut Removal) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            empty_folder(&path, keep, removal)?;
             let _ = std::fs::remove_dir(&path);
-        } else if !keep.contains(&absolute) {
+        } else if keep.contains(&path) {
+            removal.kept += 1;
+        } else {
             std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove", path.display()))?;
-            removed += 1;
+            removal.removed += 1;
         }
     }
-    Ok(removed)
+    Ok(())
 }
 
 /// `host runs watch`: prints a run's epochs as they are recorded, until it ends.
 pub fn watch(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
-    let store = store.open()?;
+    let settings = store.settings()?;
+    let store = crate::storage::open(&settings)?;
     let mut printed = 0i64;
+    let mut polls = 0u64;
     loop {
+        polls += 1;
+        // A run that dies while watched never records its end: look for it every few seconds.
+        if polls % 4 == 0 {
+            for dead in crate::liveness::mark_dead_runs(&*store, settings.stale_after)? {
+                tracing::warn!("run {dead} stopped without finishing; marked interrupted");
+            }
+        }
         let status = store.run_status(run_id)?;
         let metrics = store.step_metrics(run_id, printed)?;
         let running = status == RunStatus::Running;

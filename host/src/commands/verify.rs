@@ -1,5 +1,7 @@
 //! `host verify RUN`: rehashes every file a run recorded (raw data, model weights, metrics,
-//! predictions, reports, and the plugin libraries it ran) and reports each one changed or missing.
+//! predictions, reports, and the plugin libraries it ran) and reports each one changed or missing;
+//! and checks the stage cache's copy of the run's prepared splits (what a later run would reuse,
+//! or this run reused) against the content digests the run recorded.
 
 use serde::Serialize;
 
@@ -18,9 +20,10 @@ struct Check {
 }
 
 pub fn verify(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<u8> {
-    let store = store.open()?;
+    let settings = store.settings()?;
+    let store = crate::storage::open(&settings)?;
     let files = store.recorded_files(run_id)?;
-    let checks: Vec<Check> = files
+    let mut checks: Vec<Check> = files
         .into_iter()
         .map(|file| {
             let actual = sha256_file(std::path::Path::new(&file.path)).ok().map(|(sha, _)| sha);
@@ -32,6 +35,7 @@ pub fn verify(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<
             Check { role: file.role, path: file.path, recorded: file.sha256, state, actual }
         })
         .collect();
+    checks.extend(cached_splits(&store.run_record(run_id)?, &settings.cache_dir));
     let bad = checks.iter().filter(|c| c.state != "ok").count();
     if json {
         print_json(&serde_json::json!({"run_id": run_id, "verified": bad == 0, "files": checks}))?;
@@ -56,4 +60,34 @@ pub fn verify(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<
         }
     }
     Ok(if bad == 0 { 0 } else { 1 })
+}
+
+/// The run's prepared splits in the stage cache, when the cache still holds them and the run
+/// recorded their content: one check per split, `changed` when the file was altered (its own
+/// checksums or the recorded digests differ).
+fn cached_splits(record: &record::RunRecord, cache_dir: &std::path::Path) -> Vec<Check> {
+    let Some(key) =
+        record.stages.iter().find(|s| s.name == record::StageName::Prepare).and_then(|s| s.cache_key.clone())
+    else {
+        return Vec::new();
+    };
+    let path = crate::cache::splits_path(cache_dir, &key);
+    let recorded = &record.cached_splits;
+    if recorded.is_empty() || !path.is_file() {
+        return Vec::new();
+    }
+    let actual = crate::cache::read_splits(&path).map(|prepared| prepared.content_sha256).unwrap_or_default();
+    recorded
+        .iter()
+        .map(|(name, digest)| {
+            let now = actual.get(name.as_str()).cloned();
+            Check {
+                role: format!("cached {name} split"),
+                path: path.display().to_string(),
+                recorded: digest.clone(),
+                state: if now.as_ref() == Some(digest) { "ok" } else { "changed" },
+                actual: now,
+            }
+        })
+        .collect()
 }

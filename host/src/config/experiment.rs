@@ -192,9 +192,15 @@ impl ExperimentConfig {
             class_sections.push((*kind, Value::Object(sections)));
         }
 
-        let seed = non_negative(&canonical, "seed", &mut problems);
-        let threads = non_negative(&canonical, "threads", &mut problems);
+        // Seeds are stored as signed 64-bit integers; more threads than this is a typo.
+        let seed = non_negative(&canonical, "seed", i64::MAX as u64, &mut problems);
+        let threads = non_negative(&canonical, "threads", MAX_THREADS, &mut problems);
         check_splitting(&canonical["data_splitting"], &mut problems);
+        if let Some(name) = canonical["experiment_name"].as_str()
+            && let Err(why) = check_name(name)
+        {
+            problems.push(Problem::new("experiment_name", why));
+        }
 
         if !problems.is_empty() {
             return Err(ConfigError { file: file.to_owned(), problems });
@@ -236,9 +242,33 @@ fn section_role(section: &str) -> Option<&'static str> {
     }
 }
 
-fn non_negative(canonical: &Map<String, Value>, key: &str, problems: &mut Vec<Problem>) -> u64 {
+/// The longest experiment name.
+const MAX_NAME_CHARS: usize = 200;
+
+/// An experiment name is shown in tables, terminals and pages: printable text of a sensible
+/// length (control characters could drive the terminal). Where it names a folder or a job it
+/// is made a safe file name (`storage::safe_file_name`).
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("must be 1 to {MAX_NAME_CHARS} characters, found {}", name.chars().count()));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!("must not hold the control character {c:?} (it could drive the terminal)"));
+    }
+    Ok(())
+}
+
+/// The most compute threads a config may ask for.
+const MAX_THREADS: u64 = 4096;
+
+/// An integer key's value in `0..=max`; anything else is a problem (and 0).
+fn non_negative(canonical: &Map<String, Value>, key: &str, max: u64, problems: &mut Vec<Problem>) -> u64 {
     match canonical.get(key) {
-        Some(Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= max) => n.as_u64().unwrap_or(0),
+        Some(Value::Number(n)) if n.is_u64() => {
+            problems.push(Problem::new(key, format!("must be at most {max}, found {n}")));
+            0
+        }
         Some(Value::Number(n)) if n.is_i64() => {
             problems.push(Problem::new(key, format!("must be 0 or more, found {n}")));
             0
@@ -348,6 +378,39 @@ mod tests {
              config/x.yaml: training.epochs: missing required key: add epochs of type integer\n\
              config/x.yaml: seed: must be 0 or more, found -1\n\
              config/x.yaml: data_splitting: train_ratio + val_ratio + test_ratio must be 1, found 0.5 + 0.1 + 0.1 = 0.7"
+        );
+    }
+
+    #[test]
+    fn names_that_would_drive_the_terminal_are_refused() {
+        for (name, expected) in [
+            ("red\u{1b}[31m", "must not hold the control character '\\u{1b}' (it could drive the terminal)"),
+            ("two\nlines", "must not hold the control character '\\n'"),
+            ("", "must be 1 to 200 characters, found 0"),
+        ] {
+            let error =
+                load(&GOOD.replace(
+                    "experiment_name: e",
+                    &format!("experiment_name: {}", serde_json::to_string(name).unwrap()),
+                ))
+                .unwrap_err();
+            assert!(
+                error.starts_with("config/x.yaml: experiment_name: ") && error.contains(expected),
+                "{name:?}: {error}"
+            );
+        }
+        for fine in ["mnist-cnn_v2 (lr 0.1)", "../../x", "<script>x</script>"] {
+            assert!(load(&GOOD.replace("experiment_name: e", &format!("experiment_name: {fine:?}"))).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn seeds_and_threads_are_bounded() {
+        let error = load(&format!("{GOOD}threads: 2147483648\nseed: 9223372036854775808\n")).unwrap_err();
+        assert_eq!(
+            error,
+            "config/x.yaml: seed: must be at most 9223372036854775807, found 9223372036854775808\n\
+             config/x.yaml: threads: must be at most 4096, found 2147483648"
         );
     }
 

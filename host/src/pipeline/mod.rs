@@ -138,7 +138,7 @@ pub(crate) struct Run<'a> {
     record: RunRecord,
     context: RunContext,
     /// Writes freshly prepared splits into the cache while training runs; joined at the end.
-    splits_writer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    splits_writer: Option<std::thread::JoinHandle<anyhow::Result<BTreeMap<String, String>>>>,
     /// Whether plugin metrics go to the store live (not when regenerating a past run's reports,
     /// which must leave that run's record alone).
     recording: bool,
@@ -199,6 +199,7 @@ impl<'a> Run<'a> {
             stages: Vec::new(),
             source_files: Vec::new(),
             data: DataRecord::default(),
+            cached_splits: BTreeMap::new(),
             fit: None,
             history: BTreeMap::new(),
             metrics: None,
@@ -324,11 +325,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Waits for the cached splits to be written (they are kept only when complete).
+    /// Waits for the cached splits to be written (they are kept only when complete) and
+    /// records their content digests, which a later run's reuse is checked against.
     fn join_splits_writer(&mut self) {
         if let Some(writer) = self.splits_writer.take() {
             match writer.join() {
-                Ok(Ok(())) => {}
+                Ok(Ok(digests)) => self.record.cached_splits = digests,
                 Ok(Err(error)) => tracing::warn!("the stage cache keeps no splits of this run: {error:#}"),
                 Err(_) => tracing::warn!("the stage cache keeps no splits of this run: its writer panicked"),
             }

@@ -50,6 +50,8 @@ pub fn prepare(run: &mut Run<'_>, loaded: Loaded) -> Result<Staged<Arc<Prepared>
     for split in prepared.splits() {
         data.splits.insert(split.name.into(), SplitRecord { rows: split.rows, sha256: split.digest.clone() });
     }
+    // Known here when the splits came from the cache; written splits add theirs at the end.
+    run.record.cached_splits = prepared.content_sha256.clone();
     let lineage = run.dir.join("lineage.json");
     outputs::write_json(&lineage, &prepared.transforms)?;
     run.artifact(ArtifactKind::Lineage, &lineage)?;

@@ -81,11 +81,24 @@ pub fn splits_path(run: &Run<'_>, key: &str) -> Option<PathBuf> {
 /// and the run that prepared them.
 pub fn reuse_splits(run: &Run<'_>, key: &str) -> Option<(Prepared, String)> {
     let path = splits_path(run, key)?;
-    let from = candidates(run, StageName::Prepare, key).into_iter().next()?;
+    // The newest run that wrote (or read) the cached file and recorded its content.
+    let from = candidates(run, StageName::Prepare, key).into_iter().find(|c| !c.record.cached_splits.is_empty())?;
     if !path.is_file() {
         return None;
     }
-    match cache::read_splits(&path) {
+    // The file's own checksums prove it whole, not that nobody rewrote it with them: its
+    // content must be what the run that prepared it recorded in the store.
+    let recorded = &from.record.cached_splits;
+    let checked = cache::read_splits(&path).and_then(|prepared| {
+        let differs = |name: &String, digest: &String| recorded.get(name) != Some(digest);
+        match prepared.content_sha256.iter().find(|(name, digest)| differs(name, digest)) {
+            Some((name, _)) => {
+                Err(anyhow::anyhow!("{}: the {name} split is not what run {} recorded", path.display(), from.run_id))
+            }
+            None => Ok(prepared),
+        }
+    });
+    match checked {
         Ok(prepared) => Some((prepared, from.run_id)),
         Err(error) => {
             tracing::warn!("{error:#}; preparing the data again");

@@ -3,6 +3,9 @@
 //! into the record. With `--model-from` a saved model is loaded instead; an earlier run's
 //! training with the same key is reused (its files copied and checked).
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, anyhow};
 use plugin_sdk::ClassKind;
 use plugin_sdk::host::ModelHandle;
@@ -90,7 +93,9 @@ fn fit(run: &mut Run<'_>, prepared: &Prepared) -> Result<ModelHandle, StageError
     run.record.fit = Some(fit?);
     let model_dir = run.dir.join("model");
     std::fs::create_dir_all(&model_dir).with_context(|| format!("{}: cannot create", model_dir.display()))?;
-    for file in model.save(&model_dir)? {
+    let saved = model.save(&model_dir)?;
+    refuse_unlisted(&class.info.name, &model_dir, &saved)?;
+    for file in saved {
         run.artifact(Model, &file)?;
     }
     let checkpoint = run.dir.join("checkpoints/best.safetensors");
@@ -98,6 +103,28 @@ fn fit(run: &mut Run<'_>, prepared: &Prepared) -> Result<ModelHandle, StageError
         run.artifact(Checkpoint, &checkpoint)?;
     }
     Ok(model)
+}
+
+/// Refuses a file that `save` wrote into the model folder but did not return: it would be
+/// missing from the record, from a reused model and from `--model-from`.
+fn refuse_unlisted(class: &str, model_dir: &Path, saved: &[PathBuf]) -> anyhow::Result<()> {
+    let listed: HashSet<PathBuf> = saved.iter().filter_map(|path| path.canonicalize().ok()).collect();
+    let mut folders = vec![model_dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).with_context(|| format!("{}: cannot list", folder.display()))? {
+            let path = entry?.path();
+            let kind = std::fs::symlink_metadata(&path)?.file_type();
+            if kind.is_dir() {
+                folders.push(path);
+            } else if !listed.contains(&path.canonicalize().unwrap_or_else(|_| path.clone())) {
+                let name = path.strip_prefix(model_dir).unwrap_or(&path).display();
+                anyhow::bail!(
+                    "{class}: save wrote {name} in the model folder but did not return it; return every file save writes, or it is lost when the model is reused"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 use ArtifactKind::{Checkpoint, History, Model};

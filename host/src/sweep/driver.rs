@@ -131,7 +131,8 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
     if options.detach && kind == ExecutorKind::Local {
         bail!("--detach needs --executor slurm (or executor.kind: slurm): local trials are children of this process");
     }
-    let name = base["experiment_name"].as_str().unwrap_or("sweep").to_owned();
+    // The name becomes the sweep's folder and job name: one safe file name, whatever it holds.
+    let name = crate::storage::safe_file_name(base["experiment_name"].as_str().unwrap_or("sweep"));
     // Validation only reads manifests: cached ones spare loading libtorch before any trial.
     let registry = Registry::open(RegistryOptions { manifest_cache: manifest_cache_dir(), ..options.registry })?;
     let (threads, jobs) = match kind {

@@ -61,7 +61,7 @@ impl SlurmExecutor {
         let chdir = std::env::current_dir().context("cannot read the working folder")?;
         let folder = std::path::absolute(options.log_dir.as_deref().unwrap_or(folder))?;
         std::fs::create_dir_all(&folder).with_context(|| format!("{}: cannot create", folder.display()))?;
-        let name = options.job_name.clone().unwrap_or_else(|| name.to_owned());
+        let name = options.job_name.clone().unwrap_or_else(|| crate::storage::safe_file_name(name));
         Ok(SlurmExecutor {
             options,
             folder,

@@ -1047,6 +1047,13 @@ mod tests {
     use plugin_sdk::host::with_services;
     use plugin_sdk::testing::RecordingServices;
 
+    /// libtorch's thread count is one per process: tests that set it, or whose results depend
+    /// on it, take turns (cargo runs tests of one binary on parallel threads).
+    fn libtorch_alone() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn sections() -> Value {
         json!({
             "model": {"hidden_layers": [8], "activation": "relu", "dropout": 0.0},
@@ -1098,6 +1105,7 @@ mod tests {
     /// uninterrupted run ends (plain SGD keeps no optimizer state, so exactly there).
     #[test]
     fn a_continued_run_ends_where_an_uninterrupted_one_does() {
+        let _alone = libtorch_alone();
         let features: Vec<f32> = (0..64 * 4).map(|i| ((i * 13) % 11) as f32 / 11.0).collect();
         let labels: Vec<i64> = (0..64).map(|i| i % 3).collect();
         let data = view(&features, &labels);
@@ -1148,6 +1156,7 @@ mod tests {
     /// each call, and each call must put the run's back.
     #[test]
     fn every_path_into_the_model_applies_the_runs_thread_count() {
+        let _alone = libtorch_alone();
         let features: Vec<f32> = (0..64 * 4).map(|i| (i % 7) as f32 / 7.0).collect();
         let labels: Vec<i64> = (0..64).map(|i| i % 3).collect();
         let view = view(&features, &labels);

@@ -96,6 +96,13 @@ fn wrong_results_from_plugins_fail_the_run_with_what_was_wrong() {
             "train",
         ),
         ("model", "predict", "FaultyModel: predict returned 3 rows for 4 samples", "evaluate"),
+        ("model", "predict_scores", "the model predicted 2 in row 0; predictions must be probabilities", "evaluate"),
+        (
+            "model",
+            "save",
+            "FaultyModel: save wrote unlisted.bin in the model folder but did not return it",
+            "train",
+        ),
         (
             "data_loader",
             "extract_features_and_targets",

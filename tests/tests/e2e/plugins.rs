@@ -265,16 +265,145 @@ fn plugins_anyone_could_replace_or_another_user_owns_are_flagged() {
     let plugins = project.path().join("plugins");
     std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o777)).unwrap();
     let run = project.host(&["plugins", "list"]);
-    let warning = format!("its folder {} is writable by every user: anyone could replace the build", plugins.display());
+    let warning =
+        format!("the library's folder {} is writable by every user: anyone could change it", plugins.display());
     assert!(run.success().stderr.contains(&warning), "{}", run.stderr);
     std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    // Ownership by another user needs root to arrange; CI runs as root.
-    if std::os::unix::fs::chown(&dropped, Some(65534), None).is_ok() {
-        let listed = project.host(&["plugins", "list", "--json"]).success().json();
-        let warnings = listed["entries"][0]["trust_warnings"].to_string();
-        assert!(warnings.contains("is owned by another user (uid 65534)"), "{warnings}");
-    }
+    // Ownership by another user needs root to arrange (CI runs as root): not skipped elsewhere.
+    std::os::unix::fs::chown(&dropped, Some(65534), None).expect("this test runs as root, as CI does");
+    let listed = project.host(&["plugins", "list", "--json"]).success().json();
+    let warnings = listed["entries"][0]["trust_warnings"].to_string();
+    assert!(warnings.contains("is owned by another user (uid 65534)"), "{warnings}");
+}
+
+/// A shared library whose constructor leaves `constructor-ran` in the working folder: proof
+/// that loading it ran its code.
+fn library_with_a_constructor(project: &Project) -> std::path::PathBuf {
+    let source = project.write(
+        "ctor.c",
+        "#include <stdio.h>\n__attribute__((constructor)) static void ran(void) {\n\
+         FILE *f = fopen(\"constructor-ran\", \"w\"); if (f) fclose(f); }\n",
+    );
+    let built = project.path().join("libctor.so");
+    let status = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&built).arg(&source).status().unwrap();
+    assert!(status.success());
+    built
+}
+
+#[test]
+fn a_pin_is_checked_before_loading_and_unused_libraries_are_not_loaded() {
+    let project = Project::new();
+    let ctor = library_with_a_constructor(&project);
+    let ran = project.path().join("constructor-ran");
+    let pinned = "0".repeat(64);
+    project.write(
+        "config/run.yaml",
+        "experiment_name: pinned\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n",
+    );
+    faulty_mapping(
+        &project,
+        &format!(
+            "Loader:\n  FaultyLoader:\n    library: {}\n    sha256: {pinned}\nModel:\n  FaultyModel: FAULTY\n",
+            ctor.display()
+        ),
+    );
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(
+        stderr.contains(&format!("SHA-256 is {}, but ", sha256(&ctor))) && stderr.contains(&format!("to {pinned}")),
+        "the pin, not the load error, is named: {stderr}"
+    );
+    assert!(!ran.exists(), "a library whose pin does not match must not be loaded");
+
+    // In plugins/ but not needed (every class is mapped): never loaded.
+    std::fs::copy(&ctor, project.path().join("plugins/libctor.so")).unwrap();
+    faulty_mapping(&project, "Loader:\n  FaultyLoader: FAULTY\nModel:\n  FaultyModel: FAULTY\n");
+    project.host(&["run", "config/run.yaml"]).success();
+    assert!(!ran.exists(), "an unused library in plugins/ must not be loaded");
+    // Listing reads every library, so it runs them: the guide says so.
+    project.host(&["plugins", "list"]);
+    assert!(ran.exists(), "listing loads the libraries in plugins/");
+}
+
+#[test]
+fn fifos_named_like_libraries_or_artifacts_never_block() {
+    let project = Project::new();
+    let fifo = project.path().join("plugins/libfifo.so");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    project.drop_plugin(&library("faulty-plugin"), "libfaulty_plugin.so");
+    project.write(
+        "config/run.yaml",
+        "experiment_name: fifo\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n",
+    );
+    let listed = project.host(&["plugins", "list", "--json"]).success().json();
+    assert!(listed["problems"].to_string().contains("not a regular file"), "{listed}");
+    let inspect = project.host(&["plugins", "inspect", fifo.to_str().unwrap()]);
+    assert!(inspect.failure().contains("not a regular file (a FIFO, socket or device)"), "{}", inspect.stderr);
+    // Discovery skips past it to the class it needs.
+    let run = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    // An artifact replaced by a FIFO is reported, not waited on.
+    let dir = project.path().join(run["output_dir"].as_str().unwrap());
+    std::fs::remove_file(dir.join("metrics.json")).unwrap();
+    let c_path = std::ffi::CString::new(dir.join("metrics.json").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    let verify = project.host(&["verify", run["run_id"].as_str().unwrap()]);
+    assert_eq!(verify.code, Some(1), "{}{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("metrics.json"), "{}", verify.stdout);
+    project.host(&["runs", "show", run["run_id"].as_str().unwrap()]).success();
+}
+
+#[test]
+fn libraries_and_mappings_another_user_could_change_are_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new();
+    let dropped = project.drop_plugin(&library("faulty-plugin"), "libfaulty_plugin.so");
+    project.write(
+        "config/run.yaml",
+        "experiment_name: trust\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n",
+    );
+    project.mapping("{}\n");
+    let plugins = project.path().join("plugins");
+    let mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+
+    mode(&plugins, 0o777);
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(
+        stderr.contains(&format!("the library's folder {} is writable by every user", plugins.display()))
+            && stderr.contains("refused, as loading a library runs its code")
+            && stderr.contains("--allow-untrusted"),
+        "{stderr}"
+    );
+    project.host(&["run", "config/run.yaml", "--allow-untrusted"]).success();
+    mode(&plugins, 0o755);
+
+    // A class mapping in a folder anyone may write (a shared folder beside the config).
+    let config = project.path().join("config");
+    mode(&config, 0o777);
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(
+        stderr.contains(&format!("the class mapping's folder {} is writable by every user", config.display())),
+        "{stderr}"
+    );
+    mode(&config, 0o755);
+
+    // Owned by another user (arranged as root, as CI runs).
+    std::os::unix::fs::chown(&dropped, Some(65534), None).expect("this test runs as root, as CI does");
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(stderr.contains("is owned by another user (uid 65534)"), "{stderr}");
+    let run = project.command(&["run", "config/run.yaml", "--json"]).env("HOST_ALLOW_UNTRUSTED", "1").output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // Replaying that run loads the recorded library: refused the same way unless allowed.
+    let run_id =
+        serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()["run_id"].as_str().unwrap().to_owned();
+    let stderr = project.host(&["replay", &run_id]).failure().to_owned();
+    assert!(stderr.contains("is owned by another user (uid 65534)"), "{stderr}");
+    project.host(&["replay", &run_id, "--allow-untrusted"]).success();
 }
 
 #[test]

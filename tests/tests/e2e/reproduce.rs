@@ -105,7 +105,55 @@ fn the_cache_checks_what_it_reuses_and_recomputes_on_any_change() {
     assert!(!reused(&fourth).contains(&"prepare".to_owned()), "{:?}", reuse(&fourth));
     let fifth = project.host(&["run", "config/tiny.yaml", "--json"]).success().json();
     assert_eq!(reused(&fifth), ["load", "prepare", "train", "evaluate"]);
+    let fifth_id = fifth["run_id"].as_str().unwrap();
+    project.host(&["verify", fifth_id]).success();
+
+    // Poisoned: every training label set to 0 and the file's own checksum recomputed. Its
+    // content is not what the store recorded, so verify says so and nothing reuses it.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        poison_train_labels(&entry.unwrap().path());
+    }
+    let verify = project.host(&["verify", fifth_id]);
+    assert_eq!(verify.code, Some(1), "{}", verify.stdout);
+    assert!(verify.stdout.lines().any(|l| l.starts_with("changed") && l.contains("cached train split")), "{}", verify.stdout);
+    let sixth = project.host(&["run", "config/tiny.yaml", "--json"]);
+    assert!(sixth.stderr.contains("the train split is not what run"), "{}", sixth.stderr);
+    let sixth = sixth.success().json();
+    assert!(!reused(&sixth).contains(&"prepare".to_owned()), "{:?}", reuse(&sixth));
+    assert_eq!(sixth["data"]["splits"], fifth["data"]["splits"], "the same clean splits, prepared again");
 }}
+
+/// The chunked SHA-256 the host's split checksums use (4 MiB chunks, digests hashed in order).
+fn chunked_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"chunked-sha256-4MiB\0");
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    for chunk in bytes.chunks(4 << 20) {
+        hasher.update(Sha256::digest(chunk));
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rewrites a cached splits file as a forger would: the train split's labels all 0, its
+/// targets checksum recomputed so the file is internally consistent.
+fn poison_train_labels(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let length = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&bytes[16..16 + length]).unwrap();
+    let row_len: usize =
+        header["sample_shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).product();
+    let train = &mut header["splits"][0];
+    assert_eq!(train["name"], "train");
+    let rows = train["rows"].as_u64().unwrap() as usize;
+    let targets = 16 + length + rows * row_len * 4;
+    bytes[targets..targets + rows * 8].fill(0);
+    train["targets_sha256"] = Value::from(chunked_sha256(&bytes[targets..targets + rows * 8]));
+    let new_header = serde_json::to_vec(&header).unwrap();
+    assert_eq!(new_header.len(), length, "same-length digests keep the layout");
+    bytes[16..16 + length].copy_from_slice(&new_header);
+    std::fs::write(path, bytes).unwrap();
+}
 
 on_every_store! {
 fn replay_reproduces_a_run_bit_for_bit_and_refuses_changed_plugin_builds() {

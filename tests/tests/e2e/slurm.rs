@@ -177,6 +177,20 @@ fn wait_for_any_sweep(project: &Project) -> String {
     }
 }
 
+/// Every log file under a sweep's folder, for a failing test's message.
+fn job_logs(folder: &Path) -> String {
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            logs.push_str(&job_logs(&path));
+        } else if path.extension().is_some_and(|e| e == "log" || e == "out") {
+            logs.push_str(&format!("== {}\n{}\n", path.display(), std::fs::read_to_string(&path).unwrap_or_default()));
+        }
+    }
+    logs
+}
+
 /// The epoch a run's last-epoch checkpoint is at.
 fn checkpoint_epoch(run_dir: &Path) -> u64 {
     std::fs::read_to_string(run_dir.join("checkpoints/last.json"))
@@ -220,9 +234,12 @@ fn a_requeued_trial_continues_from_its_checkpoint_and_completes_once() {
         assert!(started.elapsed() < Duration::from_secs(60), "never requeued: {state}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let ended = project.host(&["sweep", "watch", &sweep_id, "--json"]).success().json();
+    let watched = project.host(&["sweep", "watch", &sweep_id, "--json"]);
+    let logs = job_logs(&project.path().join("runs/sweeps").join(&sweep_id));
+    assert_eq!(watched.code, Some(0), "{}\n{}\njob logs:\n{logs}", watched.stdout, watched.stderr);
+    let ended = watched.json();
     let trial = &trials(&ended)[0];
-    assert_eq!(trial["status"], "completed", "{ended:#}");
+    assert_eq!(trial["status"], "completed", "{ended:#}\njob logs:\n{logs}");
     let attempts: Vec<&str> = trial["attempts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(attempts.len(), 2, "{ended:#}");
     assert_eq!((attempts[0], Some(attempts[1])), (attempt.as_str(), trial["run_id"].as_str()));

@@ -293,6 +293,47 @@ fn deleting_a_run_removes_its_rows_and_folder_and_leaves_other_runs_intact() {
 }}
 
 on_every_store! {
+fn deleting_a_run_never_follows_a_link_or_leaves_its_own_folder() {
+    let project = faulty_project();
+    let outside = project.path().join("shared-data");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep.txt"), "not the run's").unwrap();
+    let run = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let (id, folder) = (run["run_id"].as_str().unwrap(), project.path().join(run["output_dir"].as_str().unwrap()));
+    // Runs that share data link to it from their folder; so does a file link.
+    std::os::unix::fs::symlink(&outside, folder.join("data")).unwrap();
+    std::os::unix::fs::symlink(outside.join("keep.txt"), folder.join("keep-link.txt")).unwrap();
+    let deleted = project.host(&["runs", "delete", id]).success().stdout.clone();
+    assert!(deleted.contains(&format!("removed {}", folder.display())), "{deleted}");
+    assert!(!folder.exists(), "the links are removed with the folder");
+    assert_eq!(std::fs::read_to_string(outside.join("keep.txt")).unwrap(), "not the run's");
+
+    // A row edited (or left stale) to name another tree: the rows go, that tree stays.
+    let victim = project.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("thesis.tex"), "years of work").unwrap();
+    let run = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let id = run["run_id"].as_str().unwrap();
+    store::testing::rewrite_output_dir(&project.store_locator(), id, victim.to_str().unwrap()).unwrap();
+    let stderr = project.host(&["runs", "delete", id]).failure().to_owned();
+    assert!(
+        stderr.contains(&format!(
+            "run {id}'s folder {}: not this run's own folder (an absolute OUTPUT/{id}); nothing was removed from it",
+            victim.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(victim.join("thesis.tex")).unwrap(), "years of work");
+    // A folder named like the run but whose run.json names another run is left alone too.
+    let run = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let (id, folder) = (run["run_id"].as_str().unwrap(), project.path().join(run["output_dir"].as_str().unwrap()));
+    std::fs::write(folder.join("run.json"), r#"{"run_id": "someone-else"}"#).unwrap();
+    let stderr = project.host(&["runs", "delete", id]).failure().to_owned();
+    assert!(stderr.contains("its run.json names run \"someone-else\"; nothing was removed"), "{stderr}");
+    assert!(folder.join("run.json").exists());
+}}
+
+on_every_store! {
 fn watch_follows_a_live_run_until_it_ends() {
     use std::io::{BufRead, BufReader};
     let project = endless_training_project(50);
@@ -314,6 +355,23 @@ fn watch_follows_a_live_run_until_it_ends() {
     assert_eq!(rest.last().map(String::as_str), Some(format!("run {run_id} cancelled").as_str()), "{rest:?}");
     let mut run = run;
     run.wait().unwrap();
+}}
+
+on_every_store! {
+fn watch_ends_when_the_watched_run_dies() {
+    use std::io::{BufRead, BufReader};
+    let project = endless_training_project(50);
+    let mut run = spawn_host(&project, &["-q", "run", "config/long.yaml"], Stdio::null());
+    let run_id = wait_until_running(&project);
+    let mut watch = spawn_host(&project, &["runs", "watch", &run_id], Stdio::piped());
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("watch ended early").unwrap();
+    assert!(first.starts_with("epoch 1: "), "{first}");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(watch.wait().unwrap().success());
+    assert_eq!(rest.last().map(String::as_str), Some(format!("run {run_id} interrupted").as_str()), "{rest:?}");
 }}
 
 /// Starts `host run` armed with the failpoint, waits until the run stops there and kills it

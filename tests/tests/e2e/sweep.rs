@@ -96,6 +96,30 @@ fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     assert!(bad.stderr.contains("model.activation"), "{}", bad.stderr);
 }}
 
+#[test]
+fn a_sweep_named_like_a_path_stays_in_its_output_folder() {
+    let project = sweep_project(1);
+    let config = std::fs::read_to_string(project.path().join("config/sweep.yaml")).unwrap();
+    let absolute = project.path().join("escaped");
+    for name in ["../../escaped", absolute.to_str().unwrap()] {
+        let text = config
+            .replace("experiment_name: tiny_sweep", &format!("experiment_name: {name:?}"))
+            .replace("[0.001, 0.01]", "[0.01]")
+            .replace("[[32], [64]]", "[[8]]");
+        project.write("config/named.yaml", &text);
+        let out = project.path().join("out");
+        let sweep = project.host(&["sweep", "config/named.yaml", "--output-dir", out.to_str().unwrap(), "--json"]);
+        let sweep_id = sweep.success().json()["sweep_id"].as_str().unwrap().to_owned();
+        assert!(!sweep_id.contains('/'), "{sweep_id}");
+        assert!(out.join("sweeps").join(&sweep_id).join("index.html").is_file(), "{sweep_id}");
+    }
+    for folder in [project.path(), project.path().parent().unwrap()] {
+        let names: Vec<String> =
+            std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(!names.iter().any(|n| n.starts_with("escaped")), "{} holds {names:?}", folder.display());
+    }
+}
+
 on_every_store! {
 fn ctrl_c_cancels_a_sweep_and_running_it_again_resumes() {
     let project = sweep_project(200);
