@@ -55,10 +55,10 @@ pub fn is_dead(run: &RunningRun, here: &RunOwner, stale_after: Duration) -> bool
     }
 }
 
-/// Marks every running run whose process is gone as interrupted; returns their ids.
-pub fn mark_dead_runs(store: &dyn Store, stale_after: Duration) -> anyhow::Result<Vec<String>> {
+/// The runs recorded as running whose process is gone, each with why it is taken for dead.
+pub fn dead_runs(store: &dyn Store, stale_after: Duration) -> anyhow::Result<Vec<(String, String)>> {
     let here = this_process();
-    let mut marked = Vec::new();
+    let mut dead = Vec::new();
     for run in store.running_runs()? {
         if !is_dead(&run, &here, stale_after) {
             continue;
@@ -71,11 +71,25 @@ pub fn mark_dead_runs(store: &dyn Store, stale_after: Duration) -> anyhow::Resul
                 run.owner.pid, run.owner.hostname, run.heartbeat_at
             )
         };
-        if store.mark_interrupted(&run.run_id, &reason)? {
-            marked.push(run.run_id);
+        dead.push((run.run_id, reason));
+    }
+    Ok(dead)
+}
+
+/// Marks `dead` runs (from [`dead_runs`]) interrupted; returns the ids it marked.
+pub fn mark_interrupted(store: &dyn Store, dead: Vec<(String, String)>) -> anyhow::Result<Vec<String>> {
+    let mut marked = Vec::new();
+    for (run_id, reason) in dead {
+        if store.mark_interrupted(&run_id, &reason)? {
+            marked.push(run_id);
         }
     }
     Ok(marked)
+}
+
+/// Marks every running run whose process is gone as interrupted; returns their ids.
+pub fn mark_dead_runs(store: &dyn Store, stale_after: Duration) -> anyhow::Result<Vec<String>> {
+    mark_interrupted(store, dead_runs(store, stale_after)?)
 }
 
 /// Keeps a run's heartbeat fresh from a thread of its own, with its own connection, while the

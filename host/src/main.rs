@@ -307,7 +307,7 @@ enum RunsCommand {
         /// Only runs with this status (running, completed, failed, cancelled, interrupted).
         #[arg(long)]
         status: Option<String>,
-        /// At most this many runs.
+        /// At most this many runs; 0 for all.
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Print as JSON.

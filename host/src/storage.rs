@@ -63,6 +63,19 @@ impl StoreOptions {
     pub fn open(&self) -> anyhow::Result<Box<dyn Store>> {
         open(&self.settings()?)
     }
+
+    /// Whether there is a store to read: a SQLite file that is there (a server is always).
+    pub fn exists(&self) -> anyhow::Result<bool> {
+        Ok(match self.settings()?.locator {
+            Locator::Sqlite(path) => path.exists(),
+            Locator::Postgres(_) => true,
+        })
+    }
+
+    /// Opens the store for a command that only reads it; see [`open_read`].
+    pub fn open_read(&self) -> anyhow::Result<Box<dyn Store>> {
+        open_read(&self.settings()?)
+    }
 }
 
 /// Opens the store of `settings` and marks runs whose process died as interrupted.
@@ -72,6 +85,36 @@ pub fn open(settings: &StoreSettings) -> anyhow::Result<Box<dyn Store>> {
         tracing::warn!("run {run_id} stopped without finishing; marked interrupted");
     }
     Ok(store)
+}
+
+/// Opens the store of `settings` for reading (a SQLite file read-only: nothing created,
+/// migrated or left behind), so a user who may only read it can query it. Runs whose process
+/// died are marked interrupted, through a connection that may write, where this user may.
+pub fn open_read(settings: &StoreSettings) -> anyhow::Result<Box<dyn Store>> {
+    let store = store::open_read_only(&settings.locator, &settings.open)?;
+    mark_dead_if_allowed(&*store, settings);
+    Ok(store)
+}
+
+/// Marks runs whose process died as interrupted (found through `reader`, written through a
+/// connection that may write), where the store lets this user write; said at debug level
+/// where it does not.
+pub fn mark_dead_if_allowed(reader: &dyn Store, settings: &StoreSettings) {
+    let marked = crate::liveness::dead_runs(reader, settings.stale_after).and_then(|dead| {
+        if dead.is_empty() {
+            return Ok(Vec::new());
+        }
+        let writer = store::open(&settings.locator, &settings.open)?;
+        crate::liveness::mark_interrupted(&*writer, dead)
+    });
+    match marked {
+        Ok(marked) => {
+            for run_id in marked {
+                tracing::warn!("run {run_id} stopped without finishing; marked interrupted");
+            }
+        }
+        Err(error) => tracing::debug!("dead runs not marked (a store this user may only read?): {error:#}"),
+    }
 }
 
 /// A name made safe as one file or folder name (a sweep's folder, a job name): characters other

@@ -168,11 +168,13 @@ impl Manifest {
             }
             classes.push(ClassInfo { kind, name: class.name.into(), summary: class.summary.into(), config_keys });
         }
-        Ok(Manifest {
+        let manifest = Manifest {
             plugin_name: manifest.plugin_name.into(),
             plugin_version: manifest.plugin_version.into(),
             sdk_version: manifest.sdk_version.into(),
             classes,
-        })
+        };
+        manifest.validate().map_err(PluginError::new)?;
+        Ok(manifest)
     }
 }

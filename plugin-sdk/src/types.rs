@@ -518,6 +518,39 @@ pub struct Manifest {
     pub classes: Vec<ClassInfo>,
 }
 
+impl Manifest {
+    /// Checks what the host relies on: a plugin name (one word), a version of the form
+    /// `MAJOR.MINOR.PATCH` (an optional `-pre` or `+build` after it), and each class declared
+    /// once with a name. Runs record the name and version, and classes are found by name.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.plugin_name;
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("the plugin name {name:?} must be one word (export_plugin!'s name: field)"));
+        }
+        let core = self.plugin_version.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<&str> = core.split('.').collect();
+        if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!(
+                "the plugin version {:?} is not MAJOR.MINOR.PATCH (export_plugin!'s version: field, usually env!(\"CARGO_PKG_VERSION\"))",
+                self.plugin_version
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for class in &self.classes {
+            if class.name.is_empty() {
+                return Err(format!("a {} class has an empty NAME", class.kind));
+            }
+            if !seen.insert(class.name.as_str()) {
+                return Err(format!(
+                    "class {} is declared twice; each class name may appear once in export_plugin!",
+                    class.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Severity of a log line a plugin sends to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LogLevel {
@@ -648,6 +681,34 @@ impl<T, E: Into<PluginError>> ResultExt<T> for Result<T, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_needs_a_name_a_version_and_each_class_once() {
+        let class = |name: &str| ClassInfo {
+            kind: ClassKind::Model,
+            name: name.into(),
+            summary: String::new(),
+            config_keys: Vec::new(),
+        };
+        let manifest = |name: &str, version: &str, classes: Vec<ClassInfo>| Manifest {
+            plugin_name: name.into(),
+            plugin_version: version.into(),
+            sdk_version: "0.1.0".into(),
+            classes,
+        };
+        assert_eq!(manifest("knn", "1.2.3-beta.1+b5", vec![class("Knn")]).validate(), Ok(()));
+        let refused = |m: Manifest| m.validate().unwrap_err();
+        assert!(refused(manifest("", "1.0.0", vec![])).contains("the plugin name \"\" must be one word"));
+        assert!(refused(manifest("my plugin", "1.0.0", vec![])).contains("must be one word"));
+        for version in ["banana", "1.0", "1..0", "1.0.0.0", ""] {
+            assert!(refused(manifest("p", version, vec![])).contains("is not MAJOR.MINOR.PATCH"), "{version}");
+        }
+        assert_eq!(
+            refused(manifest("p", "1.0.0", vec![class("Knn"), class("Knn")])),
+            "class Knn is declared twice; each class name may appear once in export_plugin!"
+        );
+        assert!(refused(manifest("p", "1.0.0", vec![class("")])).contains("class has an empty NAME"));
+    }
 
     #[test]
     fn config_type_spelling_round_trips() {

@@ -80,6 +80,16 @@ pub fn open(locator: &Locator, options: &OpenOptions) -> Result<Box<dyn Store>> 
     }
 }
 
+/// Opens the store at `locator` for reading: a SQLite file read-only (see
+/// `SqliteStore::open_read_only`); a PostgreSQL store as [`open`] does (its reads need no write
+/// permission once the schema is current).
+pub fn open_read_only(locator: &Locator, options: &OpenOptions) -> Result<Box<dyn Store>> {
+    match locator {
+        Locator::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open_read_only(path, options)?)),
+        Locator::Postgres(_) => open(locator, options),
+    }
+}
+
 /// What `host store info` shows: the backend, its schema and what it holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreInfo {

@@ -55,6 +55,10 @@ pub enum LocatorError {
         "no store given (an empty --db, HOST_DB or url): give a SQLite file path or postgres://user@host:port/database"
     )]
     Empty,
+    #[error(
+        "`{0}` is a SQLite in-memory or URI name: a store must outlive the command, so give a file path (or postgres://...)"
+    )]
+    NotAFile(String),
 }
 
 /// Decodes `%XX` escapes.
@@ -107,6 +111,11 @@ impl Locator {
             let lower = text.to_ascii_lowercase();
             if let Some(scheme) = ["postgresql:", "postgres:"].into_iter().find(|s| lower.starts_with(s)) {
                 return Err(LocatorError::MissingSlashes(text[..scheme.len()].to_owned()));
+            }
+            // SQLite reads `:memory:` and `file:` URIs (`mode=memory`) as stores that vanish
+            // when the command ends: a run would say "recorded" and keep nothing.
+            if text == ":memory:" || lower.starts_with("file:") {
+                return Err(LocatorError::NotAFile(text.to_owned()));
             }
             return Ok(Locator::Sqlite(PathBuf::from(text)));
         };
@@ -234,5 +243,9 @@ mod tests {
         assert_eq!(Locator::parse(""), Err(LocatorError::Empty));
         assert_eq!(Locator::parse("  "), Err(LocatorError::Empty));
         assert_eq!(Locator::parse("postgres.db"), Ok(Locator::Sqlite("postgres.db".into())));
+        for memory in [":memory:", "file::memory:", "file:runs.db?mode=memory&cache=shared", "FILE:x.db"] {
+            assert_eq!(Locator::parse(memory), Err(LocatorError::NotAFile(memory.into())), "{memory}");
+        }
+        assert_eq!(Locator::parse("./:memory:"), Ok(Locator::Sqlite("./:memory:".into())));
     }
 }

@@ -115,7 +115,7 @@ fn add_scheduler(document: &mut Value, run_id: &str, scheduler: &record::Schedul
 }
 
 pub fn export(store: &StoreOptions, run_id: &str, format: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let store = store.open()?;
+    let store = store.open_read()?;
     let record = store.run_record(run_id)?;
     let edges = store.lineage_edges(run_id)?;
     let document = match format {

@@ -43,7 +43,7 @@ fn entity_report(store: &dyn Store, sha256: &str, limit: usize) -> anyhow::Resul
 }
 
 pub fn lineage(store: &StoreOptions, target: &str, limit: usize, json: bool) -> anyhow::Result<()> {
-    let store = store.open()?;
+    let store = store.open_read()?;
     let report = if store.run_exists(target)? {
         // A run: its own chain from each raw file it read to its reports (a SHA-256 query
         // shows what other runs made from the same files).

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use record::RunStatus;
 use store::RunFilter;
 
-use crate::output::{print_json, short_hash, table};
+use crate::output::{print_json, printable, short_hash, table};
 use crate::storage::StoreOptions;
 
 pub fn list(
@@ -17,13 +17,34 @@ pub fn list(
     json: bool,
 ) -> anyhow::Result<()> {
     let status = status.map(str::parse::<RunStatus>).transpose().map_err(anyhow::Error::msg)?;
-    let store = store.open()?;
-    let runs = store.list_runs(&RunFilter { experiment: experiment.map(str::to_owned), status, limit })?;
+    // No store yet is no runs yet; listing creates none.
+    if !store.exists()? {
+        if json {
+            return print_json(&serde_json::json!([]));
+        }
+        println!("no runs yet: {} is created by the first `host run`", store.settings()?.locator);
+        return Ok(());
+    }
+    let store = store.open_read()?;
+    // 0 means every run, as `lineage --limit 0` does.
+    let cap = if limit == 0 { i64::MAX as usize } else { limit };
+    let filter = RunFilter { experiment: experiment.map(str::to_owned), status, limit: cap };
+    let runs = store.list_runs(&filter)?;
     if json {
         return print_json(&runs);
     }
     if runs.is_empty() {
-        println!("no runs in {}", store.locator());
+        let mut only = Vec::new();
+        if let Some(experiment) = experiment {
+            only.push(format!("of experiment {}", printable(experiment)));
+        }
+        if let Some(status) = status {
+            only.push(format!("with status {status}"));
+        }
+        match only.is_empty() {
+            true => println!("no runs in {}", store.locator()),
+            false => println!("no runs {} in {} (`host runs list` shows them all)", only.join(" "), store.locator()),
+        }
         return Ok(());
     }
     let rows: Vec<Vec<String>> = runs
@@ -48,7 +69,7 @@ pub fn list(
 }
 
 pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()> {
-    let store = store.open()?;
+    let store = store.open_read()?;
     let record = store.run_record(run_id)?;
     if json {
         return print_json(&record);
@@ -150,7 +171,7 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool, html: Optio
     if run_ids.len() < 2 {
         bail!("compare needs at least two runs; `host runs list` shows them");
     }
-    let store = store.open()?;
+    let store = store.open_read()?;
     let mut parameters = Vec::new();
     let mut metrics = Vec::new();
     for run_id in run_ids {
@@ -284,7 +305,7 @@ fn comparison_page(
 
 /// `host summary`: what the store holds.
 pub fn summary(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
-    let store = store.open()?;
+    let store = store.open_read()?;
     let summary = store.summary()?;
     if json {
         return print_json(&summary);
@@ -404,16 +425,14 @@ fn empty_folder(dir: &std::path::Path, keep: &[std::path::PathBuf], removal: &mu
 /// `host runs watch`: prints a run's epochs as they are recorded, until it ends.
 pub fn watch(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
     let settings = store.settings()?;
-    let store = crate::storage::open(&settings)?;
+    let store = crate::storage::open_read(&settings)?;
     let mut printed = 0i64;
     let mut polls = 0u64;
     loop {
         polls += 1;
         // A run that dies while watched never records its end: look for it every few seconds.
         if polls % 4 == 0 {
-            for dead in crate::liveness::mark_dead_runs(&*store, settings.stale_after)? {
-                tracing::warn!("run {dead} stopped without finishing; marked interrupted");
-            }
+            crate::storage::mark_dead_if_allowed(&*store, &settings);
         }
         let status = store.run_status(run_id)?;
         let metrics = store.step_metrics(run_id, printed)?;

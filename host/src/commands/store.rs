@@ -11,7 +11,7 @@ use crate::output::{print_json, table};
 use crate::storage::StoreOptions;
 
 pub fn info(store: &StoreOptions, json: bool) -> anyhow::Result<()> {
-    let store = store.open()?;
+    let store = store.open_read()?;
     let info = store.info()?;
     if json {
         return print_json(&info);

@@ -21,7 +21,7 @@ struct Check {
 
 pub fn verify(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<u8> {
     let settings = store.settings()?;
-    let store = crate::storage::open(&settings)?;
+    let store = crate::storage::open_read(&settings)?;
     let files = store.recorded_files(run_id)?;
     let mut checks: Vec<Check> = files
         .into_iter()

@@ -126,7 +126,17 @@ fn parse(section: &Value, problems: &mut Vec<Problem>) -> Sweep {
             default
         }),
     };
-    let trials = count("trials", 64, problems) as usize;
+    let mut trials = count("trials", 64, problems);
+    if trials > MAX_TRIALS {
+        problems.push(Problem::new(
+            "sweep.trials",
+            format!(
+                "at most {MAX_TRIALS} trials (each is a run), found {trials}; split the sweep or narrow its ranges"
+            ),
+        ));
+        trials = MAX_TRIALS;
+    }
+    let trials = trials as usize;
     let seed = count("seed", 0, problems);
     let metric = map.get("metric").and_then(Value::as_str).unwrap_or("test.accuracy").to_owned();
     let maximize = match map.get("direction").and_then(Value::as_str).unwrap_or("maximize") {
@@ -225,28 +235,43 @@ fn parse_prune(section: &Value, problems: &mut Vec<Problem>) -> Prune {
     prune
 }
 
+/// The most trials a sweep may ask for: each is a run, and its config is held until it starts.
+pub const MAX_TRIALS: u64 = 10_000;
+
 impl Sweep {
     /// The trials, in a fixed order: the grid's cartesian product (last key varying fastest),
-    /// or `trials` seeded random draws; at most `trials` either way.
+    /// or `trials` seeded random draws; at most `trials` either way. Only those trials are
+    /// made: a grid of 20^7 combinations with `trials: 4` builds four.
     pub fn trials(&self) -> Vec<Trial> {
         let combinations: Vec<Vec<(String, Value)>> = match self.method {
             Method::Grid => {
-                let mut all: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-                for (key, domain) in &self.parameters {
-                    let Domain::Values(values) = domain else { continue };
-                    all = all
-                        .into_iter()
-                        .flat_map(|prefix| {
-                            values.iter().map(move |v| {
-                                let mut next = prefix.clone();
-                                next.push((key.clone(), v.clone()));
-                                next
+                let axes: Vec<(&String, &Vec<Value>)> = self
+                    .parameters
+                    .iter()
+                    .filter_map(|(key, domain)| match domain {
+                        Domain::Values(values) => Some((key, values)),
+                        Domain::Range { .. } => None,
+                    })
+                    .collect();
+                let size = axes.iter().try_fold(1usize, |size, (_, values)| size.checked_mul(values.len()));
+                let count = size.map_or(self.trials, |size| size.min(self.trials));
+                (0..count)
+                    .map(|index| {
+                        // The index in mixed radix, the last key the lowest digit.
+                        let mut rest = index;
+                        let mut values: Vec<(String, Value)> = axes
+                            .iter()
+                            .rev()
+                            .map(|(key, values)| {
+                                let value = values[rest % values.len()].clone();
+                                rest /= values.len();
+                                ((*key).clone(), value)
                             })
-                        })
-                        .collect();
-                }
-                all.truncate(self.trials);
-                all
+                            .collect();
+                        values.reverse();
+                        values
+                    })
+                    .collect()
             }
             Method::Random => {
                 let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -316,6 +341,27 @@ mod tests {
         let config = apply(&base, &trials[2]);
         assert_eq!(config["training"], json!({"epochs": 1, "learning_rate": 0.01}));
         assert_eq!(config["model"]["hidden_layers"], json!([64]));
+    }
+
+    #[test]
+    fn only_the_trials_asked_for_are_made_however_large_the_grid() {
+        // 20^7 = 1.28e9 combinations (about 3 GB built whole); four asked for.
+        let values: Vec<String> = (0..20).map(|v| v.to_string()).collect();
+        let keys: String =
+            (0..7).map(|k| format!("    training.k{k}: [{}]\n", values.join(", "))).collect::<Vec<_>>().concat();
+        let (_, s) =
+            sweep(&format!("experiment_name: x\ntraining: {{}}\nsweep:\n  trials: 4\n  parameters:\n{keys}")).unwrap();
+        let trials = s.trials();
+        assert_eq!(trials.len(), 4);
+        // The last key varies fastest.
+        assert_eq!(trials[3].values[6], ("training.k6".to_owned(), json!(3)));
+        assert_eq!(trials[3].values[0], ("training.k0".to_owned(), json!(0)));
+        let error = sweep(&format!(
+            "experiment_name: x\ntraining: {{}}\nsweep:\n  trials: 1000000000000\n  parameters:\n{keys}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("sweep.trials: at most 10000 trials (each is a run), found 1000000000000"), "{error}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::outputs::{self, Predictions};
 use super::reuse;
-use super::train::{Trained, create_model};
+use super::train::Trained;
 use super::{Run, StageError, Staged};
 use crate::data::{Prepared, Split};
 use crate::metrics;
@@ -47,7 +47,7 @@ pub fn evaluate(
         Some(model) => model,
         None => {
             // Training was reused: load its weights, copied into this run's folder.
-            let mut model = create_model(run)?;
+            let mut model = run.take_model()?;
             let model_dir = run.dir.join("model");
             model
                 .load(&model_dir)

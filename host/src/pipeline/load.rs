@@ -32,12 +32,7 @@ pub fn load(run: &mut Run<'_>) -> Result<Staged<Loaded>, StageError> {
     if let Some(ReusedData { loaded_by, prepared, prepare_key, prepared_by }) = reuse::reuse_data(run, &key) {
         return Ok(Staged::reused(Loaded::Cached { prepared, prepare_key, prepared_by }, key, loaded_by));
     }
-    let experiment = run.request.experiment;
-    let mut loader = class.library.library()?.create_loader(
-        &class.info.name,
-        &experiment.class_sections(ClassKind::Loader),
-        &run.context,
-    )?;
+    let mut loader = run.take_loader()?;
     let services = run.services(class, run.dir.clone());
     let summary = loader.load_data(&services)?;
     services.progress.clear();

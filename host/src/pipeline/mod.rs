@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
+use plugin_sdk::host::{LoaderHandle, ModelHandle, ReportGeneratorHandle};
 use plugin_sdk::{ClassKind, ErrorKind, RunContext};
 use record::{
     ArtifactKind, DataRecord, GitState, PluginUse, ProvenanceTime, RunRecord, RunStatus, StageName, StageRecord,
@@ -142,6 +143,18 @@ pub(crate) struct Run<'a> {
     /// Whether plugin metrics go to the store live (not when regenerating a past run's reports,
     /// which must leave that run's record alone).
     recording: bool,
+    /// The classes' instances, created before the first stage.
+    instances: Instances,
+}
+
+/// Instances of a run's classes, created (and so configured) before the first stage, as the
+/// plugin guide promises: a constructor that rejects its config stops the run before anything
+/// is loaded or recorded. A stage takes its instance; a later use creates another.
+#[derive(Default)]
+struct Instances {
+    loader: Option<LoaderHandle>,
+    model: Option<ModelHandle>,
+    report_generator: Option<ReportGeneratorHandle>,
 }
 
 impl<'a> Run<'a> {
@@ -219,7 +232,56 @@ impl<'a> Run<'a> {
             },
             splits_writer: None,
             recording: true,
+            instances: Instances::default(),
         })
+    }
+
+    /// Creates an instance of every class the run will call (the report generator only when
+    /// reports are on), so every constructor has accepted its config before the first stage.
+    fn create_instances(&mut self) -> anyhow::Result<()> {
+        if self.class(ClassKind::Loader).is_some() {
+            self.instances.loader = Some(self.new_loader()?);
+        }
+        if self.class(ClassKind::Model).is_some() {
+            self.instances.model = Some(self.new_model()?);
+        }
+        if self.request.experiment.reporting_enabled && self.class(ClassKind::ReportGenerator).is_some() {
+            self.instances.report_generator = Some(self.new_report_generator()?);
+        }
+        Ok(())
+    }
+
+    fn new_loader(&self) -> anyhow::Result<LoaderHandle> {
+        let class = self.required_class(ClassKind::Loader)?;
+        let sections = self.request.experiment.class_sections(ClassKind::Loader);
+        Ok(class.library.library()?.create_loader(&class.info.name, &sections, &self.context)?)
+    }
+
+    fn new_model(&self) -> anyhow::Result<ModelHandle> {
+        let class = self.required_class(ClassKind::Model)?;
+        let sections = self.request.experiment.class_sections(ClassKind::Model);
+        Ok(class.library.library()?.create_model(&class.info.name, &sections, &self.context)?)
+    }
+
+    fn new_report_generator(&self) -> anyhow::Result<ReportGeneratorHandle> {
+        let class = self.required_class(ClassKind::ReportGenerator)?;
+        let sections = self.request.experiment.class_sections(ClassKind::ReportGenerator);
+        Ok(class.library.library()?.create_report_generator(&class.info.name, &sections, &self.context)?)
+    }
+
+    /// The loader created before the first stage, or a new one.
+    fn take_loader(&mut self) -> anyhow::Result<LoaderHandle> {
+        self.instances.loader.take().map_or_else(|| self.new_loader(), Ok)
+    }
+
+    /// The model created before the first stage, or a new one.
+    fn take_model(&mut self) -> anyhow::Result<ModelHandle> {
+        self.instances.model.take().map_or_else(|| self.new_model(), Ok)
+    }
+
+    /// The report generator created before the first stage, or a new one.
+    fn take_report_generator(&mut self) -> anyhow::Result<ReportGeneratorHandle> {
+        self.instances.report_generator.take().map_or_else(|| self.new_report_generator(), Ok)
     }
 
     fn class(&self, kind: ClassKind) -> Option<&'a ResolvedClass> {
@@ -395,6 +457,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     let provenance_before = (crate::hashing::hashing_seconds(), store::write_seconds());
     let previous = previous_attempt(request);
     let mut run = Run::new(request, run_id, dir.clone(), previous.as_ref())?;
+    run.create_instances()?;
     let heartbeat = match (request.store, request.settings) {
         (Some(store), settings) => {
             store.begin_run(&run.record)?;
@@ -501,5 +564,7 @@ pub fn regenerate_reports(
             })
             .ok()
     });
-    report::generate(&run, recorded, &prepared, predictions.as_ref(), output).map_err(StageError::into_error)
+    let mut generator = run.take_report_generator()?;
+    report::generate(&run, &mut generator, recorded, &prepared, predictions.as_ref(), output)
+        .map_err(StageError::into_error)
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use plugin_sdk::ClassKind;
-use plugin_sdk::host::ReportKind;
+use plugin_sdk::host::{ReportGeneratorHandle, ReportKind};
 use record::{ArtifactKind, RunRecord};
 use serde_json::{Value, json};
 
@@ -21,7 +21,8 @@ pub fn report(
     predictions: Option<&Predictions>,
 ) -> Result<Staged<()>, StageError> {
     let reports = run.dir.join("reports");
-    for file in generate(run, &run.record, prepared, predictions, &reports)? {
+    let mut generator = run.take_report_generator()?;
+    for file in generate(run, &mut generator, &run.record, prepared, predictions, &reports)? {
         run.artifact(ArtifactKind::Report, &file)?;
     }
     Ok(Staged::computed((), None))
@@ -30,6 +31,7 @@ pub fn report(
 /// Runs the report generator on `record` and the prepared data, writing into `reports_dir`.
 pub fn generate(
     run: &Run<'_>,
+    generator: &mut ReportGeneratorHandle,
     record: &RunRecord,
     prepared: &Prepared,
     predictions: Option<&Predictions>,
@@ -38,11 +40,6 @@ pub fn generate(
     let class = run.required_class(ClassKind::ReportGenerator)?;
     std::fs::create_dir_all(reports_dir)
         .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", reports_dir.display()))?;
-    let mut generator = class.library.library()?.create_report_generator(
-        &class.info.name,
-        &run.request.experiment.class_sections(ClassKind::ReportGenerator),
-        &run.context,
-    )?;
     let services = run.services(class, reports_dir.to_owned());
     let input = report_input(record, prepared, predictions).map_err(anyhow::Error::from)?;
     let mut files = Vec::new();

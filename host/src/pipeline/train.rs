@@ -31,20 +31,10 @@ fn weights(run: &Run<'_>) -> Vec<String> {
     weights
 }
 
-/// A new instance of the run's model class, created with its config and the run's context.
-pub fn create_model(run: &Run<'_>) -> anyhow::Result<ModelHandle> {
-    let class = run.required_class(ClassKind::Model)?;
-    Ok(class.library.library()?.create_model(
-        &class.info.name,
-        &run.request.experiment.class_sections(ClassKind::Model),
-        &run.context,
-    )?)
-}
-
 pub fn train(run: &mut Run<'_>, prepared: &Prepared) -> Result<Staged<Trained>, StageError> {
     if let Some(source) = run.request.model_from.clone() {
         let source = if source.join("model").is_dir() { source.join("model") } else { source };
-        let mut model = create_model(run)?;
+        let mut model = run.take_model()?;
         model
             .load(&source)
             .map_err(anyhow::Error::new)
@@ -72,7 +62,7 @@ pub fn train(run: &mut Run<'_>, prepared: &Prepared) -> Result<Staged<Trained>, 
 /// Fits a new model and records its history, summary, saved files and checkpoint.
 fn fit(run: &mut Run<'_>, prepared: &Prepared) -> Result<ModelHandle, StageError> {
     let class = run.required_class(ClassKind::Model)?;
-    let mut model = create_model(run)?;
+    let mut model = run.take_model()?;
     let services = run.services(class, run.dir.clone());
     let validation = (prepared.validation.rows > 0).then(|| prepared.view(&prepared.validation));
     let fit = model.fit(&prepared.view(&prepared.train), validation.as_ref(), &services);

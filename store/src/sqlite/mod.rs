@@ -5,7 +5,7 @@ mod queries;
 mod schema;
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::collections::BTreeMap;
@@ -26,6 +26,30 @@ pub struct SqliteStore {
     /// `RefCell` because transactions need `&mut`; a store is used by one thread at a time.
     connection: RefCell<Connection>,
     locator: Locator,
+    path: PathBuf,
+    /// The store file's device and inode when opened: a write checks the path still names it.
+    identity: (u64, u64),
+}
+
+/// Where SQLite keeps a store's shared-memory index: the file name with `-shm` appended.
+fn shm_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-shm");
+    PathBuf::from(name)
+}
+
+/// A path as a SQLite URI's path: `%`, `?` and `#` escaped (the only characters it treats
+/// specially there).
+fn percent_encode_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    text.replace('%', "%25").replace('?', "%3f").replace('#', "%23")
+}
+
+/// A file's device and inode.
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
 }
 
 /// Sets the journal mode, retrying while another process holds the store: switching a new
@@ -83,14 +107,74 @@ impl SqliteStore {
         }
         connection
             .execute_batch(&format!("PRAGMA foreign_keys = ON; PRAGMA synchronous = {};", options.synchronous))?;
-        let store = SqliteStore { connection: RefCell::new(connection), locator: Locator::Sqlite(path.to_owned()) };
+        let identity =
+            identity(path).with_context(|| format!("{}: the provenance store was not created", path.display()))?;
+        let store = SqliteStore {
+            connection: RefCell::new(connection),
+            locator: Locator::Sqlite(path.to_owned()),
+            path: path.to_owned(),
+            identity,
+        };
         store.migrate()?;
         Ok(store)
     }
 
+    /// Opens an existing store for reading only: nothing is created, migrated or written, so
+    /// a user who may only read the file (or its folder) can query it, and leaves no `-wal`
+    /// or `-shm` file of theirs behind. A store older than this host is opened as [`open`]
+    /// does, since reading it needs its migrations.
+    pub fn open_read_only(path: &Path, options: &OpenOptions) -> Result<Self> {
+        if !path.exists() {
+            anyhow::bail!(
+                "{}: no provenance store here; `host run` creates it, or give the store with --db or HOST_DB",
+                path.display()
+            );
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = |flags| -> Result<(Connection, (u32, u32))> {
+            let connection = Connection::open_with_flags(path, flags)?;
+            connection.busy_timeout(options.timeout)?;
+            let versions = Self::versions(&connection)?;
+            Ok((connection, versions))
+        };
+        let (connection, (version, compatible_from)) = match open(flags) {
+            Ok(opened) => opened,
+            // A WAL store needs its `-shm` file, which a reader cannot create in a folder it may
+            // not write: read the file as it is (SQLite's `immutable`), as nobody can be writing
+            // where this user cannot.
+            Err(_) if !shm_path(path).exists() => {
+                tracing::debug!("{}: read as an immutable snapshot (no -shm file, a read-only folder)", path.display());
+                let uri = format!("file:{}?immutable=1", percent_encode_path(path));
+                let connection = Connection::open_with_flags(&uri, flags | rusqlite::OpenFlags::SQLITE_OPEN_URI)
+                    .with_context(|| format!("{}: cannot open the provenance store", path.display()))?;
+                let versions = Self::versions(&connection)
+                    .with_context(|| format!("{}: cannot read the provenance store", path.display()))?;
+                (connection, versions)
+            }
+            Err(error) => return Err(error.context(format!("{}: cannot read the provenance store", path.display()))),
+        };
+        let name = path.display().to_string();
+        if migration::check(&name, version, compatible_from, schema::MIGRATIONS)? {
+            drop(connection);
+            return Self::open(path, options);
+        }
+        let identity = identity(path)?;
+        Ok(SqliteStore {
+            connection: RefCell::new(connection),
+            locator: Locator::Sqlite(path.to_owned()),
+            path: path.to_owned(),
+            identity,
+        })
+    }
+
     /// The schema version (`PRAGMA user_version`) and the oldest schema a host must know.
     fn versions(connection: &Connection) -> Result<(u32, u32)> {
-        let version = connection.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.max(0) as u32;
+        let version = connection.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+        // No host writes a negative version: the file is damaged or not a store, and reading
+        // it as version 0 would run the first migration over its tables.
+        let version = u32::try_from(version).map_err(|_| {
+            anyhow::anyhow!("schema version {version} is not one any host writes; the file is damaged or not a store")
+        })?;
         let has_info: bool = connection.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_info')",
             [],
@@ -100,7 +184,8 @@ impl SqliteStore {
             connection
                 .query_row("SELECT value FROM schema_info WHERE name = 'compatible_from'", [], |r| r.get::<_, i64>(0))
                 .optional()?
-                .map(|v| v as u32)
+                .map(|v| u32::try_from(v).map_err(|_| anyhow::anyhow!("compatible_from {v} is not a schema version")))
+                .transpose()?
         } else {
             None
         };
@@ -139,8 +224,25 @@ impl SqliteStore {
             let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let value = body(&transaction)?;
             transaction.commit()?;
+            self.still_there()?;
             Ok(value)
         })
+    }
+
+    /// SQLite goes on writing to a store file that was deleted or replaced, and what it writes
+    /// is lost with it: after each write, the path must still name the file that was opened.
+    fn still_there(&self) -> Result<()> {
+        match identity(&self.path) {
+            Ok(now) if now == self.identity => Ok(()),
+            Ok(_) => anyhow::bail!(
+                "{}: the store file was replaced while this command was writing to it; what it wrote is not in the new file",
+                self.path.display()
+            ),
+            Err(e) => anyhow::bail!(
+                "{}: the store file was deleted while this command was writing to it ({e}); what it wrote is lost",
+                self.path.display()
+            ),
+        }
     }
 
     /// Adds the store's name to an error, so every backend's errors say which store failed.
@@ -650,6 +752,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
 
     fn open(dir: &Path) -> SqliteStore {
         SqliteStore::open(&dir.join("store.db"), &OpenOptions::default()).unwrap()
@@ -691,6 +794,38 @@ mod tests {
             format!("{error:#}").contains("written by a newer host (schema 99); it needs a host that knows schema 99"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn a_negative_schema_version_is_refused_not_read_as_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        drop(open(dir.path()));
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", -1).unwrap();
+        for error in [
+            SqliteStore::open(&path, &OpenOptions::default()).err().unwrap(),
+            SqliteStore::open_read_only(&path, &OpenOptions::default()).err().unwrap(),
+        ] {
+            assert!(
+                format!("{error:#}").contains("schema version -1 is not one any host writes; the file is damaged"),
+                "{error:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_read_only_open_writes_nothing_and_needs_an_existing_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let error = SqliteStore::open_read_only(&path, &OpenOptions::default()).err().unwrap();
+        assert!(format!("{error:#}").contains("no provenance store here"), "{error:#}");
+        assert!(!path.exists(), "reading creates no store");
+        let store = open(dir.path());
+        store.begin_run(&crate::conformance::started("r1", "e", "2026-01-01T00:00:00Z")).unwrap();
+        drop(store);
+        let reader = SqliteStore::open_read_only(&path, &OpenOptions::default()).unwrap();
+        assert_eq!(reader.run_status("r1").unwrap(), record::RunStatus::Running);
+        assert!(reader.settle_run("r1", record::RunStatus::Interrupted, "x", &[record::RunStatus::Running]).is_err());
     }
 
     /// A store a newer host migrated further, additively, is still used; one whose newer

@@ -66,6 +66,11 @@ fn a_constructor_that_panics_or_fails_stops_the_run_before_it_starts() {
                     .contains(&format!("{class} (plugin faulty-plugin 0.1.0) {verb} in new: deliberate {mode} in new")),
                 "{stderr}"
             );
+            // Every class is created before the first stage: nothing was loaded or recorded.
+            assert!(!stderr.contains("reading") && !stderr.contains("stage"), "{stderr}");
+            let runs = project.host(&["runs", "list", "--json"]).success().json();
+            assert_eq!(runs, serde_json::json!([]), "{section}/{mode}");
+            assert!(!project.path().join("runs").exists(), "no run folder");
         }
     }
 }

@@ -221,6 +221,16 @@ fn a_rebuilt_plugin_is_seen_by_the_same_host_binary() {
 }
 
 #[test]
+fn a_plugin_whose_manifest_has_no_proper_version_is_refused() {
+    let project = Project::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let banana =
+        build_fixture("swap-plugin", &[("SWAP_PLUGIN_VERSION", "banana")], &[], &scratch.path().join("banana.so"));
+    let inspect = project.host(&["plugins", "inspect", banana.to_str().unwrap()]);
+    assert!(inspect.failure().contains("the plugin version \"banana\" is not MAJOR.MINOR.PATCH"), "{}", inspect.stderr);
+}
+
+#[test]
 fn the_host_binary_does_not_link_libtorch() {
     let output = Command::new("readelf").arg("-d").arg(host_binary()).output().expect("readelf (binutils)");
     assert!(output.status.success());

@@ -45,9 +45,20 @@ fn runs_are_recorded_and_queried_from_the_store_named_by_db() {
         .stdout
         .clone();
     assert!(shown.lines().any(|l| l.starts_with("present") && l.contains("metrics.json")), "{shown}");
-    // The default store is a separate file.
+    // --limit 0 is every run; a filter that matches nothing says what it filtered.
+    let all = project.host(&["runs", "list", "--json", "--limit", "0", "--db", "stores/a.db"]).success().json();
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    let none = project.host(&["runs", "list", "--status", "failed", "--db", "stores/a.db"]).success().stdout.clone();
+    assert!(none.starts_with("no runs with status failed in stores/a.db"), "{none}");
+    let typo = project.host(&["runs", "list", "--status", "complete", "--db", "stores/a.db"]);
+    assert!(typo.failure().contains("complete"), "{}", typo.stderr);
+    // The default store is a separate file, not there yet: no runs, and listing creates none;
+    // a command about one run says there is no store.
     let default = project.host(&["runs", "list", "--json"]).success().json();
-    assert_eq!(default.as_array().unwrap().len(), 0);
+    assert_eq!(default, serde_json::json!([]));
+    let shown = project.host(&["runs", "show", "nope"]);
+    assert!(shown.failure().contains("provenance.db: no provenance store here"), "{}", shown.stderr);
+    assert!(!project.path().join("provenance.db").exists());
 }
 
 on_every_store! {
@@ -374,6 +385,28 @@ fn watch_ends_when_the_watched_run_dies() {
     assert_eq!(rest.last().map(String::as_str), Some(format!("run {run_id} interrupted").as_str()), "{rest:?}");
 }}
 
+#[test]
+fn a_store_deleted_during_a_run_or_kept_in_memory_fails_the_run() {
+    let project = endless_training_project(50);
+    let run =
+        project.command(&["run", "config/long.yaml"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until_running(&project);
+    std::fs::remove_file(project.path().join("provenance.db")).unwrap();
+    let output = run.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("provenance.db: the store file was deleted while this command was writing to it"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("recorded in"), "{stdout}");
+
+    for memory in [":memory:", "file::memory:"] {
+        let stderr = project.host(&["run", "config/long.yaml", "--db", memory]).failure().to_owned();
+        assert!(stderr.contains("is a SQLite in-memory or URI name: a store must outlive the command"), "{stderr}");
+    }
+}
+
 /// Starts `host run` armed with the failpoint, waits until the run stops there and kills it
 /// with SIGKILL. Returns the killed run's id.
 fn kill_at_failpoint(project: &Project, config: &str, failpoint: &str) -> String {
@@ -462,12 +495,17 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// `mount` sets up there (a user namespace makes this work without root too).
 fn run_with_runs_folder(project: &Project, mount: &str) -> crate::support::Run {
     std::fs::create_dir_all(project.path().join("runs")).unwrap();
+    host_in_namespace(project, mount, &["run", "config/run.yaml"])
+}
+
+/// `host ARGS` in the project, in a private mount namespace where `mount` ran first.
+fn host_in_namespace(project: &Project, mount: &str, args: &[&str]) -> crate::support::Run {
     let host = project.command(&[]);
     let mut command = Command::new("unshare");
     command
         .args(["-rm", "sh", "-c", &format!("{mount} && exec \"$0\" \"$@\"")])
         .arg(host_binary())
-        .args(["run", "config/run.yaml"])
+        .args(args)
         .current_dir(project.path());
     for (key, value) in host.get_envs() {
         match value {
@@ -499,3 +537,36 @@ fn a_full_or_read_only_output_folder_fails_the_run_with_the_reason_and_a_record(
     project.assert_store_intact();
     project.host(&["run", "config/run.yaml"]).success();
 }}
+
+#[test]
+fn a_store_the_user_may_only_read_answers_every_read_command() {
+    let project = faulty_project();
+    let run = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let run_id = run["run_id"].as_str().unwrap();
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    let before = files(project.path());
+    // The whole project read-only, as a store shared with read permission only.
+    let read_only = "mount --bind . . && mount -o remount,ro,bind .";
+    for args in [
+        vec!["runs", "list"],
+        vec!["runs", "show", run_id],
+        vec!["verify", run_id],
+        vec!["lineage", run_id],
+        vec!["store", "info"],
+        vec!["summary"],
+        vec!["export", run_id, "--format", "prov-json", "-o", "/dev/null"],
+    ] {
+        let shown = host_in_namespace(&project, read_only, &args);
+        assert_eq!(shown.code, Some(0), "{args:?}: {}{}", shown.stdout, shown.stderr);
+    }
+    assert_eq!(files(project.path()), before, "a reader leaves no -wal or -shm file behind");
+    // Reading a store that is not there creates none.
+    let stderr = project.host(&["verify", run_id, "--db", "elsewhere.db"]).failure().to_owned();
+    assert!(stderr.contains("elsewhere.db: no provenance store here"), "{stderr}");
+    assert!(!project.path().join("elsewhere.db").exists());
+}
