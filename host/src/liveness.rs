@@ -102,26 +102,39 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Beats every `stale_after / 8` (between 1 and 15 s), into the store at `locator`.
     pub fn start(locator: &Locator, options: &OpenOptions, stale_after: Duration, run_id: &str) -> Heartbeat {
+        let run = run_id.to_owned();
+        Heartbeat::every(locator, options, stale_after, format!("run {run_id}"), move |store| store.heartbeat(&run))
+    }
+
+    /// Calls `beat` every `stale_after / 8` (between 1 and 15 s) with a connection of its own to
+    /// the store at `locator`; a failure is said once (as the heartbeat of `what`).
+    fn every(
+        locator: &Locator,
+        options: &OpenOptions,
+        stale_after: Duration,
+        what: String,
+        beat: impl Fn(&dyn Store) -> anyhow::Result<()> + Send + 'static,
+    ) -> Heartbeat {
         let every = (stale_after / 8).clamp(Duration::from_secs(1), Duration::from_secs(15));
         let (stop, stopped) = mpsc::channel::<()>();
-        let (locator, options, run_id) = (locator.clone(), options.clone(), run_id.to_owned());
+        let (locator, options) = (locator.clone(), options.clone());
         let thread = std::thread::spawn(move || {
             let mut store = None;
             let mut warned = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                let beat = |store: &mut Option<Box<dyn Store>>| -> anyhow::Result<()> {
+                let beat_once = |store: &mut Option<Box<dyn Store>>| -> anyhow::Result<()> {
                     let open = match store.take() {
                         Some(open) => open,
                         None => store::open(&locator, &options)?,
                     };
-                    open.heartbeat(&run_id)?;
+                    beat(&*open)?;
                     *store = Some(open);
                     Ok(())
                 };
-                if let Err(error) = beat(&mut store) {
+                if let Err(error) = beat_once(&mut store) {
                     store = None;
                     if !warned {
-                        tracing::warn!("cannot record the heartbeat of run {run_id}: {error:#}");
+                        tracing::warn!("cannot record the heartbeat of {what}: {error:#}");
                         warned = true;
                     }
                 }
@@ -136,6 +149,76 @@ impl Drop for Heartbeat {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// The lease on driving a sweep: one process at a time starts its trials (two would run each
+/// twice). Renewed from a thread of its own while held; given up when dropped. A holder that is
+/// dead (its process gone here, or its renewal older than `stale_after`) is taken over.
+pub struct SweepLease {
+    heartbeat: Option<Heartbeat>,
+    sweep_id: String,
+    owner: RunOwner,
+    locator: Locator,
+    options: OpenOptions,
+}
+
+impl SweepLease {
+    pub fn take(
+        store: &dyn Store,
+        locator: &Locator,
+        options: &OpenOptions,
+        stale_after: Duration,
+        sweep_id: &str,
+    ) -> anyhow::Result<SweepLease> {
+        let me = this_process();
+        if let Some(holder) = store.lease_sweep(sweep_id, &me, None)? {
+            let as_run = RunningRun {
+                run_id: sweep_id.into(),
+                owner: holder.owner.clone(),
+                heartbeat_at: holder.heartbeat_at.clone(),
+            };
+            let alive = !is_dead(&as_run, &me, stale_after);
+            let taken =
+                if alive { Some(holder) } else { store.lease_sweep(sweep_id, &me, Some(&holder.heartbeat_at))? };
+            if let Some(holder) = taken {
+                anyhow::bail!(
+                    "sweep {sweep_id} is being run by process {} on {} (lease renewed {}): two drivers would run its trials twice; \
+                     wait for it (`host sweep show {sweep_id}` shows its trials) or stop it there",
+                    holder.owner.pid,
+                    holder.owner.hostname,
+                    holder.heartbeat_at
+                );
+            }
+            tracing::info!("took over sweep {sweep_id} from process {} on {}", as_run.owner.pid, as_run.owner.hostname);
+        }
+        let (id, owner) = (sweep_id.to_owned(), me.clone());
+        let heartbeat = Heartbeat::every(locator, options, stale_after, format!("sweep {sweep_id}"), move |store| {
+            match store.lease_sweep(&id, &owner, None)? {
+                None => Ok(()),
+                Some(holder) => {
+                    anyhow::bail!("process {} on {} took the sweep over", holder.owner.pid, holder.owner.hostname)
+                }
+            }
+        });
+        Ok(SweepLease {
+            heartbeat: Some(heartbeat),
+            sweep_id: sweep_id.to_owned(),
+            owner: me,
+            locator: locator.clone(),
+            options: options.clone(),
+        })
+    }
+}
+
+impl Drop for SweepLease {
+    fn drop(&mut self) {
+        drop(self.heartbeat.take());
+        let released = store::open(&self.locator, &self.options)
+            .and_then(|store| store.release_sweep(&self.sweep_id, &self.owner));
+        if let Err(error) = released {
+            tracing::debug!("the lease on sweep {} stays until it is stale: {error:#}", self.sweep_id);
         }
     }
 }

@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             a_run_is_finished_in_its_row_only_once_it_ends,
             records_written_stage_by_stage_end_as_one_whole_write,
             a_trials_attempts_and_scheduler_jobs_are_kept,
+            one_process_at_a_time_drives_a_sweep,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -287,6 +288,37 @@ pub fn lineage_is_derived_walked_and_searched(store: &dyn Store) {
     assert_eq!(store.expand_sha256(&sha("11")[..60]).unwrap(), vec![sha("11")]);
     assert_eq!(store.entity_description(&sha("aa")).unwrap(), ("raw".into(), "train-images /d/raw".into()));
     assert!(store.run_entities("r1").unwrap().contains(&("dataset".into(), sha("da"))));
+}
+
+pub fn one_process_at_a_time_drives_a_sweep(store: &dyn Store) {
+    let sweep = SweepStart {
+        sweep_id: "s-1".into(),
+        name: "s".into(),
+        config: json!({"sweep": {}}),
+        metric: "test.accuracy".into(),
+        maximize: true,
+    };
+    store.begin_sweep(&sweep).unwrap();
+    let first = owner();
+    let second = RunOwner { pid: 4343, ..owner() };
+    assert_eq!(store.lease_sweep("s-1", &first, None).unwrap(), None, "granted when nobody holds it");
+    assert_eq!(store.lease_sweep("s-1", &first, None).unwrap(), None, "renewed by its holder");
+    let holder = store.lease_sweep("s-1", &second, None).unwrap().expect("refused while held");
+    assert_eq!(holder.owner, first);
+    // Taking over names the renewal it found expired: after the holder renewed, it fails.
+    let stale = holder.heartbeat_at.clone();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(store.lease_sweep("s-1", &first, None).unwrap(), None);
+    assert!(store.lease_sweep("s-1", &second, Some(&stale)).unwrap().is_some(), "the holder renewed since");
+    let renewed = store.lease_sweep("s-1", &second, None).unwrap().unwrap().heartbeat_at;
+    assert_eq!(store.lease_sweep("s-1", &second, Some(&renewed)).unwrap(), None, "taken over");
+    assert!(store.lease_sweep("s-1", &first, None).unwrap().is_some(), "the old holder is refused now");
+    // Released only by its holder.
+    store.release_sweep("s-1", &first).unwrap();
+    assert!(store.lease_sweep("s-1", &first, None).unwrap().is_some());
+    store.release_sweep("s-1", &second).unwrap();
+    assert_eq!(store.lease_sweep("s-1", &first, None).unwrap(), None);
+    assert!(store.lease_sweep("nope", &first, None).is_err(), "no such sweep");
 }
 
 pub fn sweeps_resume_and_trials_follow_their_runs(store: &dyn Store) {

@@ -111,6 +111,13 @@ pub fn sqlite_integrity_check(path: &std::path::Path) -> Result<String> {
     sqlite::integrity_check(path)
 }
 
+/// The process driving a sweep (holding its lease) and when it last renewed it (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepDriver {
+    pub owner: RunOwner,
+    pub heartbeat_at: String,
+}
+
 /// A run recorded as running, its owner and its latest heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningRun {
@@ -388,6 +395,13 @@ pub trait Store: Send {
     fn import_sweep(&self, sweep: &SweepRow) -> Result<()>;
     /// Records a scheduler job submitted for a trial (again: its state is updated).
     fn job_submitted(&self, sweep_id: &str, job: &SweepJob) -> Result<()>;
+    /// Takes (or renews) the lease on driving a recorded sweep for `owner`: granted when nobody
+    /// holds it, `owner` does, or the holder's renewal is still `expired` (the time read before,
+    /// so two processes taking over a dead holder cannot both win). Returns the holder when not
+    /// granted.
+    fn lease_sweep(&self, sweep_id: &str, owner: &RunOwner, expired: Option<&str>) -> Result<Option<SweepDriver>>;
+    /// Gives the lease up, if `owner` holds it.
+    fn release_sweep(&self, sweep_id: &str, owner: &RunOwner) -> Result<()>;
     /// Records what the scheduler says of a job now.
     fn job_state(&self, sweep_id: &str, trial: usize, job_id: &str, state: &str, reason: Option<&str>) -> Result<()>;
 

@@ -29,6 +29,7 @@ use crate::config::sweep::{Sweep, Trial, apply, split};
 use crate::config::{ConfigError, read_yaml};
 use crate::hashing::sha256_bytes;
 use crate::interrupt::Stop;
+use crate::liveness::SweepLease;
 use crate::registry::{Registry, RegistryOptions, manifest_cache_dir};
 use crate::storage::{StoreOptions, absolute, require_utf8};
 
@@ -105,6 +106,40 @@ fn live_jobs(row: &SweepRow) -> Vec<SweepJob> {
         .collect()
 }
 
+/// Waits for trials an earlier driver started whose runs still live (a worker that outlived a
+/// killed driver, finishing its batch): they are followed to their end, never started twice.
+fn wait_for_live_trials(store: &dyn Store, sweep_id: &str, stale_after: Duration, show: bool) -> anyhow::Result<()> {
+    let here = crate::liveness::this_process();
+    let mut said = false;
+    loop {
+        let running: BTreeMap<String, store::RunningRun> =
+            store.running_runs()?.into_iter().map(|run| (run.run_id.clone(), run)).collect();
+        let live: Vec<String> = store
+            .sweep(sweep_id)?
+            .trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Running)
+            .filter(|t| {
+                let run = t.run_id.as_ref().and_then(|id| running.get(id));
+                run.is_some_and(|run| !crate::liveness::is_dead(run, &here, stale_after))
+            })
+            .map(|t| t.trial.to_string())
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        if show && !said {
+            eprintln!(
+                "sweep {sweep_id}: waiting for trials {} still running from an earlier host sweep",
+                live.join(", ")
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        crate::liveness::mark_dead_runs(store, stale_after)?;
+    }
+}
+
 /// The sweep section of a recorded sweep, as its config file had it.
 fn recorded_sweep(row: &SweepRow) -> anyhow::Result<Sweep> {
     let mut value = row.config["base"].clone();
@@ -167,7 +202,8 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
             Box::new(slurm)
         }
     };
-    let store = options.store.open()?;
+    let settings = options.store.settings()?;
+    let store = crate::storage::open(&settings)?;
     store.begin_sweep(&SweepStart {
         sweep_id: sweep_id.clone(),
         name: name.clone(),
@@ -175,6 +211,9 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
         metric: sweep.metric.clone(),
         maximize: sweep.maximize,
     })?;
+    // One driver at a time: a second `host sweep` of the file is refused while this one lives.
+    let _lease = SweepLease::take(&*store, &settings.locator, &settings.open, settings.stale_after, &sweep_id)?;
+    wait_for_live_trials(&*store, &sweep_id, settings.stale_after, options.show_progress)?;
     let mut trials = TrialLoop::new(&*store, &sweep, &sweep_id, options.show_progress);
     // Jobs an earlier driver submitted that may still run are followed, never submitted again.
     let live = live_jobs(&store.sweep(&sweep_id)?);

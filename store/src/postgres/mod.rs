@@ -23,7 +23,7 @@ use crate::locator::PostgresUrl;
 use crate::migration;
 use crate::{
     CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunRow, RunningRun,
-    StepMetric, StoreInfo, Summary, SweepJob, SweepRow, SweepStart, timed_write,
+    StepMetric, StoreInfo, Summary, SweepDriver, SweepJob, SweepRow, SweepStart, timed_write,
 };
 
 /// The advisory lock that serialises migrations: "hoststor" in ASCII.
@@ -950,6 +950,48 @@ impl crate::Store for PostgresStore {
     fn job_submitted(&self, sweep_id: &str, job: &SweepJob) -> Result<()> {
         self.write(self.context(&format!("recording job {} of sweep {sweep_id}", job.job_id)), |transaction| {
             insert_job(transaction, sweep_id, job)
+        })
+    }
+
+    fn lease_sweep(
+        &self,
+        sweep_id: &str,
+        owner: &record::RunOwner,
+        expired: Option<&str>,
+    ) -> Result<Option<SweepDriver>> {
+        let me = serde_json::to_string(owner)?;
+        let mut holder = None;
+        self.write(self.context(&format!("leasing sweep {sweep_id}")), |transaction| {
+            let granted = transaction.execute(
+                "UPDATE sweeps SET driver_json = $2, driver_heartbeat = $3
+                 WHERE sweep_id = $1 AND (driver_json IS NULL OR driver_json = $2 OR driver_heartbeat = $4)",
+                &[&sweep_id, &me, &record::now_rfc3339(), &expired],
+            )?;
+            holder = None;
+            if granted == 0 {
+                let row = transaction
+                    .query_opt("SELECT driver_json, driver_heartbeat FROM sweeps WHERE sweep_id = $1", &[&sweep_id])?;
+                match row.map(|r| (r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1))) {
+                    Some((Some(owner), Some(heartbeat_at))) => {
+                        let owner = serde_json::from_str(&owner).map_err(anyhow::Error::from)?;
+                        holder = Some(SweepDriver { owner, heartbeat_at });
+                    }
+                    _ => return Err(anyhow::anyhow!("no sweep {sweep_id} to lease").into()),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(holder)
+    }
+
+    fn release_sweep(&self, sweep_id: &str, owner: &record::RunOwner) -> Result<()> {
+        let me = serde_json::to_string(owner)?;
+        self.write(self.context(&format!("releasing sweep {sweep_id}")), |transaction| {
+            transaction.execute(
+                "UPDATE sweeps SET driver_json = NULL, driver_heartbeat = NULL WHERE sweep_id = $1 AND driver_json = $2",
+                &[&sweep_id, &me],
+            )?;
+            Ok(())
         })
     }
 

@@ -164,4 +164,13 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     },
+    // 6, as SQLite's: the lease of the process driving a sweep.
+    Migration {
+        version: 6,
+        additive: true,
+        sql: r#"
+    ALTER TABLE sweeps ADD COLUMN driver_json TEXT;
+    ALTER TABLE sweeps ADD COLUMN driver_heartbeat TEXT COLLATE "C";
+    "#,
+    },
 ];

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::migration;
 use crate::{
     CachedStage, DeletedRun, Direction, Locator, OpenOptions, RecordedFile, Result, RunFilter, RunRow, RunningRun,
-    StepMetric, StoreInfo, Summary, SweepJob, SweepRow, SweepStart, timed_write,
+    StepMetric, StoreInfo, Summary, SweepDriver, SweepJob, SweepRow, SweepStart, timed_write,
 };
 
 pub struct SqliteStore {
@@ -690,6 +690,49 @@ impl crate::Store for SqliteStore {
     fn job_submitted(&self, sweep_id: &str, job: &SweepJob) -> Result<()> {
         self.write(|transaction| insert_job(transaction, sweep_id, job))
             .with_context(|| self.context(&format!("recording job {} of sweep {sweep_id}", job.job_id)))
+    }
+
+    fn lease_sweep(
+        &self,
+        sweep_id: &str,
+        owner: &record::RunOwner,
+        expired: Option<&str>,
+    ) -> Result<Option<SweepDriver>> {
+        let me = serde_json::to_string(owner)?;
+        self.write(|transaction| {
+            let granted = transaction.execute(
+                "UPDATE sweeps SET driver_json = ?2, driver_heartbeat = ?3
+                 WHERE sweep_id = ?1 AND (driver_json IS NULL OR driver_json = ?2 OR driver_heartbeat = ?4)",
+                params![sweep_id, me, record::now_rfc3339(), expired],
+            )?;
+            if granted == 1 {
+                return Ok(None);
+            }
+            let holder: Option<(Option<String>, Option<String>)> = transaction
+                .query_row("SELECT driver_json, driver_heartbeat FROM sweeps WHERE sweep_id = ?1", [sweep_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            match holder {
+                Some((Some(owner), Some(heartbeat_at))) => {
+                    Ok(Some(SweepDriver { owner: serde_json::from_str(&owner)?, heartbeat_at }))
+                }
+                _ => anyhow::bail!("no sweep {sweep_id} to lease"),
+            }
+        })
+        .with_context(|| self.context(&format!("leasing sweep {sweep_id}")))
+    }
+
+    fn release_sweep(&self, sweep_id: &str, owner: &record::RunOwner) -> Result<()> {
+        let me = serde_json::to_string(owner)?;
+        self.write(|transaction| {
+            transaction.execute(
+                "UPDATE sweeps SET driver_json = NULL, driver_heartbeat = NULL WHERE sweep_id = ?1 AND driver_json = ?2",
+                params![sweep_id, me],
+            )?;
+            Ok(())
+        })
+        .with_context(|| self.context(&format!("releasing sweep {sweep_id}")))
     }
 
     fn job_state(&self, sweep_id: &str, trial: usize, job_id: &str, state: &str, reason: Option<&str>) -> Result<()> {

@@ -187,4 +187,13 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     },
+    // 6: the lease of the process driving a sweep (its owner as JSON, its latest renewal).
+    Migration {
+        version: 6,
+        additive: true,
+        sql: r#"
+    ALTER TABLE sweeps ADD COLUMN driver_json TEXT;
+    ALTER TABLE sweeps ADD COLUMN driver_heartbeat TEXT;
+    "#,
+    },
 ];

@@ -165,6 +165,13 @@ fn models_swap_by_config_alone() {
 
 on_every_store! {
 fn ctrl_c_stops_after_the_current_batch_and_the_run_is_cancelled() {
+    // SIGTERM and SIGHUP (a closed terminal, a plain kill) are taken as Ctrl-C is.
+    for signal in ["INT", "TERM", "HUP"] {
+        stop_a_run_with(signal);
+    }
+}}
+
+fn stop_a_run_with(signal: &str) {
     let project = mnist_project("MNISTMLP", "training: {epochs: 1000, batch_size: 8}\n");
     let child = spawn_host(&project, &["run", "config/tiny.yaml", "--json"], Stdio::piped());
     // Wait until training has started (the run folder holds lineage.json), then interrupt.
@@ -175,14 +182,17 @@ fn ctrl_c_stops_after_the_current_batch_and_the_run_is_cancelled() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(output.status.code(), Some(130), "SIG{signal}");
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(summary["status"], "cancelled");
+    assert_eq!(summary["status"], "cancelled", "SIG{signal}");
     assert_eq!(summary["stages"].as_array().unwrap().last().unwrap()["name"], "train");
-}}
+    if signal != "INT" {
+        assert!(summary["error"].as_str().unwrap().contains(&format!("SIG{signal}")), "{summary:#}");
+    }
+}
 
 fn has_lineage(runs: &Path) -> bool {
     std::fs::read_dir(runs)

@@ -153,7 +153,9 @@ fn ctrl_c_cancels_a_sweep_and_running_it_again_resumes() {
 
 on_every_store! {
 fn median_stopping_prunes_a_trial_that_falls_behind() {
-    let project = sweep_project(300);
+    // Epochs take about a millisecond here: enough of them that the lagging trial is still
+    // training when the driver next looks (every half second).
+    let project = sweep_project(5000);
     let config = std::fs::read_to_string(project.path().join("config/sweep.yaml")).unwrap();
     // Trial 1 learns and stops early; trial 2 (a tiny learning rate) lags at every epoch.
     let config = config
@@ -168,15 +170,19 @@ fn median_stopping_prunes_a_trial_that_falls_behind() {
     let swept = project.host(&["sweep", "config/sweep.yaml", "--jobs", "1", "--json"]);
     let json = swept.success().json();
     let trials = json["trials"].as_array().unwrap();
+    let lagging = project.host(&["runs", "show", trials[1]["run_id"].as_str().unwrap(), "--json"]).json();
     assert_eq!(
         (trials[0]["status"].as_str(), trials[1]["status"].as_str()),
         (Some("completed"), Some("pruned")),
-        "{json:#}"
+        "{json:#}\ntrial 2 ran {} epochs: {}\n{}",
+        lagging["history"].as_object().map_or(0, |h| h.len()),
+        lagging["fit"],
+        swept.stderr
     );
     let run = project.host(&["runs", "show", trials[1]["run_id"].as_str().unwrap(), "--json"]).success().json();
     assert_eq!(run["status"], "cancelled");
     let epochs = run["history"].as_object().unwrap().len();
-    assert!(epochs < 300, "the pruned trial ran all {epochs} epochs");
+    assert!(epochs < 5000, "the pruned trial ran all {epochs} epochs");
     // Pruned trials count as done: running the sweep again has nothing to do.
     let again = project.host(&["sweep", "config/sweep.yaml"]);
     assert!(again.success().stderr.contains("2 trials, 2 done, 0 to run"), "{}", again.stderr);
@@ -230,4 +236,42 @@ fn sweep_validation_reads_cached_manifests_by_sha256_and_ignores_other_sdk_versi
     sweep(false).success();
     let replaced: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
     assert_eq!(replaced, cached);
+}
+
+#[test]
+fn one_driver_at_a_time_and_a_killed_driver_leaves_no_trial_training() {
+    let project = sweep_project(200);
+    let mut driver = spawn_host(&project, &["sweep", "config/sweep.yaml", "--jobs", "2"], Stdio::null());
+    let started = Instant::now();
+    loop {
+        let runs = project.host(&["runs", "list", "--json", "--status", "running"]).json();
+        if runs.as_array().is_some_and(|r| r.len() == 2) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no trials started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second driver of the same file would start every trial again: refused.
+    let second = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2"]);
+    assert!(second.failure().contains(&format!("is being run by process {} on", driver.id())), "{}", second.stderr);
+    // The driver killed outright: its workers get SIGTERM, stop after their batch and say so.
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let started = Instant::now();
+    loop {
+        let running = project.host(&["runs", "list", "--json", "--status", "running"]).json();
+        if running.as_array().is_some_and(|r| r.is_empty()) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "workers outlived their sweep: {running}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cancelled = project.host(&["runs", "list", "--json", "--status", "cancelled"]).success().json();
+    assert_eq!(cancelled.as_array().unwrap().len(), 2, "{cancelled:#}");
+    // Resumed (the dead driver's lease taken over), every trial completes exactly once.
+    let resumed = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
+    let trials = resumed["trials"].as_array().unwrap();
+    assert!(trials.iter().all(|t| t["status"] == "completed"), "{resumed:#}");
+    let completed = project.host(&["runs", "list", "--json", "--status", "completed"]).success().json();
+    assert_eq!(completed.as_array().unwrap().len(), trials.len(), "no trial ran twice");
 }
