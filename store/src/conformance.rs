@@ -55,6 +55,17 @@ fn owner() -> RunOwner {
     RunOwner { hostname: "node-1".into(), pid: 4242, boot_id: "boot-1".into(), pid_namespace: "pid:[1]".into() }
 }
 
+/// A sweep of id `sweep_id`, maximising test accuracy.
+fn sweep_start(sweep_id: &str) -> SweepStart {
+    SweepStart {
+        sweep_id: sweep_id.into(),
+        name: "s".into(),
+        config: json!({"sweep": {}}),
+        metric: "test.accuracy".into(),
+        maximize: true,
+    }
+}
+
 fn sha(tag: &str) -> String {
     format!("{tag:0<64}")
 }
@@ -291,13 +302,7 @@ pub fn lineage_is_derived_walked_and_searched(store: &dyn Store) {
 }
 
 pub fn one_process_at_a_time_drives_a_sweep(store: &dyn Store) {
-    let sweep = SweepStart {
-        sweep_id: "s-1".into(),
-        name: "s".into(),
-        config: json!({"sweep": {}}),
-        metric: "test.accuracy".into(),
-        maximize: true,
-    };
+    let sweep = sweep_start("s-1");
     store.begin_sweep(&sweep).unwrap();
     let first = owner();
     let second = RunOwner { pid: 4343, ..owner() };
@@ -322,13 +327,7 @@ pub fn one_process_at_a_time_drives_a_sweep(store: &dyn Store) {
 }
 
 pub fn sweeps_resume_and_trials_follow_their_runs(store: &dyn Store) {
-    let sweep = SweepStart {
-        sweep_id: "s-1".into(),
-        name: "s".into(),
-        config: json!({"sweep": {}}),
-        metric: "test.accuracy".into(),
-        maximize: true,
-    };
+    let sweep = sweep_start("s-1");
     store.begin_sweep(&sweep).unwrap();
     store.begin_sweep(&sweep).unwrap();
     assert_eq!(store.sweep_ids().unwrap(), ["s-1"]);
