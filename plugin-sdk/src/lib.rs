@@ -39,6 +39,7 @@ mod convert;
 mod ffi;
 pub mod host;
 mod plugin;
+mod shape;
 pub mod testing;
 mod types;
 

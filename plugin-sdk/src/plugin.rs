@@ -133,19 +133,55 @@ pub struct ClassConfig {
     /// The folder of an earlier, unfinished attempt of this run (a requeued sweep trial): a
     /// model that writes per-epoch checkpoints there may continue from its last one.
     pub resume_from: Option<PathBuf>,
+    /// The keys the class declares (its `config_keys()`, filled in by the SDK when the host
+    /// creates the class): [`parse`](Self::parse) and [`section`](Self::section) refuse a type
+    /// that reads a key not among them. Empty (in a test, say): not checked.
+    pub declared: Vec<ConfigKey>,
 }
 
 impl ClassConfig {
     /// Deserialises every section at once into `T` (a struct with one field per section).
     /// Use `#[serde(deny_unknown_fields)]` on `T` and its fields to catch keys the host let through.
+    /// A section field of `T` that is not a declared key is an error: the host passes only
+    /// declared keys, so the user's value would never reach it.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        let sections: Vec<(String, &[&str])> = crate::shape::struct_fields::<T>()
+            .into_iter()
+            .filter(|(path, _)| !path.is_empty() && !path.contains('.'))
+            .collect();
+        for (section, keys) in sections {
+            self.check_declared(&section, keys)?;
+        }
         serde_json::from_value(self.sections.clone()).map_err(|e| PluginError::invalid_config(e.to_string()))
     }
 
-    /// Deserialises one section into `T`; an absent section deserialises from `{}`.
+    /// Deserialises one section into `T`; an absent section deserialises from `{}`. A field of
+    /// `T` that is not a declared key of the section is an error, as in [`parse`](Self::parse).
     pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, PluginError> {
+        if let Some((_, keys)) = crate::shape::struct_fields::<T>().into_iter().find(|(path, _)| path.is_empty()) {
+            self.check_declared(name, keys)?;
+        }
         let value = self.sections.get(name).cloned().unwrap_or_else(|| serde_json::json!({}));
         serde_json::from_value(value).map_err(|e| PluginError::invalid_config(format!("{name}: {e}")))
+    }
+
+    fn check_declared(&self, section: &str, keys: &[&str]) -> Result<(), PluginError> {
+        if self.declared.is_empty() {
+            return Ok(());
+        }
+        let undeclared: Vec<String> = keys
+            .iter()
+            .filter(|key| !self.declared.iter().any(|k| k.section == section && k.name == **key))
+            .map(|key| format!("{section}.{key}"))
+            .collect();
+        if undeclared.is_empty() {
+            return Ok(());
+        }
+        Err(PluginError::new(format!(
+            "the class reads {}, which its config_keys() do not declare: the host passes only declared keys, \
+             so a user's value would be ignored; declare each with ConfigKey::new",
+            undeclared.join(", ")
+        )))
     }
 }
 
@@ -439,12 +475,22 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| (BUILD_REGISTRY.get().expect("export_plugin! sets the registry builder"))())
 }
 
-fn parse_class_config(config_json: RStr<'_>, context_json: RStr<'_>) -> Result<ClassConfig, PluginError> {
+fn parse_class_config(
+    class: &RegisteredClass,
+    config_json: RStr<'_>,
+    context_json: RStr<'_>,
+) -> Result<ClassConfig, PluginError> {
     let sections = serde_json::from_str(config_json.as_str())
         .map_err(|e| PluginError::invalid_config(format!("config is not valid JSON: {e}")))?;
     let context: RunContext = serde_json::from_str(context_json.as_str())
         .map_err(|e| PluginError::invalid_config(format!("run context is not valid: {e}")))?;
-    Ok(ClassConfig { sections, seed: context.seed, threads: context.threads, resume_from: context.resume_from })
+    Ok(ClassConfig {
+        sections,
+        seed: context.seed,
+        threads: context.threads,
+        resume_from: context.resume_from,
+        declared: class.info.config_keys.clone(),
+    })
 }
 
 fn wrong_kind(name: &str, actual: ClassKind, wanted: ClassKind) -> PluginError {
@@ -469,21 +515,27 @@ extern "C" fn ffi_create_loader(
     config: RStr<'_>,
     context: RStr<'_>,
 ) -> RResult<FfiLoaderBox, FfiError> {
-    guard(|| match &registry().find(class.as_str())?.constructor {
-        Constructor::Loader(make) => make(parse_class_config(config, context)?),
-        Constructor::Model(_) => Err(wrong_kind(class.as_str(), ClassKind::Model, ClassKind::Loader)),
-        Constructor::ReportGenerator(_) => {
-            Err(wrong_kind(class.as_str(), ClassKind::ReportGenerator, ClassKind::Loader))
+    guard(|| {
+        let found = registry().find(class.as_str())?;
+        match &found.constructor {
+            Constructor::Loader(make) => make(parse_class_config(found, config, context)?),
+            Constructor::Model(_) => Err(wrong_kind(class.as_str(), ClassKind::Model, ClassKind::Loader)),
+            Constructor::ReportGenerator(_) => {
+                Err(wrong_kind(class.as_str(), ClassKind::ReportGenerator, ClassKind::Loader))
+            }
         }
     })
 }
 
 extern "C" fn ffi_create_model(class: RStr<'_>, config: RStr<'_>, context: RStr<'_>) -> RResult<FfiModelBox, FfiError> {
-    guard(|| match &registry().find(class.as_str())?.constructor {
-        Constructor::Model(make) => make(parse_class_config(config, context)?),
-        Constructor::Loader(_) => Err(wrong_kind(class.as_str(), ClassKind::Loader, ClassKind::Model)),
-        Constructor::ReportGenerator(_) => {
-            Err(wrong_kind(class.as_str(), ClassKind::ReportGenerator, ClassKind::Model))
+    guard(|| {
+        let found = registry().find(class.as_str())?;
+        match &found.constructor {
+            Constructor::Model(make) => make(parse_class_config(found, config, context)?),
+            Constructor::Loader(_) => Err(wrong_kind(class.as_str(), ClassKind::Loader, ClassKind::Model)),
+            Constructor::ReportGenerator(_) => {
+                Err(wrong_kind(class.as_str(), ClassKind::ReportGenerator, ClassKind::Model))
+            }
         }
     })
 }
@@ -493,10 +545,13 @@ extern "C" fn ffi_create_report_generator(
     config: RStr<'_>,
     context: RStr<'_>,
 ) -> RResult<FfiReportGeneratorBox, FfiError> {
-    guard(|| match &registry().find(class.as_str())?.constructor {
-        Constructor::ReportGenerator(make) => make(parse_class_config(config, context)?),
-        Constructor::Loader(_) => Err(wrong_kind(class.as_str(), ClassKind::Loader, ClassKind::ReportGenerator)),
-        Constructor::Model(_) => Err(wrong_kind(class.as_str(), ClassKind::Model, ClassKind::ReportGenerator)),
+    guard(|| {
+        let found = registry().find(class.as_str())?;
+        match &found.constructor {
+            Constructor::ReportGenerator(make) => make(parse_class_config(found, config, context)?),
+            Constructor::Loader(_) => Err(wrong_kind(class.as_str(), ClassKind::Loader, ClassKind::ReportGenerator)),
+            Constructor::Model(_) => Err(wrong_kind(class.as_str(), ClassKind::Model, ClassKind::ReportGenerator)),
+        }
     })
 }
 
@@ -517,4 +572,52 @@ pub fn load_root_module(build: fn() -> Registry) -> RootModuleResult {
         install_panic_hook();
     }
     abi_stable::library::__call_root_module_loader(root_module)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::types::ConfigType;
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Training {
+        epochs: usize,
+        #[serde(default)]
+        warmup: usize,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Sections {
+        training: Training,
+    }
+
+    #[test]
+    fn a_key_read_but_not_declared_is_an_error_not_a_silent_default() {
+        let config = ClassConfig {
+            sections: serde_json::json!({"training": {"epochs": 3}}),
+            declared: vec![ConfigKey::new("training", "epochs", ConfigType::Count)],
+            ..ClassConfig::default()
+        };
+        let message = |e: PluginError| e.message;
+        assert_eq!(
+            config.parse::<Sections>().err().map(message).unwrap(),
+            "the class reads training.warmup, which its config_keys() do not declare: the host passes only declared keys, \
+             so a user's value would be ignored; declare each with ConfigKey::new"
+        );
+        assert!(config.section::<Training>("training").err().map(message).unwrap().contains("training.warmup"));
+        // Declared, it reads; with nothing declared (a unit test's config), nothing is checked.
+        let declared = ClassConfig {
+            declared: vec![
+                ConfigKey::new("training", "epochs", ConfigType::Count),
+                ConfigKey::new("training", "warmup", ConfigType::Count),
+            ],
+            ..config.clone()
+        };
+        assert_eq!(declared.parse::<Sections>().unwrap().training.epochs, 3);
+        assert!(ClassConfig { declared: Vec::new(), ..config }.parse::<Sections>().is_ok());
+    }
 }

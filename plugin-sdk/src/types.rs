@@ -389,6 +389,8 @@ impl fmt::Display for ClassKind {
 pub enum ConfigType {
     /// A whole number.
     Integer,
+    /// A whole number, 0 or more (epochs, sizes, counts).
+    Count,
     /// Any number.
     Number,
     /// A string.
@@ -408,6 +410,7 @@ impl ConfigType {
     pub fn spelling(&self) -> String {
         match self {
             ConfigType::Integer => "integer".into(),
+            ConfigType::Count => "count".into(),
             ConfigType::Number => "number".into(),
             ConfigType::String => "string".into(),
             ConfigType::Boolean => "boolean".into(),
@@ -422,6 +425,7 @@ impl ConfigType {
     pub fn parse(spelling: &str) -> Self {
         match spelling {
             "integer" => ConfigType::Integer,
+            "count" => ConfigType::Count,
             "number" => ConfigType::Number,
             "string" => ConfigType::String,
             "boolean" => ConfigType::Boolean,
@@ -714,6 +718,7 @@ mod tests {
     fn config_type_spelling_round_trips() {
         let types = [
             ConfigType::Integer,
+            ConfigType::Count,
             ConfigType::Number,
             ConfigType::String,
             ConfigType::Boolean,

@@ -22,6 +22,7 @@ pub fn describe(value: &Value) -> String {
 fn type_phrase(ty: &ConfigType) -> String {
     match ty {
         ConfigType::Integer => "an integer".into(),
+        ConfigType::Count => "a whole number, 0 or more".into(),
         ConfigType::Number => "a number".into(),
         ConfigType::String => "a string".into(),
         ConfigType::Boolean => "true or false".into(),
@@ -38,6 +39,7 @@ pub fn check_type(value: &Value, ty: &ConfigType, path: &str, problems: &mut Vec
     let ok = match (ty, value) {
         (ConfigType::Any, _) => true,
         (ConfigType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (ConfigType::Count, Value::Number(n)) => n.is_u64(),
         (ConfigType::Number, Value::Number(_)) => true,
         (ConfigType::String, Value::String(_)) => true,
         (ConfigType::Boolean, Value::Bool(_)) => true,

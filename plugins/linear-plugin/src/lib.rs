@@ -75,8 +75,8 @@ impl PluginClass for SoftmaxRegression {
     fn config_keys() -> Vec<ConfigKey> {
         let s = "training";
         vec![
-            ConfigKey::new(s, "epochs", ConfigType::Integer).default(5),
-            ConfigKey::new(s, "batch_size", ConfigType::Integer).default(64),
+            ConfigKey::new(s, "epochs", ConfigType::Count).default(5),
+            ConfigKey::new(s, "batch_size", ConfigType::Count).default(64),
             ConfigKey::new(s, "learning_rate", ConfigType::Number).default(0.1),
             ConfigKey::new(s, "momentum", ConfigType::Number).default(0.9),
             ConfigKey::new(s, "weight_decay", ConfigType::Number).default(0.0001),
@@ -526,7 +526,14 @@ mod tests {
 
     fn model() -> SoftmaxRegression {
         let sections = json!({"training": {"epochs": 30, "batch_size": 8, "learning_rate": 0.5, "momentum": 0.9, "weight_decay": 0.0}});
-        SoftmaxRegression::new(ClassConfig { sections, seed: 3, threads: 1, resume_from: None }).unwrap()
+        SoftmaxRegression::new(ClassConfig {
+            sections,
+            seed: 3,
+            threads: 1,
+            resume_from: None,
+            declared: SoftmaxRegression::config_keys(),
+        })
+        .unwrap()
     }
 
     #[test]
@@ -573,6 +580,7 @@ mod tests {
             seed: 0,
             threads: 1,
             resume_from: None,
+            declared: LinearRegression::config_keys(),
         })
         .unwrap()
     }
@@ -633,7 +641,8 @@ mod tests {
                 sections: json!({"model": {"l2": -1.0}}),
                 seed: 0,
                 threads: 1,
-                resume_from: None
+                resume_from: None,
+                declared: LinearRegression::config_keys(),
             })
             .is_err()
         );
@@ -642,8 +651,15 @@ mod tests {
     #[test]
     fn model_keys_are_refused() {
         let sections = json!({"model": {"hidden_layers": [3]}, "training": {"epochs": 1, "batch_size": 1, "learning_rate": 0.1, "momentum": 0.0, "weight_decay": 0.0}});
-        let error =
-            SoftmaxRegression::new(ClassConfig { sections, seed: 0, threads: 1, resume_from: None }).err().unwrap();
+        let error = SoftmaxRegression::new(ClassConfig {
+            sections,
+            seed: 0,
+            threads: 1,
+            resume_from: None,
+            declared: SoftmaxRegression::config_keys(),
+        })
+        .err()
+        .unwrap();
         assert_eq!(error.message, "model.hidden_layers: SoftmaxRegression has no model keys");
     }
 }

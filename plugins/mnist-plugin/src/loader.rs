@@ -83,9 +83,9 @@ impl PluginClass for MnistLoader {
             ConfigKey::new(section, "dataset", ConfigType::Choice(vec!["mnist".into(), "fashion-mnist".into()]))
                 .default("mnist")
                 .describe("decides the class names"),
-            ConfigKey::new(section, "n_samples", ConfigType::Integer)
+            ConfigKey::new(section, "n_samples", ConfigType::Count)
                 .describe("keep this many training samples, chosen with the seed (default: all)"),
-            ConfigKey::new(section, "n_test_samples", ConfigType::Integer)
+            ConfigKey::new(section, "n_test_samples", ConfigType::Count)
                 .describe("keep this many test samples, chosen with the seed (default: all)"),
             ConfigKey::new(section, "download", ConfigType::Boolean)
                 .default(false)
@@ -95,7 +95,7 @@ impl PluginClass for MnistLoader {
                 .describe("base URLs tried in order (default: the data set's usual mirrors)"),
             ConfigKey::new(section, "sha256", ConfigType::Any)
                 .describe("file name -> SHA-256 that downloads must match (Fashion-MNIST's are built in)"),
-            ConfigKey::new(section, "download_timeout_seconds", ConfigType::Integer).default(120),
+            ConfigKey::new(section, "download_timeout_seconds", ConfigType::Count).default(120),
         ]
     }
 
@@ -402,7 +402,14 @@ mod tests {
             "data_dir": data_dir, "dataset": "mnist", "n_samples": null, "n_test_samples": null,
             "download": true, "mirrors": mirrors, "sha256": sha256, "download_timeout_seconds": 10,
         }});
-        MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1, resume_from: None }).unwrap()
+        MnistLoader::new(ClassConfig {
+            sections,
+            seed: 1,
+            threads: 1,
+            resume_from: None,
+            declared: MnistLoader::config_keys(),
+        })
+        .unwrap()
     }
 
     fn hashes(files: &[(String, Vec<u8>)]) -> serde_json::Value {
@@ -460,7 +467,14 @@ mod tests {
             "data_dir": dir.path(), "dataset": "fashion-mnist", "n_samples": null, "n_test_samples": null,
             "download": false, "mirrors": [], "download_timeout_seconds": 10,
         }});
-        let mut loader = MnistLoader::new(ClassConfig { sections, seed: 1, threads: 1, resume_from: None }).unwrap();
+        let mut loader = MnistLoader::new(ClassConfig {
+            sections,
+            seed: 1,
+            threads: 1,
+            resume_from: None,
+            declared: MnistLoader::config_keys(),
+        })
+        .unwrap();
         let error = with_services(&RecordingServices::new(std::env::temp_dir()), |s| loader.load_data(s)).unwrap_err();
         assert!(
             error.message.contains("neither train-images-idx3-ubyte.gz nor train-images-idx3-ubyte is there"),
@@ -481,7 +495,14 @@ mod tests {
                 "data_dir": dir.path(), "dataset": "mnist", "n_samples": 5, "n_test_samples": 2,
                 "download": false, "mirrors": [], "download_timeout_seconds": 10,
             }});
-            MnistLoader::new(ClassConfig { sections, seed, threads: 1, resume_from: None }).unwrap()
+            MnistLoader::new(ClassConfig {
+                sections,
+                seed,
+                threads: 1,
+                resume_from: None,
+                declared: MnistLoader::config_keys(),
+            })
+            .unwrap()
         };
         let recorder = RecordingServices::new(std::env::temp_dir());
         let load = |mut loader: MnistLoader| {

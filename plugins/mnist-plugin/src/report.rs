@@ -51,7 +51,7 @@ impl PluginClass for MnistReportGenerator {
                 .describe("a folder whose base/index/data/training/evaluation.html replace the built-in templates"),
             ConfigKey::new("reporting", "title", ConfigType::String)
                 .describe("page title (default: the experiment name)"),
-            ConfigKey::new("reporting", "sample_images", ConfigType::Integer)
+            ConfigKey::new("reporting", "sample_images", ConfigType::Count)
                 .default(24)
                 .describe("sample images in the data report"),
         ]

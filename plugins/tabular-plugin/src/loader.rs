@@ -417,6 +417,7 @@ mod tests {
             seed: 1,
             threads: 1,
             resume_from: None,
+            declared: TableLoader::config_keys(),
         })
     }
 

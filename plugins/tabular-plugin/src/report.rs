@@ -44,7 +44,7 @@ impl PluginClass for RegressionReport {
         vec![
             ConfigKey::new("reporting", "title", ConfigType::String)
                 .describe("page title (default: the experiment name)"),
-            ConfigKey::new("reporting", "histogram_bins", ConfigType::Integer)
+            ConfigKey::new("reporting", "histogram_bins", ConfigType::Count)
                 .default(20)
                 .describe("bins of the residual histogram"),
         ]

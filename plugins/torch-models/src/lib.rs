@@ -45,7 +45,7 @@ fn activation_choice() -> ConfigType {
 }
 
 fn int_list() -> ConfigType {
-    ConfigType::List(Box::new(ConfigType::Integer))
+    ConfigType::List(Box::new(ConfigType::Count))
 }
 
 fn apply_activation(name: &str, xs: &TchTensor) -> TchTensor {
@@ -301,15 +301,15 @@ pub struct TrainingSection {
 fn training_keys() -> Vec<ConfigKey> {
     let s = "training";
     vec![
-        ConfigKey::new(s, "epochs", ConfigType::Integer).default(5),
-        ConfigKey::new(s, "batch_size", ConfigType::Integer).default(128),
+        ConfigKey::new(s, "epochs", ConfigType::Count).default(5),
+        ConfigKey::new(s, "batch_size", ConfigType::Count).default(128),
         ConfigKey::new(s, "learning_rate", ConfigType::Number).default(0.001),
         ConfigKey::new(s, "optimizer", ConfigType::Choice(["adam", "sgd", "rmsprop"].map(String::from).to_vec()))
             .default("adam"),
         ConfigKey::new(s, "momentum", ConfigType::Number).default(0.9).describe("for sgd and rmsprop"),
         ConfigKey::new(s, "weight_decay", ConfigType::Number).default(0.0),
         ConfigKey::new(s, "early_stopping", ConfigType::Boolean).default(false),
-        ConfigKey::new(s, "patience", ConfigType::Integer)
+        ConfigKey::new(s, "patience", ConfigType::Count)
             .default(3)
             .describe("epochs without improvement before stopping"),
         ConfigKey::new(s, "monitor", ConfigType::Choice(["val_loss", "val_accuracy"].map(String::from).to_vec()))
@@ -325,7 +325,7 @@ fn training_keys() -> Vec<ConfigKey> {
         ),
         ConfigKey::new(s, "device", ConfigType::Choice(["cpu", "cuda", "auto"].map(String::from).to_vec()))
             .default("cpu"),
-        ConfigKey::new(s, "eval_batch_size", ConfigType::Integer).default(1024),
+        ConfigKey::new(s, "eval_batch_size", ConfigType::Count).default(1024),
     ]
 }
 
@@ -1065,7 +1065,14 @@ mod tests {
     }
 
     fn model(threads: usize) -> MnistMlp {
-        MnistMlp::new(ClassConfig { sections: sections(), seed: 5, threads, resume_from: None }).unwrap()
+        MnistMlp::new(ClassConfig {
+            sections: sections(),
+            seed: 5,
+            threads,
+            resume_from: None,
+            declared: MnistMlp::config_keys(),
+        })
+        .unwrap()
     }
 
     fn view<'a>(features: &'a [f32], labels: &'a [i64]) -> DataView<'a> {
@@ -1115,7 +1122,14 @@ mod tests {
         config["training"]["momentum"] = json!(0.0);
         config["training"]["checkpoint"] = json!(true);
         let create = |config: &Value, resume_from: Option<PathBuf>| {
-            MnistMlp::new(ClassConfig { sections: config.clone(), seed: 5, threads: 1, resume_from }).unwrap()
+            MnistMlp::new(ClassConfig {
+                sections: config.clone(),
+                seed: 5,
+                threads: 1,
+                resume_from,
+                declared: MnistMlp::config_keys(),
+            })
+            .unwrap()
         };
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
 

@@ -31,6 +31,26 @@ fn every_config_problem_is_reported_at_once_with_file_and_key_path() {
 }
 
 #[test]
+fn a_negative_count_is_refused_with_the_key_before_anything_runs() {
+    let project = Project::new();
+    let path = library("mnist-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  MNISTLoader: {path}\nModel:\n  MNISTMLP: {path}\n"));
+    project.write(
+        "config/negative.yaml",
+        "experiment_name: negative\nplugins: {data_loader: MNISTLoader, model: MNISTMLP}\n\
+         data_loader: {data_dir: data}\nmodel: {hidden_layers: [64, -8]}\ntraining: {epochs: -1}\n",
+    );
+    let stderr = project.host(&["run", "config/negative.yaml"]).failure().to_owned();
+    for line in [
+        "config/negative.yaml: training.epochs: expected a whole number, 0 or more, found -1",
+        "config/negative.yaml: model.hidden_layers[1]: expected a whole number, 0 or more, found -8",
+    ] {
+        assert!(stderr.contains(line), "expected `{line}` in:\n{stderr}");
+    }
+    assert!(!stderr.contains("reading"), "refused before loading: {stderr}");
+}
+
+#[test]
 fn yaml_bombs_and_non_mappings_are_refused_cleanly() {
     let project = Project::new();
     project.mapping("{}\n");
