@@ -267,7 +267,7 @@ fn errors(pairs: impl Iterator<Item = (f64, f64)> + Clone) -> RegressionErrors {
 /// row, in the targets' own units.
 pub fn regression(actual: &[f32], predicted: &[f32], target_names: &[String]) -> anyhow::Result<RegressionMetrics> {
     let columns = target_names.len();
-    if columns == 0 || actual.len() % columns != 0 || predicted.len() != actual.len() {
+    if columns == 0 || !actual.len().is_multiple_of(columns) || predicted.len() != actual.len() {
         anyhow::bail!(
             "the model predicted {} values for {} rows of {columns} targets; expected one value per target per row",
             predicted.len(),

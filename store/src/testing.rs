@@ -89,10 +89,10 @@ fn command(program: &Path, owner: Option<(libc::uid_t, libc::gid_t)>) -> Command
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(move || {
-            if let Some((uid, gid)) = owner {
-                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+            if let Some((uid, gid)) = owner
+                && (libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             // After the change of user, which clears it.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);

@@ -431,7 +431,7 @@ pub fn watch(store: &StoreOptions, run_id: &str) -> anyhow::Result<()> {
     loop {
         polls += 1;
         // A run that dies while watched never records its end: look for it every few seconds.
-        if polls % 4 == 0 {
+        if polls.is_multiple_of(4) {
             crate::storage::mark_dead_if_allowed(&*store, &settings);
         }
         let status = store.run_status(run_id)?;

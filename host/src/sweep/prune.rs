@@ -1,7 +1,8 @@
 //! The median stopping rule: a running trial stops when, at its latest epoch (from
 //! `after_epochs` on), its metric is worse than the median of the completed trials' values at
-//! that epoch, once at least `min_trials` completed trials reached it. A pure function; the
-//! driver feeds it curves from the store.
+//! that epoch (a trial that stopped earlier, early-stopped say, counts with its last value), once
+//! at least `min_trials` completed trials are there to compare. A pure function; the driver
+//! feeds it curves from the store.
 
 use crate::config::sweep::Prune;
 
@@ -16,14 +17,17 @@ pub fn median_stop(prune: &Prune, epoch: i64, value: f64, completed: &[Vec<(i64,
     if epoch < prune.after_epochs as i64 {
         return None;
     }
-    let mut others: Vec<f64> =
-        completed.iter().filter_map(|curve| curve.iter().find(|(e, _)| *e == epoch).map(|(_, v)| *v)).collect();
+    // Each completed trial's value at `epoch`, or its last one before it.
+    let mut others: Vec<f64> = completed
+        .iter()
+        .filter_map(|curve| curve.iter().filter(|(e, _)| *e <= epoch).max_by_key(|(e, _)| *e).map(|(_, v)| *v))
+        .collect();
     if others.len() < prune.min_trials.max(1) {
         return None;
     }
     others.sort_by(f64::total_cmp);
     let mid = others.len() / 2;
-    let median = if others.len() % 2 == 0 { (others[mid - 1] + others[mid]) / 2.0 } else { others[mid] };
+    let median = if others.len().is_multiple_of(2) { (others[mid - 1] + others[mid]) / 2.0 } else { others[mid] };
     (!value.is_finite() || better(prune.maximize, median, value)).then_some(median)
 }
 
@@ -55,7 +59,9 @@ mod tests {
         let completed = curves(&[0.2, 0.4, 0.9]);
         assert_eq!(median_stop(&rule(false), 1, 99.0, &completed), None, "before after_epochs");
         assert_eq!(median_stop(&rule(false), 2, 99.0, &curves(&[0.2])), None, "one completed trial is too few");
-        assert_eq!(median_stop(&rule(false), 4, 99.0, &completed), None, "no completed trial reached epoch 4");
+        // Past the completed trials' last epoch (they stopped early), their last values count.
+        assert_eq!(median_stop(&rule(false), 4, 99.0, &completed), Some(0.0), "worse than their last values");
+        assert_eq!(median_stop(&rule(false), 9, -1.0, &completed), None, "better than their last values");
         assert_eq!(median_stop(&rule(false), 2, f64::NAN, &completed), Some(0.4), "a diverged trial stops");
     }
 }

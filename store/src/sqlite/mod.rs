@@ -106,7 +106,8 @@ impl SqliteStore {
             tracing::warn!("{}: journal mode is {mode}, not {}", path.display(), options.journal_mode);
         }
         connection
-            .execute_batch(&format!("PRAGMA foreign_keys = ON; PRAGMA synchronous = {};", options.synchronous))?;
+            .execute_batch(&format!("PRAGMA foreign_keys = ON; PRAGMA synchronous = {};", options.synchronous))
+            .with_context(|| format!("{}: cannot configure the provenance store", path.display()))?;
         let identity =
             identity(path).with_context(|| format!("{}: the provenance store was not created", path.display()))?;
         let store = SqliteStore {
@@ -115,7 +116,7 @@ impl SqliteStore {
             path: path.to_owned(),
             identity,
         };
-        store.migrate()?;
+        store.migrate().with_context(|| format!("{}: cannot create or upgrade the store's tables", path.display()))?;
         Ok(store)
     }
 

@@ -570,3 +570,20 @@ fn a_store_the_user_may_only_read_answers_every_read_command() {
     assert!(stderr.contains("elsewhere.db: no provenance store here"), "{stderr}");
     assert!(!project.path().join("elsewhere.db").exists());
 }
+
+#[test]
+fn a_store_on_a_full_disk_is_named_in_the_error() {
+    let project = faulty_project();
+    std::fs::create_dir_all(project.path().join("full")).unwrap();
+    // One page of room: the store file is created, its tables are not.
+    let run = host_in_namespace(
+        &project,
+        "mount -t tmpfs -o size=4k tmpfs full",
+        &["run", "config/run.yaml", "--db", "full/provenance.db"],
+    );
+    let stderr = run.failure();
+    assert!(
+        stderr.contains("full/provenance.db: cannot create or upgrade the store's tables: database or disk is full"),
+        "{stderr}"
+    );
+}
