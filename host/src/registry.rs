@@ -184,12 +184,33 @@ impl Registry {
             return result.clone();
         }
         let checked = if self.allow_untrusted { Ok(()) } else { refuse_untrusted(path, "the library") };
-        let result = checked.and_then(|()| match &self.manifest_cache {
+        let result = checked.and_then(|()| self.check_pins(path, &key)).and_then(|()| match &self.manifest_cache {
             Some(cache) => load_with_cache(path, cache),
             None => load_and_hash(path),
         });
         self.loaded.borrow_mut().insert(key, result.clone());
         result
+    }
+
+    /// Hashes a library that a mapping entry pins (however it is reached: mapped, or found
+    /// again in plugins/) before it is loaded: a mismatch never runs its code.
+    fn check_pins(&self, path: &Path, canonical: &Path) -> Result<(), String> {
+        let Some(mapping) = &self.mapping else { return Ok(()) };
+        let mut digest = None;
+        for entry in mapping.entries.iter().filter(|e| e.sha256.is_some()) {
+            let pinned = self.locate(mapping, entry).ok().and_then(|p| p.canonicalize().ok());
+            if pinned.as_deref() != Some(canonical) {
+                continue;
+            }
+            let sha256 = match &digest {
+                Some(sha256) => sha256,
+                None => digest.insert(hash(path)?.0),
+            };
+            if let Some(error) = pin_error(path, sha256, mapping, entry) {
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Where a mapping entry's library is: absolute, relative to the mapping file, or a bare
@@ -226,25 +247,9 @@ impl Registry {
         wanted: ClassKind,
     ) -> Result<ResolvedClass, String> {
         let path = self.locate(mapping, entry)?;
-        let pin_differs = |sha256: &str| {
-            let pin = entry.sha256.as_deref().filter(|pin| *pin != sha256)?;
-            Some(format!(
-                "{}: SHA-256 is {sha256}, but {} pins {}.{} to {pin}; restore the pinned build or update the pin",
-                path.display(),
-                mapping.file.display(),
-                entry.kind,
-                entry.class
-            ))
-        };
-        // A pinned library is hashed before it is loaded: a mismatch never runs its code.
-        if entry.sha256.is_some()
-            && let Some(error) = pin_differs(&hash(&path)?.0)
-        {
-            return Err(error);
-        }
+        // `load` compares the pin before loading; this, after: the file may have been replaced.
         let library = self.load(&path)?;
-        // And after: the file may have been replaced in between.
-        if let Some(error) = pin_differs(&library.sha256) {
+        if let Some(error) = pin_error(&path, &library.sha256, mapping, entry) {
             return Err(error);
         }
         let info = find_class(&library, &entry.class, wanted)?;
@@ -339,6 +344,18 @@ impl Registry {
         }
         listing
     }
+}
+
+/// Why `path` (whose SHA-256 is `sha256`) is not the build `entry` pins, if it is not.
+fn pin_error(path: &Path, sha256: &str, mapping: &ClassMapping, entry: &MappingEntry) -> Option<String> {
+    let pin = entry.sha256.as_deref().filter(|pin| *pin != sha256)?;
+    Some(format!(
+        "{}: SHA-256 is {sha256}, but {} pins {}.{} to {pin}; restore the pinned build or update the pin",
+        path.display(),
+        mapping.file.display(),
+        entry.kind,
+        entry.class
+    ))
 }
 
 /// The class a run recorded, from the library file it recorded: no mapping, no discovery.

@@ -63,7 +63,7 @@ impl ConfigError {
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The deepest nesting of flow collections (`[`, `{`) a config may have.
-const MAX_FLOW_DEPTH: usize = 64;
+const MAX_FLOW_DEPTH: usize = 256;
 
 /// Reads a YAML file into a JSON value. YAML aliases are expanded with serde_norway's limits,
 /// so a recursive or exponential alias bomb is an error, not a hang; the size and the nesting
@@ -217,13 +217,13 @@ mod tests {
     fn deep_nesting_is_refused_before_parsing() {
         // The message is the pre-scan's: the parser (quadratic in depth) never sees the text.
         let error = parse(&"[".repeat(100_000)).unwrap_err();
-        assert_eq!(error, "c.yaml: malformed YAML: nested more than 64 levels deep at line 1");
+        assert_eq!(error, "c.yaml: malformed YAML: nested more than 256 levels deep at line 1");
         // Brackets in quotes and comments do not count; 64 levels are fine.
         let quoted = format!(
             "a: '{}'\nb: \"{}\" # {}\nc: {}{}\n",
-            "[".repeat(100),
-            "{".repeat(100),
-            "[".repeat(100),
+            "[".repeat(300),
+            "{".repeat(300),
+            "[".repeat(300),
             "[".repeat(64),
             "]".repeat(64)
         );

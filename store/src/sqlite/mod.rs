@@ -31,6 +31,19 @@ pub struct SqliteStore {
     identity: (u64, u64),
 }
 
+/// Whether `path` is a WAL store with neither a `-shm` index nor unwritten `-wal` content:
+/// the one case a reader in a folder it may not write cannot open normally, and where reading
+/// the file as it is (`immutable`) misses nothing.
+fn wal_without_index(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let is_wal = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok() && header[18] == 2;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_is_empty = std::fs::metadata(PathBuf::from(wal)).map_or(true, |m| m.len() == 0);
+    is_wal && wal_is_empty && !shm_path(path).exists()
+}
+
 /// Where SQLite keeps a store's shared-memory index: the file name with `-shm` appended.
 fn shm_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -113,7 +126,7 @@ impl SqliteStore {
         let store = SqliteStore {
             connection: RefCell::new(connection),
             locator: Locator::Sqlite(path.to_owned()),
-            path: path.to_owned(),
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             identity,
         };
         store.migrate().with_context(|| format!("{}: cannot create or upgrade the store's tables", path.display()))?;
@@ -143,7 +156,7 @@ impl SqliteStore {
             // A WAL store needs its `-shm` file, which a reader cannot create in a folder it may
             // not write: read the file as it is (SQLite's `immutable`), as nobody can be writing
             // where this user cannot.
-            Err(_) if !shm_path(path).exists() => {
+            Err(_) if wal_without_index(path) => {
                 tracing::debug!("{}: read as an immutable snapshot (no -shm file, a read-only folder)", path.display());
                 let uri = format!("file:{}?immutable=1", percent_encode_path(path));
                 let connection = Connection::open_with_flags(&uri, flags | rusqlite::OpenFlags::SQLITE_OPEN_URI)
@@ -163,7 +176,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             connection: RefCell::new(connection),
             locator: Locator::Sqlite(path.to_owned()),
-            path: path.to_owned(),
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             identity,
         })
     }

@@ -326,8 +326,19 @@ fn a_pin_is_checked_before_loading_and_unused_libraries_are_not_loaded() {
     );
     assert!(!ran.exists(), "a library whose pin does not match must not be loaded");
 
+    // Pinned and in plugins/, where a class looked up among the discovered libraries reaches
+    // it: hashed against its pin there too before anything loads it.
+    let in_plugins = project.path().join("plugins/libctor.so");
+    std::fs::copy(&ctor, &in_plugins).unwrap();
+    project.drop_plugin(&library("faulty-plugin"), "libfaulty_plugin.so");
+    project
+        .mapping(&format!("Loader:\n  FaultyLoader:\n    library: {}\n    sha256: {pinned}\n", in_plugins.display()));
+    let stderr = project.host(&["run", "config/run.yaml"]).failure().to_owned();
+    assert!(stderr.contains(&format!("to {pinned}")), "{stderr}");
+    assert!(!ran.exists(), "discovery must not load a library whose pin does not match");
+    std::fs::remove_file(project.path().join("plugins/libfaulty_plugin.so")).unwrap();
+
     // In plugins/ but not needed (every class is mapped): never loaded.
-    std::fs::copy(&ctor, project.path().join("plugins/libctor.so")).unwrap();
     faulty_mapping(&project, "Loader:\n  FaultyLoader: FAULTY\nModel:\n  FaultyModel: FAULTY\n");
     project.host(&["run", "config/run.yaml"]).success();
     assert!(!ran.exists(), "an unused library in plugins/ must not be loaded");
