@@ -171,6 +171,7 @@ impl SweepLease {
         options: &OpenOptions,
         stale_after: Duration,
         sweep_id: &str,
+        on_lost: std::sync::Arc<crate::interrupt::Stop>,
     ) -> anyhow::Result<SweepLease> {
         let me = this_process();
         if let Some(holder) = store.lease_sweep(sweep_id, &me, None)? {
@@ -198,7 +199,13 @@ impl SweepLease {
             match store.lease_sweep(&id, &owner, None)? {
                 None => Ok(()),
                 Some(holder) => {
-                    anyhow::bail!("process {} on {} took the sweep over", holder.owner.pid, holder.owner.hostname)
+                    // Two drivers would start the same trials: this one stops.
+                    on_lost.flag().store(true, std::sync::atomic::Ordering::Relaxed);
+                    anyhow::bail!(
+                        "process {} on {} took the sweep over (this one could not renew its lease); stopping",
+                        holder.owner.pid,
+                        holder.owner.hostname
+                    )
                 }
             }
         });

@@ -212,7 +212,10 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
         maximize: sweep.maximize,
     })?;
     // One driver at a time: a second `host sweep` of the file is refused while this one lives.
-    let _lease = SweepLease::take(&*store, &settings.locator, &settings.open, settings.stale_after, &sweep_id)?;
+    // Losing the lease (another driver took a sweep this one could not renew) stops this one.
+    let stop = Stop::new();
+    let _lease =
+        SweepLease::take(&*store, &settings.locator, &settings.open, settings.stale_after, &sweep_id, stop.clone())?;
     wait_for_live_trials(&*store, &sweep_id, settings.stale_after, options.show_progress)?;
     let mut trials = TrialLoop::new(&*store, &sweep, &sweep_id, options.show_progress);
     // Jobs an earlier driver submitted that may still run are followed, never submitted again.
@@ -291,7 +294,6 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
         return Ok(SweepOutcome { row, report, cancelled: false, detached: true });
     }
     // Ctrl-C from here on stops the trials (before, during validation, it ends the host).
-    let stop = Stop::new();
     crate::interrupt::on_signals(
         stop.clone(),
         "stopping: trials finish their batch and are recorded cancelled (again to stop them at once)",
