@@ -365,3 +365,25 @@ pub fn rewrite_output_dir(locator: &str, run_id: &str, output_dir: &str) -> anyh
     }
     Ok(())
 }
+
+/// Gives the lease on driving `sweep_id` to a process on another machine, renewed now, as a
+/// second driver that took the sweep over would (tests of a driver losing its lease).
+pub fn steal_sweep_lease(locator: &str, sweep_id: &str) -> anyhow::Result<()> {
+    let owner = r#"{"hostname":"elsewhere","pid":1,"boot_id":"b","pid_namespace":"pid:[1]"}"#;
+    let now = record::now_rfc3339();
+    match crate::Locator::parse(locator)? {
+        crate::Locator::Sqlite(path) => {
+            rusqlite::Connection::open(path)?.execute(
+                "UPDATE sweeps SET driver_json = ?2, driver_heartbeat = ?3 WHERE sweep_id = ?1",
+                [sweep_id, owner, &now],
+            )?;
+        }
+        crate::Locator::Postgres(_) => {
+            postgres::Client::connect(locator, postgres::NoTls)?.execute(
+                "UPDATE sweeps SET driver_json = $2, driver_heartbeat = $3 WHERE sweep_id = $1",
+                &[&sweep_id, &owner, &now],
+            )?;
+        }
+    }
+    Ok(())
+}

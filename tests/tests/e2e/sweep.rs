@@ -274,3 +274,33 @@ fn one_driver_at_a_time_and_a_killed_driver_leaves_no_trial_training() {
     let completed = project.host(&["runs", "list", "--json", "--status", "completed"]).success().json();
     assert_eq!(completed.as_array().unwrap().len(), trials.len(), "no trial ran twice");
 }
+
+#[test]
+fn a_driver_whose_lease_is_taken_over_stops() {
+    let project = sweep_project(200);
+    // Renewals every second (stale_after / 8, at least 1 s).
+    project.write("config/database_config.yaml", "stale_after_seconds: 8\n");
+    let driver = project
+        .command(&["sweep", "config/sweep.yaml", "--jobs", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let sweep_id = loop {
+        let shown = project.host(&["sweep", "show", "--json"]).json();
+        let running = project.host(&["runs", "list", "--json", "--status", "running"]).json();
+        if let Some(id) = shown[0]["sweep_id"].as_str()
+            && running.as_array().is_some_and(|r| !r.is_empty())
+        {
+            break id.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no trial started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    store::testing::steal_sweep_lease(&project.store_locator(), &sweep_id).unwrap();
+    let output = driver.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("process 1 on elsewhere took the sweep over"), "{stderr}");
+}
