@@ -174,7 +174,10 @@ fn to_json(yaml: serde_norway::Value, at: &str) -> Result<Value, Problem> {
                 };
                 let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
                 let value = to_json(value, &path)?;
-                map.insert(key, value);
+                // `1:` and `'1':` are two YAML keys but one here.
+                if map.insert(key, value).is_some() {
+                    return Err(Problem::new(&path, "given twice (as a number and as text, say); keep one"));
+                }
             }
             Value::Object(map)
         }
@@ -195,6 +198,10 @@ mod tests {
         let error = parse("model: {lr: 1}\nseed: 1\nseed: 2\n").unwrap_err();
         assert!(error.starts_with("c.yaml: malformed YAML: duplicate entry with key \"seed\""), "{error}");
         assert!(parse("a: {x: 1, x: 2}\n").unwrap_err().contains("duplicate entry with key \"x\""));
+        assert_eq!(
+            parse("a: {1: x, '1': y}\n").unwrap_err(),
+            "c.yaml: a.1: given twice (as a number and as text, say); keep one"
+        );
     }
 
     #[test]
