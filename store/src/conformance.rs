@@ -13,7 +13,8 @@ use serde_json::json;
 
 use record::RunOwner;
 
-use crate::{Direction, NoSuchRun, RunFilter, Store, SweepStart};
+use crate::query::{RunQuery, parse_columns, parse_filter, parse_order};
+use crate::{Annotation, AnnotationKind, Direction, NoSuchRun, RunFilter, Store, SweepStart, Verification};
 
 /// Makes one test per conformance case for the backend that `$open` (an expression giving a
 /// fresh `(Box<dyn Store>, guard)`, the guard kept alive for the test) opens.
@@ -37,6 +38,8 @@ macro_rules! conformance_suite {
             records_written_stage_by_stage_end_as_one_whole_write,
             a_trials_attempts_and_scheduler_jobs_are_kept,
             one_process_at_a_time_drives_a_sweep,
+            the_query_language_filters_orders_and_pages,
+            annotations_and_verifications_are_appended_beside_the_record,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -603,4 +606,154 @@ pub fn a_trials_attempts_and_scheduler_jobs_are_kept(store: &dyn Store) {
         )
         .unwrap();
     assert_eq!(store.sweep("s").unwrap().trials[0].job.as_ref().unwrap().job_id, "57_3");
+}
+
+fn tag(name: &str, value: Option<&str>, at: &str) -> Annotation {
+    Annotation {
+        kind: AnnotationKind::Tag,
+        name: Some(name.into()),
+        value: value.map(str::to_owned),
+        author: "ana@node-1".into(),
+        created_at: at.into(),
+    }
+}
+
+fn verification(ok: bool) -> Verification {
+    Verification { ok, problems: u64::from(!ok), checked_at: "2026-01-02T00:00:00Z".into(), hostname: "node-1".into() }
+}
+
+/// Three completed runs and a running one, with different metrics, parameters, tags, plugins
+/// and data; each query's run ids in order.
+pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
+    for (id, accuracy, rate, at) in [
+        ("a", 0.90, 0.001, "2026-01-01T00:00:01Z"),
+        ("b", 0.95, 0.01, "2026-01-01T00:00:02Z"),
+        ("c", 0.80, 0.1, "2026-01-01T00:00:03Z"),
+    ] {
+        let mut record = started(id, if id == "c" { "other" } else { "mnist" }, at);
+        record.config["training"]["learning_rate"] = json!(rate);
+        record.config["training"]["optimizer"] = json!(if id == "a" { "adam" } else { "sgd" });
+        if id == "b" {
+            record.plugins[0].class = "CNN".into();
+        }
+        begin(store, &record);
+        let mut done = completed(record, accuracy);
+        if id == "b" {
+            done.data.dataset_sha256 = sha("db");
+            done.history.insert(3, [("loss".to_owned(), 0.125)].into());
+        }
+        store.record(&done).unwrap();
+    }
+    begin(store, &started("d", "mnist", "2026-01-01T00:00:04Z"));
+    store.annotate("a", &tag("owner", Some("ana"), "2026-01-02T00:00:00Z")).unwrap();
+    store.annotate("b", &tag("owner", Some("ben"), "2026-01-02T00:00:00Z")).unwrap();
+    store.annotate("b", &tag("owner", Some("ana"), "2026-01-02T00:00:01Z")).unwrap();
+    store.annotate("c", &tag("owner", Some("cy"), "2026-01-02T00:00:00Z")).unwrap();
+    store.annotate("c", &tag("owner", None, "2026-01-02T00:00:01Z")).unwrap();
+    store.record_verification("a", &verification(true)).unwrap();
+    store.record_verification("b", &verification(true)).unwrap();
+    store.record_verification("b", &verification(false)).unwrap();
+
+    let ids = |filter: &str| -> Vec<String> {
+        let query = RunQuery { filter: Some(parse_filter(filter).unwrap()), ..Default::default() };
+        store.query_runs(&query).unwrap().rows.into_iter().map(|(id, _)| id).collect()
+    };
+    assert_eq!(ids("metrics.test.accuracy > 0.85"), ["b", "a"]);
+    assert_eq!(ids("metrics.test.accuracy > 0.85 and params.training.learning_rate = 0.001"), ["a"]);
+    assert_eq!(ids("params.training.learning_rate >= 0.01"), ["d", "c", "b"], "numbers compare as numbers");
+    assert_eq!(ids("params.training.optimizer = 'sgd' or experiment = 'other'"), ["c", "b"]);
+    assert_eq!(ids("not params.training.optimizer = 'sgd'"), ["d", "a"], "a run without it is not sgd");
+    assert_eq!(ids("status = 'completed' and not (experiment = 'other')"), ["b", "a"]);
+    assert_eq!(ids("attributes.status in ('running', 'failed')"), ["d"]);
+    assert_eq!(ids("status not in ('running')"), ["c", "b", "a"]);
+    assert_eq!(ids("experiment like 'MN%'"), ["d", "b", "a"], "like ignores case on both backends");
+    assert_eq!(ids("tags.owner = 'ana'"), ["b", "a"], "the newest value of a tag counts");
+    assert_eq!(ids("tags.owner is null"), ["d", "c"], "a removed tag is no tag");
+    assert_eq!(ids("tags.owner is not null"), ["b", "a"]);
+    assert_eq!(ids("metrics.loss.min < 0.2"), ["b"]);
+    assert_eq!(ids("metrics.loss.max = 0.5 and metrics.loss.last = 0.25"), ["c", "a"]);
+    assert_eq!(ids("metrics.loss@epoch=3 = 0.125"), ["b"]);
+    assert_eq!(ids("metrics.loss.mean > 0.3"), ["c", "a"]);
+    assert_eq!(ids("metrics.loss = 0.125"), ["b"], "no final value: the last epoch's");
+    assert_eq!(ids(&format!("data.sha256 = '{}'", &sha("db")[..6])), ["b"]);
+    assert_eq!(ids("data.sha256 != 'db'"), ["d", "c", "a"]);
+    assert_eq!(ids("plugin.model = 'CNN'"), ["b"]);
+    assert_eq!(ids("plugin.model in ('MLP')"), ["d", "c", "a"]);
+    assert_eq!(ids(&format!("plugin.sha256 = '{}'", &sha("11")[..8])), ["d", "c", "b", "a"]);
+    assert_eq!(ids("sha256 = 'aa'"), ["c", "b", "a"]);
+    assert_eq!(ids("verified"), ["a"], "the newest verification counts");
+    assert_eq!(ids("verified = false"), ["d", "c", "b"]);
+    assert_eq!(ids("seed = 7 and threads < 3 and duration >= 0"), ["c", "b", "a"]);
+    assert_eq!(ids("run_id = 'x'' or 1=1 --'"), Vec::<String>::new());
+    assert_eq!(ids("sweep is null and replay_of is null"), ["d", "c", "b", "a"]);
+
+    let query = RunQuery {
+        filter: Some(parse_filter("status = 'completed'").unwrap()),
+        order: parse_order("metrics.test.accuracy desc").unwrap(),
+        columns: parse_columns("metrics.test.accuracy, params.training.learning_rate, params.training.optimizer, tags.owner, plugin.model, verified, seed, duration, status")
+            .unwrap(),
+        limit: 2,
+        offset: 1,
+    };
+    let page = store.query_runs(&query).unwrap();
+    assert_eq!(page.total, 3);
+    assert_eq!(page.rows.len(), 2);
+    assert_eq!(page.rows[0].0, "a");
+    assert_eq!(
+        page.rows[0].1,
+        [
+            json!(0.9),
+            json!(0.001),
+            json!("adam"),
+            json!("ana"),
+            json!("MLP"),
+            json!(true),
+            json!(7),
+            json!(0.0),
+            json!("completed")
+        ]
+    );
+    assert_eq!(page.rows[1].0, "c");
+    assert_eq!(page.rows[1].1[3], json!(null));
+    assert_eq!(page.rows[1].1[5], json!(null), "never verified");
+    let order = |text: &str| -> Vec<String> {
+        let query = RunQuery { order: parse_order(text).unwrap(), ..Default::default() };
+        store.query_runs(&query).unwrap().rows.into_iter().map(|(id, _)| id).collect()
+    };
+    assert_eq!(order("params.training.learning_rate"), ["a", "d", "b", "c"], "by number, ties newest first");
+    assert_eq!(order("params.training.learning_rate desc"), ["c", "d", "b", "a"]);
+    assert_eq!(order("params.training.optimizer desc"), ["c", "b", "a", "d"], "text; none last");
+    assert_eq!(order("tags.owner, run_id desc"), ["b", "a", "d", "c"]);
+    let all = store.query_runs(&RunQuery::default()).unwrap();
+    assert_eq!((all.total, all.rows.len()), (4, 4), "limit 0 is every run");
+}
+
+/// Tags, notes and verifications are appended and read back in order; the record is untouched.
+pub fn annotations_and_verifications_are_appended_beside_the_record(store: &dyn Store) {
+    let record = completed(started("r1", "e", "2026-01-01T00:00:00Z"), 0.5);
+    begin(store, &record);
+    store.record(&record).unwrap();
+    let note = Annotation {
+        kind: AnnotationKind::Note,
+        name: None,
+        value: Some("lr too high; see 'r2' <b>".into()),
+        author: "ana@node-1".into(),
+        created_at: "2026-01-02T00:00:02Z".into(),
+    };
+    store.annotate("r1", &tag("owner", Some("ana"), "2026-01-02T00:00:00Z")).unwrap();
+    store.annotate("r1", &tag("stage", Some("draft"), "2026-01-02T00:00:01Z")).unwrap();
+    store.annotate("r1", &note).unwrap();
+    store.annotate("r1", &tag("stage", None, "2026-01-02T00:00:03Z")).unwrap();
+    let annotations = store.annotations("r1").unwrap();
+    assert_eq!(annotations.len(), 4);
+    assert_eq!(annotations[2], note);
+    assert_eq!(crate::current_tags(&annotations), [("owner".to_owned(), "ana".to_owned())].into());
+    store.record_verification("r1", &verification(false)).unwrap();
+    store.record_verification("r1", &verification(true)).unwrap();
+    assert_eq!(store.verifications("r1").unwrap(), [verification(false), verification(true)]);
+    assert_eq!(store.run_record("r1").unwrap(), record, "annotations are not part of the record");
+    let missing = store.annotate("nope", &note).unwrap_err();
+    assert!(missing.downcast_ref::<NoSuchRun>().is_some(), "{missing:#}");
+    store.delete_run("r1").unwrap();
+    assert!(store.annotations("r1").unwrap().is_empty(), "deleted with their run");
 }

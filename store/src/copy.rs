@@ -1,8 +1,8 @@
 //! Copying runs and sweeps from one store to another (`host store copy`): a laptop's or an
 //! offline node's SQLite store into the team's PostgreSQL, or back. Through the interface
 //! alone, so any two backends copy. Runs go oldest first, a batch per transaction, each with
-//! everything its record holds (stages, lineage, parameters, metrics, files); sweeps after
-//! them, so trials find their runs. Idempotent: a run already there is left alone (or brought
+//! everything its record holds (stages, lineage, parameters, metrics, files), then its tags,
+//! notes and verifications; sweeps after them, so trials find their runs. Idempotent: a run already there is left alone (or brought
 //! up to date when it was still running there and has ended here).
 
 use record::RunStatus;
@@ -20,6 +20,8 @@ pub struct Copied {
     pub skipped: usize,
     /// Sweeps new to the target (the trials of the others are merged).
     pub sweeps: usize,
+    /// Tags, notes and verifications new to the target.
+    pub annotations: usize,
 }
 
 /// Runs per transaction.
@@ -48,6 +50,26 @@ pub fn copy(from: &dyn Store, to: &dyn Store, progress: &mut dyn FnMut(usize, us
             copied.runs += batch.len();
             batch.clear();
             progress(index + 1, total);
+        }
+    }
+    // Annotations and verifications the target lacks are appended (whole runs' or ones added
+    // since an earlier copy); ones it has are not appended twice.
+    for row in &rows {
+        let annotations = from.annotations(&row.run_id)?;
+        if !annotations.is_empty() {
+            let there = to.annotations(&row.run_id)?;
+            for annotation in annotations.iter().filter(|a| !there.contains(a)) {
+                to.annotate(&row.run_id, annotation)?;
+                copied.annotations += 1;
+            }
+        }
+        let verifications = from.verifications(&row.run_id)?;
+        if !verifications.is_empty() {
+            let there = to.verifications(&row.run_id)?;
+            for verification in verifications.iter().filter(|v| !there.contains(v)) {
+                to.record_verification(&row.run_id, verification)?;
+                copied.annotations += 1;
+            }
         }
     }
     let known = to.sweep_ids()?;
@@ -99,6 +121,21 @@ mod tests {
             laptop.record(&completed(record, f64::from(index) / 4.0)).unwrap();
         }
         laptop.trial_ended("s", 0, record::TrialStatus::Completed, Some(0.0)).unwrap();
+        let tag = crate::Annotation {
+            kind: crate::AnnotationKind::Tag,
+            name: Some("owner".into()),
+            value: Some("ana".into()),
+            author: "ana@laptop".into(),
+            created_at: "2026-01-02T00:00:00Z".into(),
+        };
+        laptop.annotate("r1", &tag).unwrap();
+        let verified = crate::Verification {
+            ok: true,
+            problems: 0,
+            checked_at: "2026-01-02T00:00:01Z".into(),
+            hostname: "laptop".into(),
+        };
+        laptop.record_verification("r1", &verified).unwrap();
         let team = crate::open(
             &Locator::parse(&Cluster::shared().create_database().unwrap()).unwrap(),
             &OpenOptions::default(),
@@ -106,7 +143,9 @@ mod tests {
         .unwrap();
         let mut seen = Vec::new();
         let copied = copy(&*laptop, &*team, &mut |done, total| seen.push((done, total))).unwrap();
-        assert_eq!(copied, Copied { runs: 3, updated: 0, skipped: 0, sweeps: 1 });
+        assert_eq!(copied, Copied { runs: 3, updated: 0, skipped: 0, sweeps: 1, annotations: 2 });
+        assert_eq!(team.annotations("r1").unwrap(), [tag]);
+        assert_eq!(team.verifications("r1").unwrap(), [verified]);
         assert_eq!(seen.last(), Some(&(3, 3)));
         for index in 0..3 {
             let run_id = format!("r{index}");
@@ -120,7 +159,8 @@ mod tests {
         assert_eq!((sweep.trials[0].run_id.as_deref(), sweep.trials[0].metric), (Some("r0"), Some(0.0)));
         assert_eq!(sweep.config, json!({"sweep": {"method": "grid"}}));
         let again = copy(&*laptop, &*team, &mut |_, _| {}).unwrap();
-        assert_eq!(again, Copied { runs: 0, updated: 0, skipped: 3, sweeps: 0 });
+        assert_eq!(again, Copied { runs: 0, updated: 0, skipped: 3, sweeps: 0, annotations: 0 });
+        assert_eq!(team.annotations("r1").unwrap().len(), 1, "not appended twice");
         assert_eq!(team.summary().unwrap().runs_by_status.get("completed"), Some(&3));
         // And back into an empty SQLite store.
         let back = sqlite(dir.path(), "back.db");

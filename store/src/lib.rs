@@ -22,6 +22,7 @@ pub mod failpoint;
 mod locator;
 mod migration;
 mod postgres;
+pub mod query;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -40,6 +41,7 @@ use serde_json::Value;
 
 pub use copy::{Copied, copy};
 pub use locator::{Locator, LocatorError, PostgresUrl};
+pub use query::{QueryError, RunPage, RunQuery};
 
 /// The result of a store call.
 pub type Result<T> = anyhow::Result<T>;
@@ -155,6 +157,73 @@ pub struct RunRow {
     pub test_accuracy: Option<f64>,
     /// Regression runs: the coefficient of determination on the test split.
     pub test_r2: Option<f64>,
+}
+
+/// What an annotation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnotationKind {
+    /// A key and value (`owner=ana`); a newer tag of the same key replaces it, one without a
+    /// value removes it.
+    Tag,
+    /// Free text.
+    Note,
+}
+
+impl AnnotationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationKind::Tag => "tag",
+            AnnotationKind::Note => "note",
+        }
+    }
+
+    fn parse(text: &str) -> Result<AnnotationKind> {
+        match text {
+            "tag" => Ok(AnnotationKind::Tag),
+            "note" => Ok(AnnotationKind::Note),
+            other => anyhow::bail!("unknown annotation kind {other:?}"),
+        }
+    }
+}
+
+/// A tag or note on a run, kept outside its hashed record (verify and replay never see it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Annotation {
+    pub kind: AnnotationKind,
+    /// The tag's key; none for a note.
+    pub name: Option<String>,
+    /// The tag's value (none: the tag was removed) or the note's text.
+    pub value: Option<String>,
+    /// Who added it (the user name and machine).
+    pub author: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The outcome of checking a run's recorded files again (`host verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Verification {
+    pub ok: bool,
+    /// How many files did not match.
+    pub problems: u64,
+    /// RFC 3339.
+    pub checked_at: String,
+    pub hostname: String,
+}
+
+/// The current tags of a run from its annotations: the newest value of each key, removed keys
+/// left out.
+pub fn current_tags(annotations: &[Annotation]) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    for annotation in annotations.iter().filter(|a| a.kind == AnnotationKind::Tag) {
+        let Some(name) = &annotation.name else { continue };
+        match &annotation.value {
+            Some(value) => tags.insert(name.clone(), value.clone()),
+            None => tags.remove(name),
+        };
+    }
+    tags
 }
 
 /// A file a run recorded, to check again.
@@ -340,6 +409,8 @@ pub trait Store: Send {
     fn run_exists(&self, run_id: &str) -> Result<bool>;
     /// Runs, newest first.
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
+    /// The runs a query selects (its filter, order, columns and page) and how many match.
+    fn query_runs(&self, query: &RunQuery) -> Result<RunPage>;
     /// A run's record as written at its last stage, with its current status and its config.
     fn run_record(&self, run_id: &str) -> Result<RunRecord>;
     fn run_status(&self, run_id: &str) -> Result<RunStatus>;
@@ -353,6 +424,17 @@ pub trait Store: Send {
     fn step_metrics(&self, run_id: &str, after_step: i64) -> Result<Vec<StepMetric>>;
     /// A run's values of one per-step metric, in step order.
     fn metric_curve(&self, run_id: &str, name: &str) -> Result<Vec<(i64, f64)>>;
+
+    // Annotations and verifications: appended beside the record, never part of it.
+
+    /// Appends a tag or note to a run.
+    fn annotate(&self, run_id: &str, annotation: &Annotation) -> Result<()>;
+    /// A run's annotations, oldest first.
+    fn annotations(&self, run_id: &str) -> Result<Vec<Annotation>>;
+    /// Appends the outcome of verifying a run.
+    fn record_verification(&self, run_id: &str, verification: &Verification) -> Result<()>;
+    /// A run's verifications, oldest first.
+    fn verifications(&self, run_id: &str) -> Result<Vec<Verification>>;
 
     // Lineage.
 

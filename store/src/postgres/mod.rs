@@ -685,6 +685,36 @@ impl crate::Store for PostgresStore {
         self.run(self.context("listing runs"), |client| queries::list_runs(client, filter))
     }
 
+    fn query_runs(&self, query: &crate::RunQuery) -> Result<crate::RunPage> {
+        self.run(self.context("querying runs"), |client| queries::query_runs(client, query))
+    }
+
+    fn annotate(&self, run_id: &str, annotation: &crate::Annotation) -> Result<()> {
+        self.require(run_id)?;
+        self.write(self.context(&format!("annotating run {run_id}")), |transaction| {
+            queries::annotate(transaction, run_id, annotation)
+        })
+    }
+
+    fn annotations(&self, run_id: &str) -> Result<Vec<crate::Annotation>> {
+        self.run(self.context(&format!("reading the annotations of run {run_id}")), |client| {
+            queries::annotations(client, run_id)
+        })
+    }
+
+    fn record_verification(&self, run_id: &str, verification: &crate::Verification) -> Result<()> {
+        self.require(run_id)?;
+        self.write(self.context(&format!("recording the verification of run {run_id}")), |transaction| {
+            queries::record_verification(transaction, run_id, verification)
+        })
+    }
+
+    fn verifications(&self, run_id: &str) -> Result<Vec<crate::Verification>> {
+        self.run(self.context(&format!("reading the verifications of run {run_id}")), |client| {
+            queries::verifications(client, run_id)
+        })
+    }
+
     fn run_record(&self, run_id: &str) -> Result<RunRecord> {
         self.require(run_id)?;
         self.run(self.context(&format!("reading the record of run {run_id}")), |client| {

@@ -10,8 +10,10 @@ use postgres::types::ToSql;
 use record::{Edge, RunOwner, RunRecord, RunStatus, StageName, TrialStatus};
 
 use super::Call;
+use crate::query::sql::{self, Bind, Dialect};
 use crate::{
-    CachedStage, DeletedRun, RecordedFile, RunFilter, RunRow, RunningRun, Summary, SweepJob, SweepRow, TrialRow,
+    Annotation, AnnotationKind, CachedStage, DeletedRun, RecordedFile, RunFilter, RunPage, RunQuery, RunRow,
+    RunningRun, Summary, SweepJob, SweepRow, TrialRow, Verification,
 };
 
 /// Reads a status or relation column written by this crate.
@@ -280,4 +282,102 @@ pub fn delete_run(transaction: &mut postgres::Transaction<'_>, run_id: &str) -> 
         &[],
     )?;
     Ok(DeletedRun { output_dir, shared })
+}
+
+fn bound(binds: &[Bind]) -> Vec<Box<dyn ToSql + Sync>> {
+    binds
+        .iter()
+        .map(|bind| -> Box<dyn ToSql + Sync> {
+            match bind {
+                Bind::Text(text) => Box::new(text.clone()),
+                Bind::Real(number) => Box::new(*number),
+                Bind::Int(number) => Box::new(*number),
+            }
+        })
+        .collect()
+}
+
+pub fn query_runs(client: &mut impl GenericClient, query: &RunQuery) -> Call<RunPage> {
+    let compiled = sql::compile(query, Dialect::Postgres).map_err(anyhow::Error::msg)?;
+    let count_binds = bound(&compiled.count_binds);
+    let count_refs: Vec<&(dyn ToSql + Sync)> = count_binds.iter().map(|b| b.as_ref()).collect();
+    let total: i64 = client.query_one(&compiled.count, &count_refs)?.get(0);
+    let page_binds = bound(&compiled.page_binds);
+    let page_refs: Vec<&(dyn ToSql + Sync)> = page_binds.iter().map(|b| b.as_ref()).collect();
+    let rows = client.query(&compiled.page, &page_refs)?;
+    let mut page = Vec::with_capacity(rows.len());
+    for row in rows {
+        let run_id: String = row.get(0);
+        let values =
+            compiled.shapes.iter().enumerate().map(|(i, shape)| sql::parse_text(*shape, row.get(i + 1))).collect();
+        page.push((run_id, values));
+    }
+    Ok(RunPage { total: total as u64, rows: page })
+}
+
+pub fn annotate(transaction: &mut impl GenericClient, run_id: &str, annotation: &Annotation) -> Call<()> {
+    transaction.execute(
+        "INSERT INTO annotations (run_id, kind, name, value, author, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &run_id,
+            &annotation.kind.as_str(),
+            &annotation.name,
+            &annotation.value,
+            &annotation.author,
+            &annotation.created_at,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn annotations(client: &mut impl GenericClient, run_id: &str) -> Call<Vec<Annotation>> {
+    let rows = client.query(
+        "SELECT kind, name, value, author, created_at FROM annotations WHERE run_id = $1 ORDER BY id",
+        &[&run_id],
+    )?;
+    let mut annotations = Vec::with_capacity(rows.len());
+    for row in rows {
+        annotations.push(Annotation {
+            kind: AnnotationKind::parse(row.get(0))?,
+            name: row.get(1),
+            value: row.get(2),
+            author: row.get(3),
+            created_at: row.get(4),
+        });
+    }
+    Ok(annotations)
+}
+
+pub fn record_verification(
+    transaction: &mut impl GenericClient,
+    run_id: &str,
+    verification: &Verification,
+) -> Call<()> {
+    transaction.execute(
+        "INSERT INTO verifications (run_id, ok, problems, checked_at, hostname) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &run_id,
+            &i32::from(verification.ok),
+            &(verification.problems as i32),
+            &verification.checked_at,
+            &verification.hostname,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn verifications(client: &mut impl GenericClient, run_id: &str) -> Call<Vec<Verification>> {
+    let rows = client.query(
+        "SELECT ok, problems, checked_at, hostname FROM verifications WHERE run_id = $1 ORDER BY id",
+        &[&run_id],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Verification {
+            ok: row.get::<_, i32>(0) != 0,
+            problems: row.get::<_, i32>(1) as u64,
+            checked_at: row.get(2),
+            hostname: row.get(3),
+        })
+        .collect())
 }

@@ -173,4 +173,30 @@ pub const MIGRATIONS: &[Migration] = &[
     ALTER TABLE sweeps ADD COLUMN driver_heartbeat TEXT COLLATE "C";
     "#,
     },
+    // 7, as SQLite's: annotations and verifications.
+    Migration {
+        version: 7,
+        additive: true,
+        sql: r#"
+    CREATE TABLE annotations (
+        id BIGSERIAL PRIMARY KEY,
+        run_id TEXT COLLATE "C" NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('tag', 'note')),
+        name TEXT COLLATE "C",
+        value TEXT,
+        author TEXT NOT NULL,
+        created_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX annotations_by_run ON annotations (run_id, kind, name, id);
+    CREATE TABLE verifications (
+        id BIGSERIAL PRIMARY KEY,
+        run_id TEXT COLLATE "C" NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        ok INTEGER NOT NULL,
+        problems INTEGER NOT NULL,
+        checked_at TEXT COLLATE "C" NOT NULL,
+        hostname TEXT NOT NULL
+    );
+    CREATE INDEX verifications_by_run ON verifications (run_id, id);
+    "#,
+    },
 ];

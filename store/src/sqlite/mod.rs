@@ -544,6 +544,32 @@ impl crate::Store for SqliteStore {
         queries::list_runs(&self.connection.borrow(), filter).with_context(|| self.context("listing runs"))
     }
 
+    fn query_runs(&self, query: &crate::RunQuery) -> Result<crate::RunPage> {
+        queries::query_runs(&self.connection.borrow(), query).with_context(|| self.context("querying runs"))
+    }
+
+    fn annotate(&self, run_id: &str, annotation: &crate::Annotation) -> Result<()> {
+        self.require(run_id)?;
+        self.write(|transaction| queries::annotate(transaction, run_id, annotation))
+            .with_context(|| self.context(&format!("annotating run {run_id}")))
+    }
+
+    fn annotations(&self, run_id: &str) -> Result<Vec<crate::Annotation>> {
+        queries::annotations(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the annotations of run {run_id}")))
+    }
+
+    fn record_verification(&self, run_id: &str, verification: &crate::Verification) -> Result<()> {
+        self.require(run_id)?;
+        self.write(|transaction| queries::record_verification(transaction, run_id, verification))
+            .with_context(|| self.context(&format!("recording the verification of run {run_id}")))
+    }
+
+    fn verifications(&self, run_id: &str) -> Result<Vec<crate::Verification>> {
+        queries::verifications(&self.connection.borrow(), run_id)
+            .with_context(|| self.context(&format!("reading the verifications of run {run_id}")))
+    }
+
     fn run_record(&self, run_id: &str) -> Result<RunRecord> {
         self.require(run_id)?;
         queries::run_record(&self.connection.borrow(), run_id)

@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use record::RunOwner;
 
+use crate::query::sql::{self, Bind, Dialect, Shape};
 use crate::{
-    CachedStage, DeletedRun, Direction, RecordedFile, Result, RunFilter, RunRow, RunningRun, StepMetric, Summary,
-    SweepJob, SweepRow, TrialRow,
+    Annotation, AnnotationKind, CachedStage, DeletedRun, Direction, RecordedFile, Result, RunFilter, RunPage, RunQuery,
+    RunRow, RunningRun, StepMetric, Summary, SweepJob, SweepRow, TrialRow, Verification,
 };
 
 /// Reads a status column written by this crate.
@@ -470,4 +471,99 @@ pub fn delete_run(transaction: &Connection, run_id: &str) -> Result<DeletedRun> 
         .execute("DELETE FROM plugin_libraries WHERE sha256 NOT IN (SELECT library_sha256 FROM run_plugins)", [])?;
     transaction.execute("DELETE FROM experiments WHERE id NOT IN (SELECT experiment_id FROM runs)", [])?;
     Ok(DeletedRun { output_dir: PathBuf::from(output_dir), shared })
+}
+
+fn bound(binds: &[Bind]) -> Vec<rusqlite::types::Value> {
+    binds
+        .iter()
+        .map(|bind| match bind {
+            Bind::Text(text) => rusqlite::types::Value::Text(text.clone()),
+            Bind::Real(number) => rusqlite::types::Value::Real(*number),
+            Bind::Int(number) => rusqlite::types::Value::Integer(*number),
+        })
+        .collect()
+}
+
+pub fn query_runs(connection: &Connection, query: &RunQuery) -> Result<RunPage> {
+    let compiled = sql::compile(query, Dialect::Sqlite).map_err(anyhow::Error::msg)?;
+    let total: i64 =
+        connection
+            .query_row(&compiled.count, rusqlite::params_from_iter(bound(&compiled.count_binds)), |r| r.get(0))?;
+    let mut statement = connection.prepare(&compiled.page)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(bound(&compiled.page_binds)))?;
+    let mut page = Vec::new();
+    while let Some(row) = rows.next()? {
+        let run_id: String = row.get(0)?;
+        let mut values = Vec::with_capacity(compiled.shapes.len());
+        for (i, shape) in compiled.shapes.iter().enumerate() {
+            use rusqlite::types::ValueRef;
+            values.push(match row.get_ref(i + 1)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) if *shape == Shape::Flag => Value::Bool(n != 0),
+                ValueRef::Integer(n) if *shape == Shape::Real => Value::from(n as f64),
+                ValueRef::Integer(n) => Value::from(n),
+                ValueRef::Real(n) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+                ValueRef::Text(text) => sql::parse_text(*shape, Some(String::from_utf8_lossy(text).into_owned())),
+                ValueRef::Blob(_) => Value::Null,
+            });
+        }
+        page.push((run_id, values));
+    }
+    Ok(RunPage { total: total as u64, rows: page })
+}
+
+pub fn annotate(transaction: &Connection, run_id: &str, annotation: &Annotation) -> Result<()> {
+    transaction.execute(
+        "INSERT INTO annotations (run_id, kind, name, value, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            run_id,
+            annotation.kind.as_str(),
+            annotation.name,
+            annotation.value,
+            annotation.author,
+            annotation.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn annotations(connection: &Connection, run_id: &str) -> Result<Vec<Annotation>> {
+    let mut statement = connection
+        .prepare("SELECT kind, name, value, author, created_at FROM annotations WHERE run_id = ?1 ORDER BY id")?;
+    let rows =
+        statement.query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    let mut annotations = Vec::new();
+    for row in rows {
+        let (kind, name, value, author, created_at) = row?;
+        annotations.push(Annotation { kind: AnnotationKind::parse(&kind)?, name, value, author, created_at });
+    }
+    Ok(annotations)
+}
+
+pub fn record_verification(transaction: &Connection, run_id: &str, verification: &Verification) -> Result<()> {
+    transaction.execute(
+        "INSERT INTO verifications (run_id, ok, problems, checked_at, hostname) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            run_id,
+            i64::from(verification.ok),
+            verification.problems as i64,
+            verification.checked_at,
+            verification.hostname
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn verifications(connection: &Connection, run_id: &str) -> Result<Vec<Verification>> {
+    let mut statement = connection
+        .prepare("SELECT ok, problems, checked_at, hostname FROM verifications WHERE run_id = ?1 ORDER BY id")?;
+    let rows = statement.query_map([run_id], |r| {
+        Ok(Verification {
+            ok: r.get::<_, i64>(0)? != 0,
+            problems: r.get::<_, i64>(1)? as u64,
+            checked_at: r.get(2)?,
+            hostname: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -196,4 +196,31 @@ pub const MIGRATIONS: &[Migration] = &[
     ALTER TABLE sweeps ADD COLUMN driver_heartbeat TEXT;
     "#,
     },
+    // 7: annotations (tags and notes) and verifications, outside the hashed record: appended,
+    // never rewritten; a tag's value is its newest row's (NULL: removed).
+    Migration {
+        version: 7,
+        additive: true,
+        sql: r#"
+    CREATE TABLE annotations (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('tag', 'note')),
+        name TEXT,
+        value TEXT,
+        author TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX annotations_by_run ON annotations (run_id, kind, name, id);
+    CREATE TABLE verifications (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        ok INTEGER NOT NULL,
+        problems INTEGER NOT NULL,
+        checked_at TEXT NOT NULL,
+        hostname TEXT NOT NULL
+    );
+    CREATE INDEX verifications_by_run ON verifications (run_id, id);
+    "#,
+    },
 ];

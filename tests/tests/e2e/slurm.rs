@@ -191,6 +191,22 @@ fn job_logs(folder: &Path) -> String {
     logs
 }
 
+/// The lines of the tests' cluster's daemon logs that name `job` (its array task or its own id).
+fn cluster_logs(job: &str) -> String {
+    let log = slurm_cluster().join("log");
+    let mut lines = String::new();
+    for daemon in ["slurmctld.log", "slurmd.log"] {
+        lines.push_str(&format!("== {daemon}\n"));
+        let text = std::fs::read_to_string(log.join(daemon)).unwrap_or_default();
+        let job_id = job.split('_').next().unwrap_or(job);
+        for line in text.lines().filter(|l| l.contains(job_id) || l.contains("error")) {
+            lines.push_str(line);
+            lines.push('\n');
+        }
+    }
+    lines
+}
+
 /// The epoch a run's last-epoch checkpoint is at.
 fn checkpoint_epoch(run_dir: &Path) -> u64 {
     std::fs::read_to_string(run_dir.join("checkpoints/last.json"))
@@ -223,19 +239,22 @@ fn a_requeued_trial_continues_from_its_checkpoint_and_completes_once() {
     }
     slurm("scontrol", &["requeue", &job]);
     // A requeued job waits about two minutes to start again; the cluster's operator (this
-    // test) lets it start now.
+    // test) lets it start in three seconds. Not at once: slurmd refuses to launch a job whose
+    // credential is from the second it revoked the job's last one ("Job N already killed, do
+    // not launch batch job"), and the job fails.
     let started = Instant::now();
     loop {
         let state = slurm("squeue", &["-h", "-j", &job, "-o", "%T"]);
         if state.trim() == "PENDING" {
-            slurm("scontrol", &["update", &format!("JobId={job}"), "StartTime=now"]);
+            slurm("scontrol", &["update", &format!("JobId={job}"), "StartTime=now+3"]);
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "never requeued: {state}");
         std::thread::sleep(Duration::from_millis(100));
     }
     let watched = project.host(&["sweep", "watch", &sweep_id, "--json"]);
-    let logs = job_logs(&project.path().join("runs/sweeps").join(&sweep_id));
+    let mut logs = job_logs(&project.path().join("runs/sweeps").join(&sweep_id));
+    logs.push_str(&cluster_logs(&job));
     assert_eq!(watched.code, Some(0), "{}\n{}\njob logs:\n{logs}", watched.stdout, watched.stderr);
     let ended = watched.json();
     let trial = &trials(&ended)[0];
