@@ -2,6 +2,7 @@
 //! share. The binary (`main.rs`) only parses arguments; the benchmarks use the library too.
 //! The run record is the `record` crate; the provenance store is the `store` crate.
 
+pub mod annotations;
 pub mod cache;
 pub mod commands;
 pub mod config;

@@ -299,7 +299,10 @@ enum PluginsCommand {
 
 #[derive(Subcommand)]
 enum RunsCommand {
-    /// Runs, newest first.
+    /// Runs, newest first, or those a query selects, in its order, with its columns.
+    #[command(
+        after_help = "Examples:\n  host runs list --filter \"metrics.test.accuracy > 0.9 and params.training.learning_rate = 0.001\"\n  host runs list --filter \"(tags.owner = 'ana' or tags.owner = 'ben') and not status in ('failed')\"\n  host runs list --filter \"metrics.loss.min < 0.3 and plugin.model = 'MNISTMLP'\" --order-by \"metrics.test.accuracy desc\"\n  host runs list --columns run_id,metrics.test.accuracy,params.training.learning_rate --format csv\n\nKeys: metrics.NAME (.min .max .first .last .mean, @epoch=N), params.KEY, tags.KEY, attributes or bare:\nrun_id experiment status started_at finished_at duration seed threads config_file config_sha256 hostname\nhost_version git_commit error failed_stage sweep trial replay_of; data.sha256, plugin.sha256, sha256 (by\nprefix), plugin.model/loader/report, verified. Operators: = != < <= > >= in, not in, like, is [not] null,\nand, or, not, parentheses."
+    )]
     List {
         /// Only runs of this experiment.
         #[arg(long)]
@@ -307,12 +310,43 @@ enum RunsCommand {
         /// Only runs with this status (running, completed, failed, cancelled, interrupted).
         #[arg(long)]
         status: Option<String>,
+        /// Only runs matching this query expression (see below).
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// Sort keys, each with asc or desc, by commas [default: newest first].
+        #[arg(long, value_name = "KEY [asc|desc],...")]
+        order_by: Option<String>,
+        /// The keys to show, by commas.
+        #[arg(long, value_name = "KEY,...")]
+        columns: Option<String>,
         /// At most this many runs; 0 for all.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print as JSON.
+        /// Skip this many matching runs first (paging).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// How to print.
+        #[arg(long, value_enum, default_value = "table")]
+        format: commands::runs::Format,
+        /// Print as JSON (as --format json).
         #[arg(long)]
         json: bool,
+    },
+    /// Set tags on a run (key=value; key= removes the tag). Kept beside the run's record, so
+    /// verify and replay are unaffected.
+    Tag {
+        /// The run id.
+        run: String,
+        /// key=value pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// Add a note to a run (kept beside its record, as tags are).
+    Note {
+        /// The run id.
+        run: String,
+        /// The note's text.
+        text: String,
     },
     /// Parameters and final metrics of runs side by side, differences marked.
     Compare {
@@ -537,9 +571,21 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
 
 fn runs(command: RunsCommand, store: &StoreOptions) -> anyhow::Result<()> {
     match command {
-        RunsCommand::List { experiment, status, limit, json } => {
-            commands::runs::list(store, experiment.as_deref(), status.as_deref(), limit, json)
+        RunsCommand::List { experiment, status, filter, order_by, columns, limit, offset, format, json } => {
+            let options = commands::runs::ListOptions {
+                experiment: experiment.as_deref(),
+                status: status.as_deref(),
+                filter: filter.as_deref(),
+                order_by: order_by.as_deref(),
+                columns: columns.as_deref(),
+                limit,
+                offset,
+                format: if json { commands::runs::Format::Json } else { format },
+            };
+            commands::runs::list(store, &options)
         }
+        RunsCommand::Tag { run, tags } => commands::runs::tag(store, &run, &tags),
+        RunsCommand::Note { run, text } => commands::runs::note(store, &run, &text),
         RunsCommand::Show { run, json } => commands::runs::show(store, &run, json),
         RunsCommand::Compare { runs, json, html } => commands::runs::compare(store, &runs, json, html.as_deref()),
         RunsCommand::Delete { run } => commands::runs::delete(store, &run),

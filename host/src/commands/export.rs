@@ -1,6 +1,6 @@
 //! `host export RUN --format prov-json|json`: a run as W3C PROV-JSON (entities are content
 //! digests, activities the run's stages and transforms, agents the host and each plugin build)
-//! or as the whole run record.
+//! or as the whole run record with its tags, notes and verifications.
 
 use std::path::PathBuf;
 
@@ -129,6 +129,11 @@ pub fn export(store: &StoreOptions, run_id: &str, format: &str, output: Option<P
         "json" => {
             let mut document = serde_json::to_value(&record)?;
             document["lineage"] = serde_json::to_value(&edges)?;
+            // What was added beside the record since: tags, notes, verifications.
+            let annotations = store.annotations(run_id)?;
+            document["tags"] = serde_json::to_value(store::current_tags(&annotations))?;
+            document["annotations"] = serde_json::to_value(&annotations)?;
+            document["verifications"] = serde_json::to_value(store.verifications(run_id)?)?;
             document
         }
         other => bail!("unknown export format {other}; use prov-json or json"),

@@ -4,42 +4,134 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use record::RunStatus;
-use store::RunFilter;
+use store::RunQuery;
+use store::query::{self, Attribute, Expr, Key, Literal, Op};
 
 use crate::output::{print_json, printable, short_hash, table};
 use crate::storage::StoreOptions;
 
-pub fn list(
-    store: &StoreOptions,
-    experiment: Option<&str>,
-    status: Option<&str>,
-    limit: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    let status = status.map(str::parse::<RunStatus>).transpose().map_err(anyhow::Error::msg)?;
+/// How `runs list` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// What `host runs list` was asked.
+pub struct ListOptions<'a> {
+    pub experiment: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub filter: Option<&'a str>,
+    pub order_by: Option<&'a str>,
+    pub columns: Option<&'a str>,
+    pub limit: usize,
+    pub offset: usize,
+    pub format: Format,
+}
+
+/// The columns `runs list` shows unless told: the table folds the two test metrics into one.
+const DEFAULT_COLUMNS: &str =
+    "run_id, experiment, status, started_at, finished_at, config_sha256, metrics.test.accuracy, metrics.test.r2";
+
+/// The query `runs list` runs: `--filter` and the `--experiment`/`--status` shorthands together.
+fn list_query(options: &ListOptions<'_>) -> anyhow::Result<RunQuery> {
+    fn parse<T>(flag: &str, text: &str, result: Result<T, store::QueryError>) -> anyhow::Result<T> {
+        result.map_err(|error| anyhow::anyhow!("{flag} {text:?}: {error}"))
+    }
+    let mut filter = match options.filter {
+        Some(text) => Some(parse("--filter", text, query::parse_filter(text))?),
+        None => None,
+    };
+    let mut and = |key: Attribute, value: &str| {
+        let condition = Expr::Compare { key: Key::Attribute(key), op: Op::Eq, value: Literal::Text(value.to_owned()) };
+        filter = Some(match filter.take() {
+            Some(other) => Expr::And(Box::new(other), Box::new(condition)),
+            None => condition,
+        });
+    };
+    if let Some(experiment) = options.experiment {
+        and(Attribute::Experiment, experiment);
+    }
+    if let Some(status) = options.status {
+        let status = status.parse::<RunStatus>().map_err(anyhow::Error::msg)?;
+        and(Attribute::Status, status.as_str());
+    }
+    let order = match options.order_by {
+        Some(text) => parse("--order-by", text, query::parse_order(text))?,
+        None => Vec::new(),
+    };
+    let columns_text = options.columns.unwrap_or(DEFAULT_COLUMNS);
+    let columns = parse("--columns", columns_text, query::parse_columns(columns_text))?;
+    // 0 means every run, as `lineage --limit 0` does.
+    Ok(RunQuery { filter, order, columns, limit: options.limit, offset: options.offset })
+}
+
+/// A value as a `runs list` cell, numbers exact.
+fn plain(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One CSV field, quoted when it must be (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+}
+
+pub fn list(store: &StoreOptions, options: &ListOptions<'_>) -> anyhow::Result<()> {
+    let query = list_query(options)?;
     // No store yet is no runs yet; listing creates none.
     if !store.exists()? {
-        if json {
-            return print_json(&serde_json::json!([]));
+        match options.format {
+            Format::Json => return print_json(&serde_json::json!([])),
+            Format::Csv => {
+                println!("{}", query.columns.iter().map(|c| csv_field(&c.label)).collect::<Vec<_>>().join(","));
+                return Ok(());
+            }
+            Format::Table => {}
         }
         println!("no runs yet: {} is created by the first `host run`", store.settings()?.locator);
         return Ok(());
     }
     let store = store.open_read()?;
-    // 0 means every run, as `lineage --limit 0` does.
-    let cap = if limit == 0 { i64::MAX as usize } else { limit };
-    let filter = RunFilter { experiment: experiment.map(str::to_owned), status, limit: cap };
-    let runs = store.list_runs(&filter)?;
-    if json {
-        return print_json(&runs);
+    let page = store.query_runs(&query)?;
+    let labels: Vec<&str> = query.columns.iter().map(|c| c.label.as_str()).collect();
+    match options.format {
+        Format::Json => {
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = page
+                .rows
+                .iter()
+                .map(|(run_id, values)| {
+                    let mut object = serde_json::Map::new();
+                    object.insert("run_id".into(), run_id.clone().into());
+                    object.extend(labels.iter().map(|l| l.to_string()).zip(values.iter().cloned()));
+                    object
+                })
+                .collect();
+            return print_json(&rows);
+        }
+        Format::Csv => {
+            println!("{}", labels.iter().map(|l| csv_field(l)).collect::<Vec<_>>().join(","));
+            for (_, values) in &page.rows {
+                println!("{}", values.iter().map(|v| csv_field(&plain(v))).collect::<Vec<_>>().join(","));
+            }
+            return Ok(());
+        }
+        Format::Table => {}
     }
-    if runs.is_empty() {
+    if page.rows.is_empty() {
         let mut only = Vec::new();
-        if let Some(experiment) = experiment {
+        if let Some(experiment) = options.experiment {
             only.push(format!("of experiment {}", printable(experiment)));
         }
-        if let Some(status) = status {
+        if let Some(status) = options.status {
             only.push(format!("with status {status}"));
+        }
+        if let Some(filter) = options.filter {
+            only.push(format!("matching {}", printable(filter)));
         }
         match only.is_empty() {
             true => println!("no runs in {}", store.locator()),
@@ -47,32 +139,73 @@ pub fn list(
         }
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            vec![
-                r.run_id.clone(),
-                r.experiment.clone(),
-                r.status.to_string(),
-                r.started_at.clone(),
-                match (r.test_accuracy, r.test_r2) {
-                    (Some(accuracy), _) => format!("acc {accuracy:.4}"),
-                    (None, Some(r2)) => format!("R² {r2:.4}"),
-                    (None, None) => String::new(),
-                },
-                short_hash(&r.config_sha256).to_owned(),
-            ]
-        })
-        .collect();
-    println!("{}", table(&["RUN", "EXPERIMENT", "STATUS", "STARTED", "TEST", "CONFIG"], &rows));
+    let shown = page.rows.len();
+    if options.columns.is_some() {
+        let headers: Vec<String> = labels.iter().map(|l| l.to_uppercase()).collect();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let rows: Vec<Vec<String>> = page.rows.iter().map(|(_, values)| values.iter().map(plain).collect()).collect();
+        println!("{}", table(&headers, &rows));
+    } else {
+        let rows: Vec<Vec<String>> = page
+            .rows
+            .iter()
+            .map(|(_, v)| {
+                vec![
+                    plain(&v[0]),
+                    plain(&v[1]),
+                    plain(&v[2]),
+                    plain(&v[3]),
+                    match (v[6].as_f64(), v[7].as_f64()) {
+                        (Some(accuracy), _) => format!("acc {accuracy:.4}"),
+                        (None, Some(r2)) => format!("R² {r2:.4}"),
+                        (None, None) => String::new(),
+                    },
+                    short_hash(v[5].as_str().unwrap_or_default()).to_owned(),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["RUN", "EXPERIMENT", "STATUS", "STARTED", "TEST", "CONFIG"], &rows));
+    }
+    if (page.total as usize) > shown + options.offset {
+        eprintln!("{shown} of {} matching runs shown (--limit, --offset for more)", page.total);
+    }
+    Ok(())
+}
+
+/// `host runs tag RUN key=value...`: sets (or with `key=`, removes) tags.
+pub fn tag(store: &StoreOptions, run_id: &str, assignments: &[String]) -> anyhow::Result<()> {
+    let annotations = assignments.iter().map(|a| crate::annotations::tag(a)).collect::<anyhow::Result<Vec<_>>>()?;
+    let store = store.open()?;
+    for annotation in &annotations {
+        store.annotate(run_id, annotation)?;
+    }
+    let tags = store::current_tags(&store.annotations(run_id)?);
+    let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={}", printable(v))).collect();
+    println!("run {run_id} tags: {}", if shown.is_empty() { "none".to_owned() } else { shown.join(", ") });
+    Ok(())
+}
+
+/// `host runs note RUN TEXT`: adds a note.
+pub fn note(store: &StoreOptions, run_id: &str, text: &str) -> anyhow::Result<()> {
+    let annotation = crate::annotations::note(text)?;
+    let store = store.open()?;
+    store.annotate(run_id, &annotation)?;
+    println!("run {run_id}: note added by {}", annotation.author);
     Ok(())
 }
 
 pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()> {
     let store = store.open_read()?;
     let record = store.run_record(run_id)?;
+    let annotations = store.annotations(run_id)?;
+    let verifications = store.verifications(run_id)?;
     if json {
-        return print_json(&record);
+        // The record, and beside it what was added to the run since (not part of the record).
+        let mut shown = serde_json::to_value(&record)?;
+        shown["tags"] = serde_json::to_value(store::current_tags(&annotations))?;
+        shown["annotations"] = serde_json::to_value(&annotations)?;
+        shown["verifications"] = serde_json::to_value(&verifications)?;
+        return print_json(&shown);
     }
     println!("run         {}", record.run_id);
     println!("experiment  {}", record.experiment_name);
@@ -93,6 +226,27 @@ pub fn show(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<()
     if let Some(error) = &record.error {
         let stage = record.failed_stage.map(|s| s.to_string()).unwrap_or_default();
         println!("error       {error} (stage {stage})");
+    }
+    let tags = store::current_tags(&annotations);
+    if !tags.is_empty() {
+        let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={}", printable(v))).collect();
+        println!("tags        {}", shown.join(", "));
+    }
+    if let Some(last) = verifications.last() {
+        let outcome = if last.ok {
+            "all files matched".to_owned()
+        } else {
+            format!("{} files changed or missing", last.problems)
+        };
+        println!("verified    {} on {}: {outcome}", last.checked_at, printable(&last.hostname));
+    }
+    for note in annotations.iter().filter(|a| a.kind == store::AnnotationKind::Note) {
+        println!(
+            "note        {} ({}, {})",
+            printable(note.value.as_deref().unwrap_or_default()),
+            note.author,
+            note.created_at
+        );
     }
     let plugins: Vec<Vec<String>> = record
         .plugins

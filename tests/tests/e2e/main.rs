@@ -8,6 +8,7 @@ mod faults;
 mod liveness;
 mod pipeline;
 mod plugins;
+mod query;
 mod reproduce;
 mod slurm;
 mod store;
