@@ -19,3 +19,5 @@ pub mod registry;
 pub mod slurm;
 pub mod storage;
 pub mod sweep;
+pub mod ui;
+pub mod verification;

@@ -141,6 +141,24 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Browse the store's runs in a browser: search, compare, sweeps, lineage, plugin builds.
+    Ui {
+        /// The port to listen on (0: any free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on; another than 127.0.0.1 needs --token or --no-auth.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// A secret that adding tags and notes needs (at least 16 characters).
+        #[arg(long, env = "HOST_UI_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Serve another address than 127.0.0.1 without a token (anyone who reaches it may add
+        /// tags and notes).
+        #[arg(long)]
+        no_auth: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// What the provenance store holds: runs by status, experiments with their best test
     /// accuracy, plugin builds, artifacts, lineage edges.
     Summary {
@@ -549,6 +567,9 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
                 executor,
                 detach,
             })
+        }
+        Command::Ui { port, bind, token, no_auth, store } => {
+            commands::ui::ui(&store.into_options(), bind, port, token, no_auth).map(|()| 0)
         }
         Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),
         Command::Export { run, format, output, store } => {

@@ -724,6 +724,12 @@ pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
     assert_eq!(order("params.training.learning_rate desc"), ["c", "d", "b", "a"]);
     assert_eq!(order("params.training.optimizer desc"), ["c", "b", "a", "d"], "text; none last");
     assert_eq!(order("tags.owner, run_id desc"), ["b", "a", "d", "c"]);
+    let builds = store.plugin_builds().unwrap();
+    assert_eq!(builds.len(), 1);
+    assert_eq!(
+        (builds[0].sha256.as_str(), builds[0].plugin_name.as_str(), builds[0].runs),
+        (sha("11").as_str(), "p", 4)
+    );
     let all = store.query_runs(&RunQuery::default()).unwrap();
     assert_eq!((all.total, all.rows.len()), (4, 4), "limit 0 is every run");
 }

@@ -226,6 +226,19 @@ pub fn current_tags(annotations: &[Annotation]) -> BTreeMap<String, String> {
     tags
 }
 
+/// A plugin library build the store has seen, and how many runs used it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginBuild {
+    pub sha256: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub sdk_version: String,
+    /// Where it was when a run first recorded it.
+    pub path: String,
+    pub size: i64,
+    pub runs: i64,
+}
+
 /// A file a run recorded, to check again.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordedFile {
@@ -457,6 +470,8 @@ pub trait Store: Send {
     /// Full SHA-256 digests of entities and plugin builds starting with `prefix`.
     fn expand_sha256(&self, prefix: &str) -> Result<Vec<String>>;
     fn summary(&self) -> Result<Summary>;
+    /// Every plugin build recorded, by plugin name and version, with its runs counted.
+    fn plugin_builds(&self) -> Result<Vec<PluginBuild>>;
 
     // Sweeps.
 

@@ -11,4 +11,5 @@ pub mod runs;
 pub mod scaffold;
 pub mod store;
 pub mod sweep;
+pub mod ui;
 pub mod verify;

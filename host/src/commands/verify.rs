@@ -4,39 +4,13 @@
 //! or this run reused) against the content digests the run recorded. The outcome is recorded
 //! beside the run (not in its record) when the store can be written.
 
-use serde::Serialize;
-
-use crate::hashing::sha256_file;
 use crate::output::{print_json, short_hash, table};
 use crate::storage::StoreOptions;
-
-#[derive(Serialize)]
-struct Check {
-    role: String,
-    path: String,
-    recorded: String,
-    /// `ok`, `changed` or `missing`.
-    state: &'static str,
-    actual: Option<String>,
-}
 
 pub fn verify(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<u8> {
     let settings = store.settings()?;
     let store = crate::storage::open_read(&settings)?;
-    let files = store.recorded_files(run_id)?;
-    let mut checks: Vec<Check> = files
-        .into_iter()
-        .map(|file| {
-            let actual = sha256_file(std::path::Path::new(&file.path)).ok().map(|(sha, _)| sha);
-            let state = match &actual {
-                None => "missing",
-                Some(sha) if *sha == file.sha256 => "ok",
-                Some(_) => "changed",
-            };
-            Check { role: file.role, path: file.path, recorded: file.sha256, state, actual }
-        })
-        .collect();
-    checks.extend(cached_splits(&store.run_record(run_id)?, &settings.cache_dir));
+    let checks = crate::verification::check_run(&*store, run_id, &settings.cache_dir)?;
     let bad = checks.iter().filter(|c| c.state != "ok").count();
     // The outcome is kept beside the run (the `verified` query key, the UI); a store this user
     // cannot write is still verified, only not recorded.
@@ -73,34 +47,4 @@ pub fn verify(store: &StoreOptions, run_id: &str, json: bool) -> anyhow::Result<
         }
     }
     Ok(if bad == 0 { 0 } else { 1 })
-}
-
-/// The run's prepared splits in the stage cache, when the cache still holds them and the run
-/// recorded their content: one check per split, `changed` when the file was altered (its own
-/// checksums or the recorded digests differ).
-fn cached_splits(record: &record::RunRecord, cache_dir: &std::path::Path) -> Vec<Check> {
-    let Some(key) =
-        record.stages.iter().find(|s| s.name == record::StageName::Prepare).and_then(|s| s.cache_key.clone())
-    else {
-        return Vec::new();
-    };
-    let path = crate::cache::splits_path(cache_dir, &key);
-    let recorded = &record.cached_splits;
-    if recorded.is_empty() || !path.is_file() {
-        return Vec::new();
-    }
-    let actual = crate::cache::read_splits(&path).map(|prepared| prepared.content_sha256).unwrap_or_default();
-    recorded
-        .iter()
-        .map(|(name, digest)| {
-            let now = actual.get(name.as_str()).cloned();
-            Check {
-                role: format!("cached {name} split"),
-                path: path.display().to_string(),
-                recorded: digest.clone(),
-                state: if now.as_ref() == Some(digest) { "ok" } else { "changed" },
-                actual: now,
-            }
-        })
-        .collect()
 }

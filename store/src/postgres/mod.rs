@@ -685,6 +685,10 @@ impl crate::Store for PostgresStore {
         self.run(self.context("listing runs"), |client| queries::list_runs(client, filter))
     }
 
+    fn plugin_builds(&self) -> Result<Vec<crate::PluginBuild>> {
+        self.run(self.context("listing plugin builds"), queries::plugin_builds)
+    }
+
     fn query_runs(&self, query: &crate::RunQuery) -> Result<crate::RunPage> {
         self.run(self.context("querying runs"), |client| queries::query_runs(client, query))
     }

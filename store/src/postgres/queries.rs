@@ -12,8 +12,8 @@ use record::{Edge, RunOwner, RunRecord, RunStatus, StageName, TrialStatus};
 use super::Call;
 use crate::query::sql::{self, Bind, Dialect};
 use crate::{
-    Annotation, AnnotationKind, CachedStage, DeletedRun, RecordedFile, RunFilter, RunPage, RunQuery, RunRow,
-    RunningRun, Summary, SweepJob, SweepRow, TrialRow, Verification,
+    Annotation, AnnotationKind, CachedStage, DeletedRun, PluginBuild, RecordedFile, RunFilter, RunPage, RunQuery,
+    RunRow, RunningRun, Summary, SweepJob, SweepRow, TrialRow, Verification,
 };
 
 /// Reads a status or relation column written by this crate.
@@ -378,6 +378,28 @@ pub fn verifications(client: &mut impl GenericClient, run_id: &str) -> Call<Vec<
             problems: row.get::<_, i32>(1) as u64,
             checked_at: row.get(2),
             hostname: row.get(3),
+        })
+        .collect())
+}
+
+pub fn plugin_builds(client: &mut impl GenericClient) -> Call<Vec<PluginBuild>> {
+    let rows = client.query(
+        "SELECT l.sha256, l.plugin_name, l.plugin_version, l.sdk_version, l.path, l.size, COUNT(DISTINCT rp.run_id)
+         FROM plugin_libraries l LEFT JOIN run_plugins rp ON rp.library_sha256 = l.sha256
+         GROUP BY l.sha256, l.plugin_name, l.plugin_version, l.sdk_version, l.path, l.size
+         ORDER BY l.plugin_name, l.plugin_version, l.sha256",
+        &[],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| PluginBuild {
+            sha256: row.get(0),
+            plugin_name: row.get(1),
+            plugin_version: row.get(2),
+            sdk_version: row.get(3),
+            path: row.get(4),
+            size: row.get(5),
+            runs: row.get(6),
         })
         .collect())
 }

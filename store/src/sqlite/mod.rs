@@ -544,6 +544,10 @@ impl crate::Store for SqliteStore {
         queries::list_runs(&self.connection.borrow(), filter).with_context(|| self.context("listing runs"))
     }
 
+    fn plugin_builds(&self) -> Result<Vec<crate::PluginBuild>> {
+        queries::plugin_builds(&self.connection.borrow()).with_context(|| self.context("listing plugin builds"))
+    }
+
     fn query_runs(&self, query: &crate::RunQuery) -> Result<crate::RunPage> {
         queries::query_runs(&self.connection.borrow(), query).with_context(|| self.context("querying runs"))
     }

@@ -13,8 +13,8 @@ use record::RunOwner;
 
 use crate::query::sql::{self, Bind, Dialect, Shape};
 use crate::{
-    Annotation, AnnotationKind, CachedStage, DeletedRun, Direction, RecordedFile, Result, RunFilter, RunPage, RunQuery,
-    RunRow, RunningRun, StepMetric, Summary, SweepJob, SweepRow, TrialRow, Verification,
+    Annotation, AnnotationKind, CachedStage, DeletedRun, Direction, PluginBuild, RecordedFile, Result, RunFilter,
+    RunPage, RunQuery, RunRow, RunningRun, StepMetric, Summary, SweepJob, SweepRow, TrialRow, Verification,
 };
 
 /// Reads a status column written by this crate.
@@ -563,6 +563,27 @@ pub fn verifications(connection: &Connection, run_id: &str) -> Result<Vec<Verifi
             problems: r.get::<_, i64>(1)? as u64,
             checked_at: r.get(2)?,
             hostname: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn plugin_builds(connection: &Connection) -> Result<Vec<PluginBuild>> {
+    let mut statement = connection.prepare(
+        "SELECT l.sha256, l.plugin_name, l.plugin_version, l.sdk_version, l.path, l.size, COUNT(DISTINCT rp.run_id)
+         FROM plugin_libraries l LEFT JOIN run_plugins rp ON rp.library_sha256 = l.sha256
+         GROUP BY l.sha256, l.plugin_name, l.plugin_version, l.sdk_version, l.path, l.size
+         ORDER BY l.plugin_name, l.plugin_version, l.sha256",
+    )?;
+    let rows = statement.query_map([], |r| {
+        Ok(PluginBuild {
+            sha256: r.get(0)?,
+            plugin_name: r.get(1)?,
+            plugin_version: r.get(2)?,
+            sdk_version: r.get(3)?,
+            path: r.get(4)?,
+            size: r.get(5)?,
+            runs: r.get(6)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod browser;
+mod cdp;
 mod config;
 mod faults;
 mod liveness;
@@ -16,3 +17,4 @@ mod support;
 mod sweep;
 mod tabular;
 mod team_store;
+mod ui;
