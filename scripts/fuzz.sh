@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers that read untrusted input (the IDX reader, the experiment config parser,
-# the class-mapping parser) with cargo-fuzz for a bounded time each. Not part of CI.
+# the class-mapping parser, the run query language) with cargo-fuzz for a bounded time each. Not part of CI.
 # usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default 60 s, every target)
 # Needs the nightly toolchain (rustup toolchain install nightly); installs cargo-fuzz if missing.
 # A crash is saved under fuzz/artifacts/TARGET/; turn it into a regression test, then fix it.
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx experiment_config class_mapping)
+[ ${#targets[@]} -gt 0 ] || targets=(idx experiment_config class_mapping run_query)
 
 rustup toolchain list | grep -q '^nightly' || {
     echo "fuzz.sh: cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly" >&2
@@ -19,7 +19,10 @@ cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fu
 
 # Seeds: the project's own configs and a few small IDX files, raw and gzipped.
 corpus=target/fuzz-corpus
-mkdir -p "$corpus"/{idx,experiment_config,class_mapping}
+mkdir -p "$corpus"/{idx,experiment_config,class_mapping,run_query}
+printf '%s' "metrics.test.accuracy > 0.9 and params.training.learning_rate = 0.001" > "$corpus/run_query/mlflow"
+printf '%s' "(tags.owner = 'ana' or tags.owner = 'ben') and not status in ('failed', 'cancelled')" > "$corpus/run_query/or"
+printf '%s' "metrics.val_loss.min < 0.3 and metrics.accuracy@epoch=3 >= 0.8 and data.sha256 = '3f2a' and verified" > "$corpus/run_query/provenance"
 cp config/*.yaml "$corpus/experiment_config/"
 cp config/class_mapping_config.yaml "$corpus/class_mapping/"
 python3 - "$corpus/idx" <<'PY'

@@ -7,6 +7,8 @@
 //! - `accuracy`: test accuracy of config/fashion_mnist_config.yaml (MLP) and
 //!   config/fashion_cnn_config.yaml (CNN) on Fashion-MNIST's test set.
 //! - `store`: the provenance store (`sha256`, `provenance`, `queries`; see `store.rs`).
+//! - `ui`: `host ui` on the generated 100,000-run stores: server time per page and query, memory
+//!   (see `ui.rs`).
 //! - `sweep`: `host sweep config/mnist_hyperparam.yaml` (8 short trials) with `--jobs 1` and
 //!   `--jobs 2`, interleaved, each on a fresh store; medians and their ratio.
 //! - `slurm`: 200 short trials through Slurm and through the local executor, and a minute of
@@ -14,6 +16,7 @@
 
 mod slurm;
 mod store;
+mod ui;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -201,6 +204,7 @@ fn main() -> anyhow::Result<()> {
         "sha256" => store::sha256(runs),
         "provenance" => store::overhead(runs, backends),
         "queries" => store::queries(runs, backends),
+        "ui" => ui::ui(runs, backends),
         "writers" => store::writers(backends),
         "sweep" => sweep(runs),
         "slurm" => slurm::slurm(if args.iter().any(|a| a == "--runs") { runs } else { 1 }),
@@ -214,10 +218,11 @@ fn main() -> anyhow::Result<()> {
             .and_then(|()| store::overhead(runs, backends))
             .and_then(|()| store::queries(runs, backends))
             .and_then(|()| store::writers(backends))
+            .and_then(|()| ui::ui(runs, backends))
             .and_then(|()| sweep(runs))
             .and_then(|()| accuracy()),
         other => bail!(
-            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, writers, store, sweep, slurm or all"
+            "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, writers, ui, store, sweep, slurm or all"
         ),
     }
 }

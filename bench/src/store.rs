@@ -65,7 +65,7 @@ fn cluster() -> anyhow::Result<Cluster> {
     Cluster::start(ClusterOptions { max_connections: 300, ..ClusterOptions::default() })
 }
 
-const STORE_RUNS: usize = 100_000;
+pub const STORE_RUNS: usize = 100_000;
 /// Runs per experiment; they share raw files, dataset and splits, as a sweep's trials do.
 const RUNS_PER_GROUP: usize = 100;
 
@@ -179,7 +179,7 @@ fn digest(text: &str) -> String {
 
 /// One synthetic but complete run record: plugins, raw files, transforms, stages, artifacts,
 /// per-epoch and final metrics, as `host run` writes them.
-fn synthetic_run(index: usize) -> RunRecord {
+pub fn synthetic_run(index: usize) -> RunRecord {
     let group = index / RUNS_PER_GROUP;
     let run_id = format!("20260101-{:06}-{:06x}", index / 60 % 1_000_000, index);
     let started = format!(
@@ -390,10 +390,20 @@ fn generated_store() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-pub fn queries(runs: usize, backends: Backends) -> anyhow::Result<()> {
+/// The generated 100,000-run stores, each as (backend, locator), and the PostgreSQL server
+/// that serves one (stopped when this is dropped).
+pub struct Generated {
+    pub stores: Vec<(&'static str, String)>,
+    _cluster: Option<Cluster>,
+}
+
+/// The generated 100,000-run stores of `backends`: SQLite's in target/, PostgreSQL's in a
+/// cluster kept in target/, each generated on first use.
+pub fn generated_stores(backends: Backends) -> anyhow::Result<Generated> {
+    let mut stores = Vec::new();
+    let mut kept = None;
     if backends.sqlite() {
-        let db = generated_store()?;
-        queries_on(runs, &db.display().to_string(), "target ms 100")?;
+        stores.push(("sqlite", generated_store()?.display().to_string()));
     }
     if backends.postgres() {
         // A cluster kept in target/ with the store generated once, as the SQLite one is.
@@ -414,7 +424,16 @@ pub fn queries(runs: usize, backends: Backends) -> anyhow::Result<()> {
             cluster.execute(&name, "ANALYZE")?;
             std::fs::write(&done, "")?;
         }
-        queries_on(runs, &url, "target ms 50")?;
+        stores.push(("postgres", url));
+        kept = Some(cluster);
+    }
+    Ok(Generated { stores, _cluster: kept })
+}
+
+pub fn queries(runs: usize, backends: Backends) -> anyhow::Result<()> {
+    let generated = generated_stores(backends)?;
+    for (backend, db) in &generated.stores {
+        queries_on(runs, db, if *backend == "sqlite" { "target ms 100" } else { "target ms 50" })?;
     }
     Ok(())
 }

@@ -675,6 +675,9 @@ pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
     assert_eq!(ids("metrics.loss@epoch=3 = 0.125"), ["b"]);
     assert_eq!(ids("metrics.loss.mean > 0.3"), ["c", "a"]);
     assert_eq!(ids("metrics.loss = 0.125"), ["b"], "no final value: the last epoch's");
+    assert_eq!(ids("metrics.loss = 0.5"), Vec::<String>::new(), "an earlier epoch's value is not the metric's");
+    assert_eq!(ids("metrics.loss > 0.2 and metrics.test.accuracy >= 0.9"), ["a"]);
+    assert_eq!(ids("tags.owner = 'ben'"), Vec::<String>::new(), "a tag's older value is not its value");
     assert_eq!(ids(&format!("data.sha256 = '{}'", &sha("db")[..6])), ["b"]);
     assert_eq!(ids("data.sha256 != 'db'"), ["d", "c", "a"]);
     assert_eq!(ids("plugin.model = 'CNN'"), ["b"]);
@@ -694,6 +697,7 @@ pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
             .unwrap(),
         limit: 2,
         offset: 1,
+        count_limit: 0,
     };
     let page = store.query_runs(&query).unwrap();
     assert_eq!(page.total, 3);
@@ -731,7 +735,11 @@ pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
         (sha("11").as_str(), "p", 4)
     );
     let all = store.query_runs(&RunQuery::default()).unwrap();
-    assert_eq!((all.total, all.rows.len()), (4, 4), "limit 0 is every run");
+    assert_eq!((all.total, all.exact, all.rows.len()), (4, true, 4), "limit 0 is every run");
+    let capped = store.query_runs(&RunQuery { count_limit: 2, limit: 1, ..Default::default() }).unwrap();
+    assert_eq!((capped.total, capped.exact, capped.rows.len()), (2, false, 1), "at least 2 match");
+    let enough = store.query_runs(&RunQuery { count_limit: 4, ..Default::default() }).unwrap();
+    assert_eq!((enough.total, enough.exact), (4, true));
 }
 
 /// Tags, notes and verifications are appended and read back in order; the record is untouched.

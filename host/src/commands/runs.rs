@@ -34,6 +34,9 @@ pub struct ListOptions<'a> {
 const DEFAULT_COLUMNS: &str =
     "run_id, experiment, status, started_at, finished_at, config_sha256, metrics.test.accuracy, metrics.test.r2";
 
+/// Matching runs are counted up to this many (the hint under the table says "1000+").
+const COUNT_LIMIT: usize = 1000;
+
 /// The query `runs list` runs: `--filter` and the `--experiment`/`--status` shorthands together.
 fn list_query(options: &ListOptions<'_>) -> anyhow::Result<RunQuery> {
     fn parse<T>(flag: &str, text: &str, result: Result<T, store::QueryError>) -> anyhow::Result<T> {
@@ -64,7 +67,7 @@ fn list_query(options: &ListOptions<'_>) -> anyhow::Result<RunQuery> {
     let columns_text = options.columns.unwrap_or(DEFAULT_COLUMNS);
     let columns = parse("--columns", columns_text, query::parse_columns(columns_text))?;
     // 0 means every run, as `lineage --limit 0` does.
-    Ok(RunQuery { filter, order, columns, limit: options.limit, offset: options.offset })
+    Ok(RunQuery { filter, order, columns, limit: options.limit, offset: options.offset, count_limit: COUNT_LIMIT })
 }
 
 /// A value as a `runs list` cell, numbers exact.
@@ -167,7 +170,8 @@ pub fn list(store: &StoreOptions, options: &ListOptions<'_>) -> anyhow::Result<(
         println!("{}", table(&["RUN", "EXPERIMENT", "STATUS", "STARTED", "TEST", "CONFIG"], &rows));
     }
     if (page.total as usize) > shown + options.offset {
-        eprintln!("{shown} of {} matching runs shown (--limit, --offset for more)", page.total);
+        let more = if page.exact { "" } else { "+" };
+        eprintln!("{shown} of {}{more} matching runs shown (--limit, --offset for more)", page.total);
     }
     Ok(())
 }

@@ -17,6 +17,9 @@ const PAGE: usize = 50;
 /// The most runs one page or comparison reads.
 const MAX_PAGE: usize = 500;
 const MAX_COMPARE: usize = 50;
+/// Matching runs are counted up to this many ("1–50 of 200+"): a count of every match of a
+/// common filter would test every run of a large store.
+const COUNT_LIMIT: usize = 200;
 /// Columns the runs page always reads (after the chosen ones): what groups and live status need.
 const HIDDEN: &str = "status, sweep, trial";
 const DEFAULT_COLUMNS: &str = "experiment, status, started_at, duration, metrics.test.accuracy, metrics.test.r2";
@@ -118,7 +121,7 @@ impl Context {
         columns.extend(query::parse_columns(HIDDEN).expect("the hidden columns parse"));
         let number = |name: &str, default: usize| param(params, name).and_then(|v| v.parse().ok()).unwrap_or(default);
         let limit = number("limit", PAGE).clamp(1, MAX_PAGE);
-        let query = RunQuery { filter, order, columns, limit, offset: number("offset", 0) };
+        let query = RunQuery { filter, order, columns, limit, offset: number("offset", 0), count_limit: COUNT_LIMIT };
         let started = std::time::Instant::now();
         let page = self.store()?.query_runs(&query)?;
         let rows: Vec<Value> = page
@@ -134,6 +137,7 @@ impl Context {
             200,
             &json!({
                 "total": page.total,
+                "exact": page.exact,
                 "offset": query.offset,
                 "limit": limit,
                 "columns": labels,

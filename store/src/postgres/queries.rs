@@ -298,7 +298,14 @@ fn bound(binds: &[Bind]) -> Vec<Box<dyn ToSql + Sync>> {
 }
 
 pub fn query_runs(client: &mut impl GenericClient, query: &RunQuery) -> Call<RunPage> {
-    let compiled = sql::compile(query, Dialect::Postgres).map_err(anyhow::Error::msg)?;
+    let mut selective = Vec::new();
+    for (probe, binds) in sql::probes(query, Dialect::Postgres) {
+        let binds = bound(&binds);
+        let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b.as_ref()).collect();
+        let rows: i64 = client.query_one(&probe, &refs)?.get(0);
+        selective.push(rows <= sql::SELECTIVE);
+    }
+    let compiled = sql::compile(query, Dialect::Postgres, &selective).map_err(anyhow::Error::msg)?;
     let count_binds = bound(&compiled.count_binds);
     let count_refs: Vec<&(dyn ToSql + Sync)> = count_binds.iter().map(|b| b.as_ref()).collect();
     let total: i64 = client.query_one(&compiled.count, &count_refs)?.get(0);
@@ -312,7 +319,9 @@ pub fn query_runs(client: &mut impl GenericClient, query: &RunQuery) -> Call<Run
             compiled.shapes.iter().enumerate().map(|(i, shape)| sql::parse_text(*shape, row.get(i + 1))).collect();
         page.push((run_id, values));
     }
-    Ok(RunPage { total: total as u64, rows: page })
+    let exact = query.count_limit == 0 || (total as usize) <= query.count_limit;
+    let total = if exact { total as u64 } else { query.count_limit as u64 };
+    Ok(RunPage { total, exact, rows: page })
 }
 
 pub fn annotate(transaction: &mut impl GenericClient, run_id: &str, annotation: &Annotation) -> Call<()> {

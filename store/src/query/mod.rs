@@ -289,15 +289,29 @@ pub struct RunQuery {
     /// 0: every matching run.
     pub limit: usize,
     pub offset: usize,
+    /// Count matching runs only up to this many (0: count them all): a count stops early
+    /// instead of testing every run of a large store against a common filter.
+    pub count_limit: usize,
 }
 
 /// Matching runs, a page of them.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunPage {
-    /// How many runs match in all.
+    /// How many runs match in all, or `count_limit` when at least that many do.
     pub total: u64,
+    /// Whether `total` is every match (false: at least `total` match).
+    pub exact: bool,
     /// Per run, its id and the value of every column.
     pub rows: Vec<(String, Vec<Json>)>,
+}
+
+/// The statements a query compiles to for a backend (PostgreSQL or SQLite): the page, then the
+/// count, with how many values each binds. For inspection and fuzzing; stores run them.
+pub fn compiled_sql(query: &RunQuery, postgres: bool) -> Result<[(String, usize); 2], String> {
+    let dialect = if postgres { sql::Dialect::Postgres } else { sql::Dialect::Sqlite };
+    let selective = vec![true; sql::probes(query, dialect).len()];
+    let compiled = sql::compile(query, dialect, &selective)?;
+    Ok([(compiled.page, compiled.page_binds.len()), (compiled.count, compiled.count_binds.len())])
 }
 
 /// The longest expression read: longer ones are refused before parsing.
@@ -1093,6 +1107,107 @@ mod tests {
         assert!(parse_filter(&deep).unwrap_err().message.contains("nested"));
         let deep = format!("{}verified{}", "(".repeat(100), ")".repeat(100));
         assert!(parse_filter(&deep).unwrap_err().message.contains("nested"));
+    }
+
+    /// Random soups of the language's tokens: each parses or is refused with a column inside
+    /// the text (or just past it), never a panic; each parse compiles, binding one value per
+    /// placeholder, and none of the soup's text reaches the SQL.
+    #[test]
+    fn random_expressions_parse_or_are_refused_and_compile_with_every_value_bound() {
+        let pieces = [
+            "metrics.test.accuracy",
+            "params.a.b",
+            "tags.owner",
+            "status",
+            "seed",
+            "data.sha256",
+            "plugin.model",
+            "verified",
+            "metrics.loss.min",
+            "metrics.x@epoch=2",
+            "sweep",
+            "=",
+            "!=",
+            "<",
+            ">=",
+            "in",
+            "not",
+            "like",
+            "is",
+            "null",
+            "and",
+            "or",
+            "(",
+            ")",
+            ",",
+            "'ab'",
+            "'x'' or 1=1 --'",
+            "3",
+            "-0.5e2",
+            "true",
+            "`a b`",
+            "@",
+            "'completed'",
+            ".",
+            "\"q\"",
+            "1e999",
+            "'",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let text = if next(2) == 0 {
+                let length = 1 + next(9);
+                let text: Vec<&str> = (0..length).map(|_| pieces[next(pieces.len())]).collect();
+                text.join(if next(3) == 0 { "" } else { " " })
+            } else {
+                // Well-formed comparisons joined, with a random piece spliced in now and then.
+                let keys =
+                    ["metrics.test.accuracy", "params.a.b", "tags.owner", "seed", "plugin.model", "metrics.loss.min"];
+                let values = ["'ab'", "'x'' or 1=1 --'", "3", "-0.5e2", "true"];
+                let mut parts = Vec::new();
+                for i in 0..1 + next(4) {
+                    if i > 0 {
+                        parts.push(["and", "or", "and not"][next(3)].to_owned());
+                    }
+                    parts.push(format!(
+                        "{} {} {}",
+                        keys[next(keys.len())],
+                        ["=", "!=", "<", ">="][next(4)],
+                        values[next(values.len())]
+                    ));
+                }
+                if next(4) == 0 {
+                    let at = next(parts.len() + 1);
+                    parts.insert(at, pieces[next(pieces.len())].to_owned());
+                }
+                parts.join(" ")
+            };
+            match parse_filter(&text) {
+                Ok(filter) => {
+                    parsed += 1;
+                    let query = RunQuery { filter: Some(filter), ..Default::default() };
+                    for postgres in [false, true] {
+                        for (sql, binds) in compiled_sql(&query, postgres).unwrap() {
+                            assert!(!sql.contains("1=1") && !sql.contains("a b"), "{text} -> {sql}");
+                            let placeholders = (1..=binds)
+                                .filter(|n| sql.contains(&if postgres { format!("${n}::") } else { format!("?{n}") }));
+                            assert_eq!(placeholders.count(), binds, "{text} -> {sql}");
+                        }
+                    }
+                }
+                Err(error) => {
+                    assert!(error.column >= 1 && error.column <= text.chars().count() + 1, "{text}: {error:?}")
+                }
+            }
+        }
+        assert!(parsed > 500, "the soup parses sometimes: {parsed}");
     }
 
     #[test]

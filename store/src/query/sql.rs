@@ -252,6 +252,68 @@ impl Builder {
         }
     }
 
+    /// The whole filter: the implied conditions `selective` picks (see [`probes`]), then
+    /// `expr`'s own condition.
+    fn filter(&mut self, expr: &Expr, selective: &[bool]) -> String {
+        let mut parts = Vec::new();
+        for (index, implied) in implied(expr).into_iter().enumerate() {
+            if selective.get(index).copied().unwrap_or(false) {
+                let rows = self.implied_rows(&implied);
+                parts.push(match self.dialect {
+                    Dialect::Sqlite => format!("r.run_id IN (SELECT x.run_id {rows})"),
+                    // An array computed once, then runs by their key: PostgreSQL's planner would
+                    // otherwise guess the rest of the filter selective and walk every run.
+                    Dialect::Postgres => format!("r.run_id = ANY(ARRAY(SELECT x.run_id {rows}))"),
+                });
+            }
+        }
+        parts.push(self.condition(expr));
+        parts.join(" AND ")
+    }
+
+    /// The `FROM ... WHERE ...` of the rows an implied condition is about.
+    fn implied_rows(&mut self, implied: &Implied<'_>) -> String {
+        match implied {
+            Implied::Metric { name, op, number } => {
+                let (name, number) = (self.text(name), self.bind(Bind::Real(*number)));
+                format!("FROM metrics x WHERE x.name = {name} AND x.value {} {number}", op.sql())
+            }
+            Implied::Tag { name, text } => {
+                let (name, text) = (self.text(name), self.text(text));
+                format!("FROM annotations x WHERE x.kind = 'tag' AND x.name = {name} AND x.value = {text}")
+            }
+            Implied::Digest { key, prefix } => {
+                // A prefix as a range ('g' follows every hex digit), which an index answers.
+                let prefix = prefix.to_ascii_lowercase();
+                let (low, high) = (self.text(&prefix), self.text(&format!("{prefix}g")));
+                match key {
+                    Key::PluginSha256 => {
+                        format!("FROM run_plugins x WHERE x.library_sha256 >= {low} AND x.library_sha256 < {high}")
+                    }
+                    Key::DataSha256 => format!(
+                        "FROM run_artifacts x JOIN artifacts a ON a.sha256 = x.sha256 WHERE x.sha256 >= {low} AND x.sha256 < {high} AND a.kind IN ({})",
+                        DATA_KINDS.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+                    ),
+                    _ => format!(
+                        "FROM (SELECT ra.run_id, ra.sha256 FROM run_artifacts ra UNION ALL SELECT rp.run_id, rp.library_sha256 FROM run_plugins rp) x WHERE x.sha256 >= {low} AND x.sha256 < {high}"
+                    ),
+                }
+            }
+            Implied::Column { attribute, text } => {
+                let text = self.text(text);
+                match attribute {
+                    Attribute::Experiment => {
+                        format!(
+                            "FROM runs x WHERE x.experiment_id IN (SELECT e2.id FROM experiments e2 WHERE e2.name = {text})"
+                        )
+                    }
+                    Attribute::Status => format!("FROM runs x WHERE x.status = {text}"),
+                    _ => format!("FROM runs x WHERE x.sweep_id = {text}"),
+                }
+            }
+        }
+    }
+
     fn compare(&mut self, key: &Key, op: Op, value: &Literal) -> String {
         if key.many() {
             let prefix = literal_text(value).unwrap_or_default();
@@ -311,6 +373,78 @@ impl Builder {
     }
 }
 
+/// A condition every run matching a filter meets, that an index answers: a metric's value
+/// (final or an epoch's, whichever the key reads, is one of the metric's rows) and a tag's (its
+/// newest value is one of its rows), and the indexed run columns. Taken from the comparisons
+/// `and` joins at the top.
+enum Implied<'a> {
+    Metric {
+        name: &'a str,
+        op: Op,
+        number: f64,
+    },
+    Tag {
+        name: &'a str,
+        text: &'a str,
+    },
+    /// A run column with an index: experiment, status, sweep.
+    Column {
+        attribute: Attribute,
+        text: &'a str,
+    },
+    /// One of a run's files or plugin builds has a SHA-256 starting so.
+    Digest {
+        key: &'a Key,
+        prefix: &'a str,
+    },
+}
+
+fn implied(expr: &Expr) -> Vec<Implied<'_>> {
+    match expr {
+        Expr::And(a, b) => {
+            let mut out = implied(a);
+            out.extend(implied(b));
+            out
+        }
+        Expr::Compare { key: Key::Metric { name, value: MetricValue::Final }, op, value: Literal::Number(number) }
+            if *op != Op::Ne =>
+        {
+            vec![Implied::Metric { name, op: *op, number: *number }]
+        }
+        Expr::Compare { key: Key::Tag(name), op: Op::Eq, value: Literal::Text(text) } => {
+            vec![Implied::Tag { name, text }]
+        }
+        Expr::Compare { key, op: Op::Eq, value: Literal::Text(prefix) } if key.many() => {
+            vec![Implied::Digest { key, prefix }]
+        }
+        Expr::Compare {
+            key: Key::Attribute(attribute @ (Attribute::Experiment | Attribute::Status | Attribute::Sweep)),
+            op: Op::Eq,
+            value: Literal::Text(text),
+        } => vec![Implied::Column { attribute: *attribute, text }],
+        _ => Vec::new(),
+    }
+}
+
+/// An implied condition is used when at most this many rows meet it: then reading those runs
+/// beats testing runs newest first until a page is full.
+pub(crate) const SELECTIVE: i64 = 5000;
+
+/// For each implied condition of `query`'s filter, a statement counting the rows that meet it
+/// (up to one more than [`SELECTIVE`]); the backend runs them and compiles with the selective
+/// ones.
+pub(crate) fn probes(query: &RunQuery, dialect: Dialect) -> Vec<(String, Vec<Bind>)> {
+    let Some(filter) = &query.filter else { return Vec::new() };
+    implied(filter)
+        .iter()
+        .map(|implied| {
+            let mut builder = Builder { dialect, binds: Vec::new() };
+            let rows = builder.implied_rows(implied);
+            (format!("SELECT COUNT(*) FROM (SELECT 1 {rows} LIMIT {}) probe", SELECTIVE + 1), builder.binds)
+        })
+        .collect()
+}
+
 fn literal_text(value: &Literal) -> Option<&str> {
     match value {
         Literal::Text(text) => Some(text),
@@ -344,7 +478,8 @@ fn shape(key: &Key) -> Shape {
 }
 
 /// The page and count statements for `query`.
-pub(crate) fn compile(query: &RunQuery, dialect: Dialect) -> Result<Compiled, String> {
+/// `selective` says which implied conditions ([`probes`]) to use.
+pub(crate) fn compile(query: &RunQuery, dialect: Dialect, selective: &[bool]) -> Result<Compiled, String> {
     for Order { key, .. } in &query.order {
         if key.many() {
             return Err(format!("runs cannot be sorted by {}: a run has several", key.canonical()));
@@ -352,10 +487,19 @@ pub(crate) fn compile(query: &RunQuery, dialect: Dialect) -> Result<Compiled, St
     }
     let mut count = Builder { dialect, binds: Vec::new() };
     let condition = match &query.filter {
-        Some(filter) => format!("WHERE {}", count.condition(filter)),
+        Some(filter) => format!("WHERE {}", count.filter(filter, selective)),
         None => String::new(),
     };
-    let count_sql = format!("SELECT COUNT(*) {FROM} {condition}");
+    let count_sql = match query.count_limit {
+        0 => format!("SELECT COUNT(*) {FROM} {condition}"),
+        // One more than the limit: whether more match. Newest first, as the page: the index on
+        // start times holds each run's key, so the filter's lookups need no run's row (a scan
+        // of the rows reads every record on PostgreSQL).
+        limit => format!(
+            "SELECT COUNT(*) FROM (SELECT 1 {FROM} {condition} ORDER BY r.started_at DESC, r.run_id DESC LIMIT {}) counted",
+            limit + 1
+        ),
+    };
     let count_binds = std::mem::take(&mut count.binds);
 
     let mut page = Builder { dialect, binds: Vec::new() };
@@ -372,7 +516,7 @@ pub(crate) fn compile(query: &RunQuery, dialect: Dialect) -> Result<Compiled, St
         shapes.push(shape);
     }
     let condition = match &query.filter {
-        Some(filter) => format!("WHERE {}", page.condition(filter)),
+        Some(filter) => format!("WHERE {}", page.filter(filter, selective)),
         None => String::new(),
     };
     let order = page.order(&query.order);
@@ -408,7 +552,7 @@ mod tests {
 
     fn compiled(filter: &str, dialect: Dialect) -> Compiled {
         let query = RunQuery { filter: Some(parse_filter(filter).unwrap()), ..Default::default() };
-        compile(&query, dialect).unwrap()
+        compile(&query, dialect, &[true; 4]).unwrap()
     }
 
     #[test]
@@ -428,12 +572,21 @@ mod tests {
         assert!(c.count.contains("$1::text") && c.count.contains("$2::float8"), "{}", c.count);
         let c = compiled("metrics.test.accuracy > 0.5", Dialect::Sqlite);
         assert!(c.count.contains("?1") && c.count.contains("?2"), "{}", c.count);
-        assert_eq!(c.count_binds, [Bind::Text("test.accuracy".into()), Bind::Real(0.5)]);
+        // The implied condition an index answers, then the comparison itself.
+        assert!(
+            c.count.contains("r.run_id IN (SELECT x.run_id FROM metrics x WHERE x.name = ?1 AND x.value > ?2)"),
+            "{}",
+            c.count
+        );
+        assert_eq!(
+            c.count_binds,
+            [Bind::Text("test.accuracy".into()), Bind::Real(0.5), Bind::Text("test.accuracy".into()), Bind::Real(0.5)]
+        );
     }
 
     #[test]
     fn many_valued_keys_cannot_sort() {
         let query = RunQuery { order: crate::query::parse_order("data.sha256").unwrap(), ..Default::default() };
-        assert!(compile(&query, Dialect::Sqlite).unwrap_err().contains("several"));
+        assert!(compile(&query, Dialect::Sqlite, &[]).unwrap_err().contains("several"));
     }
 }

@@ -485,7 +485,12 @@ fn bound(binds: &[Bind]) -> Vec<rusqlite::types::Value> {
 }
 
 pub fn query_runs(connection: &Connection, query: &RunQuery) -> Result<RunPage> {
-    let compiled = sql::compile(query, Dialect::Sqlite).map_err(anyhow::Error::msg)?;
+    let mut selective = Vec::new();
+    for (probe, binds) in sql::probes(query, Dialect::Sqlite) {
+        let rows: i64 = connection.query_row(&probe, rusqlite::params_from_iter(bound(&binds)), |r| r.get(0))?;
+        selective.push(rows <= sql::SELECTIVE);
+    }
+    let compiled = sql::compile(query, Dialect::Sqlite, &selective).map_err(anyhow::Error::msg)?;
     let total: i64 =
         connection
             .query_row(&compiled.count, rusqlite::params_from_iter(bound(&compiled.count_binds)), |r| r.get(0))?;
@@ -509,7 +514,9 @@ pub fn query_runs(connection: &Connection, query: &RunQuery) -> Result<RunPage> 
         }
         page.push((run_id, values));
     }
-    Ok(RunPage { total: total as u64, rows: page })
+    let exact = query.count_limit == 0 || (total as usize) <= query.count_limit;
+    let total = if exact { total as u64 } else { query.count_limit as u64 };
+    Ok(RunPage { total, exact, rows: page })
 }
 
 pub fn annotate(transaction: &Connection, run_id: &str, annotation: &Annotation) -> Result<()> {

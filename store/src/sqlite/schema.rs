@@ -223,4 +223,14 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX verifications_by_run ON verifications (run_id, id);
     "#,
     },
+    // 8: what the run query language's implied conditions read: metric rows by name and value,
+    // tags by key and value.
+    Migration {
+        version: 8,
+        additive: true,
+        sql: r#"
+    CREATE INDEX metrics_by_name_value ON metrics (name, value);
+    CREATE INDEX annotations_by_value ON annotations (kind, name, value);
+    "#,
+    },
 ];

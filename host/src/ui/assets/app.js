@@ -342,8 +342,8 @@ async function runsPage(params) {
   const end = Math.min(page.offset + page.rows.length, page.total);
   const pager = h('div', { class: 'pager' },
     page.offset > 0 ? h('a', { href: link({ offset: Math.max(0, page.offset - page.limit) }) }, '← newer') : null,
-    h('span', { id: 'count' }, page.total ? `${page.offset + 1}–${end} of ${page.total} runs` : 'no runs match'),
-    end < page.total ? h('a', { href: link({ offset: page.offset + page.limit }), id: 'next' }, 'older →') : null,
+    h('span', { id: 'count' }, page.total ? `${page.offset + 1}–${end} of ${page.total}${page.exact ? '' : '+'} runs` : 'no runs match'),
+    end < page.total || !page.exact ? h('a', { href: link({ offset: page.offset + page.limit }), id: 'next' }, 'older →') : null,
     h('span', { class: 'muted' }, `server ${page.server_ms.toFixed(1)} ms`),
     compare);
   show(h('h1', {}, 'Runs'), form, picker, pager, h('table', { id: 'runs' }, h('thead', {}, head), body));
