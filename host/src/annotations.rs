@@ -52,6 +52,13 @@ fn check_text(what: &str, text: &str, max: usize) -> anyhow::Result<()> {
     if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         bail!("a {what} cannot hold control characters");
     }
+    // Characters that reorder or hide text would let a tag show as something else.
+    if let Some(c) = text
+        .chars()
+        .find(|c| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'))
+    {
+        bail!("a {what} cannot hold {:?} (it reorders or hides text)", c);
+    }
     Ok(())
 }
 
@@ -60,9 +67,16 @@ pub fn tag(assignment: &str) -> anyhow::Result<Annotation> {
     let Some((key, value)) = assignment.split_once('=') else {
         bail!("{assignment:?}: a tag is key=value (key= removes it)");
     };
-    let key = key.trim();
+    tag_pair(key.trim(), value)
+}
+
+/// A tag `key` set to `value`; an empty value removes it.
+pub fn tag_pair(key: &str, value: &str) -> anyhow::Result<Annotation> {
     check_key(key)?;
     check_text("tag value", value, MAX_VALUE)?;
+    if value.contains(['\n', '\t']) {
+        bail!("a tag value is one line; a note can hold several");
+    }
     Ok(Annotation {
         kind: AnnotationKind::Tag,
         name: Some(key.to_owned()),
@@ -103,5 +117,8 @@ mod tests {
         assert!(tag(&format!("{}=x", "k".repeat(MAX_KEY + 1))).is_err());
         assert!(note("  ").is_err());
         assert_eq!(note("two\nlines").unwrap().value.as_deref(), Some("two\nlines"));
+        assert!(tag("k=two\nlines").unwrap_err().to_string().contains("one line"));
+        assert!(tag("k=a\u{202e}live").unwrap_err().to_string().contains("reorders"));
+        assert!(tag_pair("x=y", "z").is_err(), "a key cannot hold '='");
     }
 }

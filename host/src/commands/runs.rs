@@ -79,6 +79,17 @@ fn plain(value: &serde_json::Value) -> String {
     }
 }
 
+/// A value as a CSV cell: text a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first)
+/// gets a leading `'`; numbers are left as they are.
+fn csv_cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) if text.starts_with(['=', '+', '-', '@', '\t', '\r']) => {
+            csv_field(&format!("'{text}"))
+        }
+        other => csv_field(&plain(other)),
+    }
+}
+
 /// One CSV field, quoted when it must be (RFC 4180).
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
@@ -119,11 +130,16 @@ pub fn list(store: &StoreOptions, options: &ListOptions<'_>) -> anyhow::Result<(
         Format::Csv => {
             println!("{}", labels.iter().map(|l| csv_field(l)).collect::<Vec<_>>().join(","));
             for (_, values) in &page.rows {
-                println!("{}", values.iter().map(|v| csv_field(&plain(v))).collect::<Vec<_>>().join(","));
+                println!("{}", values.iter().map(csv_cell).collect::<Vec<_>>().join(","));
             }
             return Ok(());
         }
         Format::Table => {}
+    }
+    if page.rows.is_empty() && page.total > 0 {
+        let more = if page.exact { "" } else { "+" };
+        println!("{}{more} runs match; --offset {} is past the last of them", page.total, options.offset);
+        return Ok(());
     }
     if page.rows.is_empty() {
         let mut only = Vec::new();

@@ -310,8 +310,13 @@ impl Context {
         }
         let store = self.store()?;
         let mut found = Vec::new();
+        let builds = store.plugin_builds()?;
         for sha256 in store.expand_sha256(&prefix)?.into_iter().take(20) {
-            let (kind, label) = store.entity_description(&sha256)?;
+            let (mut kind, mut label) = store.entity_description(&sha256)?;
+            if let Some(build) = builds.iter().find(|b| b.sha256 == sha256) {
+                (kind, label) =
+                    ("plugin build".into(), format!("{} {} ({})", build.plugin_name, build.plugin_version, build.path));
+            }
             let (runs, total) = store.runs_using(&sha256, 100)?;
             found.push(json!({"sha256": sha256, "kind": kind, "label": label, "runs": runs, "total": total}));
         }
@@ -324,13 +329,13 @@ impl Context {
             Ok(body) => body,
             Err(error) => return Reply::error(400, format!("the body is not JSON: {error}")),
         };
-        let annotation = match what {
-            "tags" => {
-                let key = body["key"].as_str().unwrap_or_default();
-                let value = body["value"].as_str().unwrap_or_default();
-                crate::annotations::tag(&format!("{key}={value}"))
+        let annotation = match (what, &body["key"], &body["value"], &body["text"]) {
+            ("tags", Value::String(key), Value::String(value), _) => crate::annotations::tag_pair(key, value),
+            ("tags", ..) => {
+                return Reply::error(400, r#"a tag is {"key": "owner", "value": "ana"} (an empty value removes it)"#);
             }
-            _ => crate::annotations::note(body["text"].as_str().unwrap_or_default()),
+            ("notes", _, _, Value::String(text)) => crate::annotations::note(text),
+            _ => return Reply::error(400, r#"a note is {"text": "..."}"#),
         };
         let annotation = match annotation {
             Ok(annotation) => annotation,

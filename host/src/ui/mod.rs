@@ -1,6 +1,6 @@
 //! `host ui`: the runs of a store in a browser. One binary with its assets embedded (no Node,
-//! no CDN, works offline); a small synchronous HTTP server whose workers each hold their own
-//! store connection. Pages are one client-side app (`assets/`) routed by path, so every page
+//! no CDN, works offline); a small synchronous HTTP server (`http.rs`) whose workers each hold
+//! their own store connection. Pages are one client-side app (`assets/`) routed by path, so every page
 //! and query has a deep link; it reads JSON from `/api/...` (`api.rs`).
 //!
 //! Security: binds 127.0.0.1 unless told; another address needs `--token` or `--no-auth`.
@@ -12,14 +12,13 @@
 //! symlink escape).
 
 mod api;
+mod http;
 
-use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tiny_http::{Header, Method, Request, Response, Server};
+use anyhow::bail;
+use http::Request;
 
 use crate::storage::StoreSettings;
 
@@ -39,7 +38,7 @@ const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
 /// The largest request body read (a note is at most 64 KiB).
-const MAX_BODY: u64 = 128 * 1024;
+const MAX_BODY: usize = 128 * 1024;
 
 /// Who may call: the token a request must carry to annotate, and the names the server answers
 /// to.
@@ -53,16 +52,21 @@ struct Access {
 /// Runs the server until the process is stopped.
 pub fn serve(options: UiOptions) -> anyhow::Result<()> {
     if !options.bind.is_loopback() {
-        tracing::warn!(
-            "host ui: binding {} makes the runs readable from other machines; annotations need the token",
-            options.bind
-        );
         if options.token.is_none() && !options.no_auth {
             bail!(
                 "binding {} needs --token TOKEN (annotations then need it) or an explicit --no-auth; the default, 127.0.0.1, needs neither",
                 options.bind
             );
         }
+        tracing::warn!(
+            "host ui: binding {} makes the runs readable from other machines{}",
+            options.bind,
+            if options.no_auth {
+                ", and lets anyone who reaches it add tags and notes"
+            } else {
+                "; annotations need the token"
+            }
+        );
     }
     if let Some(token) = &options.token
         && token.len() < 16
@@ -72,9 +76,9 @@ pub fn serve(options: UiOptions) -> anyhow::Result<()> {
     // Each worker opens its own connection; the first open here reports a bad store at once.
     drop(crate::storage::open_read(&options.settings)?);
     let address = SocketAddr::new(options.bind, options.port);
-    let server = Server::http(address)
+    let listener = TcpListener::bind(address)
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e} (another --port, or stop what uses it)"))?;
-    let bound = server.server_addr().to_ip().context("the server has no IP address")?;
+    let bound = listener.local_addr()?;
     let hosts = if options.bind.is_loopback() {
         let port = bound.port();
         vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}"), bound.to_string()]
@@ -85,14 +89,14 @@ pub fn serve(options: UiOptions) -> anyhow::Result<()> {
     println!("host ui: the runs of {} at http://{bound}/ (Ctrl-C stops)", options.settings.locator);
     use std::io::Write;
     std::io::stdout().flush().ok();
-    let server = Arc::new(server);
     let settings = Arc::new(options.settings);
     let workers: Vec<_> = (0..options.workers.max(1))
         .map(|index| {
-            let (server, settings, access) = (server.clone(), settings.clone(), access.clone());
+            let listener = listener.try_clone().expect("share the listening socket");
+            let (settings, access) = (settings.clone(), access.clone());
             std::thread::Builder::new()
                 .name(format!("ui-{index}"))
-                .spawn(move || worker(&server, &settings, &access))
+                .spawn(move || worker(&listener, &settings, &access))
                 .expect("start a UI worker")
         })
         .collect();
@@ -103,17 +107,13 @@ pub fn serve(options: UiOptions) -> anyhow::Result<()> {
 }
 
 /// One worker: its own store connections (a reader, and a writer opened on the first
-/// annotation), answering requests until the server goes away.
-fn worker(server: &Server, settings: &StoreSettings, access: &Access) {
+/// annotation), answering one request per connection it accepts.
+fn worker(listener: &TcpListener, settings: &StoreSettings, access: &Access) {
     let mut context = api::Context::new(settings);
     loop {
-        match server.recv_timeout(Duration::from_secs(1)) {
-            Ok(Some(request)) => answer(&mut context, access, request),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!("host ui: {error}");
-                return;
-            }
+        match listener.accept() {
+            Ok((stream, _)) => answer(&mut context, access, &stream),
+            Err(error) => tracing::debug!("host ui: accept: {error}"),
         }
     }
 }
@@ -149,9 +149,11 @@ impl Reply {
 const APP_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                           connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-fn answer(context: &mut api::Context, access: &Access, mut request: Request) {
-    let reply = route(context, access, &mut request);
-    let mut response = Response::from_data(reply.body).with_status_code(reply.status);
+fn answer(context: &mut api::Context, access: &Access, stream: &std::net::TcpStream) {
+    let reply = match http::read_request(stream, MAX_BODY) {
+        Ok(request) => route(context, access, &request),
+        Err(http::Refused(status, message)) => Reply::error(status, message),
+    };
     let mut headers = vec![
         ("Content-Type", reply.content_type.to_owned()),
         ("X-Content-Type-Options", "nosniff".to_owned()),
@@ -164,37 +166,26 @@ fn answer(context: &mut api::Context, access: &Access, mut request: Request) {
         headers.push(("X-Frame-Options", "DENY".to_owned()));
     }
     headers.extend(reply.headers);
-    for (name, value) in headers {
-        if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(header);
-        }
-    }
-    if let Err(error) = request.respond(response) {
-        tracing::debug!("host ui: the client went away: {error}");
-    }
+    http::respond(stream, reply.status, &headers, &reply.body);
 }
 
-fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
-}
-
-fn route(context: &mut api::Context, access: &Access, request: &mut Request) -> Reply {
+fn route(context: &mut api::Context, access: &Access, request: &Request) -> Reply {
     if !access.hosts.is_empty() {
-        let host = header(request, "Host").unwrap_or_default();
+        let host = request.header("Host").unwrap_or_default();
         if !access.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
             return Reply::error(421, format!("this server answers to {} only", access.hosts[0]));
         }
     }
-    let url = request.url().to_owned();
+    let url = request.target.clone();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let params = parse_query(query);
     let Some(segments) = path.strip_prefix('/').map(|p| p.split('/').map(percent_decode).collect::<Vec<_>>()) else {
         return Reply::error(400, "a path starts with /");
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (request.method(), segments.as_slice()) {
+    match (request.method.as_str(), segments.as_slice()) {
         (
-            Method::Get,
+            "GET",
             [""]
             | ["runs"]
             | ["run", _]
@@ -205,33 +196,29 @@ fn route(context: &mut api::Context, access: &Access, request: &mut Request) -> 
             | ["sha256", _]
             | ["plugins"],
         ) => Reply::text(200, "text/html; charset=utf-8", INDEX),
-        (Method::Get, ["assets", "app.js"]) => Reply::text(200, "text/javascript; charset=utf-8", APP_JS),
-        (Method::Get, ["assets", "app.css"]) => Reply::text(200, "text/css; charset=utf-8", APP_CSS),
-        (Method::Get, ["favicon.ico"]) => {
+        ("GET", ["assets", "app.js"]) => Reply::text(200, "text/javascript; charset=utf-8", APP_JS),
+        ("GET", ["assets", "app.css"]) => Reply::text(200, "text/css; charset=utf-8", APP_CSS),
+        ("GET", ["favicon.ico"]) => {
             Reply { status: 204, content_type: "image/x-icon", body: Vec::new(), headers: Vec::new() }
         }
-        (Method::Get, ["api", rest @ ..]) => context.get(rest, &params),
-        (Method::Get, ["files", run_id, rest @ ..]) if !rest.is_empty() => context.file(run_id, &rest.join("/")),
-        (Method::Post, ["api", "runs", run_id, what @ ("tags" | "notes")]) => {
+        ("GET", ["api", rest @ ..]) => context.get(rest, &params),
+        ("GET", ["files", run_id, rest @ ..]) if !rest.is_empty() => context.file(run_id, &rest.join("/")),
+        ("POST", ["api", "runs", run_id, what @ ("tags" | "notes")]) => {
             if let Some(token) = &access.token {
-                let given =
-                    header(request, "Authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+                let given = request.header("Authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
                 if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
                     return Reply::error(401, "annotations need the server's token (Authorization: Bearer TOKEN)");
                 }
             }
             // A JSON body only: a cross-origin page cannot send one without a preflight this
             // server never grants.
-            if !header(request, "Content-Type").is_some_and(|t| t.starts_with("application/json")) {
+            let media = request.header("Content-Type").unwrap_or_default().split(';').next().unwrap_or_default().trim();
+            if !media.eq_ignore_ascii_case("application/json") {
                 return Reply::error(415, "send the annotation as application/json");
             }
-            let mut body = Vec::new();
-            if request.as_reader().take(MAX_BODY + 1).read_to_end(&mut body).is_err() || body.len() as u64 > MAX_BODY {
-                return Reply::error(413, format!("the body is larger than {MAX_BODY} bytes"));
-            }
-            context.annotate(run_id, what, &body)
+            context.annotate(run_id, what, &request.body)
         }
-        (Method::Get | Method::Post, _) => Reply::error(404, format!("nothing at {path}")),
+        ("GET" | "POST", _) => Reply::error(404, format!("nothing at {path}")),
         _ => Reply::error(405, "only GET, and POST for annotations"),
     }
 }

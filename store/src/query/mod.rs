@@ -318,6 +318,9 @@ pub fn compiled_sql(query: &RunQuery, postgres: bool) -> Result<[(String, usize)
 const MAX_TEXT: usize = 16 * 1024;
 /// How deeply parentheses and `not` may nest.
 const MAX_DEPTH: usize = 64;
+/// How many comparisons an expression may hold (each value of an `in` list counts): far past
+/// any query a person writes, below what the databases' own expression limits allow.
+const MAX_COMPARISONS: usize = 256;
 
 /// Parses a filter expression.
 pub fn parse_filter(text: &str) -> Result<Expr, QueryError> {
@@ -564,6 +567,8 @@ struct Parser {
     text: String,
     tokens: Vec<Token>,
     at: usize,
+    /// Comparisons read so far.
+    comparisons: usize,
 }
 
 impl Parser {
@@ -579,7 +584,7 @@ impl Parser {
         if tokens.is_empty() {
             return Err(QueryError { message: "the expression is empty".into(), column: 1, text: text.to_owned() });
         }
-        Ok(Parser { text: text.to_owned(), tokens, at: 0 })
+        Ok(Parser { text: text.to_owned(), tokens, at: 0, comparisons: 0 })
     }
 
     fn peek(&self) -> Option<&Token> {
@@ -662,8 +667,21 @@ impl Parser {
         self.predicate()
     }
 
+    /// Counts one more comparison (at `column`), refusing one past the limit.
+    fn count(&mut self, column: usize) -> Result<(), QueryError> {
+        self.comparisons += 1;
+        if self.comparisons > MAX_COMPARISONS {
+            return Err(self.error_at(
+                column,
+                format!("more than {MAX_COMPARISONS} comparisons (each value of an `in` list counts)"),
+            ));
+        }
+        Ok(())
+    }
+
     fn predicate(&mut self) -> Result<Expr, QueryError> {
         let column = self.peek().map_or(0, |t| t.column);
+        self.count(column)?;
         let key = self.key()?;
         let bare = |parser: &Parser| -> Result<Expr, QueryError> {
             if key == Key::Verified {
@@ -726,6 +744,10 @@ impl Parser {
         }
         let mut values = Vec::new();
         loop {
+            if !values.is_empty() {
+                let column = self.peek().map_or(0, |t| t.column);
+                self.count(column)?;
+            }
             values.push(self.literal()?);
             match self.next() {
                 Some(Token { kind: TokenKind::Comma, .. }) => {}
@@ -1107,6 +1129,12 @@ mod tests {
         assert!(parse_filter(&deep).unwrap_err().message.contains("nested"));
         let deep = format!("{}verified{}", "(".repeat(100), ")".repeat(100));
         assert!(parse_filter(&deep).unwrap_err().message.contains("nested"));
+        let long = vec!["seed = 1"; 300].join(" or ");
+        let error = parse_filter(&long).unwrap_err();
+        assert!(error.message.contains("more than 256 comparisons") && error.column == 256 * 12 + 1, "{error:?}");
+        let values: Vec<String> = (0..300).map(|n| n.to_string()).collect();
+        assert!(parse_filter(&format!("seed in ({})", values.join(", "))).unwrap_err().message.contains("comparisons"));
+        assert!(parse_filter(&vec!["seed = 1"; 256].join(" or ")).is_ok());
     }
 
     /// Random soups of the language's tokens: each parses or is refused with a column inside

@@ -59,6 +59,8 @@ fn runs_list_filters_orders_and_formats_with_the_query_language() {
     let table = project.host(&["runs", "list", "--limit", "1"]);
     assert!(table.success().stdout.starts_with("RUN "), "{}", table.stdout);
     assert!(table.stderr.contains("1 of 3 matching runs shown"), "{}", table.stderr);
+    let past = project.host(&["runs", "list", "--offset", "10"]).success().stdout.clone();
+    assert!(past.starts_with("3 runs match; --offset 10 is past the last of them"), "{past}");
     let none = project.host(&["runs", "list", "--filter", "seed = 7"]).success().stdout.clone();
     assert!(none.starts_with("no runs matching seed = 7 in "), "{none}");
 
@@ -87,7 +89,9 @@ fn tags_notes_and_verifications_are_kept_beside_the_record() {
     let tagged = project.host(&["runs", "tag", &runs[1], "owner=ana", "stage=draft"]);
     assert!(tagged.success().stdout.contains("owner=ana, stage=draft"), "{}", tagged.stdout);
     project.host(&["runs", "tag", &runs[1], "stage="]).success();
-    project.host(&["runs", "tag", &runs[0], "owner=ben"]).success();
+    project.host(&["runs", "tag", &runs[0], "owner=ben", "formula==1+1"]).success();
+    let csv = project.host(&["runs", "list", "--format", "csv", "--columns", "tags.formula", "--filter", "tags.formula is not null"]);
+    assert_eq!(csv.success().stdout, "tags.formula\n'=1+1\n", "a spreadsheet would run it as a formula");
     project.host(&["runs", "note", &runs[1], "learning rate too high; see <b>run 1</b>"]).success();
     let after = project.host(&["runs", "show", &runs[1], "--json"]).success().json();
     assert_eq!(after["tags"], serde_json::json!({"owner": "ana"}));

@@ -224,6 +224,28 @@ fn the_ui_serves_only_recorded_files_to_its_own_host_and_annotates_only_with_the
         r#"{"key": "a b", "value": "x"}"#,
     );
     assert_eq!(status, 400, "{body}");
+    for (body, what) in [
+        (r#"{"key": "x=y", "value": "z"}"#, "a key holding '='"),
+        (r#"{"key": "num", "value": 5}"#, "a value that is no text"),
+        (r#"{"key": "owner"}"#, "no value"),
+        ("[]", "no object"),
+    ] {
+        let (status, _, answer) =
+            post(&format!("Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"), body);
+        assert_eq!(status, 400, "{what}: {answer}");
+    }
+    let shown = project.host(&["runs", "show", &run, "--json"]).success().json();
+    assert_eq!(shown["tags"], serde_json::json!({"owner": "ana"}), "nothing refused was recorded");
+    // A body declared larger than any annotation is refused unread, and the server stays up.
+    let (status, _, _) = http(
+        &ui.address(),
+        &format!(
+            "POST /api/runs/{run}/tags HTTP/1.1\r\nHost: {}\r\nContent-Length: 99999999999\r\n\r\n{{}}",
+            ui.address()
+        ),
+    );
+    assert_eq!(status, 413);
+    assert_eq!(get(&ui, "/api/plugins").0, 200, "still serving");
     // Every other write is refused.
     let (status, _, _) = http(
         &ui.address(),
