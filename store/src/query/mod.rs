@@ -698,8 +698,10 @@ impl Parser {
             TokenKind::Op(op) => {
                 let op = *op;
                 self.advance();
+                // A value of the wrong kind is marked where the value is.
+                let value_column = self.peek().map_or(column, |t| t.column);
                 let value = self.literal()?;
-                check_value(&key, &value, Some(op)).map_err(|m| self.error_at(column, m))?;
+                check_value(&key, &value, Some(op)).map_err(|m| self.error_at(value_column, m))?;
                 Ok(Expr::Compare { key, op, value })
             }
             TokenKind::Word(_) => {
@@ -1097,7 +1099,7 @@ mod tests {
         assert_eq!(e.column, 28);
         assert!(e.message.contains("unknown key `bogus.x`"), "{e}");
         let e = error("status = 'done'");
-        assert_eq!(e.column, 1);
+        assert_eq!(e.column, 10, "under the value");
         assert!(e.message.contains("'completed'"), "{e}");
         let e = error("(tags.a = 'x'");
         assert_eq!(e.column, 1, "{e}");
