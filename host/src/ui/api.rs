@@ -21,7 +21,7 @@ const MAX_COMPARE: usize = 50;
 /// common filter would test every run of a large store.
 const COUNT_LIMIT: usize = 200;
 /// Columns the runs page always reads (after the chosen ones): what groups and live status need.
-const HIDDEN: &str = "status, sweep, trial";
+const HIDDEN: &str = "status, sweep";
 const DEFAULT_COLUMNS: &str = "experiment, status, started_at, duration, metrics.test.accuracy, metrics.test.r2";
 
 pub(crate) struct Context {
@@ -129,7 +129,7 @@ impl Context {
             .into_iter()
             .map(|(run_id, mut values)| {
                 let hidden = values.split_off(visible);
-                json!({"run_id": run_id, "values": values, "status": hidden[0], "sweep": hidden[1], "trial": hidden[2]})
+                json!({"run_id": run_id, "values": values, "status": hidden[0], "sweep": hidden[1]})
             })
             .collect();
         let labels: Vec<&str> = query.columns[..visible].iter().map(|c| c.label.as_str()).collect();
@@ -224,19 +224,19 @@ impl Context {
         let store = self.store()?;
         let edges = store.lineage_edges(run_id)?;
         let entities: Vec<(String, String)> = store.run_entities(run_id)?;
+        // Described in one query, as the lineage walk does.
+        let digests: Vec<String> = entities.iter().map(|(_, sha256)| sha256.clone()).collect();
+        let mut described = store.describe_entities(&digests)?;
         let mut nodes = Vec::new();
         let mut seen = BTreeSet::new();
         for (kind, sha256) in &entities {
             if !seen.insert(sha256.clone()) {
                 continue;
             }
-            let (described_kind, label) = store.entity_description(sha256)?;
+            let (kind, label) = described.remove(sha256).unwrap_or_else(|| (kind.clone(), String::new()));
             let (runs, total) = store.runs_using(sha256, 6)?;
             let others: Vec<&String> = runs.iter().filter(|r| *r != run_id).take(5).collect();
-            nodes.push(json!({
-                "id": sha256, "kind": if described_kind == "unknown" { kind.clone() } else { described_kind },
-                "label": label, "other_runs": others, "runs": total,
-            }));
+            nodes.push(json!({"id": sha256, "kind": kind, "label": label, "other_runs": others, "runs": total}));
         }
         let edges: Vec<Value> = edges
             .iter()
