@@ -301,17 +301,23 @@ enum PluginsCommand {
     /// Create a plugin crate that builds and loads as it is: one class of the given kind, its
     /// config keys, tests and a README (docs/writing-a-plugin.md explains the rules).
     New {
-        /// The crate's name (my-loader); the class is its CamelCase (MyLoader).
+        /// The crate's name (my-loader): the library is libmy_loader.so.
         name: String,
         /// The kind of class.
         #[arg(long, value_enum)]
         kind: commands::scaffold::ScaffoldKind,
+        /// The class's name, as configs name it (default: the crate's name in CamelCase, MyLoader).
+        #[arg(long, value_name = "NAME")]
+        class: Option<String>,
         /// The folder to create the crate in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         /// The plugin SDK's folder (default: the one this host was built from).
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "sdk_version")]
         sdk: Option<PathBuf>,
+        /// Depend on this version of plugin-sdk from the package registry instead of a folder.
+        #[arg(long, value_name = "VERSION")]
+        sdk_version: Option<String>,
     },
 }
 
@@ -424,10 +430,11 @@ fn parse_trial(text: &str) -> Result<record::TrialRef, String> {
 
 #[derive(Args)]
 struct PluginArgs {
-    /// The class mapping file [default: class_mapping_config.yaml beside the experiment
-    /// config, else config/class_mapping_config.yaml].
-    #[arg(long, env = "HOST_CLASS_MAPPING", value_name = "FILE")]
-    class_mapping: Option<PathBuf>,
+    /// A class mapping file; repeat it (or separate files with `:`) to layer several, the
+    /// first winning. They add to the project's config/class_mapping_config.yaml and to the
+    /// libraries in plugins/ [default: class_mapping_config.yaml beside the experiment config].
+    #[arg(long, env = "HOST_CLASS_MAPPING", value_name = "FILE", value_delimiter = ':')]
+    class_mapping: Vec<PathBuf>,
     /// Where plugin libraries are discovered [default: plugins/ in the project root, the
     /// parent of the class mapping's folder].
     #[arg(long, env = "HOST_PLUGINS_DIR", value_name = "DIR")]
@@ -439,15 +446,20 @@ struct PluginArgs {
 }
 
 impl PluginArgs {
-    /// Fills in the default class mapping: beside `config` when given, else `config/`.
+    /// The class mappings, first winning: those given (else the one beside `config`), then the
+    /// project's `config/class_mapping_config.yaml`.
     fn into_options(self, config: Option<&Path>) -> RegistryOptions {
-        let class_mapping = self.class_mapping.or_else(|| {
+        let mut class_mappings = self.class_mapping;
+        if class_mappings.is_empty() {
             let beside = config.and_then(Path::parent).map(|dir| dir.join("class_mapping_config.yaml"));
-            let default = PathBuf::from("config/class_mapping_config.yaml");
-            beside.filter(|p| p.is_file()).or_else(|| default.is_file().then_some(default))
-        });
+            class_mappings.extend(beside.filter(|p| p.is_file()));
+        }
+        let project = PathBuf::from("config/class_mapping_config.yaml");
+        if project.is_file() {
+            class_mappings.push(project);
+        }
         RegistryOptions {
-            class_mapping,
+            class_mappings,
             plugins_dir: self.plugins_dir,
             manifest_cache: None,
             allow_untrusted: self.allow_untrusted,
@@ -618,10 +630,17 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
     match command {
         PluginsCommand::List { plugins, json } => commands::plugins::list(plugins.into_options(None), json),
         PluginsCommand::Inspect { path, json } => commands::plugins::inspect(&path, json),
-        PluginsCommand::New { name, kind, dir, sdk } => {
-            let root = commands::scaffold::new_plugin(&name, kind, &dir, sdk.as_deref())?;
+        PluginsCommand::New { name, kind, class, dir, sdk, sdk_version } => {
+            use commands::scaffold::{Scaffold, SdkSource};
+            let sdk = match (sdk, sdk_version) {
+                (Some(path), _) => SdkSource::Path(path),
+                (None, Some(version)) => SdkSource::Version(version),
+                (None, None) => SdkSource::Built,
+            };
+            let request = Scaffold { name: &name, kind, class: class.as_deref(), dir: &dir, sdk };
+            let (root, class) = commands::scaffold::new_plugin(&request)?;
             let library = commands::scaffold::library_file(&name);
-            println!("created {} ({kind:?} plugin)", root.display());
+            println!("created {} ({kind:?} plugin, class {class})", root.display());
             println!("next: cd {} && cargo build --release", root.display());
             println!("then: cp target/release/{library} <project>/plugins/ && host plugins list");
             Ok(())

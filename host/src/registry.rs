@@ -1,5 +1,8 @@
-//! The plugin registry: which library provides each class. An explicit entry in the class
-//! mapping wins; otherwise the dynamic libraries in `plugins/` are discovered. Each library is
+//! The plugin registry: which library provides each class. Class mappings are layered: an
+//! entry in the user's mapping (`--class-mapping`, or the one beside the experiment config)
+//! wins over one in the project's `config/class_mapping_config.yaml`, which wins over the
+//! dynamic libraries discovered in `plugins/`; a class no mapping names is looked up among
+//! those. Each library is
 //! loaded once per process and its file hashed once. This is the only module that turns SDK
 //! load errors into user-facing messages.
 //!
@@ -89,8 +92,9 @@ pub struct ResolvedClass {
 
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
-    /// The class mapping file; `None` for discovery only.
-    pub class_mapping: Option<PathBuf>,
+    /// The class mapping files, the first winning where two map the same class; none for
+    /// discovery only.
+    pub class_mappings: Vec<PathBuf>,
     /// Where plugins are discovered; defaults to `<project root>/plugins`.
     pub plugins_dir: Option<PathBuf>,
     /// Read manifests from (and write them to) this cache instead of loading each library
@@ -101,7 +105,8 @@ pub struct RegistryOptions {
 }
 
 pub struct Registry {
-    mapping: Option<ClassMapping>,
+    /// First wins.
+    mappings: Vec<ClassMapping>,
     project_root: PathBuf,
     plugins_dir: PathBuf,
     /// The library files in `plugins_dir`, loaded when first needed.
@@ -125,24 +130,30 @@ impl Registry {
     /// A library that fails to load is remembered with its error, not fatal: only its classes
     /// are unavailable.
     pub fn open(options: RegistryOptions) -> anyhow::Result<Self> {
-        let mapping = match &options.class_mapping {
-            Some(file) => {
-                if !options.allow_untrusted {
-                    refuse_untrusted(file, "the class mapping").map_err(anyhow::Error::msg)?;
-                }
-                Some(ClassMapping::load(file)?)
+        let mut mappings = Vec::new();
+        let mut seen = Vec::new();
+        for file in &options.class_mappings {
+            // The same file named twice (beside the config and the project's) counts once.
+            let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
+            if seen.contains(&canonical) {
+                continue;
             }
-            None => None,
-        };
-        // The project root holds config/, plugins/ and target/; the mapping lives in config/.
-        let project_root = match &mapping {
+            seen.push(canonical);
+            if !options.allow_untrusted {
+                refuse_untrusted(file, "the class mapping").map_err(anyhow::Error::msg)?;
+            }
+            mappings.push(ClassMapping::load(file)?);
+        }
+        // The project root holds config/, plugins/ and target/; the project's mapping (the last,
+        // the base the others add to) lives in config/.
+        let project_root = match mappings.last() {
             Some(mapping) => mapping.base_dir().parent().map(Path::to_owned).unwrap_or_default(),
             None => PathBuf::new(),
         };
         let project_root = if project_root.as_os_str().is_empty() { PathBuf::from(".") } else { project_root };
         let plugins_dir = options.plugins_dir.unwrap_or_else(|| project_root.join("plugins"));
         let registry = Registry {
-            mapping,
+            mappings,
             project_root,
             plugins_dir,
             discovered: Vec::new(),
@@ -173,8 +184,15 @@ impl Registry {
         &self.plugins_dir
     }
 
-    pub fn mapping_file(&self) -> Option<&Path> {
-        self.mapping.as_ref().map(|m| m.file.as_path())
+    /// The class mapping files in use, the first winning.
+    pub fn mapping_files(&self) -> impl Iterator<Item = &Path> {
+        self.mappings.iter().map(|m| m.file.as_path())
+    }
+
+    /// The mapping files for a message: "a.yaml and b.yaml", or `None` without any.
+    pub fn mapping_names(&self) -> Option<String> {
+        let names: Vec<String> = self.mapping_files().map(|f| f.display().to_string()).collect();
+        (!names.is_empty()).then(|| names.join(" and "))
     }
 
     /// Loads (once) and hashes (once) the library at `path`, after checking who may change it.
@@ -195,9 +213,9 @@ impl Registry {
     /// Hashes a library that a mapping entry pins (however it is reached: mapped, or found
     /// again in plugins/) before it is loaded: a mismatch never runs its code.
     fn check_pins(&self, path: &Path, canonical: &Path) -> Result<(), String> {
-        let Some(mapping) = &self.mapping else { return Ok(()) };
         let mut digest = None;
-        for entry in mapping.entries.iter().filter(|e| e.sha256.is_some()) {
+        let pinned_entries = self.mappings.iter().flat_map(|m| m.entries.iter().map(move |e| (m, e)));
+        for (mapping, entry) in pinned_entries.filter(|(_, e)| e.sha256.is_some()) {
             let pinned = self.locate(mapping, entry).ok().and_then(|p| p.canonicalize().ok());
             if pinned.as_deref() != Some(canonical) {
                 continue;
@@ -258,10 +276,12 @@ impl Registry {
 
     /// Finds the library providing `class` of kind `kind`.
     pub fn resolve(&self, kind: ClassKind, class: &str) -> Result<ResolvedClass, String> {
-        if let Some(mapping) = &self.mapping {
+        for mapping in &self.mappings {
             if let Some(entry) = mapping.find(kind, class) {
                 return self.resolve_mapped(mapping, entry, kind);
             }
+        }
+        for mapping in &self.mappings {
             if let Some(entry) = mapping.entries.iter().find(|e| e.class == class) {
                 return Err(format!(
                     "class {class} is mapped as a {} in {}, not a {kind}; choose a {kind} class{}",
@@ -279,7 +299,7 @@ impl Registry {
             .collect();
         match offering.as_slice() {
             [] => {
-                let mapping = self.mapping_file().map(|f| format!("not in {} and ", f.display())).unwrap_or_default();
+                let mapping = self.mapping_names().map(|f| format!("not in {f} and ")).unwrap_or_default();
                 // A library that could not be loaded may be the one meant: say why.
                 let unloaded: String =
                     failed.into_iter().filter_map(|(_, result)| result.err()).map(|e| format!("; {e}")).collect();
@@ -313,8 +333,13 @@ impl Registry {
     /// Every class the registry can offer, and every library or mapping entry that failed.
     pub fn listing(&self) -> Listing {
         let mut listing = Listing::default();
-        if let Some(mapping) = &self.mapping {
+        for mapping in &self.mappings {
             for entry in &mapping.entries {
+                // A class an earlier mapping maps is that mapping's.
+                let shadowed = |e: &ListedClass| e.class == entry.class && e.kind == entry.kind;
+                if listing.entries.iter().any(shadowed) {
+                    continue;
+                }
                 match self.resolve_mapped(mapping, entry, entry.kind) {
                     Ok(resolved) => listing.entries.push(ListedClass::new(&resolved, entry.kind)),
                     Err(error) => listing.problems.push(ListingProblem {

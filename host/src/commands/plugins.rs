@@ -37,7 +37,7 @@ pub fn list(options: RegistryOptions, json: bool) -> anyhow::Result<()> {
         println!(
             "no plugin classes found: nothing in {}{}",
             registry.plugins_dir().display(),
-            registry.mapping_file().map(|f| format!(" and no usable entry in {}", f.display())).unwrap_or_default()
+            registry.mapping_names().map(|f| format!(" and no usable entry in {f}")).unwrap_or_default()
         );
     } else {
         println!("{}", table(&["CLASS", "KIND", "PLUGIN", "SOURCE", "SHA256", "LIBRARY"], &rows));

@@ -143,7 +143,7 @@ fn submit(
     let mut args: Vec<OsString> = vec!["-q".into(), "run".into(), absolute(&options.config).into()];
     args.extend(["--executor".into(), "local".into(), "--run-id".into(), run_id.clone().into()]);
     args.extend(["--db".into(), store.locator().to_argument().into()]);
-    if let Some(mapping) = registry.mapping_file() {
+    for mapping in registry.mapping_files() {
         args.extend(["--class-mapping".into(), absolute(mapping).into()]);
     }
     args.extend(["--plugins-dir".into(), absolute(registry.plugins_dir()).into()]);

@@ -340,7 +340,39 @@ fn compared(
         .collect()
 }
 
-/// `host runs compare`: parameters and final metrics side by side, differences marked.
+/// Each run's plugin builds as rows `plugin.KIND.class`, `.build` (plugin name and version) and
+/// `.sha256`: two runs can differ only in the library that trained them.
+fn plugin_rows(records: &[record::RunRecord]) -> Vec<Compared> {
+    let mut rows = Vec::new();
+    for kind in plugin_sdk::ClassKind::ALL {
+        let uses: Vec<Option<&record::PluginUse>> =
+            records.iter().map(|r| r.plugins.iter().find(|p| p.kind == kind)).collect();
+        if uses.iter().all(Option::is_none) {
+            continue;
+        }
+        // As the query language names them (`plugin.model = MNISTMLP`).
+        let key = match kind {
+            plugin_sdk::ClassKind::Loader => "loader",
+            plugin_sdk::ClassKind::Model => "model",
+            plugin_sdk::ClassKind::ReportGenerator => "report",
+        };
+        let fields: [(&str, fn(&record::PluginUse) -> String); 3] = [
+            ("class", |p| p.class.clone()),
+            ("build", |p| format!("{} {}", p.plugin_name, p.plugin_version)),
+            ("sha256", |p| p.sha256.clone()),
+        ];
+        for (field, value) in fields {
+            let values: Vec<serde_json::Value> =
+                uses.iter().map(|p| p.map_or(serde_json::Value::Null, |p| value(p).into())).collect();
+            let differs = values.windows(2).any(|pair| pair[0] != pair[1]);
+            rows.push(Compared { name: format!("plugin.{key}.{field}"), values, differs });
+        }
+    }
+    rows
+}
+
+/// `host runs compare`: plugin builds, parameters and final metrics side by side, differences
+/// marked.
 pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool, html: Option<&Path>) -> anyhow::Result<()> {
     if run_ids.len() < 2 {
         bail!("compare needs at least two runs; `host runs list` shows them");
@@ -348,7 +380,9 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool, html: Optio
     let store = store.open_read()?;
     let mut parameters = Vec::new();
     let mut metrics = Vec::new();
+    let mut records = Vec::new();
     for run_id in run_ids {
+        records.push(store.run_record(run_id)?);
         parameters.push(store.parameters(run_id)?);
         metrics.push(store.final_metrics(run_id)?);
     }
@@ -362,31 +396,41 @@ pub fn compare(store: &StoreOptions, run_ids: &[String], json: bool, html: Optio
         |i, name| metrics[i].get(name).map(|v| serde_json::json!(v)).unwrap_or(serde_json::Value::Null),
         run_ids.len(),
     );
+    let plugin_rows = plugin_rows(&records);
     if let Some(path) = html {
         let mut curves = Vec::new();
         for run_id in run_ids {
             curves.push(store.step_metrics(run_id, 0)?);
         }
-        let page = comparison_page(run_ids, &parameter_rows, &metric_rows, &curves);
+        let page = comparison_page(run_ids, &plugin_rows, &parameter_rows, &metric_rows, &curves);
         std::fs::write(path, page).with_context(|| format!("{}: cannot write", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     if json {
-        return print_json(&serde_json::json!({"runs": run_ids, "parameters": parameter_rows, "metrics": metric_rows}));
+        return print_json(&serde_json::json!({
+            "runs": run_ids, "plugins": plugin_rows, "parameters": parameter_rows, "metrics": metric_rows,
+        }));
     }
     let render = |rows: &[Compared], only_differences: bool| -> Vec<Vec<String>> {
         rows.iter()
             .filter(|row| row.differs || !only_differences)
             .map(|row| {
                 let mut cells = vec![if row.differs { "*".to_owned() } else { String::new() }, row.name.clone()];
-                cells.extend(row.values.iter().map(cell));
+                // A SHA-256 in a table: its first 12 digits (--json has it whole).
+                let short = |value: &serde_json::Value| match value.as_str() {
+                    Some(text) if row.name.ends_with(".sha256") => short_hash(text).to_owned(),
+                    _ => cell(value),
+                };
+                cells.extend(row.values.iter().map(short));
                 cells
             })
             .collect()
     };
     let mut headers = vec!["", "NAME"];
     headers.extend(run_ids.iter().map(String::as_str));
-    println!("parameters that differ (* marks a difference; --json has them all):");
+    println!("plugin builds (* marks a difference):");
+    println!("{}", table(&headers, &render(&plugin_rows, false)));
+    println!("\nparameters that differ (--json has them all):");
     println!("{}", table(&headers, &render(&parameter_rows, true)));
     println!("\nmetrics:");
     println!("{}", table(&headers, &render(&metric_rows, false)));
@@ -406,6 +450,7 @@ fn cell(value: &serde_json::Value) -> String {
 /// parameters that differ and the final metrics side by side. Every text is escaped.
 fn comparison_page(
     run_ids: &[String],
+    plugins: &[Compared],
     parameters: &[Compared],
     metrics: &[Compared],
     curves: &[Vec<store::StepMetric>],
@@ -451,9 +496,11 @@ fn comparison_page(
         page.push_str("<p>No run recorded per-epoch metrics.</p>");
     }
     page.push_str("</section>\n");
-    for (title, rows, only_differences) in
-        [("Parameters that differ", parameters, true), ("Final metrics", metrics, false)]
-    {
+    for (title, rows, only_differences) in [
+        ("Plugin builds", plugins, false),
+        ("Parameters that differ", parameters, true),
+        ("Final metrics", metrics, false),
+    ] {
         let _ = write!(page, "<section><h2>{title}</h2><table><tr><th>name</th>");
         for id in run_ids {
             let _ = write!(page, "<th>{}</th>", escape(id));

@@ -39,6 +39,51 @@ fn built_sdk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk")
 }
 
+/// Where the scaffolded crate takes the plugin SDK from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdkSource {
+    /// The SDK this host was built from (its folder must still be there).
+    Built,
+    /// A folder holding the SDK's sources (a copy or a checkout).
+    Path(PathBuf),
+    /// A version requirement, resolved from the package registry cargo is configured with.
+    Version(String),
+}
+
+impl SdkSource {
+    /// The dependency line's value and a comment saying where it comes from.
+    fn dependency(&self) -> anyhow::Result<(String, String)> {
+        let path = match self {
+            SdkSource::Version(version) => {
+                let valid = !version.is_empty()
+                    && version.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '=' | '^' | '~'));
+                if !valid {
+                    bail!("--sdk-version {version:?}: give a version such as 0.1 or =0.1.0");
+                }
+                let comment = format!("The plugin SDK {version} from the package registry (--sdk-version).");
+                return Ok((format!("\"{version}\""), comment));
+            }
+            SdkSource::Built => built_sdk(),
+            SdkSource::Path(path) => path.clone(),
+        };
+        if !path.join("Cargo.toml").is_file() {
+            bail!(
+                "{}: no plugin SDK there{}; give its folder with --sdk PATH or a version with --sdk-version {}",
+                path.display(),
+                if *self == SdkSource::Built { " (this host was built from elsewhere)" } else { "" },
+                plugin_sdk::SDK_VERSION,
+            );
+        }
+        let path = path.canonicalize().with_context(|| format!("{}: cannot resolve", path.display()))?;
+        let text = path.to_str().context("the SDK's path is not UTF-8; give another with --sdk")?.replace('\\', "/");
+        let comment = match self {
+            SdkSource::Built => "The SDK this host was built from, at its path (--sdk PATH names another copy).",
+            _ => "The SDK at the path given with --sdk.",
+        };
+        Ok((format!("{{ path = {text:?} }}"), comment.to_owned()))
+    }
+}
+
 /// `my-loader` -> `MyLoader`.
 fn class_name(crate_name: &str) -> String {
     crate_name
@@ -60,35 +105,64 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A class name is a Rust type name the host shows and configs use: `KnnClassifier`.
+fn check_class(class: &str) -> anyhow::Result<()> {
+    let valid = class.starts_with(|c: char| c.is_ascii_uppercase())
+        && class.chars().all(|c| c.is_ascii_alphanumeric())
+        && class.len() <= 64;
+    if !valid {
+        bail!(
+            "--class {class:?}: a class name is letters and digits, starting with a capital letter, at most 64 \
+             (KnnClassifier)"
+        );
+    }
+    Ok(())
+}
+
 /// The library file a scaffolded crate builds (`my-loader` -> `libmy_loader.so`).
 pub fn library_file(name: &str) -> String {
     crate::registry::library_file_name(&name.replace('-', "_"))
 }
 
-/// Writes the crate `dir/name` and returns its folder.
-pub fn new_plugin(name: &str, kind: ScaffoldKind, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// What `host plugins new` is asked for.
+pub struct Scaffold<'a> {
+    /// The crate's name (`my-loader`).
+    pub name: &'a str,
+    /// The kind of its one class.
+    pub kind: ScaffoldKind,
+    /// The class's name; the crate name in CamelCase when not given.
+    pub class: Option<&'a str>,
+    /// Where the crate's folder is created.
+    pub dir: &'a Path,
+    /// Where the crate takes the SDK from.
+    pub sdk: SdkSource,
+}
+
+/// Writes the crate `dir/name` and returns its folder and its class's name.
+pub fn new_plugin(request: &Scaffold) -> anyhow::Result<(PathBuf, String)> {
+    let Scaffold { name, kind, class, dir, sdk } = request;
+    let kind = *kind;
     check_name(name)?;
-    let sdk = sdk.map(Path::to_owned).unwrap_or_else(built_sdk);
-    if !sdk.join("Cargo.toml").is_file() {
-        bail!(
-            "{}: no plugin SDK there (this host was built from elsewhere); give its folder with --sdk PATH",
-            sdk.display()
-        );
-    }
-    let sdk = sdk.canonicalize().with_context(|| format!("{}: cannot resolve", sdk.display()))?;
-    let sdk_text = sdk.to_str().context("the SDK's path is not UTF-8; give another with --sdk")?;
+    let class = match class {
+        Some(class) => {
+            check_class(class)?;
+            class.to_string()
+        }
+        None => class_name(name),
+    };
+    let (sdk_dependency, sdk_comment) = sdk.dependency()?;
     let root = dir.join(name);
     if root.exists() {
         bail!("{}: already exists; choose another name or --dir", root.display());
     }
-    let class = class_name(name);
     let library = library_file(name);
     let fill = |template: &str| {
         template
             .replace("__CRATE__", name)
             .replace("__CLASS__", &class)
             .replace("__LIBRARY__", &library)
-            .replace("__SDK__", &sdk_text.replace('\\', "/"))
+            .replace("__SDK_DEPENDENCY__", &sdk_dependency)
+            .replace("__SDK_COMMENT__", &sdk_comment)
             .replace("__KIND__", &format!("{kind:?}").to_lowercase())
             .replace("__CONFIG_KEY__", kind.config_key())
     };
@@ -102,7 +176,7 @@ pub fn new_plugin(name: &str, kind: ScaffoldKind, dir: &Path, sdk: Option<&Path>
         let path = root.join(file);
         std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    Ok(root)
+    Ok((root, class))
 }
 
 #[cfg(test)]
@@ -121,17 +195,46 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled() {
         let dir = tempfile::tempdir().unwrap();
+        let scaffold = |name: &str, kind, class, sdk| new_plugin(&Scaffold { name, kind, class, dir: dir.path(), sdk });
         for kind in [ScaffoldKind::Loader, ScaffoldKind::Model, ScaffoldKind::Report] {
             let name = format!("demo-{kind:?}").to_lowercase();
-            let root = new_plugin(&name, kind, dir.path(), None).unwrap();
+            let (root, class) = scaffold(&name, kind, None, SdkSource::Built).unwrap();
+            assert_eq!(class, class_name(&name));
             for file in ["Cargo.toml", "README.md", "src/lib.rs"] {
                 let text = std::fs::read_to_string(root.join(file)).unwrap();
                 assert!(!text.contains("__"), "{file} of {name} keeps a placeholder");
             }
         }
-        let again = new_plugin("demo-loader", ScaffoldKind::Loader, dir.path(), None).unwrap_err();
+        let again = scaffold("demo-loader", ScaffoldKind::Loader, None, SdkSource::Built).unwrap_err();
         assert!(again.to_string().contains("already exists"), "{again}");
-        let nowhere = new_plugin("x", ScaffoldKind::Loader, dir.path(), Some(Path::new("/nonexistent"))).unwrap_err();
-        assert!(nowhere.to_string().contains("--sdk"), "{nowhere}");
+        let nowhere = scaffold("x", ScaffoldKind::Loader, None, SdkSource::Path("/nonexistent".into())).unwrap_err();
+        assert!(nowhere.to_string().contains("--sdk PATH or a version with --sdk-version"), "{nowhere}");
+    }
+
+    #[test]
+    fn the_class_and_the_sdk_version_are_written_where_they_belong() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = Scaffold {
+            name: "knn",
+            kind: ScaffoldKind::Model,
+            class: Some("KnnClassifier"),
+            dir: dir.path(),
+            sdk: SdkSource::Version("0.1".into()),
+        };
+        let (root, class) = new_plugin(&request).unwrap();
+        assert_eq!(class, "KnnClassifier");
+        let source = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+        assert!(source.contains("const NAME: &'static str = \"KnnClassifier\";"), "{source}");
+        assert!(source.contains("models: [KnnClassifier]") && !source.contains("Knn {"), "{source}");
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("plugin-sdk = \"0.1\"\n"), "{manifest}");
+        assert!(manifest.contains("[profile.dev]\nopt-level = 1"), "{manifest}");
+        for bad in ["knn", "Knn Classifier", "Knn-1", ""] {
+            let request = Scaffold { name: "other", class: Some(bad), sdk: request.sdk.clone(), ..request };
+            let error = new_plugin(&request).unwrap_err().to_string();
+            assert!(error.contains("a class name is letters and digits"), "{bad:?}: {error}");
+        }
+        let request = Scaffold { name: "other", class: None, sdk: SdkSource::Version("latest".into()), ..request };
+        assert!(new_plugin(&request).unwrap_err().to_string().contains("give a version such as 0.1"));
     }
 }

@@ -174,8 +174,31 @@ impl ExperimentConfig {
             if let Some((_, info)) = owner {
                 keys.extend(info.config_keys.iter().filter(|k| k.section == section));
             }
+            // A section written for another class (a torch model's `training:` under a model
+            // that trains otherwise) is one problem, not one per key.
+            if let Some((kind, info)) = owner
+                && keys.len() == host_key_count
+                && host_key_count == 0
+                && root.get(section).and_then(Value::as_object).is_some_and(|given| !given.is_empty())
+            {
+                let role = role.unwrap_or(section);
+                problems.push(Problem::new(
+                    section,
+                    format!(
+                        "class {} reads no `{section}` keys: the {} owns `{}` (plugins.{role} chose {}); \
+                         remove this section, or choose a {} class that reads it",
+                        info.name,
+                        kind_name(*kind),
+                        kind.sections().join("` and `"),
+                        info.name,
+                        kind_name(*kind),
+                    ),
+                ));
+                canonical.insert(section.into(), Value::Object(Map::new()));
+                continue;
+            }
             let owner_name = match owner {
-                Some((_, info)) => format!("class {}", info.name),
+                Some((kind, info)) => format!("the {} class {}, which owns `{section}`,", kind_name(*kind), info.name),
                 None if host_key_count > 0 => "the host".to_owned(),
                 None => format!("no selected class (set plugins.{})", role.unwrap_or("?")),
             };
@@ -233,6 +256,15 @@ impl ExperimentConfig {
 }
 
 /// The `plugins` role whose class owns `section`, if a class owns it.
+/// A kind of class in words: "data loader".
+fn kind_name(kind: ClassKind) -> &'static str {
+    match kind {
+        ClassKind::Loader => "data loader",
+        ClassKind::Model => "model",
+        ClassKind::ReportGenerator => "report generator",
+    }
+}
+
 fn section_role(section: &str) -> Option<&'static str> {
     match section {
         "data_loader" => Some("data_loader"),
@@ -372,13 +404,47 @@ mod tests {
             "config/x.yaml: experiment_name: expected a string, found 5\n\
              config/x.yaml: extra: unknown key; the experiment config accepts: experiment_name, description, output_dir, seed, threads, plugins, data_loader, data_splitting, preprocessing, model, training, reporting, executor\n\
              config/x.yaml: plugins.report_generator: no ReportGenerator class Nope\n\
-             config/x.yaml: data_loader.colour: unknown key; class Loader accepts: data_dir\n\
+             config/x.yaml: data_loader.colour: unknown key; the data loader class Loader, which owns `data_loader`, accepts: data_dir\n\
              config/x.yaml: model.hidden_layers[0]: expected an integer, found \"a\"\n\
              config/x.yaml: training.learning_rate: expected a number, found \"fast\"\n\
              config/x.yaml: training.epochs: missing required key: add epochs of type integer\n\
              config/x.yaml: seed: must be 0 or more, found -1\n\
              config/x.yaml: data_splitting: train_ratio + val_ratio + test_ratio must be 1, found 0.5 + 0.1 + 0.1 = 0.7"
         );
+    }
+
+    #[test]
+    fn a_section_the_chosen_class_does_not_read_is_one_problem_naming_its_owner() {
+        // A model that trains without a `training` section, under a config written for one that has it.
+        let error = ExperimentConfig::from_value(
+            Path::new("config/x.yaml"),
+            &parse_yaml(
+                Path::new("config/x.yaml"),
+                "experiment_name: e\nplugins: {data_loader: Loader, model: Knn}\ndata_loader: {data_dir: d}\n\
+                 training: {epochs: 3, learning_rate: 0.1, batch_size: 8}\n",
+            )
+            .unwrap(),
+            |kind, name| match (kind, name) {
+                (ClassKind::Loader, "Loader") => Ok(loader_class()),
+                (ClassKind::Model, "Knn") => Ok(ClassInfo {
+                    kind: ClassKind::Model,
+                    name: "Knn".into(),
+                    summary: String::new(),
+                    config_keys: vec![ConfigKey::new("model", "k", ConfigType::Count).default(5)],
+                }),
+                _ => Err(format!("no {kind} class {name}")),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "config/x.yaml: training: class Knn reads no `training` keys: the model owns `model` and `training` \
+             (plugins.model chose Knn); remove this section, or choose a model class that reads it"
+        );
+        // A class that reads some of a section still gets one message per unknown key.
+        let error = load(&GOOD.replace("training: {epochs: 2}", "training: {epochs: 2, momentum: 0.9}")).unwrap_err();
+        assert_eq!(error, "config/x.yaml: training.momentum: unknown key; the model class MLP, which owns `training`, accepts: learning_rate, epochs");
     }
 
     #[test]

@@ -241,7 +241,7 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
     // and the local executor (a worker is where the run runs).
     let mut common: Vec<OsString> = vec!["--executor".into(), "local".into()];
     common.extend(["--db".into(), store.locator().to_argument().into()]);
-    if let Some(mapping) = registry.mapping_file() {
+    for mapping in registry.mapping_files() {
         common.extend(["--class-mapping".into(), absolute(mapping).into()]);
     }
     common.extend(["--plugins-dir".into(), absolute(registry.plugins_dir()).into()]);

@@ -20,14 +20,43 @@ fn every_config_problem_is_reported_at_once_with_file_and_key_path() {
         "config/bad.yaml: extra: unknown key; the experiment config accepts: experiment_name,",
         "config/bad.yaml: plugins.report_generator: no ReportGenerator class Missing: not in config/class_mapping_config.yaml and no library in ./plugins provides it",
         "config/bad.yaml: data_loader.fail_in: expected a string, found 3",
-        "config/bad.yaml: data_loader.colour: unknown key; class FaultyLoader accepts: fail_in, mode",
+        "config/bad.yaml: data_loader.colour: unknown key; the data loader class FaultyLoader, which owns `data_loader`, accepts: fail_in, mode",
         "config/bad.yaml: model.mode: expected one of panic, error, wrong, found \"explode\"",
-        "config/bad.yaml: training.learning_rate: unknown key; class FaultyModel takes no keys here",
+        "config/bad.yaml: training: class FaultyModel reads no `training` keys: the model owns `model` and `training` (plugins.model chose FaultyModel); remove this section, or choose a model class that reads it",
     ];
     for line in expected {
         assert!(stderr.contains(line), "expected `{line}` in:\n{stderr}");
     }
     assert!(!project.path().join("runs").exists(), "nothing runs before the config is valid");
+}
+
+#[test]
+fn swapping_the_model_names_the_sections_the_new_class_does_not_read_once() {
+    // The shipped MNIST config with only plugins.model swapped to a model without libtorch.
+    let project = Project::new();
+    let (mnist, linear) = (library("mnist-plugin"), library("linear-plugin"));
+    project.mapping(&format!(
+        "Loader:\n  MNISTLoader: {}\nModel:\n  LinearRegression: {}\nReportGenerator:\n  MNISTReportGenerator: {}\n",
+        mnist.display(),
+        linear.display(),
+        mnist.display()
+    ));
+    let shipped = std::fs::read_to_string(crate::support::workspace_root().join("config/mnist_config.yaml")).unwrap();
+    assert!(shipped.contains("  model: MNISTMLP\n"), "{shipped}");
+    project.write("config/swapped.yaml", &shipped.replace("  model: MNISTMLP\n", "  model: LinearRegression\n"));
+    let run = project.host(&["run", "config/swapped.yaml"]);
+    let problems: Vec<&str> = run.failure().lines().map(|l| l.trim_start_matches("error: ")).collect();
+    assert_eq!(
+        problems,
+        [
+            "config/swapped.yaml: model.hidden_layers: unknown key; the model class LinearRegression, which owns `model`, accepts: l2",
+            "config/swapped.yaml: model.activation: unknown key; the model class LinearRegression, which owns `model`, accepts: l2",
+            "config/swapped.yaml: model.dropout: unknown key; the model class LinearRegression, which owns `model`, accepts: l2",
+            "config/swapped.yaml: training: class LinearRegression reads no `training` keys: the model owns `model` and `training` (plugins.model chose LinearRegression); remove this section, or choose a model class that reads it",
+        ],
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -68,6 +68,43 @@ fn libraries_in_plugins_are_discovered_and_a_mapping_entry_wins() {
     assert_eq!(run.json()["plugins"][0]["library"], library("faulty-plugin").display().to_string());
 }
 
+#[test]
+fn a_user_mapping_adds_to_the_project_mapping_and_discovery_and_its_entries_win() {
+    let project = Project::new();
+    project.drop_plugin(&library("linear-plugin"), "liblinear_plugin.so");
+    faulty_mapping(&project, "Loader:\n  FaultyLoader: FAULTY\nModel:\n  FaultyModel: FAULTY\n");
+    // The user's own mapping, beside their config in another folder: only the model, another build.
+    let copy = project.path().join("mine/libfaulty_mine.so");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(library("faulty-plugin"), &copy).unwrap();
+    project.write("mine/class_mapping_config.yaml", "Model:\n  FaultyModel: libfaulty_mine.so\n");
+    project.write("mine/run.yaml", "experiment_name: e\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n");
+
+    let listing = project.host(&["plugins", "list", "--json", "--class-mapping", "mine/class_mapping_config.yaml"]);
+    let listing = listing.success().json();
+    let entry = |class: &str| {
+        let entries = listing["entries"].as_array().unwrap();
+        let found: Vec<_> = entries.iter().filter(|e| e["class"] == class).collect();
+        assert_eq!(found.len(), 1, "{class}: {listing:#}");
+        (found[0]["source"].as_str().unwrap().to_owned(), found[0]["library"].as_str().unwrap().to_owned())
+    };
+    let project_library = library("faulty-plugin").display().to_string();
+    assert_eq!(entry("FaultyModel"), ("mapped".into(), "mine/libfaulty_mine.so".into()));
+    assert_eq!(entry("FaultyLoader"), ("mapped".into(), project_library.clone()));
+    assert_eq!(entry("SoftmaxRegression"), ("discovered".into(), "./plugins/liblinear_plugin.so".into()));
+
+    // A run of the config beside the user's mapping takes the model from it, the loader from
+    // the project's.
+    let run = project.host(&["run", "mine/run.yaml", "--json"]);
+    let summary = run.success().json();
+    let library_of = |kind: &str| {
+        let plugins = summary["plugins"].as_array().unwrap();
+        plugins.iter().find(|p| p["kind"] == kind).unwrap_or_else(|| panic!("{kind}: {summary:#}"))["library"].clone()
+    };
+    assert_eq!(library_of("Loader"), project_library);
+    assert!(library_of("Model").as_str().unwrap().ends_with("mine/libfaulty_mine.so"), "{summary:#}");
+}
+
 /// Runs `host plugins inspect` and `host run` against a mapping that points FaultyLoader at
 /// `library`; both must fail with `expected` in a short message.
 fn assert_load_error(project: &Project, library: &Path, expected: &str) {
@@ -449,21 +486,52 @@ fn a_pinned_library_with_another_sha256_is_refused_with_both_digests() {
     assert_eq!(listed["entries"][0]["sha256"], actual);
 }
 
+/// Copies a crate's sources (not its build outputs).
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_folder(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 #[test]
 fn plugins_scaffolded_by_plugins_new_build_by_themselves_load_and_run_together() {
     let project = Project::new();
     let crates = tempfile::tempdir().unwrap();
     let dir = crates.path().to_str().unwrap();
-    for kind in ["loader", "model", "report"] {
+    // The SDK three ways: a copy of its folder outside this workspace (the loader), the one the
+    // host was built from (the model, with a class name of its own), a registry version (the
+    // report, built with the registry's plugin-sdk patched to this folder: no network).
+    let sdk_copy = crates.path().join("sdk-copy");
+    copy_folder(&crate::support::workspace_root().join("plugin-sdk"), &sdk_copy);
+    let sdk_path = sdk_copy.to_str().unwrap();
+    let patch = format!("patch.crates-io.plugin-sdk.path={:?}", crate::support::workspace_root().join("plugin-sdk"));
+    for (kind, options, build_args) in [
+        ("loader", &["--sdk", sdk_path][..], &["--offline"][..]),
+        ("model", &["--class", "BaselineModel"][..], &["--offline"][..]),
+        ("report", &["--sdk-version", "0.1"][..], &["--offline", "--config", patch.as_str()][..]),
+    ] {
         let name = format!("scaffolded-{kind}");
-        let created = project.host(&["plugins", "new", &name, "--kind", kind, "--dir", dir]).success().stdout.clone();
+        let mut args = vec!["plugins", "new", &name, "--kind", kind, "--dir", dir];
+        args.extend_from_slice(options);
+        let created = project.host(&args).success().stdout.clone();
         assert!(created.contains(&format!("libscaffolded_{kind}.so")), "{created}");
         let root = crates.path().join(&name);
         // The workspace's lock file: the same dependency versions, resolved without a network.
         std::fs::copy(crate::support::workspace_root().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
-        let built = crate::support::build_crate(&root.join("Cargo.toml"), &[], &[]);
+        let built = crate::support::build_crate_with(&root.join("Cargo.toml"), &[], build_args);
         project.drop_plugin(&built.join(format!("libscaffolded_{kind}.so")), &format!("libscaffolded_{kind}.so"));
     }
+    let manifest = std::fs::read_to_string(crates.path().join("scaffolded-loader/Cargo.toml")).unwrap();
+    assert!(manifest.contains(&format!("plugin-sdk = {{ path = {:?} }}", sdk_copy.canonicalize().unwrap())));
     let again = project.host(&["plugins", "new", "scaffolded-model", "--kind", "model", "--dir", dir]);
     assert!(again.failure().contains("already exists"), "{}", again.stderr);
     let bad = project.host(&["plugins", "new", "Bad Name", "--kind", "model"]);
@@ -479,7 +547,7 @@ fn plugins_scaffolded_by_plugins_new_build_by_themselves_load_and_run_together()
         .collect();
     for expected in [
         ("ScaffoldedLoader", "Loader", "discovered"),
-        ("ScaffoldedModel", "Model", "discovered"),
+        ("BaselineModel", "Model", "discovered"),
         ("ScaffoldedReport", "ReportGenerator", "discovered"),
     ] {
         assert!(classes.contains(&expected), "{expected:?} not in {classes:?}");
@@ -490,7 +558,7 @@ fn plugins_scaffolded_by_plugins_new_build_by_themselves_load_and_run_together()
     project.write(
         "config/run.yaml",
         "experiment_name: scaffolded\n\
-         plugins: {data_loader: ScaffoldedLoader, model: ScaffoldedModel, report_generator: ScaffoldedReport}\n\
+         plugins: {data_loader: ScaffoldedLoader, model: BaselineModel, report_generator: ScaffoldedReport}\n\
          data_loader: {rows: 120}\n\
          data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n",
     );

@@ -168,22 +168,53 @@ fn verify_passes_until_an_artifact_is_altered_or_removed() {
 }}
 
 on_every_store! {
-fn compare_marks_the_parameters_and_metrics_that_differ() {
+fn compare_marks_the_plugin_builds_parameters_and_metrics_that_differ() {
     let project = faulty_project();
     let first = project.host(&["run", "config/run.yaml", "--json"]).success().json();
     let config = std::fs::read_to_string(project.path().join("config/run.yaml")).unwrap();
+    let config = config.replace("train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2", "train_ratio: 0.5, val_ratio: 0.2, test_ratio: 0.3");
     project.write("config/run.yaml", &format!("{config}seed: 7\n"));
     let second = project.host(&["run", "config/run.yaml", "--json"]).success().json();
-    let (a, b) = (first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap());
+    // A third run differing from the second only in the model's library: another build.
+    let rebuilt = project.path().join("plugins/libfaulty_rebuilt.so");
+    let mut bytes = std::fs::read(library("faulty-plugin")).unwrap();
+    bytes.extend_from_slice(b"another build");
+    std::fs::write(&rebuilt, bytes).unwrap();
+    let path = library("faulty-plugin").display().to_string();
+    project.mapping(&format!("Loader:\n  FaultyLoader: {path}\nModel:\n  FaultyModel: {}\n", rebuilt.display()));
+    let third = project.host(&["run", "config/run.yaml", "--json"]).success().json();
+    let (a, b, c) =
+        (first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap(), third["run_id"].as_str().unwrap());
+
     let compared = project.host(&["runs", "compare", a, b, "--json"]).success().json();
-    let seed = compared["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "seed").unwrap();
+    let row = |compared: &serde_json::Value, section: &str, name: &str| {
+        let rows = compared[section].as_array().unwrap();
+        rows.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{section} {name}: {compared:#}")).clone()
+    };
+    let seed = row(&compared, "parameters", "seed");
     assert_eq!(seed["values"], serde_json::json!([42, 7]));
     assert_eq!(seed["differs"], true);
-    let name = compared["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "experiment_name").unwrap();
-    assert_eq!(name["differs"], false);
-    assert!(compared["metrics"].as_array().unwrap().iter().any(|m| m["name"] == "test.accuracy"));
+    assert_eq!(row(&compared, "parameters", "experiment_name")["differs"], false);
+    let samples = row(&compared, "metrics", "test.samples");
+    assert_eq!((samples["values"].clone(), samples["differs"].clone()), (serde_json::json!([4.0, 6.0]), true.into()));
+    for field in ["class", "build", "sha256"] {
+        assert_eq!(row(&compared, "plugins", &format!("plugin.model.{field}"))["differs"], false, "{field}");
+    }
     let text = project.host(&["runs", "compare", a, b]).success().stdout.clone();
     assert!(text.lines().any(|l| l.starts_with('*') && l.contains("seed")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with('*') && l.contains("test.samples")), "{text}");
+
+    // Runs that differ only in the model's build: the SHA-256 row says so, nothing else differs.
+    let compared = project.host(&["runs", "compare", b, c, "--json"]).success().json();
+    let sha256 = row(&compared, "plugins", "plugin.model.sha256");
+    assert_eq!(sha256["differs"], true);
+    assert_eq!(sha256["values"][1], third["plugins"].as_array().unwrap().iter().find(|p| p["kind"] == "Model").unwrap()["sha256"]);
+    assert_eq!(row(&compared, "plugins", "plugin.model.class")["values"], serde_json::json!(["FaultyModel", "FaultyModel"]));
+    assert_eq!(row(&compared, "plugins", "plugin.loader.sha256")["differs"], false);
+    assert!(compared["parameters"].as_array().unwrap().iter().all(|p| p["differs"] == false), "{compared:#}");
+    let text = project.host(&["runs", "compare", b, c]).success().stdout.clone();
+    let marked: Vec<&str> = text.lines().filter(|l| l.starts_with('*')).collect();
+    assert!(marked.len() == 1 && marked[0].contains("plugin.model.sha256"), "{text}");
     let stderr = project.host(&["runs", "compare", a, "nope"]).failure().to_owned();
     assert!(stderr.contains("no run nope"), "{stderr}");
 }}

@@ -248,14 +248,19 @@ pub fn build_fixture(crate_dir: &str, env: &[(&str, &str)], features: &[&str], c
 /// Builds a crate outside the workspace in target/fixtures (builds share that folder, so they
 /// run one at a time) and returns the folder its debug libraries are in.
 pub fn build_crate(manifest: &Path, env: &[(&str, &str)], features: &[&str]) -> PathBuf {
+    let features = features.join(",");
+    let args: &[&str] = if features.is_empty() { &[] } else { &["--features", &features] };
+    build_crate_with(manifest, env, args)
+}
+
+/// [`build_crate`] with other arguments to `cargo build`.
+pub fn build_crate_with(manifest: &Path, env: &[(&str, &str)], args: &[&str]) -> PathBuf {
     static BUILD: OnceLock<Mutex<()>> = OnceLock::new();
     let _guard = BUILD.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     let fixture_target = target_dir().join("fixtures");
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args(["build", "--quiet", "--manifest-path"]).arg(manifest).arg("--target-dir").arg(&fixture_target);
-    if !features.is_empty() {
-        command.args(["--features", &features.join(",")]);
-    }
+    command.args(args);
     for (key, value) in env {
         command.env(key, value);
     }
