@@ -25,8 +25,9 @@ use crate::types::{
     TensorView,
 };
 
-/// What the host offers plugins during a call. The host implements it; tests of plugins
-/// implement it too and pass it to [`with_services`].
+/// What the host offers plugins during a call, as the plugin's [`Services`] see it. The host
+/// implements it; a plugin's tests use [`RecordingServices`](crate::testing::RecordingServices)
+/// or implement it themselves, and pass it to [`with_services`].
 pub trait HostServices {
     /// A log line from the plugin.
     fn log(&self, level: LogLevel, message: &str);
@@ -70,7 +71,20 @@ fn with_ffi_services<R>(host: &dyn HostServices, body: impl FnOnce(FfiServicesRe
 }
 
 /// Runs `body` with plugin-side [`Services`] backed by `host`: how a plugin's own tests call its
-/// classes in-process, exactly as the host would.
+/// classes in-process, exactly as the host would. Returns what `body` returns.
+///
+/// ```
+/// use plugin_sdk::host::with_services;
+/// use plugin_sdk::testing::RecordingServices;
+///
+/// let host = RecordingServices::new(std::env::temp_dir());
+/// let stop = with_services(&host, |services| {
+///     services.metric("accuracy", 1, 0.9);
+///     services.should_stop()
+/// });
+/// assert!(!stop);
+/// assert_eq!(host.metrics.lock().unwrap()[0].0, "accuracy");
+/// ```
 pub fn with_services<R>(host: &dyn HostServices, body: impl FnOnce(&Services<'_>) -> R) -> R {
     with_ffi_services(host, |ffi| body(&Services::new(ffi)))
 }

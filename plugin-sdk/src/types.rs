@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ffi::FfiBuffer;
 
-/// The element type of a [`Tensor`].
+/// The element type of a [`Tensor`]: `f32` for model inputs and outputs, `i64` for class
+/// indices, `u8` for raw pixels, `f64` for values that need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
@@ -49,16 +50,48 @@ impl fmt::Display for DType {
     }
 }
 
-/// A dense, row-major, owned n-dimensional array.
+/// A dense, row-major, owned n-dimensional array: a loader's features and targets (in a
+/// [`Dataset`]) and a model's predictions ([`Model::predict`](crate::Model::predict)).
 ///
 /// Its buffer is stored in an ABI-stable vector, so handing a `Tensor` to the other side of the
-/// plugin boundary moves the allocation instead of copying it.
+/// plugin boundary moves the allocation instead of copying it. Make one with
+/// [`from_f32`](Self::from_f32), [`from_f64`](Self::from_f64), [`from_i64`](Self::from_i64) or
+/// [`from_u8`](Self::from_u8); read it through [`view`](Self::view) or
+/// [`elements`](Self::elements).
+///
+/// ```
+/// use plugin_sdk::{DType, Tensor};
+///
+/// // Two grey 2×3 images, each row after row.
+/// let images = Tensor::from_u8(vec![2, 2, 3], vec![0, 255, 0, 255, 0, 255, 10, 20, 30, 40, 50, 60])?;
+/// assert_eq!(images.dtype(), DType::U8);
+/// assert_eq!(images.shape(), [2, 2, 3]);
+/// assert_eq!(images.rows(), 2);
+/// assert_eq!(images.view().row_len(), 6);
+/// # Ok::<(), plugin_sdk::ShapeError>(())
+/// ```
 pub struct Tensor {
     pub(crate) shape: Vec<usize>,
     pub(crate) buffer: FfiBuffer,
 }
 
-/// A borrowed, typed slice of elements.
+/// A borrowed, typed slice of elements: a [`TensorView`]'s data, row-major. Match on it to
+/// accept several dtypes, or use [`TensorView::as_f32`] and [`TensorView::as_i64`] for one.
+///
+/// ```
+/// use plugin_sdk::{DType, Elements};
+///
+/// let labels = [2i64, 0, 1];
+/// let elements = Elements::I64(&labels);
+/// assert_eq!((elements.dtype(), elements.len()), (DType::I64, 3));
+/// let total: f64 = match elements {
+///     Elements::F32(s) => s.iter().map(|&v| f64::from(v)).sum(),
+///     Elements::F64(s) => s.iter().sum(),
+///     Elements::I64(s) => s.iter().map(|&v| v as f64).sum(),
+///     Elements::U8(s) => s.iter().map(|&v| f64::from(v)).sum(),
+/// };
+/// assert_eq!(total, 3.0);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum Elements<'a> {
     /// 32-bit floats.
@@ -114,7 +147,8 @@ impl<'a> Elements<'a> {
     }
 }
 
-/// Errors constructing a tensor.
+/// Why a tensor could not be made: its shape needs another number of elements than it was
+/// given. Converts into a [`PluginError`] with `?`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("tensor shape {shape:?} needs {expected} elements but the buffer holds {actual}")]
 pub struct ShapeError {
@@ -135,25 +169,62 @@ pub(crate) fn check_shape(shape: &[usize], actual: usize) -> Result<(), ShapeErr
 }
 
 impl Tensor {
-    /// A tensor of 32-bit floats. Fails when `shape` does not match the buffer length.
+    /// A tensor of 32-bit floats: what a model's `predict` returns, and what features usually
+    /// are. `data` is row-major; a scalar has shape `[]` and one element. Fails when the product
+    /// of `shape` is not `data.len()`.
+    ///
+    /// ```
+    /// use plugin_sdk::{PluginError, Tensor};
+    ///
+    /// // Class probabilities for two samples of three classes.
+    /// let probabilities = Tensor::from_f32(vec![2, 3], vec![0.7, 0.2, 0.1, 0.1, 0.1, 0.8])?;
+    /// assert_eq!(probabilities.rows(), 2);
+    /// let error = Tensor::from_f32(vec![2, 3], vec![0.0; 5]).unwrap_err();
+    /// assert_eq!(error.to_string(), "tensor shape [2, 3] needs 6 elements but the buffer holds 5");
+    /// # Ok::<(), PluginError>(())
+    /// ```
     pub fn from_f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, ShapeError> {
         check_shape(&shape, data.len())?;
         Ok(Tensor { shape, buffer: FfiBuffer::F32(data.into()) })
     }
 
-    /// A tensor of 64-bit floats.
+    /// A tensor of 64-bit floats. Fails when the product of `shape` is not `data.len()`.
+    ///
+    /// ```
+    /// # use plugin_sdk::Tensor;
+    /// let readings = Tensor::from_f64(vec![3, 1], vec![0.125, 0.25, 0.5])?;
+    /// assert_eq!(readings.shape(), [3, 1]);
+    /// # Ok::<(), plugin_sdk::ShapeError>(())
+    /// ```
     pub fn from_f64(shape: Vec<usize>, data: Vec<f64>) -> Result<Self, ShapeError> {
         check_shape(&shape, data.len())?;
         Ok(Tensor { shape, buffer: FfiBuffer::F64(data.into()) })
     }
 
-    /// A tensor of 64-bit signed integers.
+    /// A tensor of 64-bit signed integers: class indices as a classification loader's targets,
+    /// `[samples]`. Fails when the product of `shape` is not `data.len()`.
+    ///
+    /// ```
+    /// # use plugin_sdk::Tensor;
+    /// let labels = Tensor::from_i64(vec![4], vec![0, 2, 1, 0])?;
+    /// assert_eq!(labels.view().as_i64(), Some(&[0, 2, 1, 0][..]));
+    /// # Ok::<(), plugin_sdk::ShapeError>(())
+    /// ```
     pub fn from_i64(shape: Vec<usize>, data: Vec<i64>) -> Result<Self, ShapeError> {
         check_shape(&shape, data.len())?;
         Ok(Tensor { shape, buffer: FfiBuffer::I64(data.into()) })
     }
 
-    /// A tensor of bytes.
+    /// A tensor of bytes: raw pixels as a loader's features (the host scales `u8` features by
+    /// 1/255 unless `preprocessing.normalize` is `none`). Fails when the product of `shape` is
+    /// not `data.len()`.
+    ///
+    /// ```
+    /// # use plugin_sdk::Tensor;
+    /// let image = Tensor::from_u8(vec![1, 2, 2], vec![0, 64, 128, 255])?;
+    /// assert_eq!(image.elements().as_bytes(), [0, 64, 128, 255]);
+    /// # Ok::<(), plugin_sdk::ShapeError>(())
+    /// ```
     pub fn from_u8(shape: Vec<usize>, data: Vec<u8>) -> Result<Self, ShapeError> {
         check_shape(&shape, data.len())?;
         Ok(Tensor { shape, buffer: FfiBuffer::U8(data.into()) })
@@ -174,7 +245,7 @@ impl Tensor {
         self.shape.first().copied().unwrap_or(0)
     }
 
-    /// The elements.
+    /// The elements, row-major.
     pub fn elements(&self) -> Elements<'_> {
         match &self.buffer {
             FfiBuffer::F32(v) => Elements::F32(v.as_slice()),
@@ -184,7 +255,7 @@ impl Tensor {
         }
     }
 
-    /// A borrowed view of the whole tensor.
+    /// A borrowed view of the whole tensor, with the [`TensorView`] helpers.
     pub fn view(&self) -> TensorView<'_> {
         TensorView { shape: self.shape.clone(), elements: self.elements() }
     }
@@ -196,7 +267,23 @@ impl fmt::Debug for Tensor {
     }
 }
 
-/// A borrowed tensor: shape and elements.
+/// A borrowed tensor: shape and elements. A model receives its features and targets as views
+/// (in a [`DataView`], and in [`Model::predict`](crate::Model::predict)); [`Tensor::view`] makes
+/// one of a tensor.
+///
+/// ```
+/// use plugin_sdk::{Elements, TensorView};
+///
+/// let features = [0.0f32, 0.5, 1.0, 0.25, 0.75, 0.5];
+/// let view = TensorView::new(vec![2, 3], Elements::F32(&features))?;
+/// assert_eq!((view.rows(), view.row_len()), (2, 3));
+/// let values = view.as_f32().expect("f32 features");
+/// let rows: Vec<&[f32]> = values.chunks_exact(view.row_len()).collect();
+/// assert_eq!(rows[1], [0.25, 0.75, 0.5]);
+/// assert_eq!(view.as_i64(), None); // not i64
+/// assert!(TensorView::new(vec![4], Elements::F32(&features)).is_err());
+/// # Ok::<(), plugin_sdk::ShapeError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TensorView<'a> {
     /// The dimensions, outermost first.
@@ -212,12 +299,13 @@ impl<'a> TensorView<'a> {
         Ok(TensorView { shape, elements })
     }
 
-    /// The number of rows (the first dimension).
+    /// The number of rows (the first dimension), 0 for a scalar.
     pub fn rows(&self) -> usize {
         self.shape.first().copied().unwrap_or(0)
     }
 
-    /// The number of elements in one row.
+    /// The number of elements in one row (the product of every dimension after the first):
+    /// slice a row with `chunks_exact(view.row_len())`.
     pub fn row_len(&self) -> usize {
         self.shape.iter().skip(1).product()
     }
@@ -239,68 +327,150 @@ impl<'a> TensorView<'a> {
     }
 }
 
-/// What a dataset's targets mean.
+/// What a dataset's targets mean, and so how the host treats them: with `Regression` it
+/// standardises targets (unless `preprocessing.standardize_targets: false`) and computes MSE,
+/// RMSE, MAE and R² per target; with `Classification` it computes accuracy, F1, ROC and the
+/// confusion matrix from predicted probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
     /// Targets are `i64` class indices into `label_names`.
     Classification,
-    /// Targets are `f32` values, one column per name in `label_names`.
+    /// Targets are `f32` values, `[samples, outputs]` (or `[samples]` for one), one column per
+    /// name in `label_names`.
     Regression,
 }
 
-/// Features and targets as a loader produces them.
+/// Features and targets as a loader produces them, returned by
+/// [`DataLoader::extract_features_and_targets`](crate::DataLoader::extract_features_and_targets).
+///
+/// The host checks it (as many target rows as feature rows, at least one row, class indices
+/// within `label_names`), records its content digest, then splits, scales and (for regression)
+/// standardises it itself, recording each step: a loader never does any of that.
+///
+/// ```
+/// use plugin_sdk::{Dataset, TaskKind, Tensor};
+///
+/// // Four samples of two features in two classes; the last row is the source's own test set.
+/// let dataset = Dataset {
+///     features: Tensor::from_f32(vec![4, 2], vec![0.0, 1.0, 1.0, 0.0, 0.5, 0.5, 1.0, 1.0])?,
+///     targets: Tensor::from_i64(vec![4], vec![0, 1, 0, 1])?,
+///     task: TaskKind::Classification,
+///     label_names: vec!["cat".into(), "dog".into()],
+///     test_start: Some(3),
+///     metadata: serde_json::json!({"source": "a doc example"}),
+/// };
+/// assert_eq!(dataset.features.rows(), dataset.targets.rows());
+/// # Ok::<(), plugin_sdk::PluginError>(())
+/// ```
 #[derive(Debug)]
 pub struct Dataset {
-    /// Features, `[samples, ...sample_shape]`.
+    /// Features, `[samples, ...sample_shape]`, as `u8`, `f32` or `f64`; models receive them as
+    /// `f32`, scaled by the host.
     pub features: Tensor,
-    /// Targets, `[samples]` class indices (`i64`) or `[samples, outputs]` values (`f32`).
+    /// Targets, `[samples]` class indices (`i64`) or `[samples, outputs]` values (`f32`), as
+    /// [`task`](Self::task) says.
     pub targets: Tensor,
     /// Classification or regression.
     pub task: TaskKind,
-    /// Class names (classification) or target column names (regression).
+    /// Class names (classification: required, index `i` names class `i`) or target column
+    /// names (regression). Its length is the `outputs` a model is given.
     pub label_names: Vec<String>,
     /// When the source ships a fixed test set, the row where it starts (rows before it are
     /// the training pool). `None` when the host should split every row itself.
     pub test_start: Option<usize>,
-    /// Free-form facts about the data (source, dataset name, value range), as JSON.
+    /// Free-form facts about the data (source, dataset name, units, column names), as JSON;
+    /// recorded in the run as `data.metadata`.
     pub metadata: serde_json::Value,
 }
 
-/// The training or validation data a model receives, borrowed from the host.
+/// The data a model receives, borrowed from the host: one split (training, validation or test)
+/// in [`Model::fit`](crate::Model::fit) and [`Model::evaluate`](crate::Model::evaluate).
+///
+/// ```
+/// use plugin_sdk::{DataView, Elements, TaskKind, TensorView};
+///
+/// let (features, labels) = ([0.0f32, 1.0, 1.0, 0.0], [0i64, 1]);
+/// let data = DataView {
+///     features: TensorView::new(vec![2, 2], Elements::F32(&features))?,
+///     targets: TensorView::new(vec![2], Elements::I64(&labels))?,
+///     task: TaskKind::Classification,
+///     outputs: 2,
+/// };
+/// assert_eq!(data.targets.as_i64(), Some(&[0, 1][..]));
+/// # Ok::<(), plugin_sdk::ShapeError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct DataView<'a> {
-    /// Features, `[samples, ...sample_shape]`, `f32`.
+    /// Features, `[samples, ...sample_shape]`, always `f32` (scaled by the host;
+    /// `[samples, row_len]` with `preprocessing.flatten`).
     pub features: TensorView<'a>,
-    /// Targets, as in [`Dataset::targets`].
+    /// Targets, as in [`Dataset::targets`]: `i64` class indices, or `f32` values (standardised
+    /// by the host unless `preprocessing.standardize_targets: false`).
     pub targets: TensorView<'a>,
     /// Classification or regression.
     pub task: TaskKind,
-    /// Number of classes (classification) or target columns (regression).
+    /// Number of classes (classification) or target columns (regression): the loader's
+    /// `label_names` count, and the width of the rows `predict` returns.
     pub outputs: usize,
 }
 
-/// A file that a loader read, recorded as a raw-data entity by the host.
+/// A file that a loader read, listed in its [`LoadSummary`]. The host hashes it into the run's
+/// provenance as a raw-data entity, and rehashes it before reusing a cached load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceFile {
-    /// The file's path as the loader opened it.
+    /// The file's path as the loader opened it (relative paths are relative to the folder the
+    /// host runs in).
     pub path: String,
     /// What the file holds (`train-images`, `t10k-labels`, ...).
     pub role: String,
 }
 
-/// What `load_data` reports: the files read and a short description.
+/// What [`DataLoader::load_data`](crate::DataLoader::load_data) reports: the files read and a
+/// short description.
+///
+/// ```
+/// use plugin_sdk::{LoadSummary, SourceFile};
+///
+/// let summary = LoadSummary {
+///     source_files: vec![
+///         SourceFile { path: "data/train.csv".into(), role: "train".into() },
+///         SourceFile { path: "data/test.csv".into(), role: "test".into() },
+///     ],
+///     samples: 1200,
+///     description: "1200 rows of 8 columns from data/".into(),
+/// };
+/// assert_eq!(summary.source_files[1].role, "test");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadSummary {
-    /// Every file the loader read, in a stable order.
+    /// Every file the loader read, in a stable order. A file read but not listed is missing
+    /// from the run's provenance, and a cached load would not notice it change.
     pub source_files: Vec<SourceFile>,
     /// Number of samples loaded.
     pub samples: usize,
-    /// One line for humans.
+    /// One line for humans; recorded as the run's data description.
     pub description: String,
 }
 
-/// What a model's `fit` reports when training ends.
+/// What [`Model::fit`](crate::Model::fit) reports when training ends; recorded in the run.
+/// Per-epoch values go through [`Services::metric`](crate::Services::metric) instead.
+///
+/// ```
+/// use plugin_sdk::FitSummary;
+///
+/// let summary = FitSummary {
+///     epochs_completed: 12,
+///     best_epoch: Some(9),
+///     stopped_early: true,
+///     device: "cpu".into(),
+///     details: serde_json::json!({"parameters": 101_770}),
+/// };
+/// // Or only what applies:
+/// let simple = FitSummary { epochs_completed: 1, device: "cpu".into(), ..FitSummary::default() };
+/// assert_eq!(simple.best_epoch, None);
+/// # let _ = summary;
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FitSummary {
     /// Epochs fully completed.
@@ -316,8 +486,9 @@ pub struct FitSummary {
     pub details: serde_json::Value,
 }
 
-/// Facts about the run that every class receives when it is created. Sent as JSON, so fields
-/// can be added without an ABI change; unknown fields are ignored.
+/// Facts about the run that every class receives when it is created (a plugin reads them from
+/// [`ClassConfig`](crate::ClassConfig)). Sent as JSON, so fields can be added without an ABI
+/// change; unknown fields are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunContext {
     /// The run's seed.
@@ -383,21 +554,32 @@ impl fmt::Display for ClassKind {
     }
 }
 
-/// The type of a config value, checked by the host before a plugin sees its config.
+/// The type of a config value, checked by the host before a plugin sees its config: a value of
+/// another type is reported to the user with the file and key, and the class is never created.
+///
+/// ```
+/// use plugin_sdk::ConfigType;
+///
+/// let layers = ConfigType::List(Box::new(ConfigType::Count));
+/// assert_eq!(layers.spelling(), "list[count]");
+/// let optimizer = ConfigType::Choice(vec!["adam".into(), "sgd".into()]);
+/// assert_eq!(optimizer.to_string(), "one of adam|sgd");
+/// assert_eq!(ConfigType::parse("one of adam|sgd"), optimizer);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfigType {
-    /// A whole number.
+    /// A whole number (`3`, `-1`).
     Integer,
     /// A whole number, 0 or more (epochs, sizes, counts).
     Count,
-    /// Any number.
+    /// Any number (`0.001`, `3`).
     Number,
     /// A string.
     String,
     /// `true` or `false`.
     Boolean,
-    /// One of the listed strings.
+    /// One of the listed strings, exactly.
     Choice(Vec<String>),
     /// A list whose items all have the inner type.
     List(Box<ConfigType>),
@@ -444,10 +626,28 @@ impl fmt::Display for ConfigType {
     }
 }
 
-/// One key a class accepts in its config section(s).
+/// One key a class accepts in its config section(s), returned by
+/// [`PluginClass::config_keys`](crate::PluginClass::config_keys). The host rejects keys no class
+/// declares, checks each value's type, fills defaults and passes the class only the keys it
+/// declares; `host plugins inspect` shows them to users.
+///
+/// ```
+/// use plugin_sdk::{ConfigKey, ConfigType};
+///
+/// let keys = vec![
+///     ConfigKey::new("data_loader", "path", ConfigType::String).required().describe("the CSV file"),
+///     ConfigKey::new("training", "epochs", ConfigType::Count).default(10).describe("passes over the data"),
+///     ConfigKey::new("model", "hidden", ConfigType::List(Box::new(ConfigType::Count)))
+///         .default(serde_json::json!([128, 64])),
+///     ConfigKey::new("model", "dropout", ConfigType::Number), // optional: absent or null
+/// ];
+/// assert!(keys[0].required && keys[0].default.is_none());
+/// assert_eq!(keys[1].default, Some(serde_json::json!(10)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigKey {
-    /// The section the key lives in (`data_loader`, `model`, `training`, `reporting`).
+    /// The section the key lives in: a loader's is `data_loader`, a model's `model` or
+    /// `training`, a report generator's `reporting` ([`ClassKind::sections`]).
     pub section: String,
     /// The key within the section.
     pub name: String,
@@ -455,7 +655,8 @@ pub struct ConfigKey {
     #[serde(rename = "type")]
     pub ty: ConfigType,
     /// The default, filled in by the host when the key is absent. `None` with
-    /// `required: false` means the key is optional and may be absent or null.
+    /// `required: false` means the key is optional and may be absent or null (read it into an
+    /// `Option` field).
     pub default: Option<serde_json::Value>,
     /// Whether the user must give the key.
     pub required: bool,
@@ -464,8 +665,9 @@ pub struct ConfigKey {
 }
 
 impl ConfigKey {
-    /// An optional key with no default. Chain [`ConfigKey::default`], [`ConfigKey::required`]
-    /// and [`ConfigKey::describe`].
+    /// An optional key with no default, in `section`, of type `ty`. Chain
+    /// [`default`](Self::default), [`required`](Self::required) and
+    /// [`describe`](Self::describe).
     pub fn new(section: &str, name: &str, ty: ConfigType) -> Self {
         ConfigKey {
             section: section.into(),
@@ -477,19 +679,21 @@ impl ConfigKey {
         }
     }
 
-    /// Sets the default value.
+    /// Sets the default value, filled in by the host when the user gives none: anything that
+    /// converts into JSON (`10`, `0.001`, `"adam"`, `true`, `serde_json::json!([..])`). It must
+    /// have the key's type.
     pub fn default(mut self, value: impl Into<serde_json::Value>) -> Self {
         self.default = Some(value.into());
         self
     }
 
-    /// Marks the key as required.
+    /// Marks the key as required: a config without it is refused before the class is created.
     pub fn required(mut self) -> Self {
         self.required = true;
         self
     }
 
-    /// Sets the one-line description.
+    /// Sets the one-line description shown by `host plugins inspect`.
     pub fn describe(mut self, description: &str) -> Self {
         self.description = description.into();
         self
@@ -555,7 +759,9 @@ impl Manifest {
     }
 }
 
-/// Severity of a log line a plugin sends to the host.
+/// Severity of a log line a plugin sends to the host with [`Services::log`](crate::Services::log)
+/// (or its shorthands [`debug`](crate::Services::debug), [`info`](crate::Services::info),
+/// [`warn`](crate::Services::warn)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LogLevel {
     /// Fine detail, shown with `-vv`.
@@ -583,14 +789,17 @@ impl LogLevel {
     }
 }
 
-/// Why a plugin call failed.
+/// Why a plugin call failed. The host reports it in the error's first words ("failed",
+/// "rejected its config", "was cancelled", "panicked"), after the class, plugin and call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
-    /// The operation failed (bad input, I/O, a numerical fault).
+    /// The operation failed (bad input, I/O, a numerical fault): [`PluginError::new`], and any
+    /// error converted with `?`.
     Failed,
-    /// The class's config was rejected.
+    /// The class's config was rejected: [`PluginError::invalid_config`].
     InvalidConfig,
-    /// The host asked to stop and the plugin stopped.
+    /// The host asked to stop and the plugin stopped: [`PluginError::cancelled`]. The run is
+    /// recorded as cancelled, not failed.
     Cancelled,
     /// The plugin panicked; the panic was caught at the boundary.
     Panicked,
@@ -611,9 +820,30 @@ impl ErrorKind {
     }
 }
 
-/// The error every plugin operation returns.
+/// The error every plugin operation returns. The host prefixes the class, plugin, version and
+/// call, records the run as failed in the stage that failed, and exits 1.
 ///
-/// Any `std::error::Error` converts into it with `?`, keeping its chain of causes in the message.
+/// Any `std::error::Error` converts into it with `?`, keeping its chain of causes in the message;
+/// [`ResultExt`] adds context on the way. Return it rather than panic: a panic is caught at the
+/// boundary too, but says less.
+///
+/// ```
+/// use plugin_sdk::{ErrorKind, PluginError};
+///
+/// fn batch_size(value: usize) -> Result<usize, PluginError> {
+///     if value == 0 {
+///         return Err(PluginError::invalid_config("training.batch_size: must be 1 or more, found 0"));
+///     }
+///     Ok(value)
+/// }
+/// assert_eq!(batch_size(0).unwrap_err().kind, ErrorKind::InvalidConfig);
+///
+/// // Any std error converts with `?`.
+/// fn rows(text: &str) -> Result<usize, PluginError> {
+///     Ok(text.trim().parse::<usize>()?)
+/// }
+/// assert_eq!(rows("many").unwrap_err().message, "invalid digit found in string");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginError {
     /// Why it failed.
@@ -623,22 +853,33 @@ pub struct PluginError {
 }
 
 impl PluginError {
-    /// A failed operation.
+    /// A failed operation ([`ErrorKind::Failed`]). The message names what failed, where (the
+    /// file, the line, the key) and, where possible, the fix.
     pub fn new(message: impl Into<String>) -> Self {
         PluginError { kind: ErrorKind::Failed, message: message.into() }
     }
 
-    /// A rejected config.
+    /// A rejected config ([`ErrorKind::InvalidConfig`]), for a value of the right type that is
+    /// still wrong: name the key and the fix (`"model.dropout: must be in [0, 1), found 1.5"`).
+    /// Return it from [`PluginClass::new`](crate::PluginClass::new), so the run stops before any
+    /// work is done.
     pub fn invalid_config(message: impl Into<String>) -> Self {
         PluginError { kind: ErrorKind::InvalidConfig, message: message.into() }
     }
 
-    /// The host asked to stop.
+    /// The host asked to stop ([`ErrorKind::Cancelled`]): return it when
+    /// [`Services::should_stop`](crate::Services::should_stop) is true.
     pub fn cancelled() -> Self {
         PluginError { kind: ErrorKind::Cancelled, message: "cancelled by the host".into() }
     }
 
-    /// Prefixes the message with context: `context: message`.
+    /// Prefixes the message with context: `context: message`. The kind is kept.
+    ///
+    /// ```
+    /// # use plugin_sdk::PluginError;
+    /// let error = PluginError::new("line 3: not a number").context("data/train.csv");
+    /// assert_eq!(error.to_string(), "data/train.csv: line 3: not a number");
+    /// ```
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
         self
@@ -664,11 +905,27 @@ impl<E: std::error::Error> From<E> for PluginError {
     }
 }
 
-/// Adds context to any result whose error converts into [`PluginError`].
+/// Adds context to any result whose error converts into [`PluginError`] (a `std::error::Error`, or
+/// a `PluginError` itself), turning it into a `Result<T, PluginError>`.
+///
+/// ```
+/// use plugin_sdk::{PluginError, ResultExt};
+///
+/// fn read_rows(path: &str) -> Result<String, PluginError> {
+///     let text = std::fs::read_to_string(path).context(path)?;
+///     Ok(text)
+/// }
+/// let error = read_rows("no/such/file.csv").unwrap_err();
+/// assert!(error.message.starts_with("no/such/file.csv: "), "{error}");
+///
+/// let line = 18;
+/// let value: Result<f64, PluginError> = "n/a".parse::<f64>().with_context(|| format!("line {line}"));
+/// assert_eq!(value.unwrap_err().message, "line 18: invalid float literal");
+/// ```
 pub trait ResultExt<T> {
-    /// Prefixes the error message with `context`.
+    /// Prefixes the error message with `context` (`context: message`).
     fn context(self, context: impl fmt::Display) -> Result<T, PluginError>;
-    /// Prefixes the error message with a lazily built context.
+    /// Prefixes the error message with a context built only when there is an error.
     fn with_context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T, PluginError>;
 }
 

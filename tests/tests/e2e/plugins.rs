@@ -569,3 +569,24 @@ fn plugins_scaffolded_by_plugins_new_build_by_themselves_load_and_run_together()
     let text = std::fs::read_to_string(&report).unwrap();
     assert!(text.starts_with("# scaffolded") && text.contains("| rmse |"), "{text}");
 }
+
+#[test]
+fn export_plugin_called_twice_says_so_in_words() {
+    let fixture = workspace_root().join("tests/fixtures/export-twice");
+    // The workspace's lock file: the same dependency versions, resolved without a network.
+    std::fs::copy(workspace_root().join("Cargo.lock"), fixture.join("Cargo.lock")).unwrap();
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--offline", "--quiet", "--manifest-path"])
+        .arg(fixture.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(crate::support::target_dir().join("fixtures"))
+        .output()
+        .expect("run cargo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a crate calling export_plugin! twice built:\n{stderr}");
+    assert!(
+        stderr.contains("the name `export_plugin_may_be_called_only_once_per_crate` is defined multiple times"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("_1as_0lib"), "the error names abi_stable's symbol:\n{stderr}");
+}
