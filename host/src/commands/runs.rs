@@ -475,7 +475,7 @@ fn comparison_page(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Run comparison</title><style>\n\
          body { font-family: system-ui, sans-serif; margin: 24px; color: #1d2733; background: #f6f7f9; }\n\
          section { background: #fff; border: 1px solid #e2e5ea; border-radius: 8px; padding: 16px 20px; margin-bottom: 18px; }\n\
-         table { border-collapse: collapse; font-size: 14px; } td, th { padding: 4px 10px; border-bottom: 1px solid #e2e5ea; text-align: left; }\n\
+         table { border-collapse: collapse; font-size: 14px; } td, th { padding: 4px 10px; border-bottom: 1px solid #e2e5ea; text-align: left; overflow-wrap: anywhere; }\n\
          tr.differs td { background: #fff7ed; } .chart text { font-size: 11px; fill: #475569; }\n\
          </style></head><body>\n<h1>Run comparison</h1>\n",
     );

@@ -14,7 +14,7 @@ use crate::config::sweep::plain;
 use crate::output::{print_json, table};
 use crate::registry::RegistryOptions;
 use crate::storage::StoreOptions;
-use crate::sweep::{SweepOptions, SweepOutcome, best_trial, varied_keys, write_sweep_page};
+use crate::sweep::{HeldOut, SweepOptions, SweepOutcome, best_trial, held_out, varied_keys, write_sweep_page};
 
 pub struct SweepCommand {
     pub config: PathBuf,
@@ -40,9 +40,9 @@ pub fn sweep(command: SweepCommand) -> anyhow::Result<u8> {
         detach: command.detach,
     })?;
     if command.json {
-        print_json(&outcome.row)?;
+        print_json(&outcome_json(&outcome.row, outcome.held_out.as_ref())?)?;
     } else {
-        print_sweep(&outcome.row);
+        print_sweep(&outcome.row, outcome.held_out.as_ref());
         if outcome.detached {
             let id = &outcome.row.sweep_id;
             println!(
@@ -67,7 +67,16 @@ fn exit_code(outcome: &SweepOutcome) -> u8 {
     }
 }
 
-fn print_sweep(row: &SweepRow) {
+/// A sweep as `--json` prints it: the store's row and the best trial's held-out figure.
+fn outcome_json(row: &SweepRow, held_out: Option<&HeldOut>) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(row)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("held_out".into(), serde_json::to_value(held_out)?);
+    }
+    Ok(value)
+}
+
+fn print_sweep(row: &SweepRow, held_out: Option<&HeldOut>) {
     let best = best_trial(row).map(|t| (t.metric.unwrap_or(f64::NAN), t.trial));
     let keys = varied_keys(row);
     let jobs = row.trials.iter().any(|t| t.job.is_some());
@@ -117,6 +126,12 @@ fn print_sweep(row: &SweepRow) {
         let run = row.trials.iter().find(|t| t.trial == trial).and_then(|t| t.run_id.clone()).unwrap_or_default();
         println!("best: trial {trial} ({} {value:.4}), run {run} (host runs show {run})", row.metric);
     }
+    if let Some(held_out) = held_out {
+        println!(
+            "held out: {} {:.4} (the best trial on the test set, which chose nothing: the figure to report)",
+            held_out.metric, held_out.value
+        );
+    }
 }
 
 /// `host sweep show [SWEEP]`: one sweep's trials (its queued and running Slurm jobs asked
@@ -133,14 +148,15 @@ pub fn show(store: &StoreOptions, sweep_id: Option<&str>, json: bool, html: Opti
                     row
                 }
             };
+            let held_out = held_out(&*store, &row)?;
             if let Some(path) = html {
                 write_sweep_page(&*store, &row, path)?;
                 eprintln!("wrote {}", path.display());
             }
             if json {
-                print_json(&row)
+                print_json(&outcome_json(&row, held_out.as_ref())?)
             } else {
-                print_sweep(&row);
+                print_sweep(&row, held_out.as_ref());
                 Ok(())
             }
         }
@@ -183,9 +199,9 @@ pub fn watch(
     let folder = std::path::absolute(root.join("sweeps").join(sweep_id))?;
     let outcome = crate::sweep::follow(&*store, sweep_id, Some(&folder), false, show_progress && !json)?;
     if json {
-        print_json(&outcome.row)?;
+        print_json(&outcome_json(&outcome.row, outcome.held_out.as_ref())?)?;
     } else {
-        print_sweep(&outcome.row);
+        print_sweep(&outcome.row, outcome.held_out.as_ref());
         println!("report: {}", outcome.report.display());
     }
     Ok(exit_code(&outcome))
@@ -207,7 +223,7 @@ pub fn cancel(store: &StoreOptions, sweep_id: &str, hard: bool, json: bool) -> a
         for line in &elsewhere {
             eprintln!("warning: {line}");
         }
-        print_sweep(&row);
+        print_sweep(&row, None);
     }
     Ok(if elsewhere.is_empty() { 0 } else { 1 })
 }

@@ -55,6 +55,19 @@ pub struct Prune {
     pub min_trials: usize,
 }
 
+/// What a sweep selects on unless told: the trained model's accuracy on the validation split.
+pub const DEFAULT_METRIC: &str = "validation.accuracy";
+
+/// A warning for a sweep that selects on the test set: the best trial's score is then chosen on
+/// the data it is scored on, and overstates how the model does on new data.
+pub fn test_metric_warning(metric: &str) -> Option<String> {
+    let rest = metric.strip_prefix("test.")?;
+    Some(format!(
+        "sweep.metric {metric} selects the best trial on the test set, so its score overstates it; \
+         select on validation.{rest} and read {metric} as the held-out figure"
+    ))
+}
+
 /// One trial: its number (from 1) and the value of each varied key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial {
@@ -138,7 +151,7 @@ fn parse(section: &Value, problems: &mut Vec<Problem>) -> Sweep {
     }
     let trials = trials as usize;
     let seed = count("seed", 0, problems);
-    let metric = map.get("metric").and_then(Value::as_str).unwrap_or("test.accuracy").to_owned();
+    let metric = map.get("metric").and_then(Value::as_str).unwrap_or(DEFAULT_METRIC).to_owned();
     let maximize = match map.get("direction").and_then(Value::as_str).unwrap_or("maximize") {
         "maximize" => true,
         "minimize" => false,

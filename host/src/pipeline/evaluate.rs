@@ -1,6 +1,7 @@
 //! The evaluate stage: the model predicts the test split; the host computes the standard
 //! metrics (classification, or regression in the targets' own units) and the model adds its
-//! own. Writes `metrics.json` and `predictions.csv`; the predictions stay in memory for the
+//! own. The trained model's validation split is scored the same way (`validation.*`): what a
+//! sweep selects on, so the test metrics stay a held-out figure. Writes `metrics.json` and `predictions.csv`; the predictions stay in memory for the
 //! report. Reused when an earlier run evaluated bit-identical weights on the same test split.
 
 use anyhow::{Context, anyhow};
@@ -35,7 +36,12 @@ pub fn evaluate(
             let key = reuse::model_key(
                 run,
                 StageName::Evaluate,
-                json!({"model": trained.weights, "test": prepared.test.digest, "label_names": prepared.label_names}),
+                json!({
+                    "model": trained.weights,
+                    "test": prepared.test.digest,
+                    "validation": prepared.validation.digest,
+                    "label_names": prepared.label_names,
+                }),
             )?;
             if let Some((predictions, from)) = reuse_evaluation(run, &key) {
                 return Ok(Staged::reused(predictions, key, from));
@@ -88,7 +94,8 @@ fn reuse_evaluation(run: &mut Run<'_>, key: &str) -> Option<(Option<Predictions>
 }
 
 /// The model's predictions on the test split and every metric of them: the host's standard
-/// ones (`test`), and the model's own (`model`, `custom`).
+/// ones (`test`), and the model's own (`model`, `custom`); and the standard metrics of its
+/// predictions on the validation split (`validation`), when there is one.
 fn score(
     run: &Run<'_>,
     model: &mut ModelHandle,
@@ -96,30 +103,48 @@ fn score(
 ) -> Result<(Value, Option<Predictions>), StageError> {
     let class = run.required_class(ClassKind::Model)?;
     let services = run.services(class, run.dir.clone());
-    let test = &prepared.test;
-    let view = prepared.view(test);
-    let output = model.predict(&view.features, &services)?;
-    let values = output
-        .view()
-        .as_f32()
-        .ok_or_else(|| anyhow!("{}: predict returned {} values; expected f32", class.info.name, output.dtype()))?;
-    if output.rows() != test.rows {
-        return Err(StageError::Failed(anyhow!(
-            "{}: predict returned {} rows for {} samples",
-            class.info.name,
-            output.rows(),
-            test.rows
-        )));
-    }
     let mut all = Map::new();
+    let test = &prepared.test;
+    let name = &class.info.name;
+    let (view, output) = predict(model, prepared, test, &services, name)?;
+    let values = output.view().as_f32().unwrap_or_default();
     let (standard, predictions) = standard_metrics(prepared, test, values)
         .with_context(|| format!("evaluating the predictions of {}", class.info.name))?;
     if let Some(standard) = standard {
         all.insert("test".into(), standard);
     }
+    if prepared.validation.rows > 0 {
+        let (_, validation) = predict(model, prepared, &prepared.validation, &services, name)?;
+        let values = validation.view().as_f32().unwrap_or_default();
+        let (standard, _) = standard_metrics(prepared, &prepared.validation, values)
+            .with_context(|| format!("evaluating the validation predictions of {}", class.info.name))?;
+        if let Some(standard) = standard {
+            all.insert("validation".into(), standard);
+        }
+    }
     all.insert("model".into(), Value::Object(model.evaluate(&view, &services)?));
     all.insert("custom".into(), Value::Object(model.custom_metrics(&view.targets, &output.view())?));
     Ok((Value::Object(all), predictions))
+}
+
+/// The model's predictions for `split` (checked: f32, one row per sample) and its view.
+fn predict<'a>(
+    model: &mut ModelHandle,
+    prepared: &Prepared,
+    split: &'a Split,
+    services: &dyn plugin_sdk::host::HostServices,
+    class: &str,
+) -> Result<(plugin_sdk::DataView<'a>, plugin_sdk::Tensor), StageError> {
+    let view = prepared.view(split);
+    let output = model.predict(&view.features, services)?;
+    if output.view().as_f32().is_none() {
+        return Err(StageError::Failed(anyhow!("{class}: predict returned {} values; expected f32", output.dtype())));
+    }
+    if output.rows() != split.rows {
+        let (rows, samples) = (output.rows(), split.rows);
+        return Err(StageError::Failed(anyhow!("{class}: predict returned {rows} rows for {samples} samples")));
+    }
+    Ok((view, output))
 }
 
 /// The host's metrics of `values` predicted for `test`: classification metrics from class

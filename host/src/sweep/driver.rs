@@ -25,7 +25,7 @@ use super::prune::{better, median_stop};
 use super::slurm::SlurmExecutor;
 use crate::config::executor::{ExecutorConfig, ExecutorKind};
 use crate::config::experiment::ExperimentConfig;
-use crate::config::sweep::{Sweep, Trial, apply, split};
+use crate::config::sweep::{Sweep, Trial, apply, split, test_metric_warning};
 use crate::config::{ConfigError, read_yaml};
 use crate::hashing::sha256_bytes;
 use crate::interrupt::Stop;
@@ -50,6 +50,8 @@ pub struct SweepOptions {
 /// How a sweep ended (or, detached, stands).
 pub struct SweepOutcome {
     pub row: SweepRow,
+    /// The best trial's held-out figure (its test metric, when the sweep selects on validation).
+    pub held_out: Option<super::HeldOut>,
     /// The sweep's HTML report.
     pub report: PathBuf,
     pub cancelled: bool,
@@ -155,6 +157,9 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
     require_utf8(file, "config file")?;
     let value = read_yaml(file)?;
     let (mut base, sweep) = split(file, &value)?;
+    if let Some(warning) = test_metric_warning(&sweep.metric) {
+        tracing::warn!("{}: {warning}", file.display());
+    }
     // Where the trials run is not what they compute: not part of the sweep's id or configs.
     let section = base.as_object_mut().and_then(|root| root.remove("executor"));
     let mut problems = Vec::new();
@@ -291,7 +296,8 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
         trials.submit(&mut *executor, pending)?;
         let row = store.sweep(&sweep_id)?;
         super::write_sweep_page(&*store, &row, &report)?;
-        return Ok(SweepOutcome { row, report, cancelled: false, detached: true });
+        let held_out = super::held_out(&*store, &row)?;
+        return Ok(SweepOutcome { row, held_out, report, cancelled: false, detached: true });
     }
     // Ctrl-C from here on stops the trials (before, during validation, it ends the host).
     crate::interrupt::on_signals(
@@ -303,7 +309,8 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
     trials.run(&mut *executor, pending, &stop, limit)?;
     let row = store.sweep(&sweep_id)?;
     super::write_sweep_page(&*store, &row, &report)?;
-    Ok(SweepOutcome { row, report, cancelled: stop.requested(), detached: false })
+    let held_out = super::held_out(&*store, &row)?;
+    Ok(SweepOutcome { row, held_out, report, cancelled: stop.requested(), detached: false })
 }
 
 /// `host sweep watch SWEEP`: follows the sweep's queued and running Slurm jobs from any
@@ -352,7 +359,8 @@ pub fn follow(
         std::fs::create_dir_all(folder).with_context(|| format!("{}: cannot create", folder.display()))?;
         super::write_sweep_page(store, &row, &report)?;
     }
-    Ok(SweepOutcome { row, report, cancelled, detached: false })
+    let held_out = super::held_out(store, &row)?;
+    Ok(SweepOutcome { row, held_out, report, cancelled, detached: false })
 }
 
 /// `host sweep cancel SWEEP`: cancels the sweep's queued and running Slurm jobs (their runs

@@ -14,7 +14,7 @@ mod prune;
 mod slurm;
 
 use record::TrialStatus;
-use store::{SweepRow, TrialRow};
+use store::{Store, SweepRow, TrialRow};
 
 pub use driver::{SweepOptions, SweepOutcome, cancel, follow, sweep};
 pub use executor::{Executor, Submitted, TrialEnd, TrialEvent, TrialJob, WorkerCommand};
@@ -33,4 +33,27 @@ pub fn best_trial(row: &SweepRow) -> Option<&TrialRow> {
     row.trials.iter().filter(|t| t.status == TrialStatus::Completed && t.metric.is_some()).reduce(|a, b| {
         if better(row.maximize, b.metric.unwrap_or(f64::NAN), a.metric.unwrap_or(f64::NAN)) { b } else { a }
     })
+}
+
+/// The held-out figure of a sweep that selects on a validation metric (`validation.accuracy`):
+/// the same metric on the test set (`test.accuracy`), which no trial was chosen by.
+pub fn held_out_metric(metric: &str) -> Option<String> {
+    metric.strip_prefix("validation.").map(|rest| format!("test.{rest}"))
+}
+
+/// The best trial's held-out figure: its run's test metric, as its own number.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HeldOut {
+    pub metric: String,
+    pub value: f64,
+    pub trial: usize,
+}
+
+/// The best trial's held-out figure, once the best trial's run recorded it.
+pub fn held_out(store: &dyn Store, row: &SweepRow) -> anyhow::Result<Option<HeldOut>> {
+    let Some(metric) = held_out_metric(&row.metric) else { return Ok(None) };
+    let Some(best) = best_trial(row) else { return Ok(None) };
+    let Some(run_id) = &best.run_id else { return Ok(None) };
+    let value = store.final_metrics(run_id)?.get(&metric).copied();
+    Ok(value.map(|value| HeldOut { metric, value, trial: best.trial }))
 }

@@ -34,7 +34,7 @@ if (wanted) { var th = document.querySelectorAll("th[data-sort]")[Number(wanted[
 
 /// The sweep report: a sortable table of trials, the best trial with a link to its run's
 /// report, and the metric plotted against each varied key. Self-contained; every text escaped.
-fn sweep_page(row: &SweepRow, run_dirs: &BTreeMap<String, PathBuf>) -> String {
+fn sweep_page(row: &SweepRow, run_dirs: &BTreeMap<String, PathBuf>, held_out: Option<&super::HeldOut>) -> String {
     use charts::escape;
     use std::fmt::Write;
     let keys = varied_keys(row);
@@ -45,7 +45,7 @@ fn sweep_page(row: &SweepRow, run_dirs: &BTreeMap<String, PathBuf>) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sweep {}</title><style>\n\
          body {{ font-family: system-ui, sans-serif; margin: 24px; color: #1d2733; background: #f6f7f9; }}\n\
          section {{ background: #fff; border: 1px solid #e2e5ea; border-radius: 8px; padding: 16px 20px; margin-bottom: 18px; }}\n\
-         table {{ border-collapse: collapse; font-size: 14px; }} td, th {{ padding: 4px 10px; border-bottom: 1px solid #e2e5ea; text-align: left; }}\n\
+         table {{ border-collapse: collapse; font-size: 14px; }} td, th {{ padding: 4px 10px; border-bottom: 1px solid #e2e5ea; text-align: left; overflow-wrap: anywhere; }}\n\
          th[data-sort] {{ cursor: pointer; color: #2563eb; }} tr.best td {{ background: #ecfdf5; font-weight: 600; }}\n\
          .plots {{ display: flex; flex-wrap: wrap; gap: 18px; }} .chart text {{ font-size: 11px; fill: #475569; }}\n\
          </style></head><body>\n<h1>Sweep {}</h1>\n<p>{} &middot; {} {} &middot; {} of {} trials completed</p>\n",
@@ -72,6 +72,14 @@ fn sweep_page(row: &SweepRow, run_dirs: &BTreeMap<String, PathBuf>) -> String {
                 ),
                 escape(&run)
             );
+            if let Some(held_out) = held_out {
+                let _ = write!(
+                    page,
+                    "</p><p>Held out: {} {:.4} (the best trial on the test set, which chose nothing: the figure to report)",
+                    escape(&held_out.metric),
+                    held_out.value
+                );
+            }
             if let Some(report) = run_dirs.get(&run).map(|d| d.join("reports/index.html")).filter(|p| p.is_file()) {
                 let _ = write!(page, " &middot; <a href=\"{}\">its report</a>", escape(&report.display().to_string()));
             }
@@ -153,5 +161,7 @@ pub fn write_sweep_page(store: &dyn Store, row: &SweepRow, path: &Path) -> anyho
             run_dirs.insert(run_id.clone(), record.output_dir);
         }
     }
-    std::fs::write(path, sweep_page(row, &run_dirs)).with_context(|| format!("{}: cannot write", path.display()))
+    let held_out = super::held_out(store, row)?;
+    std::fs::write(path, sweep_page(row, &run_dirs, held_out.as_ref()))
+        .with_context(|| format!("{}: cannot write", path.display()))
 }

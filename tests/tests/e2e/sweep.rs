@@ -17,17 +17,45 @@ fn sweep_project(epochs: usize) -> Project {
             "experiment_name: tiny_sweep\nplugins: {{data_loader: MNISTLoader, model: MNISTMLP}}\n\
              data_loader: {{data_dir: data}}\ndata_splitting: {{validation_fraction: 0.2}}\n\
              training: {{epochs: {epochs}, batch_size: 32}}\n\
-             sweep:\n  method: grid\n  metric: test.log_loss\n  direction: minimize\n  parameters:\n\
+             sweep:\n  method: grid\n  metric: validation.log_loss\n  direction: minimize\n  parameters:\n\
              \x20   training.learning_rate: [0.001, 0.01]\n    model.hidden_layers: [[32], [64]]\n"
         ),
     );
     project
 }
 
+#[test]
+fn a_sweep_selecting_on_the_test_set_is_warned_about() {
+    let project = sweep_project(1);
+    let config = std::fs::read_to_string(project.path().join("config/sweep.yaml")).unwrap();
+    let config = config
+        .replace("metric: validation.log_loss", "metric: test.log_loss")
+        .replace("training.learning_rate: [0.001, 0.01]\n    model.hidden_layers: [[32], [64]]", "seed: [1]");
+    project.write("config/sweep.yaml", &config);
+    let sweep = project.host(&["sweep", "config/sweep.yaml", "--json"]);
+    assert!(
+        sweep.stderr.contains(
+            "config/sweep.yaml: sweep.metric test.log_loss selects the best trial on the test set, so its score \
+             overstates it; select on validation.log_loss and read test.log_loss as the held-out figure"
+        ),
+        "{}",
+        sweep.stderr
+    );
+    let sweep = sweep.success().json();
+    assert_eq!(sweep["trials"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        sweep["held_out"],
+        serde_json::Value::Null,
+        "nothing is held out of a sweep that selects on the test set"
+    );
+}
+
 on_every_store! {
 fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     let project = sweep_project(2);
-    let first = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
+    let first = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]);
+    assert!(!first.stderr.contains("selects the best trial on the test set"), "{}", first.stderr);
+    let first = first.success().json();
     let trials = first["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 4);
     assert!(trials.iter().all(|t| t["status"] == "completed" && t["metric"].is_number()), "{first:#}");
@@ -49,7 +77,14 @@ fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     let shown = project.host(&["sweep", "show", sweep_id]).success().stdout.clone();
     let best =
         trials.iter().min_by(|a, b| a["metric"].as_f64().unwrap().total_cmp(&b["metric"].as_f64().unwrap())).unwrap();
-    assert!(shown.contains(&format!("best: trial {}", best["trial"])), "{shown}");
+    assert!(shown.contains(&format!("best: trial {} (validation.log_loss ", best["trial"])), "{shown}");
+    // The best trial's test metric is reported as its own, held-out figure.
+    let best_run = project.host(&["runs", "show", best["run_id"].as_str().unwrap(), "--json"]).success().json();
+    let test_log_loss = best_run["metrics"]["test"]["log_loss"].as_f64().unwrap();
+    assert_eq!(best_run["metrics"]["validation"]["log_loss"].as_f64(), best["metric"].as_f64());
+    assert_ne!(test_log_loss, best["metric"].as_f64().unwrap());
+    assert_eq!(first["held_out"], serde_json::json!({"metric": "test.log_loss", "value": test_log_loss, "trial": best["trial"]}));
+    assert!(shown.contains(&format!("held out: test.log_loss {test_log_loss:.4} (the best trial on the test set")), "{shown}");
     assert!(shown.lines().any(|l| l.starts_with('*') && l.contains(best["run_id"].as_str().unwrap())), "{shown}");
     let listing = project.host(&["sweep", "show"]).success().stdout.clone();
     assert!(listing.contains(sweep_id) && listing.contains("4/4"), "{listing}");
@@ -227,7 +262,7 @@ fn sweep_validation_reads_cached_manifests_by_sha256_and_ignores_other_sdk_versi
     }
     std::fs::write(&entry, edited.to_string()).unwrap();
     let refused = sweep(false);
-    assert!(refused.failure().contains("model.mode: unknown key"), "{}", refused.stderr);
+    assert!(refused.failure().contains("model: class FaultyModel reads no `model` keys"), "{}", refused.stderr);
 
     // A manifest cached by a host of another SDK version is not used, and is replaced.
     edited["sdk_version"] = serde_json::json!("0.0.0-other");
