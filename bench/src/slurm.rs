@@ -63,7 +63,7 @@ fn project(name: &str, trials: usize, executor: &str) -> anyhow::Result<PathBuf>
             "experiment_name: bench_{name}\nplugins: {{data_loader: MNISTLoader, model: SoftmaxRegression}}\n\
              data_loader: {{data_dir: {}, dataset: mnist}}\ntraining: {{epochs: 1, batch_size: 64}}\n\
              reporting: {{enabled: false}}\n{executor}\
-             sweep:\n  method: random\n  trials: {trials}\n  seed: 1\n  metric: test.accuracy\n  direction: maximize\n\
+             sweep:\n  method: random\n  trials: {trials}\n  seed: 1\n  metric: validation.accuracy\n  direction: maximize\n\
              \x20 parameters:\n    training.learning_rate: {{min: 0.01, max: 0.5, log: true}}\n",
             data.display()
         ),

@@ -207,7 +207,10 @@ impl ExperimentConfig {
         }
         for (kind, info) in &classes {
             let mut sections = Map::new();
-            for section in kind.sections() {
+            // Only the sections it declares keys in: a model without `training` keys gets no
+            // `training`, so its config struct need not name one.
+            let declared = kind.sections().iter().filter(|s| info.config_keys.iter().any(|k| k.section == **s));
+            for section in declared {
                 let mut values = canonical[*section].as_object().cloned().unwrap_or_default();
                 values.retain(|key, _| info.config_keys.iter().any(|k| k.section == *section && &k.name == key));
                 sections.insert((*section).into(), Value::Object(values));
@@ -413,6 +416,15 @@ mod tests {
         );
     }
 
+    fn knn() -> ClassInfo {
+        ClassInfo {
+            kind: ClassKind::Model,
+            name: "Knn".into(),
+            summary: String::new(),
+            config_keys: vec![ConfigKey::new("model", "k", ConfigType::Count).default(5)],
+        }
+    }
+
     #[test]
     fn a_section_the_chosen_class_does_not_read_is_one_problem_naming_its_owner() {
         // A model that trains without a `training` section, under a config written for one that has it.
@@ -426,12 +438,7 @@ mod tests {
             .unwrap(),
             |kind, name| match (kind, name) {
                 (ClassKind::Loader, "Loader") => Ok(loader_class()),
-                (ClassKind::Model, "Knn") => Ok(ClassInfo {
-                    kind: ClassKind::Model,
-                    name: "Knn".into(),
-                    summary: String::new(),
-                    config_keys: vec![ConfigKey::new("model", "k", ConfigType::Count).default(5)],
-                }),
+                (ClassKind::Model, "Knn") => Ok(knn()),
                 _ => Err(format!("no {kind} class {name}")),
             },
         )
@@ -442,6 +449,21 @@ mod tests {
             "config/x.yaml: training: class Knn reads no `training` keys: the model owns `model` and `training` \
              (plugins.model chose Knn); remove this section, or choose a model class that reads it"
         );
+        // Without the section, the class gets only the sections it declares keys in.
+        let config = ExperimentConfig::from_value(
+            Path::new("config/x.yaml"),
+            &parse_yaml(
+                Path::new("config/x.yaml"),
+                "experiment_name: e\nplugins: {data_loader: Loader, model: Knn}\ndata_loader: {data_dir: d}\n",
+            )
+            .unwrap(),
+            |kind, name| match (kind, name) {
+                (ClassKind::Loader, "Loader") => Ok(loader_class()),
+                _ => Ok(knn()),
+            },
+        )
+        .unwrap();
+        assert_eq!(config.class_sections(ClassKind::Model), json!({"model": {"k": 5}}));
         // A class that reads some of a section still gets one message per unknown key.
         let error = load(&GOOD.replace("training: {epochs: 2}", "training: {epochs: 2, momentum: 0.9}")).unwrap_err();
         assert_eq!(error, "config/x.yaml: training.momentum: unknown key; the model class MLP, which owns `training`, accepts: learning_rate, epochs");

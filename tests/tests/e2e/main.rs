@@ -6,6 +6,7 @@ mod browser;
 mod cdp;
 mod config;
 mod faults;
+mod guide;
 mod liveness;
 mod pipeline;
 mod plugins;

@@ -31,7 +31,7 @@ fn slurm_project(model: &str, training: &str, executor: &str, parameters: &str) 
             "experiment_name: on_slurm\nplugins: {{data_loader: MNISTLoader, model: {model}}}\n\
              data_loader: {{data_dir: data}}\ntraining: {{{training}}}\nreporting: {{enabled: false}}\n\
              executor: {{kind: slurm, cpus_per_task: 1, {executor}}}\n\
-             sweep:\n  method: grid\n  metric: test.accuracy\n  direction: maximize\n  parameters:\n{parameters}"
+             sweep:\n  method: grid\n  metric: validation.accuracy\n  direction: maximize\n  parameters:\n{parameters}"
         ),
     );
     project
