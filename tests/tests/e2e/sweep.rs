@@ -157,32 +157,46 @@ fn a_sweep_named_like_a_path_stays_in_its_output_folder() {
 
 on_every_store! {
 fn ctrl_c_cancels_a_sweep_and_running_it_again_resumes() {
-    let project = sweep_project(200);
+    // Two trials side by side: a short one that completes, a long one still training.
+    let project = sweep_project(1);
+    let config = std::fs::read_to_string(project.path().join("config/sweep.yaml")).unwrap();
+    let config = config.replace(
+        "training.learning_rate: [0.001, 0.01]\n    model.hidden_layers: [[32], [64]]",
+        "training.epochs: [1, 200]",
+    );
+    project.write("config/sweep.yaml", &config);
     let mut child = spawn_host(&project, &["sweep", "config/sweep.yaml", "--jobs", "2"], Stdio::null());
-    // Wait until a trial is training (its run is recorded), then interrupt the sweep.
+    // Wait until the short trial completed while the long one trains, then interrupt the sweep.
     let started = Instant::now();
-    loop {
-        let runs = project.host(&["runs", "list", "--json", "--status", "running"]).json();
-        if runs.as_array().is_some_and(|r| !r.is_empty()) {
-            break;
+    let completed = loop {
+        let shown = project.host(&["sweep", "show", "--json"]).json();
+        let trials = shown[0]["trials"].as_array().cloned().unwrap_or_default();
+        let done: Vec<serde_json::Value> = trials.iter().filter(|t| t["status"] == "completed").cloned().collect();
+        if let [short] = done.as_slice() {
+            break short.clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no trial started");
+        assert!(started.elapsed() < Duration::from_secs(60), "the short trial did not complete: {shown:#}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(completed["trial"], 1, "{completed:#}");
     let signal = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(signal.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let cancelled = project.host(&["runs", "list", "--json", "--status", "cancelled"]).success().json();
-    assert!(!cancelled.as_array().unwrap().is_empty(), "the running trials were recorded cancelled");
+    assert_eq!(cancelled.as_array().unwrap().len(), 1, "the long trial was recorded cancelled: {cancelled:#}");
     let shown = project.host(&["sweep", "show", "--json"]).success().json();
-    let done = shown[0]["trials"].as_array().unwrap().iter().filter(|t| t["status"] == "completed").count();
-    assert!(done < 4, "the sweep stopped early");
+    let statuses: Vec<&str> = shown[0]["trials"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["completed", "cancelled"]);
 
-    // The same file resumes the sweep: the remaining trials run.
+    // The same file resumes the sweep: the completed trial is skipped (its run kept, no new run),
+    // the cancelled one runs again to the end.
     let resumed = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
-    assert!(resumed["trials"].as_array().unwrap().iter().all(|t| t["status"] == "completed"), "{resumed:#}");
+    let trials = resumed["trials"].as_array().unwrap();
+    assert!(trials.iter().all(|t| t["status"] == "completed"), "{resumed:#}");
+    assert_eq!(trials[0]["run_id"], completed["run_id"], "the completed trial was run again");
+    let runs = project.host(&["runs", "list", "--json"]).success().json();
+    assert_eq!(runs.as_array().unwrap().len(), 3, "one run for the short trial, two for the long one: {runs:#}");
     assert_eq!(resumed["sweep_id"], shown[0]["sweep_id"]);
 }}
 
