@@ -309,7 +309,7 @@ enum PluginsCommand {
         /// The class's name, as configs name it (default: the crate's name in CamelCase, MyLoader).
         #[arg(long, value_name = "NAME")]
         class: Option<String>,
-        /// The folder to create the crate in.
+        /// The folder the crate's own folder (DIR/NAME) is created in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         /// The plugin SDK's folder (default: the one this host was built from).
@@ -642,7 +642,10 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
             let library = commands::scaffold::library_file(&name);
             println!("created {} ({kind:?} plugin, class {class})", root.display());
             println!("next: cd {} && cargo build --release", root.display());
-            println!("then: cp target/release/{library} <project>/plugins/ && host plugins list");
+            println!(
+                "then: cp target/release/{library} <project>/plugins/.{library}.tmp && \
+                 mv <project>/plugins/.{library}.tmp <project>/plugins/{library} && host plugins list"
+            );
             Ok(())
         }
     }

@@ -157,8 +157,8 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// their inputs and outputs, config keys, errors and services.
 pub mod prelude {
     pub use crate::{
-        ClassConfig, ConfigKey, ConfigType, DataLoader, DataView, Dataset, FitSummary, LoadSummary, Model, PluginClass,
-        PluginError, ReportGenerator, ResultExt, Services, SourceFile, TaskKind, Tensor, TensorView,
+        ClassConfig, ConfigKey, ConfigType, DataLoader, DataView, Dataset, Elements, FitSummary, LoadSummary, Model,
+        PluginClass, PluginError, ReportGenerator, ResultExt, Services, SourceFile, TaskKind, Tensor, TensorView,
     };
 }
 

@@ -639,7 +639,8 @@ impl<'a> Services<'a> {
 
     /// Records a metric value at a step (the epoch, from 1, for per-epoch metrics such as
     /// `loss`, `val_loss`, `epoch_seconds`). It goes into the run's history, the store (live,
-    /// for `host runs watch`), `host runs compare` and reports. A non-finite value of a metric
+    /// for `host runs watch`), the curves of `host runs compare --html` and `host ui`, and
+    /// reports. A non-finite value of a metric
     /// whose name contains `loss` makes [`should_stop`](Self::should_stop) true and fails the
     /// run as diverged.
     pub fn metric(&self, name: &str, step: u64, value: f64) {

@@ -52,24 +52,6 @@ fn write_images(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Runs `cargo test` on a crate outside the workspace, offline, in the fixtures' target folder.
-fn cargo_test(manifest: &Path) {
-    let output = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "--offline", "--quiet", "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(crate::support::target_dir().join("fixtures"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "cargo test of the guide's crate failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
-}
-
 #[test]
 fn the_plugin_guide_builds_passes_its_tests_and_runs_verifies_and_replays_in_the_host() {
     let guide = guide();
@@ -105,7 +87,8 @@ fn the_plugin_guide_builds_passes_its_tests_and_runs_verifies_and_replays_in_the
     assert!(std::fs::read_to_string(root.join("Cargo.toml")).unwrap().contains(&sdk), "the SDK path was not replaced");
     // The workspace's lock file: the same dependency versions, resolved without a network.
     std::fs::copy(workspace_root().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
-    cargo_test(&root.join("Cargo.toml"));
+    let tested = crate::support::test_crate(&root.join("Cargo.toml"), &["--offline"]);
+    assert!(tested.contains("test result: ok. 1 passed"), "{tested}");
     let built = build_crate_with(&root.join("Cargo.toml"), &[], &["--offline"]);
     project.drop_plugin(&built.join("libdigits.so"), "libdigits.so");
     write_images(&project.path().join("data/digits.csv"));

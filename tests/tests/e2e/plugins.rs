@@ -528,6 +528,10 @@ fn plugins_scaffolded_by_plugins_new_build_by_themselves_load_and_run_together()
         // The workspace's lock file: the same dependency versions, resolved without a network.
         std::fs::copy(crate::support::workspace_root().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
         let built = crate::support::build_crate_with(&root.join("Cargo.toml"), &[], build_args);
+        // Its own tests pass as scaffolded.
+        let tested = crate::support::test_crate(&root.join("Cargo.toml"), build_args);
+        let ran = |l: &str| l.starts_with("test result: ok.") && !l.starts_with("test result: ok. 0 passed");
+        assert!(tested.lines().any(ran), "{tested}");
         project.drop_plugin(&built.join(format!("libscaffolded_{kind}.so")), &format!("libscaffolded_{kind}.so"));
     }
     let manifest = std::fs::read_to_string(crates.path().join("scaffolded-loader/Cargo.toml")).unwrap();

@@ -274,6 +274,26 @@ pub fn build_crate_with(manifest: &Path, env: &[(&str, &str)], args: &[&str]) ->
     fixture_target.join("debug")
 }
 
+/// Runs `cargo test` on a crate outside the workspace in target/fixtures; returns its output.
+pub fn test_crate(manifest: &Path, args: &[&str]) -> String {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--quiet", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir().join("fixtures"))
+        .args(args)
+        .output()
+        .expect("run cargo");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "cargo test of {} failed:\n{stdout}\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// Writes a tiny MNIST-format data set (raw IDX) whose classes are learnable: each class
 /// lights up its own band of rows, plus seeded noise.
 pub fn write_tiny_mnist(dir: &Path, train: usize, test: usize) {
