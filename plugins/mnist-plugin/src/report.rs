@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use charts::{escape, grouped_bars, heatmap, histogram, image_svg, line_chart};
+use charts::{CHAR_WIDTH, escape, grouped_bars, heatmap, histogram, image_svg, line_chart, text_width};
 use plugin_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -112,69 +112,139 @@ fn image_side(data: &Value) -> usize {
     if side * side == size as usize { side } else { 0 }
 }
 
-/// The lineage from raw files through each transform to the model, as boxes and arrows.
+/// One box of the lineage picture: what it is and, for a file or data, its digest's start.
+struct Entity {
+    title: String,
+    sha: String,
+}
+
+/// The width the lineage picture is laid out to: inside a report card at the pages' widest
+/// (1200px main, less its and the card's padding, is 1090px).
+const LINEAGE_WIDTH: f64 = 1040.0;
+
+/// `text` in lines of at most `max` characters, broken at spaces (and inside words longer than
+/// a line); at most three lines, the last marked with "…" when text was left out.
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(4);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        if !line.is_empty() && line.chars().count() + 1 + word.len() <= max {
+            line.push(' ');
+            line.extend(word);
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        while word.len() > max {
+            lines.push(word.drain(..max).collect());
+        }
+        line = word.into_iter().collect();
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    if lines.len() > 3 {
+        lines.truncate(3);
+        let last: String = lines[2].chars().take(max - 1).collect();
+        lines[2] = format!("{last}…");
+    }
+    lines
+}
+
+/// The lineage from raw files through each transform to the model, as boxes and arrows, laid
+/// out to fit a report card: boxes only as wide as their labels need and the card allows,
+/// labels wrapped inside them; the picture shrinks only in a narrower window.
 fn lineage_svg(run: &Value) -> String {
-    let mut columns: Vec<Vec<String>> = Vec::new();
-    let files: Vec<String> = run["source_files"]
+    let entity = |title: String, sha: &Value| Entity { title, sha: short(sha) };
+    let mut columns: Vec<Vec<Entity>> = Vec::new();
+    let files: Vec<Entity> = run["source_files"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|f| format!("{} {}", f["kind"].as_str().unwrap_or(""), short(&f["sha256"])))
+        .map(|f| entity(f["kind"].as_str().unwrap_or("").to_owned(), &f["sha256"]))
         .collect();
     if !files.is_empty() {
         columns.push(files);
     }
-    columns.push(vec![format!("dataset {}", short(&run["data"]["dataset_sha256"]))]);
+    columns.push(vec![entity("dataset".into(), &run["data"]["dataset_sha256"])]);
     for transform in run["data"]["transforms"].as_array().into_iter().flatten() {
-        let outputs = transform["outputs"]
+        let outputs: Vec<Entity> = transform["outputs"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|o| format!("{} {}", o["label"].as_str().unwrap_or(""), short(&o["sha256"])))
+            .map(|o| entity(o["label"].as_str().unwrap_or("").to_owned(), &o["sha256"]))
             .collect();
-        columns.push(outputs);
+        if !outputs.is_empty() {
+            columns.push(outputs);
+        }
     }
-    let models: Vec<String> = run["artifacts"]
+    let models: Vec<Entity> = run["artifacts"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|a| a["kind"] == "model")
-        .map(|a| format!("{} {}", file_name(&a["path"]), short(&a["sha256"])))
+        .map(|a| entity(file_name(&a["path"]), &a["sha256"]))
         .collect();
     if !models.is_empty() {
         columns.push(models);
     }
-    columns.push(vec!["metrics, predictions, reports".into()]);
-    let (box_w, box_h, gap_x, gap_y) = (190.0, 34.0, 40.0, 10.0);
+    columns.push(vec![Entity { title: "metrics, predictions, reports".into(), sha: String::new() }]);
+
+    let (gap_x, gap_y, pad, line_h) = (28.0, 10.0, 8.0, 14.0);
+    let count = columns.len() as f64;
+    let widest = columns.iter().flatten().map(|e| text_width(&e.title).max(text_width(&e.sha))).fold(0.0, f64::max);
+    let box_w = (widest + 2.0 * pad).min((LINEAGE_WIDTH - (count - 1.0) * gap_x) / count).max(96.0).floor();
+    let chars = ((box_w - 2.0 * pad) / CHAR_WIDTH).floor() as usize;
+    let labels: Vec<Vec<(Vec<String>, &str)>> =
+        columns.iter().map(|column| column.iter().map(|e| (wrap(&e.title, chars), e.sha.as_str())).collect()).collect();
+    let lines = labels.iter().flatten().map(|(title, sha)| title.len() + usize::from(!sha.is_empty())).max();
+    let box_h = lines.unwrap_or(1) as f64 * line_h + 12.0;
     let rows = columns.iter().map(Vec::len).max().unwrap_or(1) as f64;
-    let width = columns.len() as f64 * (box_w + gap_x);
+    let width = count * box_w + (count - 1.0) * gap_x + 2.0;
     let height = rows * (box_h + gap_y) + 10.0;
     let mut svg = format!(
-        r##"<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="lineage"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0L10,5L0,10z" fill="#94a3b8"/></marker></defs>"##
+        r##"<svg class="chart lineage" width="{width}" height="{height}" viewBox="0 0 {width} {height}" style="max-width:100%;height:auto" font-family="system-ui, sans-serif" font-size="11" role="img" aria-label="lineage"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0L10,5L0,10z" fill="#94a3b8"/></marker></defs>"##
     );
     let centre = |count: usize, index: usize| {
         let block = count as f64 * (box_h + gap_y);
         (height - block) / 2.0 + index as f64 * (box_h + gap_y) + box_h / 2.0
     };
-    for (c, column) in columns.iter().enumerate() {
-        let x = c as f64 * (box_w + gap_x);
-        for (r, label) in column.iter().enumerate() {
+    for (c, column) in labels.iter().enumerate() {
+        let x = 1.0 + c as f64 * (box_w + gap_x);
+        for (r, (title, sha)) in column.iter().enumerate() {
             let y = centre(column.len(), r);
+            let top = y - box_h / 2.0;
             let _ = write!(
                 svg,
-                r##"<rect x="{x}" y="{:.1}" width="{box_w}" height="{box_h}" rx="6" fill="#eef2ff" stroke="#6366f1"/><text x="{:.1}" y="{:.1}">{}</text>"##,
-                y - box_h / 2.0,
-                x + 8.0,
-                y + 4.0,
-                escape(label)
+                r##"<rect x="{x}" y="{top:.1}" width="{box_w}" height="{box_h}" rx="6" fill="#eef2ff" stroke="#6366f1"/>"##
             );
-            if let Some(previous) = c.checked_sub(1).map(|p| &columns[p]) {
-                let from = if previous.len() == column.len() { r } else { previous.len() / 2 };
+            for (l, line) in title.iter().chain((!sha.is_empty()).then_some(&sha.to_string())).enumerate() {
+                let class = if l == title.len() { r#" class="sha""# } else { "" };
+                let _ = write!(
+                    svg,
+                    r#"<text{class} x="{:.1}" y="{:.1}">{}</text>"#,
+                    x + pad,
+                    top + 6.0 + line_h * (l as f64 + 1.0) - 3.0,
+                    escape(line)
+                );
+            }
+            // Arrows in: from each box of the column before when this box is all its column
+            // (the files into the dataset), else from the box in line with it or the middle one.
+            let from: Vec<usize> = match c.checked_sub(1).map(|p| columns[p].len()) {
+                None => Vec::new(),
+                Some(before) if column.len() == 1 => (0..before).collect(),
+                Some(before) if before == column.len() => vec![r],
+                Some(before) => vec![before / 2],
+            };
+            for index in from {
                 let _ = write!(
                     svg,
                     r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{y:.1}" stroke="#94a3b8" marker-end="url(#arrow)"/>"##,
                     x - gap_x,
-                    centre(previous.len(), from),
+                    centre(columns[c - 1].len(), index),
                     x - 2.0
                 );
             }
@@ -428,5 +498,37 @@ mod tests {
         let chart = grouped_bars(&["<script>alert(1)</script>".into()], &[("a&b".into(), vec![1.0])], false);
         assert!(!chart.contains("<script>"), "{chart}");
         assert!(chart.contains("&lt;script&gt;") && chart.contains("a&amp;b"));
+    }
+
+    #[test]
+    fn the_lineage_fits_a_report_card_with_every_label_inside_its_box() {
+        let sha = json!("0123456789abcdef");
+        let output = |label: &str| json!({"label": label, "sha256": sha});
+        let files: Vec<Value> = ["train-images-idx3-ubyte", "train-labels", "t10k-images", "t10k-labels"]
+            .map(|kind| json!({"kind": kind, "sha256": sha}))
+            .into();
+        let run = json!({
+            "source_files": files,
+            "data": {"dataset_sha256": sha, "transforms": [
+                {"outputs": [output("train (raw)"), output("validation (raw)"), output("test (raw)")]},
+                {"outputs": [output("train (scaled and standardised)"), output("validation (scaled)"), output("test (scaled)")]},
+            ]},
+            "artifacts": [{"kind": "model", "path": "runs/x/model/a-very-long-model-file-name.safetensors", "sha256": sha}],
+        });
+        let svg = lineage_svg(&run);
+        let number = |attributes: &str, name: &str| -> f64 {
+            attributes.split(&format!(" {name}=\"")).nth(1).unwrap().split('"').next().unwrap().parse().unwrap()
+        };
+        let width = number(&svg, "width");
+        assert!(width <= LINEAGE_WIDTH + 2.0, "{width}: {svg}");
+        let boxes: Vec<(f64, f64)> =
+            svg.split("<rect").skip(1).map(|r| (number(r, "x"), number(r, "x") + number(r, "width"))).collect();
+        for text in svg.split("<text").skip(1) {
+            let (attributes, rest) = text.split_once('>').unwrap();
+            let content = rest.split("</text>").next().unwrap();
+            let x = number(attributes, "x");
+            let (_, right) = boxes.iter().rev().find(|(left, _)| *left <= x).unwrap();
+            assert!(x + text_width(content) <= right - 4.0, "{content:?} leaves its box: {svg}");
+        }
     }
 }

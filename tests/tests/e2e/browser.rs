@@ -1,11 +1,13 @@
 //! The HTML reports in a real browser: headless Chromium (Debian's `chromium`, installed by the
 //! set-up) loads every page with no console message, draws every chart (counted in a
-//! screenshot), fetches nothing, and shows a script-injection payload as text.
+//! screenshot), lays every page out within its width (the shared layout check), fetches
+//! nothing, and shows a script-injection payload as text.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Project, library, on_every_store, write_tiny_mnist};
+use crate::cdp::Browser;
+use crate::support::{Project, library, on_every_store, target_dir, write_tiny_mnist};
 
 const PAGES: [&str; 4] = ["index.html", "data.html", "training.html", "evaluation.html"];
 
@@ -47,6 +49,37 @@ pub fn load_url(profile: &Path, url: &str) -> (String, Vec<String>) {
     let console =
         String::from_utf8_lossy(&output.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_owned).collect();
     (String::from_utf8_lossy(&output.stdout).into_owned(), console)
+}
+
+/// Runs the shared layout check ([`crate::cdp::LAYOUT_CHECK`]) on each page, in a window as wide
+/// as the screenshots' (1280px) and in a narrow one (800px); keeps a screenshot of each page at
+/// 1280px as `target/test-outputs/reports/NAME.png`.
+pub fn assert_layout(pages: &[(&str, &Path)]) {
+    let mut browser = Browser::start();
+    for width in [1280, 800] {
+        browser.set_width(width);
+        for (name, page) in pages {
+            let url = format!("file://{}", page.display());
+            browser.open(
+                &url,
+                &format!("location.href === {} && document.readyState === 'complete'", serde_json::json!(url)),
+            );
+            if width == 1280 {
+                browser.screenshot(&target_dir().join("test-outputs/reports").join(format!("{name}.png")));
+            }
+            browser.assert_layout(&format!("{name} at {width}px"));
+        }
+    }
+    browser.settle();
+    assert!(browser.problems.is_empty(), "console messages or failures: {:#?}", browser.problems);
+}
+
+/// The running test's store backend, to tell its screenshots apart.
+pub fn backend_name() -> &'static str {
+    match crate::support::backend() {
+        crate::support::Backend::Sqlite => "sqlite",
+        crate::support::Backend::Postgres => "postgres",
+    }
 }
 
 /// RGB pixels of a screenshot of the page, with the image width.
@@ -115,6 +148,9 @@ fn every_report_page_loads_without_console_messages_or_fetches_and_draws_its_cha
             assert!(!dom.contains(reference), "{page} refers to something outside it: {reference}");
         }
     }
+    let pages: Vec<(String, PathBuf)> =
+        PAGES.iter().map(|page| (format!("mnist-{page}"), reports.join(page))).collect();
+    assert_layout(&pages.iter().map(|(name, path)| (name.as_str(), path.as_path())).collect::<Vec<_>>());
     let evaluation = std::fs::read_to_string(reports.join("evaluation.html")).unwrap();
     for part in ["row-normalised", "ROC", "AUC", "Confidence in the predicted class", "Misclassified test images"] {
         assert!(evaluation.contains(part), "evaluation.html lacks {part}");
@@ -249,6 +285,7 @@ fn compare_html_overlays_the_runs_curves_in_a_page_that_renders() {
         dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;")
             && dom.contains("<title>Run comparison</title>")
     );
+    assert_layout(&[(&format!("compare-{}", backend_name()), &page)]);
     let (pixels, _) = screenshot(&profile, &page, &project.path().join("compare.png"));
     for color in [[0x25, 0x63, 0xeb], [0xf9, 0x73, 0x16]] {
         let count = pixels.iter().filter(|&&p| near(p, color)).count();

@@ -1,6 +1,7 @@
 //! A headless Chromium driven over the DevTools protocol (a WebSocket): pages loaded, script
 //! evaluated in them, screenshots taken, and every console message, uncaught exception and
 //! network request seen, so a test can require none of the first two and only local requests.
+//! [`LAYOUT_CHECK`] is the layout check every browser test runs on the pages it visits.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -11,6 +12,92 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
+
+/// A script that lists what is wrong with the layout of the page it runs in, each problem naming
+/// the element (tag, id, class, text) and the sizes involved; an empty list when nothing is:
+///
+/// 1. an element wider than its container: its box reaches past its parent's content box left
+///    or right, or its own text overflows it. Exempt is what lies inside a container that
+///    scrolls by design, named in `SCROLLERS` (the UI's `.table-wrap` around wide tables); the
+///    scroller itself must fit. Inside an SVG, check 3 applies instead.
+/// 2. the same label twice in one chart's legend (`.legend-label` within a `.chart`), or one
+///    cut short with "..." or "…";
+/// 3. an SVG text reaching past its `<svg>` element's box (where the SVG clips it);
+/// 4. a tick label that is not a whole number, or repeated, on an integer axis: a `.axis` with
+///    `data-integer`, or one whose caption (`.axis-label`) is "epoch".
+///
+/// The charts crate and the UI's app.js draw to these conventions.
+pub const LAYOUT_CHECK: &str = r#"(() => {
+  const SCROLLERS = '.table-wrap';
+  const problems = [];
+  const px = (value) => parseFloat(value) || 0;
+  const r = (value) => Math.round(value * 10) / 10;
+  const describe = (el) => {
+    const cls = el.getAttribute('class');
+    const chart = el.matches('.chart') && (el.matches('svg') ? el : el.querySelector('svg'));
+    const label = chart && chart.getAttribute('aria-label');
+    const text = (el.textContent || '').replace(/\s+/g, ' ').trim();
+    return `<${el.tagName.toLowerCase()}${el.id ? ' id="' + el.id + '"' : ''}${cls ? ' class="' + cls + '"' : ''}${label ? ' (chart "' + label + '")' : ''}> "${text.length > 60 ? text.slice(0, 60) + '…' : text}"`;
+  };
+  const span = (box) => `${r(box.width)}px wide (x ${r(box.left)} to ${r(box.right)})`;
+  const drawn = (box) => box.width > 0 || box.height > 0;
+
+  // 1. No element wider than its container.
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.ownerSVGElement) continue;
+    const parent = el.parentElement;
+    if (!parent || parent.closest(SCROLLERS)) continue;
+    const style = getComputedStyle(el);
+    if (style.display === 'none' || style.position === 'fixed' || style.position === 'absolute') continue;
+    const box = el.getBoundingClientRect();
+    if (!drawn(box)) continue;
+    const outer = parent.getBoundingClientRect();
+    const ps = getComputedStyle(parent);
+    const left = outer.left + px(ps.borderLeftWidth) + px(ps.paddingLeft);
+    const right = outer.right - px(ps.borderRightWidth) - px(ps.paddingRight);
+    if (box.left < left - 1 || box.right > right + 1) {
+      problems.push(`too wide: ${describe(el)} is ${span(box)}, beyond the content box of its container ${describe(parent)}, ${r(right - left)}px wide (x ${r(left)} to ${r(right)})`);
+    }
+    const control = /^(input|textarea|select|button|svg)$/i.test(el.tagName);
+    if (!control && !el.children.length && style.display !== 'inline' && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
+      problems.push(`text too wide: ${describe(el)} holds ${el.scrollWidth}px of text in ${el.clientWidth}px`);
+    }
+  }
+
+  // 2. Legend labels within a chart are unique and whole.
+  for (const chart of document.querySelectorAll('.chart')) {
+    const labels = [...chart.querySelectorAll('.legend-label')].map((l) => l.textContent.trim());
+    labels.forEach((label, i) => {
+      if (labels.indexOf(label) !== i) problems.push(`legend label "${label}" twice in ${describe(chart)}: ${JSON.stringify(labels)}`);
+      if (/(\.\.\.|…)$/.test(label) || !label) problems.push(`legend label "${label}" cut short or empty in ${describe(chart)}: ${JSON.stringify(labels)}`);
+    });
+  }
+
+  // 3. No SVG text beyond its SVG's bounds.
+  for (const text of document.querySelectorAll('svg text')) {
+    let root = text.ownerSVGElement;
+    while (root.ownerSVGElement) root = root.ownerSVGElement;
+    const box = text.getBoundingClientRect();
+    if (!drawn(box) || !text.textContent.trim()) continue;
+    const frame = root.getBoundingClientRect();
+    if (box.left < frame.left - 1 || box.right > frame.right + 1 || box.top < frame.top - 1 || box.bottom > frame.bottom + 1) {
+      problems.push(`SVG text outside its chart: ${describe(text)} spans x ${r(box.left)} to ${r(box.right)}, y ${r(box.top)} to ${r(box.bottom)}; its ${describe(root)} spans x ${r(frame.left)} to ${r(frame.right)}, y ${r(frame.top)} to ${r(frame.bottom)}`);
+    }
+  }
+
+  // 4. Integer axes have whole-number ticks.
+  for (const axis of document.querySelectorAll('svg .axis')) {
+    const caption = axis.querySelector('.axis-label');
+    const name = caption ? caption.textContent.trim() : '';
+    if (!axis.hasAttribute('data-integer') && !/^epochs?$/i.test(name)) continue;
+    const ticks = [...axis.querySelectorAll('.tick')].map((t) => t.textContent.trim());
+    const bad = ticks.filter((t, i) => !/^-?\d+$/.test(t) || ticks.indexOf(t) !== i);
+    if (!ticks.length || bad.length) {
+      problems.push(`integer axis "${name}" (${describe(axis)}) has tick labels ${JSON.stringify(ticks)}: ${bad.length ? JSON.stringify(bad) + ' are not distinct whole numbers' : 'none'}`);
+    }
+  }
+  return problems;
+})()"#;
 
 pub struct Browser {
     child: Child,
@@ -189,6 +276,23 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Fails, naming every problem, unless [`LAYOUT_CHECK`] finds none in the page as it is now.
+    #[track_caller]
+    pub fn assert_layout(&mut self, page: &str) {
+        let problems = self.eval(LAYOUT_CHECK);
+        let problems: Vec<&str> =
+            problems.as_array().expect("the layout check returns a list").iter().filter_map(Value::as_str).collect();
+        assert!(problems.is_empty(), "{page}: {} layout problem(s):\n  {}", problems.len(), problems.join("\n  "));
+    }
+
+    /// Lays the page out at `width` CSS pixels, as in a window that wide.
+    pub fn set_width(&mut self, width: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+        );
     }
 
     /// Drains pending events for a moment (late console messages, requests).

@@ -95,6 +95,7 @@ fn a_sweep_runs_every_trial_as_a_run_and_a_second_run_skips_them() {
     let (dom, console) = crate::browser::load(&profile, &report);
     assert!(console.is_empty(), "{console:?}");
     assert!(dom.contains("Best trial") && dom.contains("<h3>training.learning_rate</h3>") && dom.contains("<circle"));
+    crate::browser::assert_layout(&[(&format!("sweep-{}", crate::browser::backend_name()), &report)]);
     // Column `column` of each trial row, in the order the page shows them.
     let cells = |dom: &str, column: usize| -> Vec<String> {
         dom.split("<tr")

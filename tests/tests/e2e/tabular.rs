@@ -111,6 +111,7 @@ fn a_csv_regression_trains_evaluates_reports_and_records_its_provenance() {
     assert_eq!(dom.matches("<figure class=\"residual-histogram\">").count(), 2);
     assert!(dom.contains("<td>all targets</td>") && dom.contains("<td>z</td>"), "metrics table");
     assert!(dom.contains("Features: a, b, c"));
+    crate::browser::assert_layout(&[(&format!("regression-{}", crate::browser::backend_name()), &page)]);
 }}
 
 #[test]

@@ -1,6 +1,8 @@
 //! `host ui` on both stores: in headless Chromium (load, search, a query error, open a run,
-//! follow a lineage link, add a tag, compare two runs, sweeps), with no console message and no
-//! request to another host, screenshots kept under `target/test-outputs/ui/`; and its security
+//! follow a lineage link, add a tag, compare three runs, sweeps), with no console message, no
+//! request to another host and no layout problem on any page (`cdp::LAYOUT_CHECK`: nothing wider
+//! than its container, unique legend labels, no chart text outside its chart, whole-number ticks
+//! on integer axes), screenshots kept under `target/test-outputs/ui/`; and its security
 //! over plain HTTP (the Host check, the token, only recorded files, no cross-origin access).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -83,8 +85,8 @@ fn screenshots() -> std::path::PathBuf {
 }
 
 on_every_store! {
-/// A user's path through the UI in a real browser, every page without a console message or a
-/// request to another host.
+/// A user's path through the UI in a real browser, every page without a console message, a
+/// layout problem or a request to another host.
 fn the_ui_searches_opens_compares_follows_lineage_and_tags_in_a_browser() {
     let project = faulty_project();
     let runs = runs_and_a_sweep(&project);
@@ -103,6 +105,7 @@ fn the_ui_searches_opens_compares_follows_lineage_and_tags_in_a_browser() {
     browser.eval("document.querySelector('#runs tr.group').click()");
     assert_eq!(browser.eval("document.querySelectorAll('#runs tr.run.hidden').length"), 0);
     browser.screenshot(&shots.join(format!("runs-{backend}.png")));
+    browser.assert_layout("the runs page");
 
     // Search: the query bar, a deep link, one match.
     browser.eval("document.getElementById('filter').value = 'seed = 3 and status = \\'completed\\''; document.getElementById('search').click()");
@@ -122,6 +125,12 @@ fn the_ui_searches_opens_compares_follows_lineage_and_tags_in_a_browser() {
     browser.eval("document.getElementById('verify').click()");
     browser.wait_for("document.getElementById('verify-result').textContent.includes('verified')");
     browser.screenshot(&shots.join(format!("run-{backend}.png")));
+    browser.assert_layout("a run's page");
+    // In a narrow window the charts and the lineage are drawn again to the width there is.
+    browser.set_width(760);
+    browser.wait_for("Number(document.querySelector('#curve svg').getAttribute('viewBox').split(' ')[2]) < 760");
+    browser.assert_layout("a run's page at 760px");
+    browser.set_width(1280);
 
     // Add a tag; the store has it.
     browser.eval("document.getElementById('tag-key').value = 'owner'; document.getElementById('tag-value').value = 'ana'; document.getElementById('add-tag').click()");
@@ -135,22 +144,34 @@ fn the_ui_searches_opens_compares_follows_lineage_and_tags_in_a_browser() {
     let listed = browser.eval("[...document.querySelectorAll('section.found li a')].map((a) => a.textContent)");
     assert!(listed.as_array().unwrap().len() >= 2, "a dataset every run shares: {listed}");
 
-    // Compare two runs from the runs page; only the differences.
+    // Compare the three runs from the runs page; only the differences.
     browser.open(&format!("{}/runs?filter=sweep%20is%20null", ui.url), "document.querySelectorAll('#runs tr.run').length === 3");
-    browser.eval("document.querySelectorAll('input.pick')[0].click(); document.querySelectorAll('input.pick')[1].click(); document.getElementById('compare').click()");
+    browser.eval("document.querySelectorAll('input.pick').forEach((pick) => pick.click()); document.getElementById('compare').click()");
     browser.wait_for("document.getElementById('compare-params')");
     browser.eval("document.getElementById('only-diff').click()");
     browser.wait_for("document.querySelector('#compare-params[data-only-diff]')");
     let keys = browser.eval("[...document.querySelectorAll('#compare-params tbody td:first-child')].map((td) => td.textContent)");
     assert_eq!(keys, serde_json::json!(["seed"]), "only the parameter that differs");
+    browser.wait_for("document.querySelectorAll('#compare-curves .legend-label').length === 3");
     browser.screenshot(&shots.join(format!("compare-{backend}.png")));
+    browser.assert_layout("the comparison page");
+    browser.set_width(760);
+    browser.wait_for("Number(document.querySelector('#compare-curves svg').getAttribute('viewBox').split(' ')[2]) < 760");
+    browser.assert_layout("the comparison page at 760px");
+    browser.set_width(1280);
+    // Each run's curve is named by what differs: its seed.
+    let legend = browser.eval("[...document.querySelectorAll('#compare-curves .legend-label')].map((l) => l.textContent).sort()");
+    assert_eq!(legend, serde_json::json!(["seed=3", "seed=42", "seed=5"]));
 
     // Sweeps: the list and one sweep with its trials.
     browser.open(&format!("{}/sweeps", ui.url), "document.querySelectorAll('#sweeps tbody tr').length === 1");
+    browser.assert_layout("the sweeps page");
     browser.eval("document.querySelector('#sweeps tbody a').click()");
-    browser.wait_for("document.querySelectorAll('#trials tbody tr').length === 2");
+    browser.wait_for("document.querySelectorAll('#trials tbody tr').length === 2 && document.querySelector('#parallel svg')");
     browser.screenshot(&shots.join(format!("sweep-{backend}.png")));
+    browser.assert_layout("a sweep's page");
     browser.open(&format!("{}/plugins", ui.url), "document.querySelectorAll('#plugins tbody tr').length === 1");
+    browser.assert_layout("the plugin builds page");
 
     browser.settle();
     assert!(browser.problems.is_empty(), "console messages or failures: {:#?}", browser.problems);

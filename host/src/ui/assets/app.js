@@ -102,6 +102,7 @@ function flatten(value, prefix, out) {
 
 function route() {
   generation += 1;
+  redraws = [];
   const parts = location.pathname.split('/').filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(location.search);
   const page = parts[0] || 'runs';
@@ -118,86 +119,214 @@ function route() {
 }
 
 // ---------------------------------------------------------------- charts
+// Layout follows the text: margins leave room for every label, measured at CHAR pixels per
+// character of the 11px chart text. Ticks are round numbers labelled with the fewest digits that
+// tell them apart; an axis of whole numbers (epochs, seeds) has whole-number ticks only. Charts
+// are drawn to the width of the page's content, and again when that width changes.
+// Markup the browser tests read: an axis is <g class="axis ..."> (data-integer on a whole-number
+// axis) holding text.tick labels and a text.axis-label caption; legend entries are
+// .legend-label elements inside the chart's figure.chart.
 
-function ticks(min, max, count) {
-  if (!(max > min)) return [min];
-  const step = Math.pow(10, Math.floor(Math.log10((max - min) / count)));
-  const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => (max - min) / s <= count) || step * 10;
-  const out = [];
-  for (let t = Math.ceil(min / nice) * nice; t <= max + nice * 1e-9; t += nice) out.push(Number(t.toPrecision(12)));
-  return out;
+const CHAR = 7;
+const textWidth = (text) => String(text).length * CHAR;
+const clean = (value) => Number(value.toPrecision(12));
+
+function contentWidth() {
+  const style = getComputedStyle(main);
+  return Math.max(320, Math.floor(main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)));
+}
+
+// Each chart of the current page registers how to draw itself; all are drawn again when the
+// content's width changes (a resized window, a scroll bar that came or went).
+let redraws = [];
+let drawnAt = 0;
+function drawn(draw) {
+  redraws.push(draw);
+  drawnAt = contentWidth();
+  draw();
+}
+let resizing = null;
+new ResizeObserver(() => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => {
+    if (contentWidth() === drawnAt) return;
+    drawnAt = contentWidth();
+    redraws.forEach((draw) => draw());
+  }, 100);
+}).observe(main);
+
+// Labels with the fewest digits that tell the values apart and are exact to a millionth of step.
+function tickLabels(values, step) {
+  const trim = (text) => {
+    const [mantissa, exponent] = text.split('e');
+    let out = mantissa.includes('.') ? mantissa.replace(/0+$/, '').replace(/\.$/, '') : mantissa;
+    if (out === '-0') out = '0';
+    return exponent === undefined ? out : out + 'e' + exponent.replace(/^\+/, '');
+  };
+  const fits = (labels) => new Set(labels).size === labels.length
+    && values.every((v, i) => Math.abs(Number(labels[i]) - v) <= Math.abs(step) * 1e-6);
+  for (let digits = 0; digits <= 6; digits++) {
+    const labels = values.map((v) => trim(v.toFixed(digits)));
+    if (fits(labels)) return labels;
+  }
+  for (let digits = 0; digits <= 10; digits++) {
+    const labels = values.map((v) => (v === 0 ? '0' : trim(v.toExponential(digits))));
+    if (fits(labels)) return labels;
+  }
+  return values.map(String);
+}
+
+// The step of 1, 2 or 5 times a power of ten cutting span into at most count parts (at least 1
+// on an integer axis).
+function niceStep(span, count, integer) {
+  const raw = span / Math.max(1, count);
+  if (!(raw > 0) || !Number.isFinite(raw)) return 1;
+  const power = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map((m) => clean(m * power)).find((s) => s >= raw * (1 - 1e-9)) || power * 10;
+  return integer ? Math.max(1, Math.round(step)) : step;
+}
+
+// An axis over data from lo to hi: round ticks at most count steps apart; widen stretches the
+// range to whole steps, so its ends are ticks.
+function axisOf(lo, hi, count, integer, widen) {
+  if (!(hi > lo)) {
+    const pad = integer ? 0.5 : lo !== 0 ? Math.abs(lo) * 0.5 : 0.5;
+    lo -= pad;
+    hi += pad;
+  }
+  const step = niceStep(hi - lo, count, integer);
+  if (widen) [lo, hi] = [clean(Math.floor(lo / step) * step), clean(Math.ceil(hi / step) * step)];
+  const values = [];
+  for (let k = Math.ceil(lo / step - 1e-9); k <= Math.floor(hi / step + 1e-9) && values.length < 200; k++) values.push(clean(k * step));
+  const labels = tickLabels(values, step);
+  return { lo, hi, integer, ticks: values.map((v, i) => [v, labels[i]]) };
+}
+
+const widest = (axis) => Math.max(0, ...axis.ticks.map(([, label]) => textWidth(label)));
+const at = (axis, value, start, length) => start + (value - axis.lo) / (axis.hi - axis.lo) * length;
+
+// An axis length pixels long whose labels do not crowd: a tick per 60px across (no closer than
+// its labels are wide), per 40px up.
+function fittedAxis(lo, hi, length, integer, widen, across) {
+  for (let count = Math.max(1, Math.min(12, Math.floor(length / (across ? 60 : 40)))); ; count--) {
+    const axis = axisOf(lo, hi, count, integer, widen);
+    const [a, b] = axis.ticks;
+    const spacing = b ? (b[0] - a[0]) / (axis.hi - axis.lo) * length : Infinity;
+    if (spacing >= (across ? widest(axis) + 12 : 16) || count <= 1) return axis;
+  }
+}
+
+// How far the first and last labels, centred on their ticks, reach past an axis's ends.
+function overhang(axis, length) {
+  const reach = ([value, label], end) => textWidth(label) / 2 - Math.abs(at(axis, value, 0, length) - end);
+  const ticks = axis.ticks;
+  return ticks.length ? [Math.max(0, reach(ticks[0], 0)), Math.max(0, reach(ticks[ticks.length - 1], length))] : [0, 0];
 }
 
 function extent(values) {
   const finite = values.filter((v) => Number.isFinite(v));
-  if (!finite.length) return [0, 1];
-  let [lo, hi] = [Math.min(...finite), Math.max(...finite)];
-  if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
-  return [lo, hi];
+  return finite.length ? [Math.min(...finite), Math.max(...finite)] : [0, 1];
 }
 
-function legend(names) {
-  return h('div', { class: 'legend' }, names.map((name, i) => {
+function axisGroup(axis, which) {
+  return svg('g', { class: 'axis ' + which, 'data-integer': axis.integer ? '' : null });
+}
+
+// A plot with a y axis at the left and an x axis below: margins from the labels, the x axis
+// fitted to what is left of the width.
+function frame(W, PH, xData, yData, xInteger, yInteger) {
+  const T = 12;
+  const y = fittedAxis(yData[0], yData[1], PH, yInteger, true, false);
+  let [L, R] = [Math.max(36, widest(y) + 12), 16];
+  let x = fittedAxis(xData[0], xData[1], W - L - R, xInteger, false, true);
+  const [first, last] = overhang(x, W - L - R);
+  if (first + 4 > L || last + 4 > R) {
+    [L, R] = [Math.max(L, first + 4), Math.max(R, last + 4)];
+    x = fittedAxis(xData[0], xData[1], W - L - R, xInteger, false, true);
+  }
+  const PW = W - L - R;
+  return { x, y, L, R, T, PW, PH, H: T + PH + 38, sx: (v) => at(x, v, L, PW), sy: (v) => T + PH - at(y, v, 0, PH) };
+}
+
+function drawFrame(chart, f, xLabel) {
+  const grid = svg('g', { class: 'grid' });
+  const yAxis = axisGroup(f.y, 'y');
+  for (const [v, label] of f.y.ticks) {
+    grid.append(svg('line', { x1: f.L, x2: f.L + f.PW, y1: f.sy(v), y2: f.sy(v) }));
+    yAxis.append(svg('text', { class: 'tick', x: f.L - 6, y: f.sy(v) + 4, 'text-anchor': 'end' }, label));
+  }
+  yAxis.append(svg('line', { x1: f.L, x2: f.L, y1: f.T, y2: f.T + f.PH }));
+  const xAxis = axisGroup(f.x, 'x');
+  for (const [v, label] of f.x.ticks) xAxis.append(svg('text', { class: 'tick', x: f.sx(v), y: f.T + f.PH + 16, 'text-anchor': 'middle' }, label));
+  xAxis.append(svg('line', { x1: f.L, x2: f.L + f.PW, y1: f.T + f.PH, y2: f.T + f.PH }));
+  xAxis.append(svg('text', { class: 'axis-label', x: f.L + f.PW / 2, y: f.T + f.PH + 32, 'text-anchor': 'middle' }, xLabel));
+  chart.append(grid, yAxis, xAxis);
+}
+
+function legend(entries) {
+  return h('div', { class: 'legend' }, entries.map((entry, i) => {
     const swatch = h('i');
     swatch.style.background = PALETTE[i % PALETTE.length];
-    return h('span', {}, swatch, name);
+    return h('span', { class: 'legend-label', title: entry.title || null }, swatch, entry.name);
   }));
 }
 
-// series: [{name, points: [[x, y], ...]}]
+function chartSvg(W, H, label, attrs) {
+  return svg('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'aria-label': label, ...attrs });
+}
+
+// series: [{name, title?, points: [[x, y], ...]}]
 function lineChart(series, xLabel, yLabel) {
-  const [W, H, L, R, T, B] = [640, 300, 56, 16, 12, 36];
-  const xs = extent(series.flatMap((s) => s.points.map((p) => p[0])));
-  const ys = extent(series.flatMap((s) => s.points.map((p) => p[1])));
-  const x = (v) => L + (v - xs[0]) / (xs[1] - xs[0]) * (W - L - R);
-  const y = (v) => H - B - (v - ys[0]) / (ys[1] - ys[0]) * (H - T - B);
-  const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': yLabel });
-  const grid = svg('g', { class: 'grid' });
-  const axis = svg('g', { class: 'axis' });
-  for (const t of ticks(ys[0], ys[1], 5)) {
-    grid.append(svg('line', { x1: L, x2: W - R, y1: y(t), y2: y(t) }));
-    axis.append(svg('text', { x: L - 6, y: y(t) + 4, 'text-anchor': 'end' }, fmt(t)));
-  }
-  for (const t of ticks(xs[0], xs[1], 8)) {
-    axis.append(svg('text', { x: x(t), y: H - B + 16, 'text-anchor': 'middle' }, fmt(t)));
-  }
-  axis.append(svg('line', { x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  axis.append(svg('line', { x1: L, x2: L, y1: T, y2: H - B }));
-  axis.append(svg('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xLabel));
-  chart.append(grid, axis);
+  const finite = (p) => Number.isFinite(p[0]) && Number.isFinite(p[1]);
+  const points = series.flatMap((s) => s.points.filter(finite));
+  const f = frame(contentWidth(), 240, extent(points.map((p) => p[0])), extent(points.map((p) => p[1])),
+    points.every((p) => Number.isInteger(p[0])), false);
+  const chart = chartSvg(contentWidth(), f.H, yLabel);
+  drawFrame(chart, f, xLabel);
   series.forEach((s, i) => {
-    const points = s.points.filter((p) => Number.isFinite(p[1]));
-    if (!points.length) return;
-    const d = points.map((p, j) => (j ? 'L' : 'M') + x(p[0]).toFixed(1) + ' ' + y(p[1]).toFixed(1)).join(' ');
+    const shown = s.points.filter(finite);
+    if (!shown.length) return;
+    const d = shown.map((p, j) => (j ? 'L' : 'M') + f.sx(p[0]).toFixed(1) + ' ' + f.sy(p[1]).toFixed(1)).join(' ');
     const color = PALETTE[i % PALETTE.length];
-    chart.append(svg('path', { d, fill: 'none', stroke: color, 'stroke-width': 2 }, svg('title', {}, s.name)));
-    if (points.length === 1) chart.append(svg('circle', { cx: x(points[0][0]), cy: y(points[0][1]), r: 3, fill: color }));
+    chart.append(svg('path', { d, fill: 'none', stroke: color, 'stroke-width': 2 }, svg('title', {}, s.title || s.name)));
+    if (shown.length <= 30) shown.forEach((p) => chart.append(svg('circle', { cx: f.sx(p[0]), cy: f.sy(p[1]), r: 3, fill: color })));
   });
-  return h('figure', { class: 'chart' }, chart, series.length > 1 ? legend(series.map((s) => s.name)) : null);
+  return h('figure', { class: 'chart' }, chart, series.length > 1 ? legend(series) : null);
 }
 
 // axes: [{name, value: (item) => number|string}], items: [{name, ...}]
 function parallelChart(axes, items, highlight) {
-  const [W, H, T, B, P] = [Math.max(360, axes.length * 130), 280, 24, 28, 40];
-  const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'parallel coordinates' });
-  const x = (i) => P + i * (W - 2 * P) / Math.max(1, axes.length - 1);
+  const [T, PH] = [14, 230];
   const scales = axes.map((axis) => {
     const values = items.map(axis.value);
     if (values.every((v) => typeof v === 'number' || v === null || v === undefined)) {
-      const [lo, hi] = extent(values);
-      return { at: (v) => (typeof v === 'number' ? H - B - (v - lo) / (hi - lo) * (H - T - B) : null), labels: [[lo, fmt(lo)], [hi, fmt(hi)]] };
+      const numbers = values.filter((v) => Number.isFinite(v));
+      const scale = axisOf(...extent(numbers), 4, numbers.every(Number.isInteger), true);
+      return { ...scale, at: (v) => (typeof v === 'number' ? T + PH - at(scale, v, 0, PH) : null) };
     }
     const categories = [...new Set(values.map(fmt))].sort();
-    const at = (v) => H - B - (categories.indexOf(fmt(v)) + 0.5) / categories.length * (H - T - B);
-    return { at, labels: categories.map((c) => [c, c]), categorical: true };
+    const place = (c) => T + PH - (categories.indexOf(c) + 0.5) / categories.length * PH;
+    return { integer: false, ticks: categories.map((c) => [c, c]), at: (v) => place(fmt(v)), categorical: true };
   });
+  // The first axis's labels lie left of its line, the others' right of theirs (away from most
+  // lines); each caption is centred under its axis.
+  const rightOf = (i) => Math.max(i > 0 ? widest(scales[i]) + 6 : 0, textWidth(axes[i].name) / 2) + 6;
+  const leftOf = (i) => Math.max(i === 0 ? widest(scales[i]) + 6 : 0, textWidth(axes[i].name) / 2) + 6;
+  const W = Math.max(contentWidth(), leftOf(0) + axes.reduce((sum, _, i) => sum + rightOf(i) + leftOf(i), 0));
+  const [L, R] = [leftOf(0), rightOf(axes.length - 1)];
+  const x = (i) => L + i * (W - L - R) / Math.max(1, axes.length - 1);
+  // Captions that would meet their neighbour's alternate between two rows.
+  const spacing = (W - L - R) / Math.max(1, axes.length - 1);
+  const stagger = axes.some((axis, i) => i > 0 && textWidth(axis.name) / 2 + textWidth(axes[i - 1].name) / 2 + 8 > spacing);
+  const H = T + PH + (stagger ? 44 : 30);
+  const chart = chartSvg(W, H, 'parallel coordinates');
   axes.forEach((axis, i) => {
-    const g = svg('g', { class: 'axis' });
-    g.append(svg('line', { x1: x(i), x2: x(i), y1: T, y2: H - B }));
-    g.append(svg('text', { x: x(i), y: H - 8, 'text-anchor': 'middle' }, axis.name));
-    for (const [v, label] of scales[i].labels) {
-      const yy = scales[i].categorical ? scales[i].at(v) : scales[i].at(Number(v));
-      g.append(svg('text', { x: x(i) + 4, y: yy + 4 }, label));
+    const g = axisGroup(scales[i], 'y');
+    g.append(svg('line', { x1: x(i), x2: x(i), y1: T, y2: T + PH }));
+    g.append(svg('text', { class: 'axis-label', x: x(i), y: T + PH + 18 + (stagger && i % 2 ? 14 : 0), 'text-anchor': 'middle' }, axis.name));
+    for (const [v, label] of scales[i].ticks) {
+      const y = scales[i].categorical ? scales[i].at(v) : T + PH - at(scales[i], v, 0, PH);
+      g.append(svg('text', { class: 'tick', x: i ? x(i) + 5 : x(i) - 5, y: y + 4, 'text-anchor': i ? 'start' : 'end' }, label));
     }
     chart.append(g);
   });
@@ -212,20 +341,21 @@ function parallelChart(axes, items, highlight) {
 }
 
 function scatterChart(points, xLabel, yLabel) {
-  const [W, H, L, R, T, B] = [480, 300, 56, 16, 12, 36];
-  const xs = extent(points.map((p) => p.x));
-  const ys = extent(points.map((p) => p.y));
-  const x = (v) => L + (v - xs[0]) / (xs[1] - xs[0]) * (W - L - R);
-  const y = (v) => H - B - (v - ys[0]) / (ys[1] - ys[0]) * (H - T - B);
-  const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': yLabel + ' against ' + xLabel });
-  const axis = svg('g', { class: 'axis' });
-  for (const t of ticks(ys[0], ys[1], 5)) axis.append(svg('text', { x: L - 6, y: y(t) + 4, 'text-anchor': 'end' }, fmt(t)));
-  for (const t of ticks(xs[0], xs[1], 6)) axis.append(svg('text', { x: x(t), y: H - B + 16, 'text-anchor': 'middle' }, fmt(t)));
-  axis.append(svg('line', { x1: L, x2: W - R, y1: H - B, y2: H - B }), svg('line', { x1: L, x2: L, y1: T, y2: H - B }));
-  axis.append(svg('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xLabel));
-  chart.append(axis);
-  points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).forEach((p, i) => {
-    chart.append(svg('circle', { cx: x(p.x), cy: y(p.y), r: 5, fill: PALETTE[i % PALETTE.length] }, svg('title', {}, p.label)));
+  const shown = points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  // A little room around the points, never below zero for values that cannot be negative.
+  const padded = (values) => {
+    const [lo, hi] = extent(values);
+    const pad = hi > lo ? (hi - lo) * 0.05 : 0;
+    return [lo >= 0 ? Math.max(0, lo - pad) : lo - pad, hi + pad];
+  };
+  const xs = shown.map((p) => p.x);
+  const ys = shown.map((p) => p.y);
+  const integerX = xs.every(Number.isInteger);
+  const f = frame(contentWidth(), 240, padded(xs), padded(ys), integerX, false);
+  const chart = chartSvg(contentWidth(), f.H, yLabel + ' against ' + xLabel);
+  drawFrame(chart, f, xLabel);
+  shown.forEach((p, i) => {
+    chart.append(svg('circle', { cx: f.sx(p.x), cy: f.sy(p.y), r: 5, fill: PALETTE[i % PALETTE.length] }, svg('title', {}, p.label)));
   });
   return h('figure', { class: 'chart' }, chart);
 }
@@ -346,7 +476,7 @@ async function runsPage(params) {
     end < page.total || !page.exact ? h('a', { href: link({ offset: page.offset + page.limit }), id: 'next' }, 'older →') : null,
     h('span', { class: 'muted' }, `server ${page.server_ms.toFixed(1)} ms`),
     compare);
-  show(h('h1', {}, 'Runs'), form, picker, pager, h('table', { id: 'runs' }, h('thead', {}, head), body));
+  show(h('h1', {}, 'Runs'), form, picker, pager, wide(h('table', { id: 'runs' }, h('thead', {}, head), body)));
   if (page.rows.some((r) => r.status === 'running')) {
     setTimeout(() => { if (mine === generation) route(); }, 3000);
   }
@@ -358,9 +488,15 @@ function factsList(pairs) {
   return h('dl', { class: 'facts' }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
+// A table that may be wider than the page scrolls inside this wrapper (the one place content
+// may be wider than its container; the browser tests name it).
+function wide(table) {
+  return h('div', { class: 'table-wrap' }, table);
+}
+
 function keyValueTable(object, id) {
   const rows = Object.entries(object).map(([k, v]) => h('tr', {}, h('td', { class: 'mono' }, k), h('td', { class: typeof v === 'number' ? 'num' : '' }, fmt(v))));
-  return h('table', { id }, h('thead', {}, h('tr', {}, h('th', {}, 'key'), h('th', {}, 'value'))), h('tbody', {}, rows));
+  return wide(h('table', { id }, h('thead', {}, h('tr', {}, h('th', {}, 'key'), h('th', {}, 'value'))), h('tbody', {}, rows)));
 }
 
 function smooth(points, weight) {
@@ -389,7 +525,15 @@ async function postAnnotation(run, what, payload) {
   }
 }
 
-function lineageGraph(lineage, runId) {
+// Text of at most chars characters: its end kept (a file's name), its start marked with "…".
+function tail(text, chars) {
+  text = String(text);
+  return text.length <= chars ? text : '…' + text.slice(text.length - Math.max(1, chars - 1));
+}
+
+// The run's lineage, one column per kind of entity, laid out to the content's width: boxes as
+// wide as the columns allow, each label cut to its box (the full text in its tooltip).
+function lineageGraph(lineage) {
   const order = ['source', 'raw', 'dataset', 'split', 'model', 'metrics', 'predictions', 'history', 'report'];
   const column = (kind) => {
     const i = order.findIndex((k) => kind === k || kind.startsWith(k));
@@ -402,12 +546,15 @@ function lineageGraph(lineage, runId) {
     columns.get(c).push(node);
   }
   const used = [...columns.keys()].sort((a, b) => a - b);
-  const [NW, NH, GX, GY] = [190, 46, 50, 14];
-  const W = used.length * (NW + GX) + 20;
-  const H = Math.max(...used.map((c) => columns.get(c).length)) * (NH + GY) + 20;
+  const [GX, GY, NH, P] = [28, 12, 68, 8];
+  const NW = Math.max(120, Math.min(240, Math.floor((contentWidth() - 2 - (used.length - 1) * GX) / Math.max(1, used.length))));
+  const W = used.length * (NW + GX) - GX + 2;
+  const H = Math.max(1, ...used.map((c) => columns.get(c).length)) * (NH + GY) - GY + 2;
+  const chars = Math.floor((NW - 2 * P) / CHAR);
   const place = new Map();
-  used.forEach((c, i) => columns.get(c).forEach((node, j) => place.set(node.id, [10 + i * (NW + GX), 10 + j * (NH + GY)])));
-  const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, id: 'lineage', role: 'img', 'aria-label': 'lineage' });
+  used.forEach((c, i) => columns.get(c).forEach((node, j) => place.set(node.id, [1 + i * (NW + GX), 1 + j * (NH + GY)])));
+  const chart = chartSvg(W, H, 'lineage', { id: 'lineage' });
+  chart.style.maxWidth = W + 'px'; // its drawn size at most (CSSOM: the page's policy refuses style attributes)
   for (const edge of lineage.edges) {
     const [a, b] = [place.get(edge.from), place.get(edge.to)];
     if (!a || !b) continue;
@@ -416,10 +563,13 @@ function lineageGraph(lineage, runId) {
   for (const node of lineage.nodes) {
     const [x, y] = place.get(node.id);
     const others = node.runs - 1;
+    const label = String(node.label);
     const a = svg('a', { href: '/sha256/' + node.id, class: 'node' },
       svg('rect', { x, y, width: NW, height: NH, rx: 6 }),
-      svg('text', { x: x + 8, y: y + 16 }, `${node.kind}: ${String(node.label).slice(-24)}`),
-      svg('text', { x: x + 8, y: y + 34, class: 'mono' }, short(node.id) + (others > 0 ? `  · ${others} other run${others > 1 ? 's' : ''}` : '')),
+      svg('text', { x: x + P, y: y + 15, class: 'kind' }, tail(node.kind, chars)),
+      svg('text', { x: x + P, y: y + 30 }, label === node.kind ? '' : tail(label, chars)),
+      svg('text', { x: x + P, y: y + 45, class: 'sha' }, short(node.id)),
+      svg('text', { x: x + P, y: y + 60, class: 'others' }, others > 0 ? tail(`${others} other run${others > 1 ? 's' : ''}`, chars) : ''),
       svg('title', {}, `${node.kind} ${node.label}\n${node.id}\nused by ${node.runs} run(s)`));
     a.addEventListener('click', (event) => { event.preventDefault(); go('/sha256/' + node.id); });
     chart.append(a);
@@ -484,7 +634,9 @@ async function runPage(runId) {
     chartBox.replaceChildren(names.length ? lineChart(series, xAxis.value === 'time' ? 'training time (s)' : 'epoch', metricSelect.value) : h('p', { class: 'muted' }, 'no per-epoch metrics'));
   };
   [metricSelect, smoothing, xAxis].forEach((el) => el.addEventListener('input', drawCurve));
-  drawCurve();
+  drawn(drawCurve);
+  const lineageBox = h('div', { class: 'lineage' });
+  drawn(() => lineageBox.replaceChildren(lineageGraph(data.lineage)));
 
   const verifyBox = h('div', { id: 'verify-result' });
   const files = h('table', { id: 'files' }, h('thead', {}, h('tr', {}, h('th', {}, 'role'), h('th', {}, 'file'), h('th', {}, 'SHA-256'), h('th', {}, 'state'))),
@@ -531,13 +683,35 @@ async function runPage(runId) {
     h('div', { class: 'grid' },
       h('section', {}, h('h2', {}, 'Parameters'), keyValueTable(flatten(r.config || {}), 'params')),
       h('section', {}, h('h2', {}, 'Final metrics'), keyValueTable(metrics, 'metrics'))),
-    h('h2', {}, 'Stages'), stages,
+    h('h2', {}, 'Stages'), wide(stages),
     reports.length ? [h('h2', {}, 'Reports'), h('ul', { id: 'reports' }, reports.map((f) => h('li', {}, h('a', { href: f.link }, f.path.split('/').pop()))))] : null,
-    h('h2', {}, 'Files ', verifyButton), verifyBox, files,
-    h('h2', {}, 'Lineage'), h('p', { class: 'muted' }, 'Each node links to every run that shares it.'), lineageGraph(data.lineage, runId));
+    h('h2', {}, 'Files ', verifyButton), verifyBox, wide(files),
+    h('h2', {}, 'Lineage'), h('p', { class: 'muted' }, 'Each node links to every run that shares it.'), lineageBox);
 }
 
 // ---------------------------------------------------------------- compare
+
+// The shortest ends of ids (at least six characters, a run id's random part) that tell them
+// apart, marked "…" where the start was left off.
+function shortIds(ids) {
+  const longest = Math.max(0, ...ids.map((id) => id.length));
+  for (let n = Math.min(6, longest); n < longest; n++) {
+    const ends = ids.map((id) => id.slice(-n));
+    if (new Set(ends).size === ids.length) return ends.map((end, i) => (end.length < ids[i].length ? '…' + end : end));
+  }
+  return ids;
+}
+
+// Names for compared runs' curves: the parameter values that differ between them when those
+// tell every run apart, else each run's shortest distinguishing id (with those values).
+function seriesNames(runs, paramRows) {
+  const differing = paramRows.filter((row) => row.differs).slice(0, 3);
+  const byParams = runs.map((_, i) => differing.map((row) => `${row.key}=${fmt(row.values[i])}`).join(', '));
+  if (differing.length && new Set(byParams).size === runs.length) return byParams;
+  const ids = shortIds(runs.map((r) => r.run_id));
+  const names = ids.map((id, i) => (byParams[i] ? `${id} (${byParams[i]})` : id));
+  return new Set(names).size === names.length ? names : names.map((name, i) => `${name} #${i + 1}`);
+}
 
 async function comparePage(params) {
   const mine = generation;
@@ -568,8 +742,8 @@ async function comparePage(params) {
   const table = (title, rows, id) => {
     const shown = rows.filter((r) => !onlyDiff || r.differs);
     return [h('h2', {}, title, h('span', { class: 'muted' }, ` (${shown.length} of ${rows.length})`)),
-      h('table', { id, 'data-only-diff': onlyDiff }, h('thead', {}, h('tr', {}, h('th', {}, 'key'), runs.map((r) => h('th', {}, runLink(r.run_id))))),
-        h('tbody', {}, shown.map((row) => h('tr', { class: row.differs ? 'diff' : '' }, h('td', { class: 'mono' }, row.key), row.values.map((v) => h('td', { class: typeof v === 'number' ? 'num' : '' }, fmt(v)))))))];
+      wide(h('table', { id, 'data-only-diff': onlyDiff }, h('thead', {}, h('tr', {}, h('th', {}, 'key'), runs.map((r) => h('th', {}, runLink(r.run_id))))),
+        h('tbody', {}, shown.map((row) => h('tr', { class: row.differs ? 'diff' : '' }, h('td', { class: 'mono' }, row.key), row.values.map((v) => h('td', { class: typeof v === 'number' ? 'num' : '' }, fmt(v))))))))];
   };
   const paramRows = rowsOf('params');
   const metricRows = rowsOf('metrics');
@@ -582,11 +756,12 @@ async function comparePage(params) {
   const curveNames = [...new Set(runs.flatMap((r) => Object.keys(r.curves)))].filter((n) => n !== 'epoch_seconds').sort();
   const curveSelect = h('select', { id: 'compare-metric', 'aria-label': 'metric' }, curveNames.map((n) => h('option', { value: n }, n)));
   const curveBox = h('div', { id: 'compare-curves' });
+  const names = seriesNames(runs, paramRows);
   const drawCurves = () => curveBox.replaceChildren(curveNames.length
-    ? lineChart(runs.map((r) => ({ name: r.run_id, points: r.curves[curveSelect.value] || [] })), 'epoch', curveSelect.value)
+    ? lineChart(runs.map((r, i) => ({ name: names[i], title: r.run_id, points: r.curves[curveSelect.value] || [] })), 'epoch', curveSelect.value)
     : h('p', { class: 'muted' }, 'no per-epoch metrics'));
   curveSelect.addEventListener('input', drawCurves);
-  drawCurves();
+  drawn(drawCurves);
   // Parallel coordinates over what differs, and one metric against one parameter.
   const numericDiff = paramRows.filter((r) => r.differs && r.values.every((v) => typeof v === 'number' || typeof v === 'string'));
   const metricNames = metricRows.map((r) => r.key).filter((k) => runs.some((r) => typeof r.metrics[k] === 'number'));
@@ -602,11 +777,13 @@ async function comparePage(params) {
     ? scatterChart(runs.map((r) => ({ x: r.params[xSelect.value], y: r.metrics[ySelect.value], label: r.run_id })), xSelect.value, ySelect.value)
     : h('p', { class: 'muted' }, 'no numeric parameter to plot against'));
   [xSelect, ySelect].forEach((el) => el.addEventListener('input', drawScatter));
-  drawScatter();
+  drawn(drawScatter);
+  const parallelBox = h('div', { id: 'parallel' });
+  if (axes.length >= 2) drawn(() => parallelBox.replaceChildren(parallelChart(axes, runs.map((r, i) => ({ ...r, name: names[i] })))));
   show(h('h1', {}, `Compare ${runs.length} runs`), toggle,
     table('Plugins', pluginRows, 'compare-plugins'), table('Parameters', paramRows, 'compare-params'), table('Final metrics', metricRows, 'compare-metrics'),
     h('h2', {}, 'Curves'), curveSelect, curveBox,
-    axes.length >= 2 ? [h('h2', {}, 'Parallel coordinates'), parallelChart(axes, runs.map((r) => ({ ...r, name: r.run_id })))] : null,
+    axes.length >= 2 ? [h('h2', {}, 'Parallel coordinates'), parallelBox] : null,
     h('h2', {}, 'A metric against a parameter'), h('div', { class: 'query' }, xSelect, ySelect), scatterBox);
 }
 
@@ -617,11 +794,11 @@ async function sweepsPage() {
   let sweeps;
   try { sweeps = await api('/api/sweeps'); } catch (error) { if (mine === generation) fail(error); return; }
   if (mine !== generation) return;
-  show(h('h1', {}, 'Sweeps'), sweeps.length ? h('table', { id: 'sweeps' },
+  show(h('h1', {}, 'Sweeps'), sweeps.length ? wide(h('table', { id: 'sweeps' },
     h('thead', {}, h('tr', {}, ['sweep', 'name', 'metric', 'trials', 'done', 'best', 'created'].map((c) => h('th', {}, c)))),
     h('tbody', {}, sweeps.map((s) => h('tr', {}, h('td', {}, h('a', { href: '/sweep/' + encodeURIComponent(s.sweep_id), class: 'mono' }, s.sweep_id)), h('td', {}, s.name),
       h('td', {}, `${s.metric} (${s.maximize ? 'max' : 'min'})`), h('td', { class: 'num' }, s.trials), h('td', { class: 'num' }, s.done),
-      h('td', {}, s.best ? `trial ${s.best.trial}: ${fmt(s.best.metric)}` : ''), h('td', {}, s.created_at))))) : h('p', { class: 'muted' }, 'no sweeps yet'));
+      h('td', {}, s.best ? `trial ${s.best.trial}: ${fmt(s.best.metric)}` : ''), h('td', {}, s.created_at)))))) : h('p', { class: 'muted' }, 'no sweeps yet'));
 }
 
 async function sweepPage(sweepId) {
@@ -633,16 +810,20 @@ async function sweepPage(sweepId) {
   const best = scored.reduce((b, t) => (!b || (sweep.maximize ? t.metric > b.metric : t.metric < b.metric) ? t : b), null);
   const keys = [...new Set(sweep.trials.flatMap((t) => Object.keys(t.parameters || {})))].sort();
   const axes = [...keys.map((k) => ({ name: k, value: (t) => (t.parameters || {})[k] ?? null })), { name: sweep.metric, value: (t) => t.metric ?? null }];
+  const parallelBox = h('div', { id: 'parallel' });
+  if (scored.length >= 1 && axes.length >= 2) {
+    drawn(() => parallelBox.replaceChildren(parallelChart(axes, sweep.trials.map((t) => ({ ...t, name: 'trial ' + t.trial })), best ? 'trial ' + best.trial : null)));
+  }
   show(h('h1', {}, 'Sweep ', h('span', { class: 'mono' }, sweep.sweep_id)),
     factsList([['name', sweep.name], ['metric', `${sweep.metric} (${sweep.maximize ? 'maximize' : 'minimize'})`], ['created', sweep.created_at],
       ['trials', `${sweep.trials.length}, ${scored.length} with a result`], ['best', best ? h('span', {}, `trial ${best.trial}: ${fmt(best.metric)} `, best.run_id ? runLink(best.run_id) : '') : ''],
       ['runs', h('a', { href: '/runs?filter=' + encodeURIComponent(`sweep = '${sweep.sweep_id}'`) }, 'every run of this sweep')]]),
-    scored.length >= 1 && axes.length >= 2 ? [h('h2', {}, 'Parallel coordinates'), parallelChart(axes, sweep.trials.map((t) => ({ ...t, name: 'trial ' + t.trial })), best ? 'trial ' + best.trial : null)] : null,
+    scored.length >= 1 && axes.length >= 2 ? [h('h2', {}, 'Parallel coordinates'), parallelBox] : null,
     h('h2', {}, 'Trials'),
-    h('table', { id: 'trials' }, h('thead', {}, h('tr', {}, h('th', {}, 'trial'), keys.map((k) => h('th', {}, k)), h('th', {}, 'status'), h('th', {}, sweep.metric), h('th', {}, 'run'), h('th', {}, 'job'))),
+    wide(h('table', { id: 'trials' }, h('thead', {}, h('tr', {}, h('th', {}, 'trial'), keys.map((k) => h('th', {}, k)), h('th', {}, 'status'), h('th', {}, sweep.metric), h('th', {}, 'run'), h('th', {}, 'job'))),
       h('tbody', {}, sweep.trials.map((t) => h('tr', { class: best && t.trial === best.trial ? 'best' : '' }, h('td', { class: 'num' }, t.trial),
         keys.map((k) => h('td', {}, fmt((t.parameters || {})[k]))), h('td', {}, statusBadge(t.status)), h('td', { class: 'num' }, fmt(t.metric)),
-        h('td', {}, t.run_id ? runLink(t.run_id) : ''), h('td', { class: 'mono' }, t.job ? `${t.job.job_id} ${t.job.state}` : ''))))));
+        h('td', {}, t.run_id ? runLink(t.run_id) : ''), h('td', { class: 'mono' }, t.job ? `${t.job.job_id} ${t.job.state}` : '')))))));
 }
 
 // ---------------------------------------------------------------- lookup and plugin builds
@@ -668,11 +849,11 @@ async function pluginsPage() {
   let builds;
   try { builds = await api('/api/plugins'); } catch (error) { if (mine === generation) fail(error); return; }
   if (mine !== generation) return;
-  show(h('h1', {}, 'Plugin builds'), h('table', { id: 'plugins' },
+  show(h('h1', {}, 'Plugin builds'), wide(h('table', { id: 'plugins' },
     h('thead', {}, h('tr', {}, ['plugin', 'version', 'SDK', 'SHA-256', 'library', 'runs'].map((c) => h('th', {}, c)))),
     h('tbody', {}, builds.map((b) => h('tr', {}, h('td', {}, b.plugin_name), h('td', {}, b.plugin_version), h('td', {}, b.sdk_version),
       h('td', { class: 'mono' }, h('a', { href: '/sha256/' + b.sha256 }, short(b.sha256))), h('td', { class: 'mono' }, b.path),
-      h('td', { class: 'num' }, h('a', { href: '/runs?filter=' + encodeURIComponent(`plugin.sha256 = '${b.sha256}'`) }, b.runs)))))));
+      h('td', { class: 'num' }, h('a', { href: '/runs?filter=' + encodeURIComponent(`plugin.sha256 = '${b.sha256}'`) }, b.runs))))))));
 }
 
 route();
