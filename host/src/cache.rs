@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use record::{FileArtifact, StageName, Transform};
 
 use crate::data::{Prepared, Split, Targets};
-use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file};
+use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file_cached};
 
 /// Bump when what a key covers changes, so old entries stop matching.
 const KEY_VERSION: u64 = 1;
@@ -48,9 +48,10 @@ fn sorted(value: &Value) -> Value {
     }
 }
 
-/// Whether every file still has its recorded SHA-256.
+/// Whether every input file (an earlier run's raw data) still has its recorded SHA-256, its
+/// digest from the digest cache while the file is unchanged.
 pub fn files_unchanged(files: &[FileArtifact]) -> bool {
-    files.iter().all(|file| sha256_file(&file.path).is_ok_and(|(sha256, _)| sha256 == file.sha256))
+    files.iter().all(|file| sha256_file_cached(&file.path).is_ok_and(|(sha256, _)| sha256 == file.sha256))
 }
 
 /// Copies `file` (recorded by an earlier run under `from_dir`) to the same place under

@@ -1,8 +1,11 @@
 //! SHA-256 content addressing for files and in-memory buffers. Streaming, so a large file is
-//! never read whole into memory.
+//! never read whole into memory. A run's inputs (raw files, plugin libraries) are looked up in
+//! a digest cache first, as git's index and DVC do; `host verify` and `host replay` always
+//! rehash.
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -98,12 +101,112 @@ fn combine_chunk_digests(byte_len: usize, digests: &[[u8; 32]]) -> String {
     hex(&hasher.finalize())
 }
 
-/// A file the run read or wrote, hashed; its path recorded absolute, so `host verify` works
-/// from anywhere.
+/// A file the run wrote, hashed; its path recorded absolute, so `host verify` works from
+/// anywhere.
 pub fn artifact(kind: ArtifactKind, path: &Path) -> anyhow::Result<FileArtifact> {
     let (sha256, size) = sha256_file(path).map_err(|e| anyhow::anyhow!("{}: cannot hash: {e}", path.display()))?;
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     Ok(FileArtifact { kind, path, sha256, size })
+}
+
+/// A file the run read (a raw data file), its digest from the digest cache when the file is
+/// unchanged since it was last hashed.
+pub fn input_artifact(kind: ArtifactKind, path: &Path) -> anyhow::Result<FileArtifact> {
+    let (sha256, size) =
+        sha256_file_cached(path).map_err(|e| anyhow::anyhow!("{}: cannot hash: {e}", path.display()))?;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    Ok(FileArtifact { kind, path, sha256, size })
+}
+
+/// `$XDG_CACHE_HOME/host/NAME` or `~/.cache/host/NAME`; `None` when neither is set.
+pub fn user_cache_dir(name: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|home| PathBuf::from(home).join(".cache"))
+    })?;
+    Some(base.join("host").join(name))
+}
+
+/// What says a file is the one that was hashed: its device, inode, size, and modification and
+/// change times to the nanosecond. Rewriting a file changes its times (the change time cannot
+/// be set back), replacing it by a rename changes its inode.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    fn of(metadata: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// Changed within the last seconds: a write in the same clock tick could leave the times as
+    /// they are, so such a file is hashed but not cached (git's "racily clean" entries).
+    fn is_recent(&self) -> bool {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        now - self.modified.0.max(self.changed.0) < 2
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedDigest {
+    stamp: Stamp,
+    sha256: String,
+}
+
+/// The SHA-256 of a file's contents and its size, from the digest cache when its [`Stamp`] is
+/// the one it had when hashed; otherwise hashed (and cached, best effort). For a run's inputs
+/// only: `host verify` and `host replay` use [`sha256_file`].
+pub fn sha256_file_cached(path: &Path) -> io::Result<(String, u64)> {
+    match user_cache_dir("digests") {
+        Some(cache) => sha256_file_cached_in(&cache, path),
+        None => sha256_file(path),
+    }
+}
+
+fn sha256_file_cached_in(cache: &Path, path: &Path) -> io::Result<(String, u64)> {
+    let started = Instant::now();
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return sha256_file(path);
+    }
+    let stamp = Stamp::of(&metadata);
+    use std::os::unix::ffi::OsStrExt;
+    let canonical = path.canonicalize()?;
+    let entry = cache.join(format!("{}.json", hex(&Sha256::digest(canonical.as_os_str().as_bytes()))));
+    let cached = std::fs::read(&entry).ok().and_then(|bytes| serde_json::from_slice::<CachedDigest>(&bytes).ok());
+    if let Some(cached) = cached.filter(|c| c.stamp == stamp) {
+        count_since(started);
+        return Ok((cached.sha256, stamp.size));
+    }
+    let (sha256, size) = sha256_file(path)?;
+    // Cached only when the file did not change while it was read and its times can tell a later
+    // change apart.
+    let unchanged = std::fs::metadata(path).is_ok_and(|after| Stamp::of(&after) == stamp) && size == stamp.size;
+    if unchanged && !stamp.is_recent() {
+        let text = serde_json::to_vec(&CachedDigest { stamp, sha256: sha256.clone() }).unwrap_or_default();
+        let staging = cache.join(format!(
+            ".{}.{}",
+            std::process::id(),
+            entry.file_name().map_or_else(Default::default, |n| n.to_string_lossy())
+        ));
+        let written = std::fs::create_dir_all(cache)
+            .and_then(|()| std::fs::write(&staging, text))
+            .and_then(|()| std::fs::rename(&staging, &entry));
+        if let Err(error) = written {
+            tracing::debug!("{}: digest not cached: {error}", entry.display());
+        }
+    }
+    Ok((sha256, size))
 }
 
 /// The SHA-256 of a file's contents, as hex, and its size in bytes. Only a regular file is
@@ -163,6 +266,41 @@ mod tests {
             }
         });
         assert!(values.iter().enumerate().all(|(i, &v)| v == (i % 997) as f32));
+    }
+
+    #[test]
+    fn cached_digests_are_used_only_while_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let path = dir.path().join("data.bin");
+        let entries = || std::fs::read_dir(&cache).map_or(0, |e| e.count());
+        // A file written just now is hashed but not cached: its times could miss a change.
+        std::fs::write(&path, b"first").unwrap();
+        let first = sha256_file_cached_in(&cache, &path).unwrap();
+        assert_eq!(first, sha256_file(&path).unwrap());
+        assert_eq!(entries(), 0);
+        // Older, it is cached, and the cache answers for it: a planted digest comes back.
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(hour_ago).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(sha256_file_cached_in(&cache, &path).unwrap(), first);
+        assert_eq!(entries(), 1);
+        let entry = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+        let mut planted: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+        planted["sha256"] = "planted".into();
+        std::fs::write(&entry, planted.to_string()).unwrap();
+        assert_eq!(sha256_file_cached_in(&cache, &path).unwrap().0, "planted");
+        // Rewritten with the same size and its old modification time set back, it is hashed
+        // again: the change time moved.
+        std::fs::write(&path, b"secnd").unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(hour_ago).unwrap();
+        assert_eq!(sha256_file_cached_in(&cache, &path).unwrap(), sha256_file(&path).unwrap());
+        assert_ne!(sha256_file(&path).unwrap(), first);
+        // Replaced by a rename (another inode), it is hashed again too.
+        let other = dir.path().join("other.bin");
+        std::fs::write(&other, b"third").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert_eq!(sha256_file_cached_in(&cache, &path).unwrap().0, sha256_bytes(b"third"));
     }
 
     #[test]

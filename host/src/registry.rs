@@ -28,7 +28,7 @@ use plugin_sdk::{ClassInfo, ClassKind, Manifest};
 use serde::{Deserialize, Serialize};
 
 use crate::config::class_mapping::{ClassMapping, MappingEntry};
-use crate::hashing::sha256_file;
+use crate::hashing::{sha256_file, sha256_file_cached};
 
 /// A plugin library, its manifest and the facts the provenance store needs about its file.
 #[derive(Debug)]
@@ -59,10 +59,7 @@ impl PluginLibrary {
 /// Where `host sweep` keeps plugin manifests by library SHA-256: `$XDG_CACHE_HOME/host/manifests`
 /// or `~/.cache/host/manifests`; `None` when neither is set.
 pub fn manifest_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|home| PathBuf::from(home).join(".cache"))
-    })?;
-    Some(base.join("host").join("manifests"))
+    crate::hashing::user_cache_dir("manifests")
 }
 
 /// A cached manifest and the SDK version of the host that read it from the library.
@@ -204,7 +201,7 @@ impl Registry {
         let checked = if self.allow_untrusted { Ok(()) } else { refuse_untrusted(path, "the library") };
         let result = checked.and_then(|()| self.check_pins(path, &key)).and_then(|()| match &self.manifest_cache {
             Some(cache) => load_with_cache(path, cache),
-            None => load_and_hash(path),
+            None => load_hashed(path, hash_cached),
         });
         self.loaded.borrow_mut().insert(key, result.clone());
         result
@@ -418,8 +415,18 @@ fn hash(path: &Path) -> Result<(String, u64), String> {
     sha256_file(path).map_err(|e| format!("{}: cannot read for hashing: {e}", path.display()))
 }
 
+/// [`hash`] from the digest cache while the file is unchanged: for libraries a run looks up
+/// (a pin, a recorded build and `plugins inspect` are always hashed).
+fn hash_cached(path: &Path) -> Result<(String, u64), String> {
+    sha256_file_cached(path).map_err(|e| format!("{}: cannot read for hashing: {e}", path.display()))
+}
+
 /// Loads a library and hashes its file.
 pub fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
+    load_hashed(path, hash)
+}
+
+fn load_hashed(path: &Path, hash: fn(&Path) -> Result<(String, u64), String>) -> Result<Rc<PluginLibrary>, String> {
     let library = open_library(path)?;
     let (sha256, size) = hash(path)?;
     let manifest = library.manifest().clone();
@@ -433,7 +440,7 @@ fn load_with_cache(path: &Path, cache: &Path) -> Result<Rc<PluginLibrary>, Strin
     if path.to_str().is_none() {
         return load_and_hash(path);
     }
-    let (sha256, size) = hash(path)?;
+    let (sha256, size) = hash_cached(path)?;
     let file = cache.join(format!("{sha256}.json"));
     let cached = std::fs::read(&file)
         .ok()

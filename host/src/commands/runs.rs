@@ -356,7 +356,8 @@ fn plugin_rows(records: &[record::RunRecord]) -> Vec<Compared> {
             plugin_sdk::ClassKind::Model => "model",
             plugin_sdk::ClassKind::ReportGenerator => "report",
         };
-        let fields: [(&str, fn(&record::PluginUse) -> String); 3] = [
+        type Field = fn(&record::PluginUse) -> String;
+        let fields: [(&str, Field); 3] = [
             ("class", |p| p.class.clone()),
             ("build", |p| format!("{} {}", p.plugin_name, p.plugin_version)),
             ("sha256", |p| p.sha256.clone()),

@@ -466,7 +466,10 @@ mod tests {
         assert_eq!(config.class_sections(ClassKind::Model), json!({"model": {"k": 5}}));
         // A class that reads some of a section still gets one message per unknown key.
         let error = load(&GOOD.replace("training: {epochs: 2}", "training: {epochs: 2, momentum: 0.9}")).unwrap_err();
-        assert_eq!(error, "config/x.yaml: training.momentum: unknown key; the model class MLP, which owns `training`, accepts: learning_rate, epochs");
+        assert_eq!(
+            error,
+            "config/x.yaml: training.momentum: unknown key; the model class MLP, which owns `training`, accepts: learning_rate, epochs"
+        );
     }
 
     #[test]

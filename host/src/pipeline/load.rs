@@ -38,7 +38,7 @@ pub fn load(run: &mut Run<'_>) -> Result<Staged<Loaded>, StageError> {
     services.progress.clear();
     for file in &summary.source_files {
         let kind = record::ArtifactKind::Source(file.role.clone());
-        run.record.source_files.push(crate::hashing::artifact(kind, Path::new(&file.path))?);
+        run.record.source_files.push(crate::hashing::input_artifact(kind, Path::new(&file.path))?);
     }
     run.record.data.description = summary.description;
     let dataset = loader.extract_features_and_targets(&services)?;
