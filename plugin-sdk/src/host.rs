@@ -26,7 +26,7 @@ use crate::types::{
 };
 
 /// What the host offers plugins during a call, as the plugin's [`Services`] see it. The host
-/// implements it; a plugin's tests use [`RecordingServices`](crate::testing::RecordingServices)
+/// implements it; a plugin's tests use [`RecordingServices`](super::testing::RecordingServices)
 /// or implement it themselves, and pass it to [`with_services`].
 pub trait HostServices {
     /// A log line from the plugin.

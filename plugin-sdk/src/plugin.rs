@@ -568,8 +568,8 @@ impl ClassConfig {
 /// The host's services, available during every plugin call: logging, progress, per-epoch
 /// metrics, the stop request and the folder to write into.
 ///
-/// In a plugin's own tests, [`host::with_services`](crate::host::with_services) makes one backed
-/// by [`RecordingServices`](crate::testing::RecordingServices), which keeps what was reported.
+/// In a plugin's own tests, [`host::with_services`](super::host::with_services) makes one backed
+/// by [`RecordingServices`](super::testing::RecordingServices), which keeps what was reported.
 ///
 /// ```
 /// use plugin_sdk::host::with_services;

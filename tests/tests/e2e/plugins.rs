@@ -592,5 +592,5 @@ fn export_plugin_called_twice_says_so_in_words() {
         stderr.contains("the name `export_plugin_may_be_called_only_once_per_crate` is defined multiple times"),
         "{stderr}"
     );
-    assert!(!stderr.contains("_1as_0lib"), "the error names abi_stable's symbol:\n{stderr}");
+    assert!(!stderr.contains("_1as_0lib"), "the error names the ABI's internal symbol:\n{stderr}");
 }
