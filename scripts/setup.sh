@@ -18,8 +18,9 @@ step "system packages"
 # util-linux's unshare runs hosts in private namespaces for the fault and liveness tests.
 # slurmctld, slurmd, slurm-client and munge: the Slurm tests start a one-node cluster
 # (scripts/slurm-local.sh); Debian's policy starts none of their daemons on install.
+# time: GNU time, with which `bench overhead` measures each program's peak memory.
 packages=(dataset-fashion-mnist patchelf binutils gcc chromium postgresql openssl util-linux
-          slurmctld slurmd slurm-client munge)
+          slurmctld slurmd slurm-client munge time)
 # python3, pip and npm may come from elsewhere than Debian (pyenv, nvm); accept those.
 command -v python3 >/dev/null || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)

@@ -2,7 +2,8 @@
 //! `scripts/bench.sh`, which builds everything in release first.
 //!
 //! - `overhead`: `host run config/reference_mlp.yaml` against `bare-mlp` (the same job in plain
-//!   tch), interleaved, medians of N runs and their ratio.
+//!   tch) and `pytorch_mlp.py` (the same job in plain PyTorch), interleaved whole processes with
+//!   the same thread count: medians of wall time and peak memory (GNU time), and their ratios.
 //! - `decode`: decoding Fashion-MNIST's 60,000 training images from IDX gz, median of N.
 //! - `accuracy`: test accuracy of config/fashion_mnist_config.yaml (MLP) and
 //!   config/fashion_cnn_config.yaml (CNN) on Fashion-MNIST's test set.
@@ -66,32 +67,114 @@ fn host_run(config: &str, output_dir: &Path) -> anyhow::Result<(f64, serde_json:
     Ok((seconds, serde_json::from_str(&stdout)?))
 }
 
+/// A command's wall time, stdout and peak resident memory (KiB), measured by GNU time
+/// (`/usr/bin/time -f %M`, the `time` package) around the whole process.
+fn timed_with_memory(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<(f64, String, u64)> {
+    const MARK: &str = "bench-peak-rss-kib=";
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg(format!("{MARK}%M"))
+        .arg(program)
+        .args(args)
+        .output()
+        .context("/usr/bin/time (Debian's `time` package; scripts/setup.sh installs it)")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("{} failed: {stderr}", program.display());
+    }
+    let kib = stderr
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(MARK))
+        .and_then(|value| value.trim().parse().ok())
+        .with_context(|| format!("no peak memory from /usr/bin/time in: {stderr}"))?;
+    Ok((seconds, String::from_utf8_lossy(&output.stdout).into_owned(), kib))
+}
+
+/// One program of the overhead benchmark: its wall times, peak memory and last accuracy.
+#[derive(Default)]
+struct Series {
+    seconds: Vec<f64>,
+    kib: Vec<f64>,
+    accuracy: f64,
+}
+
+impl Series {
+    fn push(&mut self, (seconds, kib): (f64, u64), accuracy: Option<f64>) {
+        self.seconds.push(seconds);
+        self.kib.push(kib as f64);
+        self.accuracy = accuracy.unwrap_or(f64::NAN);
+    }
+}
+
 fn overhead(runs: usize) -> anyhow::Result<()> {
     let scratch = std::env::temp_dir().join(format!("bench-overhead-{}", std::process::id()));
-    let (mut host, mut bare) = (Vec::new(), Vec::new());
-    let (mut host_accuracy, mut bare_accuracy) = (0.0, 0.0);
+    // Every program gets the threads the host takes by default: one per core.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pytorch_mlp.py");
+    let (mut host, mut bare, mut pytorch) = (Series::default(), Series::default(), Series::default());
+    let accuracy = |stdout: &str| serde_json::from_str::<serde_json::Value>(stdout).ok()?["accuracy"].as_f64();
     for run in 1..=runs {
-        let (seconds, summary) = host_run("config/reference_mlp.yaml", &scratch)?;
-        host.push(seconds);
-        host_accuracy = summary["metrics"]["test"]["accuracy"].as_f64().unwrap_or(f64::NAN);
-        let (seconds, stdout) = timed(Command::new(sibling("bare-mlp")?).arg(FASHION).arg("2"))?;
-        bare.push(seconds);
-        bare_accuracy = serde_json::from_str::<serde_json::Value>(&stdout)?["accuracy"].as_f64().unwrap_or(f64::NAN);
+        let args: Vec<&std::ffi::OsStr> =
+            ["-q", "run", "config/reference_mlp.yaml", "--json", "--force", "--output-dir"]
+                .iter()
+                .map(std::ffi::OsStr::new)
+                .chain([scratch.as_os_str()])
+                .collect();
+        let (seconds, stdout, kib) = timed_with_memory(&sibling("host")?, &args)?;
+        let summary: serde_json::Value = serde_json::from_str(&stdout)?;
+        host.push((seconds, kib), summary["metrics"]["test"]["accuracy"].as_f64());
+        let (seconds, stdout, kib) = timed_with_memory(&sibling("bare-mlp")?, &[FASHION.as_ref(), threads.as_ref()])?;
+        bare.push((seconds, kib), accuracy(&stdout));
+        let (seconds, stdout, kib) =
+            timed_with_memory(Path::new("python3"), &[script.as_os_str(), FASHION.as_ref(), threads.as_ref()])?;
+        pytorch.push((seconds, kib), accuracy(&stdout));
         eprintln!(
-            "run {run}/{runs}: host {:.2}s, bare {:.2}s",
-            host.last().unwrap_or(&0.0),
-            bare.last().unwrap_or(&0.0)
+            "run {run}/{runs}: host {:.2}s, bare {:.2}s, pytorch {:.2}s",
+            host.seconds[run - 1],
+            bare.seconds[run - 1],
+            pytorch.seconds[run - 1]
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    let (host_median, bare_median) = (median(&mut host), median(&mut bare));
+    let time = |series: &mut Series| median(&mut series.seconds);
+    let memory = |series: &mut Series| median(&mut series.kib) / 1024.0;
+    let (host_s, bare_s, pytorch_s) = (time(&mut host), time(&mut bare), time(&mut pytorch));
+    let (host_m, bare_m, pytorch_m) = (memory(&mut host), memory(&mut bare), memory(&mut pytorch));
+    println!("{}", machine_line());
     println!(
-        "host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, 2 threads), medians of {runs}:"
+        "host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, {threads} threads each), \
+         whole processes interleaved, medians of {runs}:"
     );
-    println!("  host run config/reference_mlp.yaml  {host_median:.3} s  (test accuracy {host_accuracy:.4})");
-    println!("  bare tch program (bare-mlp)         {bare_median:.3} s  (test accuracy {bare_accuracy:.4})");
-    println!("  ratio host / bare                   {:.3}  (target at most 1.10)", host_median / bare_median);
+    println!("  {:<38} {:>8} {:>10} {:>10}", "", "wall", "peak RSS", "accuracy");
+    for (name, seconds, mib, accuracy) in [
+        ("host run config/reference_mlp.yaml", host_s, host_m, host.accuracy),
+        ("bare tch program (bare-mlp)", bare_s, bare_m, bare.accuracy),
+        ("plain PyTorch (bench/pytorch_mlp.py)", pytorch_s, pytorch_m, pytorch.accuracy),
+    ] {
+        println!("  {name:<38} {seconds:>7.3}s {mib:>6.0} MiB {accuracy:>10.4}");
+    }
+    println!("  ratio host / bare, time      {:.3}  (target at most 1.03)", host_s / bare_s);
+    println!("  ratio host / bare, memory    {:.3}  (target at most 1.15)", host_m / bare_m);
+    println!("  ratio host / PyTorch, time   {:.3}", host_s / pytorch_s);
     Ok(())
+}
+
+/// When and on what a figure was measured: the date, the CPU model, its topology and the
+/// instruction-set extensions numbers depend on.
+pub fn machine_line() -> String {
+    let environment = host::environment::capture(1);
+    format!(
+        "measured {} on {} ({} socket(s) x {} core(s) x {} thread(s); {})",
+        record::now_rfc3339(),
+        environment.cpu,
+        environment.sockets,
+        environment.cores_per_socket,
+        environment.threads_per_core,
+        environment.cpu_flags.join(" ")
+    )
 }
 
 fn sweep(runs: usize) -> anyhow::Result<()> {

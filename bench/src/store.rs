@@ -139,7 +139,8 @@ pub fn overhead(runs: usize, backends: Backends) -> anyhow::Result<()> {
 fn overhead_on(runs: usize, backend: &str, db: &str, scratch: &Path) -> anyhow::Result<()> {
     let (mut shares, mut walls, mut hashing, mut writes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
-        let (_, stdout) = timed(
+        // The whole process's wall time: the plugin libraries are hashed before the run starts.
+        let (wall, stdout) = timed(
             Command::new(sibling("host")?)
                 .args(["-q", "run", "config/reference_mlp.yaml", "--json", "--force", "--output-dir"])
                 .arg(scratch)
@@ -147,7 +148,6 @@ fn overhead_on(runs: usize, backend: &str, db: &str, scratch: &Path) -> anyhow::
                 .arg(db),
         )?;
         let summary: Value = serde_json::from_str(&stdout)?;
-        let wall = summary["seconds"].as_f64().context("no run time")?;
         let hash = summary["provenance"]["hashing_seconds"].as_f64().context("no hashing time")?;
         let write = summary["provenance"]["store_seconds"].as_f64().context("no store time")?;
         eprintln!("run {run}/{runs}: {wall:.2}s, hashing {hash:.3}s, store writes {write:.3}s");
@@ -157,19 +157,24 @@ fn overhead_on(runs: usize, backend: &str, db: &str, scratch: &Path) -> anyhow::
         writes.push(write);
     }
     let _ = std::fs::remove_dir_all(scratch);
+    println!("{}", crate::machine_line());
     println!(
         "provenance overhead on {backend}, reference workload (host run --force config/reference_mlp.yaml), medians of {runs}:"
     );
     let (walls_median, writes_median) = (median(&mut walls), median(&mut writes));
-    println!("  {:<28} {:.3} s", "run wall time", walls_median);
-    println!("  {:<28} {:.3} s", "hashing (wall time)", median(&mut hashing));
+    println!("  {:<28} {:.3} s", "process wall time", walls_median);
+    println!(
+        "  {:<28} {:.3} s  (raw files and plugin libraries from the digest cache once hashed)",
+        "hashing (wall time)",
+        median(&mut hashing)
+    );
     println!(
         "  {:<28} {:.3} s  ({:.2} % of the wall time; target at most 1 %)",
         "store writes",
         writes_median,
         writes_median / walls_median * 100.0
     );
-    println!("  {:<28} {:.2} %  (target under 2 %)", "share of the wall time", median(&mut shares) * 100.0);
+    println!("  {:<28} {:.2} %  (target at most 1 %)", "share of the wall time", median(&mut shares) * 100.0);
     Ok(())
 }
 

@@ -454,7 +454,7 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     // Absolute, so the record (and the stage cache, which copies from it) works from anywhere.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let started = Instant::now();
-    let provenance_before = (crate::hashing::hashing_seconds(), store::write_seconds());
+    let store_seconds_before = store::write_seconds();
     let previous = previous_attempt(request);
     let mut run = Run::new(request, run_id, dir.clone(), previous.as_ref())?;
     run.create_instances()?;
@@ -505,8 +505,10 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     let recorded = run.write_record();
     drop(heartbeat);
     run.record.provenance = Some(ProvenanceTime {
-        hashing_seconds: crate::hashing::hashing_seconds() - provenance_before.0,
-        store_seconds: store::write_seconds() - provenance_before.1,
+        // Everything this process hashed, the plugin libraries looked up before the run started
+        // included (one run per process: a sweep's trials and a replay are processes of their own).
+        hashing_seconds: crate::hashing::hashing_seconds(),
+        store_seconds: store::write_seconds() - store_seconds_before,
     });
     if let Err(error) = outputs::write_json(&dir.join("run.json"), &run.record) {
         // A run that failed already says why (a full or read-only folder, most likely).

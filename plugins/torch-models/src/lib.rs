@@ -452,8 +452,29 @@ fn device_name(device: Device) -> String {
     }
 }
 
-/// Copies a view's features into a torch tensor of `[n, ...input_shape]`.
-fn features_tensor(view: &TensorView<'_>, input_shape: &[i64], device: Device) -> Result<TchTensor, PluginError> {
+/// A torch tensor over features the host holds, without a copy on the CPU: it borrows them, so
+/// it cannot outlive the view they came in (the data set is the largest thing a run holds;
+/// copying it would double the run's memory).
+struct Features<'a> {
+    tensor: TchTensor,
+    _borrowed: PhantomData<&'a [f32]>,
+}
+
+impl std::ops::Deref for Features<'_> {
+    type Target = TchTensor;
+
+    fn deref(&self) -> &TchTensor {
+        &self.tensor
+    }
+}
+
+/// A view's features as a torch tensor of `[n, ...input_shape]` on `device`: borrowed on the
+/// CPU, copied to any other device.
+fn features_tensor<'a>(
+    view: &TensorView<'a>,
+    input_shape: &[i64],
+    device: Device,
+) -> Result<Features<'a>, PluginError> {
     let data = view
         .as_f32()
         .ok_or_else(|| PluginError::new(format!("features must be f32, got {}", view.elements.dtype())))?;
@@ -466,7 +487,17 @@ fn features_tensor(view: &TensorView<'_>, input_shape: &[i64], device: Device) -
     }
     let mut shape = vec![view.rows() as i64];
     shape.extend_from_slice(input_shape);
-    Ok(TchTensor::f_from_slice(data)?.f_view(shape.as_slice())?.f_to_device(device)?)
+    // Row-major and contiguous, as the host lays features out.
+    let mut strides = vec![1i64; shape.len()];
+    for axis in (0..shape.len().saturating_sub(1)).rev() {
+        strides[axis] = strides[axis + 1] * shape[axis + 1];
+    }
+    // SAFETY: `data` holds exactly `rows * per_sample` f32 values (checked above) in this layout
+    // and stays borrowed, unchanged, for 'a, which `Features` cannot outlive. Nothing writes
+    // into the input tensor: batches are taken with `index_select` and `narrow`, read only.
+    let borrowed = unsafe { TchTensor::f_from_blob(data.as_ptr().cast(), &shape, &strides, Kind::Float, Device::Cpu)? };
+    let tensor = if device == Device::Cpu { borrowed } else { borrowed.f_to_device(device)? };
+    Ok(Features { tensor, _borrowed: PhantomData })
 }
 
 fn targets_tensor<A: Architecture>(view: &DataView<'_>, device: Device) -> Result<TchTensor, PluginError> {
@@ -584,16 +615,16 @@ impl<A: Architecture> TorchModel<A> {
 }
 
 /// The training data as tensors on the training device.
-struct TrainingData {
-    x: TchTensor,
+struct TrainingData<'a> {
+    x: Features<'a>,
     y: TchTensor,
-    validation: Option<(TchTensor, TchTensor)>,
+    validation: Option<(Features<'a>, TchTensor)>,
 }
 
-impl TrainingData {
+impl<'a> TrainingData<'a> {
     fn new<A: Architecture>(
-        train: &DataView<'_>,
-        validation: Option<&DataView<'_>>,
+        train: &DataView<'a>,
+        validation: Option<&DataView<'a>>,
         input_shape: &[i64],
         device: Device,
     ) -> Result<Self, PluginError> {
@@ -621,7 +652,7 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250
 fn train_epoch<A: Architecture>(
     trained: &Trained,
     optimizer: &mut nn::Optimizer,
-    data: &TrainingData,
+    data: &TrainingData<'_>,
     t: &TrainingSection,
     epoch: usize,
     services: &Services<'_>,
