@@ -46,10 +46,15 @@ const CHUNK: usize = 4 << 20;
 /// 4 MiB chunks, each hashed with SHA-256, and the chunk digests are hashed in order. It is not
 /// the plain SHA-256 of the bytes; the data manager's content digests are defined with it.
 pub fn chunked_sha256(bytes: &[u8]) -> String {
+    chunked_sha256_on(bytes, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// [`chunked_sha256`] on `threads` threads (the digest does not depend on how many).
+fn chunked_sha256_on(bytes: &[u8], threads: usize) -> String {
     let started = Instant::now();
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
     let mut digests = vec![[0u8; 32]; chunks.len()];
-    on_every_core(&mut digests, |index, slot| *slot = Sha256::digest(chunks[index]).into());
+    on_threads(threads, &mut digests, |index, slot| *slot = Sha256::digest(chunks[index]).into());
     let digest = combine_chunk_digests(bytes.len(), &digests);
     count_since(started);
     digest
@@ -76,8 +81,8 @@ pub fn fill_on_every_core(values: &mut [f32], fill: impl Fn(usize, &mut [f32]) +
 }
 
 /// Runs `work(index, slot)` for every slot, the slots split evenly across the cores.
-fn on_every_core(slots: &mut [[u8; 32]], work: impl Fn(usize, &mut [u8; 32]) + Sync) {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(slots.len()).max(1);
+fn on_threads(threads: usize, slots: &mut [[u8; 32]], work: impl Fn(usize, &mut [u8; 32]) + Sync) {
+    let threads = threads.min(slots.len()).max(1);
     let per_thread = slots.len().div_ceil(threads).max(1);
     let work = &work;
     std::thread::scope(|scope| {
@@ -255,6 +260,10 @@ mod tests {
         }
         assert_eq!(digest, hex(&hasher.finalize()));
         assert_eq!(chunked_sha256(b""), chunked_sha256(&[]));
+        // One thread, two, more threads than chunks: the same digest.
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(chunked_sha256_on(&data, threads), digest, "{threads} threads");
+        }
     }
 
     #[test]

@@ -231,7 +231,11 @@ pub(crate) mod tests {
         for byte in &mut corrupt[12..20] {
             *byte ^= 0xa5;
         }
-        let error = read_idx(&write(dir.path(), "corrupt.gz", &corrupt), 1).unwrap_err().to_string();
-        assert!(error.contains("corrupt.gz"), "{error}");
+        let error = read_idx(&write(dir.path(), "corrupt.gz", &corrupt), 1).unwrap_err();
+        assert!(matches!(error, IdxError::CorruptGzip { .. }), "{error:?}");
+        assert!(
+            error.to_string().starts_with(&format!("{}: corrupt gzip data: ", dir.path().join("corrupt.gz").display())),
+            "{error}"
+        );
     }
 }
