@@ -158,7 +158,6 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
     let (host_s, bare_s, pytorch_s) = (time(&mut host), time(&mut bare), time(&mut pytorch));
     let (host_m, bare_m, pytorch_m) = (memory(&mut host), memory(&mut bare), memory(&mut pytorch));
     let linked = (!bare_cuda.seconds.is_empty()).then(|| (time(&mut bare_cuda), memory(&mut bare_cuda)));
-    println!("{}", machine_line());
     println!(
         "host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, {threads} threads each), \
          whole processes interleaved, medians of {runs}:"
@@ -301,6 +300,10 @@ fn main() -> anyhow::Result<()> {
     let backends = store::Backends::parse(
         args.iter().position(|a| a == "--backend").and_then(|i| args.get(i + 1)).map(String::as_str),
     )?;
+    // Every benchmark's figures say when and on what they were measured.
+    if which != "writer" {
+        println!("{}", machine_line());
+    }
     match which {
         "writer" => {
             let arg = |index: usize| args.get(index).context("usage: bench writer LOCATOR FIRST COUNT");

@@ -157,7 +157,6 @@ fn overhead_on(runs: usize, backend: &str, db: &str, scratch: &Path) -> anyhow::
         writes.push(write);
     }
     let _ = std::fs::remove_dir_all(scratch);
-    println!("{}", crate::machine_line());
     println!(
         "provenance overhead on {backend}, reference workload (host run --force config/reference_mlp.yaml), medians of {runs}:"
     );

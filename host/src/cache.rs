@@ -26,7 +26,8 @@ use crate::data::{Prepared, Split, Targets};
 use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file_cached};
 
 /// Bump when what a key covers changes, so old entries stop matching.
-const KEY_VERSION: u64 = 1;
+/// 2: a class gets only the config sections it declares keys in; evaluate scores validation.
+const KEY_VERSION: u64 = 2;
 
 /// The key of `stage` given the parts its outputs depend on.
 pub fn stage_key(stage: StageName, parts: Value) -> String {
@@ -319,10 +320,10 @@ mod tests {
         assert_ne!(a, stage_key(train, json!({"seed": 1, "model": {"layers": [128], "lr": 0.2}})));
         assert_ne!(a, stage_key(StageName::Evaluate, json!({"seed": 1, "model": {"layers": [128], "lr": 0.1}})));
         assert_ne!(a, stage_key(train, json!({"seed": 1, "model": {"layers": [64], "lr": 0.1}})));
-        // Keys name the stage as records spell it, so keys from before StageName still match.
+        // Keys name the stage as records spell it (the spelling from before StageName).
         assert_eq!(
             stage_key(train, json!({})),
-            crate::hashing::sha256_bytes(br#"{"key_version":1,"parts":{},"stage":"train"}"#)
+            crate::hashing::sha256_bytes(br#"{"key_version":2,"parts":{},"stage":"train"}"#)
         );
     }
 

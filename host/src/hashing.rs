@@ -154,11 +154,14 @@ impl Stamp {
         }
     }
 
-    /// Changed within the last seconds: a write in the same clock tick could leave the times as
-    /// they are, so such a file is hashed but not cached (git's "racily clean" entries).
+    /// Changed within the last two seconds (or in the future, by a clock that differs): a write
+    /// in the same clock tick could leave the times as they are, so such a file is hashed but
+    /// not cached (git's "racily clean" entries).
     fn is_recent(&self) -> bool {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        now - self.modified.0.max(self.changed.0) < 2
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let nanos = |(seconds, nanos): (i64, i64)| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+        let latest = nanos(self.modified).max(nanos(self.changed));
+        now.as_nanos() as i128 - latest < 2_000_000_000
     }
 }
 
@@ -172,18 +175,28 @@ struct CachedDigest {
 /// the one it had when hashed; otherwise hashed (and cached, best effort). For a run's inputs
 /// only: `host verify` and `host replay` use [`sha256_file`].
 pub fn sha256_file_cached(path: &Path) -> io::Result<(String, u64)> {
-    match user_cache_dir("digests") {
+    match user_cache_dir("digests").filter(|cache| private_folder(cache)) {
         Some(cache) => sha256_file_cached_in(&cache, path),
         None => sha256_file(path),
     }
 }
 
+/// Whether `folder` is this user's alone (created so when missing): a digest cache anyone else
+/// could write would let them choose the digests a run records. Otherwise the cache is not used.
+fn private_folder(folder: &Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let user = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(folder)
+        .is_ok_and(|m| m.is_dir() && m.uid() == user && m.permissions().mode() & 0o022 == 0)
+}
+
 fn sha256_file_cached_in(cache: &Path, path: &Path) -> io::Result<(String, u64)> {
     let started = Instant::now();
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
-        return sha256_file(path);
-    }
+    // The stamp comes from the open handle: the open revalidates a network file system's
+    // cached attributes, and the bytes hashed below are this file's.
+    let (mut file, metadata) = open_regular(path)?;
     let stamp = Stamp::of(&metadata);
     use std::os::unix::ffi::OsStrExt;
     let canonical = path.canonicalize()?;
@@ -193,20 +206,17 @@ fn sha256_file_cached_in(cache: &Path, path: &Path) -> io::Result<(String, u64)>
         count_since(started);
         return Ok((cached.sha256, stamp.size));
     }
-    let (sha256, size) = sha256_file(path)?;
+    let (sha256, size) = sha256_open(&mut file)?;
     // Cached only when the file did not change while it was read and its times can tell a later
     // change apart.
-    let unchanged = std::fs::metadata(path).is_ok_and(|after| Stamp::of(&after) == stamp) && size == stamp.size;
+    let unchanged = file.metadata().is_ok_and(|after| Stamp::of(&after) == stamp) && size == stamp.size;
     if unchanged && !stamp.is_recent() {
         let text = serde_json::to_vec(&CachedDigest { stamp, sha256: sha256.clone() }).unwrap_or_default();
-        let staging = cache.join(format!(
-            ".{}.{}",
-            std::process::id(),
-            entry.file_name().map_or_else(Default::default, |n| n.to_string_lossy())
-        ));
-        let written = std::fs::create_dir_all(cache)
-            .and_then(|()| std::fs::write(&staging, text))
-            .and_then(|()| std::fs::rename(&staging, &entry));
+        let written = tempfile::NamedTempFile::new_in(cache).and_then(|mut staging| {
+            use std::io::Write;
+            staging.write_all(&text)?;
+            staging.persist(&entry).map(drop).map_err(|e| e.error)
+        });
         if let Err(error) = written {
             tracing::debug!("{}: digest not cached: {error}", entry.display());
         }
@@ -217,12 +227,25 @@ fn sha256_file_cached_in(cache: &Path, path: &Path) -> io::Result<(String, u64)>
 /// The SHA-256 of a file's contents, as hex, and its size in bytes. Only a regular file is
 /// read: a FIFO (which would block until written) or a device is an error at once.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let (mut file, _) = open_regular(path)?;
+    sha256_open(&mut file)
+}
+
+/// Opens a regular file for reading, with its metadata from the open handle (which, on a
+/// network file system, is revalidated by the open). A FIFO, socket or device is an error at
+/// once: opening is non-blocking, so a FIFO does not wait for a writer.
+fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
-    // Non-blocking, so opening a FIFO returns at once; regular files ignore the flag.
-    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
-    if !file.metadata()?.is_file() {
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a FIFO, socket or device)"));
     }
+    Ok((file, metadata))
+}
+
+/// The SHA-256 and size of what is left to read of an open file.
+fn sha256_open(file: &mut std::fs::File) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -281,6 +304,12 @@ mod tests {
     fn cached_digests_are_used_only_while_the_file_is_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
+        assert!(private_folder(&cache), "a new cache folder is the user's alone");
+        // One anyone may write is not used.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(!private_folder(&shared));
         let path = dir.path().join("data.bin");
         let entries = || std::fs::read_dir(&cache).map_or(0, |e| e.count());
         // A file written just now is hashed but not cached: its times could miss a change.

@@ -430,8 +430,8 @@ fn parse_trial(text: &str) -> Result<record::TrialRef, String> {
 
 #[derive(Args)]
 struct PluginArgs {
-    /// A class mapping file; repeat it (or separate files with `:`) to layer several, the
-    /// first winning. They add to the project's config/class_mapping_config.yaml and to the
+    /// A class mapping file; repeat it (or separate files with `:`, so a path holding `:`
+    /// cannot be given) to layer several, the first winning. They add to the project's config/class_mapping_config.yaml and to the
     /// libraries in plugins/ [default: class_mapping_config.yaml beside the experiment config].
     #[arg(long, env = "HOST_CLASS_MAPPING", value_name = "FILE", value_delimiter = ':')]
     class_mapping: Vec<PathBuf>,
@@ -455,12 +455,16 @@ impl PluginArgs {
             class_mappings.extend(beside.filter(|p| p.is_file()));
         }
         let project = PathBuf::from("config/class_mapping_config.yaml");
+        // The folder the host runs in is the project when it has the project's layout: a user's
+        // mapping elsewhere adds classes, it does not move plugins/ or target/.
+        let is_project = ["config", "plugins"].iter().any(|folder| Path::new(folder).is_dir());
         if project.is_file() {
             class_mappings.push(project);
         }
         RegistryOptions {
             class_mappings,
             plugins_dir: self.plugins_dir,
+            project_root: is_project.then(|| PathBuf::from(".")),
             manifest_cache: None,
             allow_untrusted: self.allow_untrusted,
         }

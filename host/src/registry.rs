@@ -94,6 +94,9 @@ pub struct RegistryOptions {
     pub class_mappings: Vec<PathBuf>,
     /// Where plugins are discovered; defaults to `<project root>/plugins`.
     pub plugins_dir: Option<PathBuf>,
+    /// The project root (holding `config/`, `plugins/`, `target/`); by default the parent of
+    /// the last mapping's folder, or the current folder without one.
+    pub project_root: Option<PathBuf>,
     /// Read manifests from (and write them to) this cache instead of loading each library
     /// up front; see the module's documentation.
     pub manifest_cache: Option<PathBuf>,
@@ -143,9 +146,10 @@ impl Registry {
         }
         // The project root holds config/, plugins/ and target/; the project's mapping (the last,
         // the base the others add to) lives in config/.
-        let project_root = match mappings.last() {
-            Some(mapping) => mapping.base_dir().parent().map(Path::to_owned).unwrap_or_default(),
-            None => PathBuf::new(),
+        let project_root = match (options.project_root, mappings.last()) {
+            (Some(root), _) => root,
+            (None, Some(mapping)) => mapping.base_dir().parent().map(Path::to_owned).unwrap_or_default(),
+            (None, None) => PathBuf::new(),
         };
         let project_root = if project_root.as_os_str().is_empty() { PathBuf::from(".") } else { project_root };
         let plugins_dir = options.plugins_dir.unwrap_or_else(|| project_root.join("plugins"));
@@ -199,9 +203,13 @@ impl Registry {
             return result.clone();
         }
         let checked = if self.allow_untrusted { Ok(()) } else { refuse_untrusted(path, "the library") };
-        let result = checked.and_then(|()| self.check_pins(path, &key)).and_then(|()| match &self.manifest_cache {
-            Some(cache) => load_with_cache(path, cache),
-            None => load_hashed(path, hash_cached),
+        // A pinned library is hashed afresh, and that digest is the one recorded.
+        let result = checked.and_then(|()| self.check_pins(path, &key)).and_then(|pinned| {
+            let digest = if pinned { hash } else { hash_cached };
+            match &self.manifest_cache {
+                Some(cache) => load_with_cache(path, cache, digest),
+                None => load_hashed(path, digest),
+            }
         });
         self.loaded.borrow_mut().insert(key, result.clone());
         result
@@ -209,7 +217,7 @@ impl Registry {
 
     /// Hashes a library that a mapping entry pins (however it is reached: mapped, or found
     /// again in plugins/) before it is loaded: a mismatch never runs its code.
-    fn check_pins(&self, path: &Path, canonical: &Path) -> Result<(), String> {
+    fn check_pins(&self, path: &Path, canonical: &Path) -> Result<bool, String> {
         let mut digest = None;
         let pinned_entries = self.mappings.iter().flat_map(|m| m.entries.iter().map(move |e| (m, e)));
         for (mapping, entry) in pinned_entries.filter(|(_, e)| e.sha256.is_some()) {
@@ -225,7 +233,7 @@ impl Registry {
                 return Err(error);
             }
         }
-        Ok(())
+        Ok(digest.is_some())
     }
 
     /// Where a mapping entry's library is: absolute, relative to the mapping file, or a bare
@@ -330,11 +338,12 @@ impl Registry {
     /// Every class the registry can offer, and every library or mapping entry that failed.
     pub fn listing(&self) -> Listing {
         let mut listing = Listing::default();
+        let mut named = std::collections::HashSet::new();
         for mapping in &self.mappings {
             for entry in &mapping.entries {
-                // A class an earlier mapping maps is that mapping's.
-                let shadowed = |e: &ListedClass| e.class == entry.class && e.kind == entry.kind;
-                if listing.entries.iter().any(shadowed) {
+                // A class an earlier mapping names is that mapping's, resolved or not (as a run
+                // finds it).
+                if !named.insert((entry.kind, entry.class.clone())) {
                     continue;
                 }
                 match self.resolve_mapped(mapping, entry, entry.kind) {
@@ -426,7 +435,10 @@ pub fn load_and_hash(path: &Path) -> Result<Rc<PluginLibrary>, String> {
     load_hashed(path, hash)
 }
 
-fn load_hashed(path: &Path, hash: fn(&Path) -> Result<(String, u64), String>) -> Result<Rc<PluginLibrary>, String> {
+/// How a library's file is hashed: afresh ([`hash`]) or from the digest cache ([`hash_cached`]).
+type Digest = fn(&Path) -> Result<(String, u64), String>;
+
+fn load_hashed(path: &Path, hash: Digest) -> Result<Rc<PluginLibrary>, String> {
     let library = open_library(path)?;
     let (sha256, size) = hash(path)?;
     let manifest = library.manifest().clone();
@@ -436,11 +448,11 @@ fn load_hashed(path: &Path, hash: fn(&Path) -> Result<(String, u64), String>) ->
 /// Hashes a library's file and takes its manifest from `cache` when a host of this SDK version
 /// cached one for that SHA-256; otherwise loads it and caches its manifest (best effort: a
 /// cache that cannot be written only costs the next process a load).
-fn load_with_cache(path: &Path, cache: &Path) -> Result<Rc<PluginLibrary>, String> {
+fn load_with_cache(path: &Path, cache: &Path, hash: Digest) -> Result<Rc<PluginLibrary>, String> {
     if path.to_str().is_none() {
         return load_and_hash(path);
     }
-    let (sha256, size) = hash_cached(path)?;
+    let (sha256, size) = hash(path)?;
     let file = cache.join(format!("{sha256}.json"));
     let cached = std::fs::read(&file)
         .ok()

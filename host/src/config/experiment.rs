@@ -258,7 +258,6 @@ impl ExperimentConfig {
     }
 }
 
-/// The `plugins` role whose class owns `section`, if a class owns it.
 /// A kind of class in words: "data loader".
 fn kind_name(kind: ClassKind) -> &'static str {
     match kind {
@@ -268,6 +267,7 @@ fn kind_name(kind: ClassKind) -> &'static str {
     }
 }
 
+/// The `plugins` role whose class owns `section`, if a class owns it.
 fn section_role(section: &str) -> Option<&'static str> {
     match section {
         "data_loader" => Some("data_loader"),

@@ -38,7 +38,13 @@ pub fn load(run: &mut Run<'_>) -> Result<Staged<Loaded>, StageError> {
     services.progress.clear();
     for file in &summary.source_files {
         let kind = record::ArtifactKind::Source(file.role.clone());
-        run.record.source_files.push(crate::hashing::input_artifact(kind, Path::new(&file.path))?);
+        // A replay is a check: it rehashes every raw file rather than trust the digest cache.
+        let path = Path::new(&file.path);
+        let hashed = match run.request.replay_of {
+            Some(_) => crate::hashing::artifact(kind, path)?,
+            None => crate::hashing::input_artifact(kind, path)?,
+        };
+        run.record.source_files.push(hashed);
     }
     run.record.data.description = summary.description;
     let dataset = loader.extract_features_and_targets(&services)?;

@@ -72,18 +72,18 @@ fn sweep_page(row: &SweepRow, run_dirs: &BTreeMap<String, PathBuf>, held_out: Op
                 ),
                 escape(&run)
             );
-            if let Some(held_out) = held_out {
-                let _ = write!(
-                    page,
-                    "</p><p>Held out: {} {:.4} (the best trial on the test set, which chose nothing: the figure to report)",
-                    escape(&held_out.metric),
-                    held_out.value
-                );
-            }
             if let Some(report) = run_dirs.get(&run).map(|d| d.join("reports/index.html")).filter(|p| p.is_file()) {
                 let _ = write!(page, " &middot; <a href=\"{}\">its report</a>", escape(&report.display().to_string()));
             }
             page.push_str("</p>");
+            if let Some(held_out) = held_out {
+                let _ = write!(
+                    page,
+                    "<p>Held out: {} {:.4} (the best trial on the test set, which chose nothing: the figure to report)</p>",
+                    escape(&held_out.metric),
+                    held_out.value
+                );
+            }
         }
         None => page.push_str("<p>No trial has completed yet.</p>"),
     }

@@ -330,8 +330,6 @@ impl Parameters {
 #[serde(deny_unknown_fields)]
 struct RegressionSections {
     model: RegressionSection,
-    #[serde(default)]
-    training: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,12 +357,8 @@ impl PluginClass for LinearRegression {
     }
 
     fn new(config: ClassConfig) -> Result<Self, PluginError> {
+        // It declares no `training` keys, so the host refuses a `training` section before this.
         let sections: RegressionSections = config.parse()?;
-        if let Some(key) = sections.training.keys().next() {
-            return Err(PluginError::invalid_config(format!(
-                "training.{key}: LinearRegression is solved exactly and has no training keys"
-            )));
-        }
         let l2 = sections.model.l2;
         if l2.is_nan() || l2 < 0.0 {
             return Err(PluginError::invalid_config(format!("model.l2: must be 0 or more, found {l2}")));

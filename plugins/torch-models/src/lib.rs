@@ -478,11 +478,21 @@ fn features_tensor<'a>(
     let data = view
         .as_f32()
         .ok_or_else(|| PluginError::new(format!("features must be f32, got {}", view.elements.dtype())))?;
-    let per_sample: i64 = input_shape.iter().product();
+    let per_sample: i64 = input_shape.iter().try_fold(1i64, |n, &d| n.checked_mul(d)).unwrap_or(-1);
     if view.row_len() as i64 != per_sample {
         return Err(PluginError::new(format!(
             "features have {} values per sample, but the model expects {per_sample} ({input_shape:?})",
             view.row_len()
+        )));
+    }
+    // The borrow below reads exactly `rows * per_sample` values: check the slice holds them, in
+    // a shape of non-negative dimensions (a saved model's input shape is read from a file).
+    let expected = usize::try_from(per_sample).ok().and_then(|n| n.checked_mul(view.rows()));
+    if input_shape.iter().any(|&d| d < 0) || expected != Some(data.len()) {
+        return Err(PluginError::new(format!(
+            "features hold {} values, not {} rows of {input_shape:?}",
+            data.len(),
+            view.rows()
         )));
     }
     let mut shape = vec![view.rows() as i64];

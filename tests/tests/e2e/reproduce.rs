@@ -202,3 +202,53 @@ fn replay_reproduces_a_run_bit_for_bit_and_refuses_changed_plugin_builds() {
     let unknown = project.host(&["replay", "nope"]);
     assert!(unknown.failure().contains("no run nope"), "{}", unknown.stderr);
 }}
+
+#[test]
+fn a_run_takes_raw_file_digests_from_the_digest_cache_and_a_replay_rehashes_them() {
+    use sha2::Digest;
+    let project = mnist_project("MNISTMLP", "training: {epochs: 1}\n");
+    let cache = project.path().join("cache");
+    let host = |args: &[&str]| {
+        let output = project.command(args).env("XDG_CACHE_HOME", &cache).output().unwrap();
+        crate::support::Run::from(output)
+    };
+    // Files changed in the last two seconds are hashed but not cached: age the data first.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in std::fs::read_dir(project.path().join("data")).unwrap() {
+        std::fs::File::options().write(true).open(entry.unwrap().path()).unwrap().set_modified(hour_ago).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let first = host(&["run", "config/tiny.yaml", "--json"]).success().json();
+    let images = first["source_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("train-images-idx3-ubyte"));
+    let images = images.unwrap_or_else(|| panic!("{first:#}"));
+    let path = std::path::Path::new(images["path"].as_str().unwrap()).canonicalize().unwrap();
+    let name = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let entry = cache
+        .join("host/digests")
+        .join(format!("{}.json", name.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    let mut cached: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    assert_eq!(cached["sha256"], images["sha256"]);
+
+    // A digest planted in the cache is what the next run records: the cache answers for the file.
+    let planted = "0".repeat(64);
+    cached["sha256"] = planted.clone().into();
+    std::fs::write(&entry, cached.to_string()).unwrap();
+    let second = host(&["run", "config/tiny.yaml", "--json", "--force"]).success().json();
+    let recorded = second["source_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("train-images-idx3-ubyte"));
+    assert_eq!(recorded.unwrap()["sha256"], planted.as_str());
+
+    // A replay rehashes every raw file: it finds the bytes are not what the run recorded.
+    let replay = host(&["replay", second["run_id"].as_str().unwrap(), "--json"]);
+    let replayed = replay.json();
+    assert_eq!(replayed["identical"], false, "{replayed:#}");
+    let load = replayed["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "load").unwrap();
+    assert_eq!(load["identical"], false, "{replayed:#}");
+}

@@ -154,6 +154,8 @@ impl Project {
             .env_remove("HOST_LOG")
             .env_remove("HOST_CLASS_MAPPING")
             .env_remove("HOST_PLUGINS_DIR")
+            // Digests and manifests are cached in the build folder, not the user's own cache.
+            .env("XDG_CACHE_HOME", target_dir().join("test-cache"))
             .env("RUST_BACKTRACE", "0");
         match &self.store {
             Some(url) => command.env("HOST_DB", url),
