@@ -150,7 +150,7 @@ pub fn show(store: &StoreOptions, sweep_id: Option<&str>, json: bool, html: Opti
             };
             let held_out = held_out(&*store, &row)?;
             if let Some(path) = html {
-                write_sweep_page(&*store, &row, path)?;
+                write_sweep_page(&*store, &row, held_out.as_ref(), path)?;
                 eprintln!("wrote {}", path.display());
             }
             if json {

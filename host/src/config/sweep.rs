@@ -58,6 +58,12 @@ pub struct Prune {
 /// What a sweep selects on unless told: the trained model's accuracy on the validation split.
 pub const DEFAULT_METRIC: &str = "validation.accuracy";
 
+/// The held-out figure of a sweep that selects on a validation metric (`validation.accuracy`):
+/// the same metric on the test set (`test.accuracy`), which no trial was chosen by.
+pub fn held_out_metric(metric: &str) -> Option<String> {
+    metric.strip_prefix("validation.").map(|rest| format!("test.{rest}"))
+}
+
 /// A warning for a sweep that selects on the test set: the best trial's score is then chosen on
 /// the data it is scored on, and overstates how the model does on new data.
 pub fn test_metric_warning(metric: &str) -> Option<String> {

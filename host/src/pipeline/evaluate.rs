@@ -108,7 +108,7 @@ fn score(
     let name = &class.info.name;
     let (view, output) = predict(model, prepared, test, &services, name)?;
     let values = output.view().as_f32().unwrap_or_default();
-    let (standard, predictions) = standard_metrics(prepared, test, values)
+    let (standard, predictions) = standard_metrics(prepared, test, values, true)
         .with_context(|| format!("evaluating the predictions of {}", class.info.name))?;
     if let Some(standard) = standard {
         all.insert("test".into(), standard);
@@ -116,7 +116,7 @@ fn score(
     if prepared.validation.rows > 0 {
         let (_, validation) = predict(model, prepared, &prepared.validation, &services, name)?;
         let values = validation.view().as_f32().unwrap_or_default();
-        let (standard, _) = standard_metrics(prepared, &prepared.validation, values)
+        let (standard, _) = standard_metrics(prepared, &prepared.validation, values, false)
             .with_context(|| format!("evaluating the validation predictions of {}", class.info.name))?;
         if let Some(standard) = standard {
             all.insert("validation".into(), standard);
@@ -147,28 +147,35 @@ fn predict<'a>(
     Ok((view, output))
 }
 
-/// The host's metrics of `values` predicted for `test`: classification metrics from class
+/// The host's metrics of `values` predicted for `split`: classification metrics from class
 /// probabilities, or regression metrics in the targets' own units (the host's standardisation
-/// undone first).
+/// undone first); and the predictions as written and reported, when kept.
 fn standard_metrics(
     prepared: &Prepared,
-    test: &Split,
+    split: &Split,
     values: &[f32],
+    keep_predictions: bool,
 ) -> anyhow::Result<(Option<Value>, Option<Predictions>)> {
-    if let Some(labels) = test.targets.classes() {
+    if let Some(labels) = split.targets.classes() {
         let standard = metrics::classification(labels, values, &prepared.label_names)?;
-        let predictions = Predictions::classes(
-            test.source_rows.clone(),
-            labels.to_vec(),
-            values.to_vec(),
-            prepared.label_names.len(),
-        );
-        return Ok((Some(serde_json::to_value(standard)?), Some(predictions)));
+        let predictions = keep_predictions.then(|| {
+            Predictions::classes(
+                split.source_rows.clone(),
+                labels.to_vec(),
+                values.to_vec(),
+                prepared.label_names.len(),
+            )
+        });
+        return Ok((Some(serde_json::to_value(standard)?), predictions));
     }
-    let Some(actual) = prepared.original_values(test) else { return Ok((None, None)) };
+    let Some(actual) = prepared.original_values(split) else { return Ok((None, None)) };
     let predicted = prepared.target_scaling().map(|s| s.undo(values)).unwrap_or_else(|| values.to_vec());
     let standard = metrics::regression(&actual, &predicted, &prepared.label_names)?;
-    let predictions =
-        Predictions::Values { rows: test.source_rows.clone(), actual, predicted, targets: prepared.outputs() };
-    Ok((Some(serde_json::to_value(standard)?), Some(predictions)))
+    let predictions = keep_predictions.then(|| Predictions::Values {
+        rows: split.source_rows.clone(),
+        actual,
+        predicted,
+        targets: prepared.outputs(),
+    });
+    Ok((Some(serde_json::to_value(standard)?), predictions))
 }

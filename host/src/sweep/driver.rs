@@ -295,8 +295,8 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
     if options.detach {
         trials.submit(&mut *executor, pending)?;
         let row = store.sweep(&sweep_id)?;
-        super::write_sweep_page(&*store, &row, &report)?;
         let held_out = super::held_out(&*store, &row)?;
+        super::write_sweep_page(&*store, &row, held_out.as_ref(), &report)?;
         return Ok(SweepOutcome { row, held_out, report, cancelled: false, detached: true });
     }
     // Ctrl-C from here on stops the trials (before, during validation, it ends the host).
@@ -308,8 +308,8 @@ pub fn sweep(options: SweepOptions) -> anyhow::Result<SweepOutcome> {
     let limit = executor.limit();
     trials.run(&mut *executor, pending, &stop, limit)?;
     let row = store.sweep(&sweep_id)?;
-    super::write_sweep_page(&*store, &row, &report)?;
     let held_out = super::held_out(&*store, &row)?;
+    super::write_sweep_page(&*store, &row, held_out.as_ref(), &report)?;
     Ok(SweepOutcome { row, held_out, report, cancelled: stop.requested(), detached: false })
 }
 
@@ -355,11 +355,11 @@ pub fn follow(
     }
     let row = store.sweep(sweep_id)?;
     let report = folder.map(|f| f.join("index.html")).unwrap_or_default();
+    let held_out = super::held_out(store, &row)?;
     if let Some(folder) = folder.filter(|_| !once) {
         std::fs::create_dir_all(folder).with_context(|| format!("{}: cannot create", folder.display()))?;
-        super::write_sweep_page(store, &row, &report)?;
+        super::write_sweep_page(store, &row, held_out.as_ref(), &report)?;
     }
-    let held_out = super::held_out(store, &row)?;
     Ok(SweepOutcome { row, held_out, report, cancelled, detached: false })
 }
 

@@ -35,12 +35,6 @@ pub fn best_trial(row: &SweepRow) -> Option<&TrialRow> {
     })
 }
 
-/// The held-out figure of a sweep that selects on a validation metric (`validation.accuracy`):
-/// the same metric on the test set (`test.accuracy`), which no trial was chosen by.
-pub fn held_out_metric(metric: &str) -> Option<String> {
-    metric.strip_prefix("validation.").map(|rest| format!("test.{rest}"))
-}
-
 /// The best trial's held-out figure: its run's test metric, as its own number.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HeldOut {
@@ -51,7 +45,7 @@ pub struct HeldOut {
 
 /// The best trial's held-out figure, once the best trial's run recorded it.
 pub fn held_out(store: &dyn Store, row: &SweepRow) -> anyhow::Result<Option<HeldOut>> {
-    let Some(metric) = held_out_metric(&row.metric) else { return Ok(None) };
+    let Some(metric) = crate::config::sweep::held_out_metric(&row.metric) else { return Ok(None) };
     let Some(best) = best_trial(row) else { return Ok(None) };
     let Some(run_id) = &best.run_id else { return Ok(None) };
     let value = store.final_metrics(run_id)?.get(&metric).copied();

@@ -154,14 +154,18 @@ fn sweep_page(row: &SweepRow, run_dirs: &BTreeMap<String, PathBuf>, held_out: Op
 }
 
 /// Writes the sweep report to `path`.
-pub fn write_sweep_page(store: &dyn Store, row: &SweepRow, path: &Path) -> anyhow::Result<()> {
+pub fn write_sweep_page(
+    store: &dyn Store,
+    row: &SweepRow,
+    held_out: Option<&super::HeldOut>,
+    path: &Path,
+) -> anyhow::Result<()> {
     let mut run_dirs = BTreeMap::new();
     for run_id in row.trials.iter().filter_map(|t| t.run_id.as_ref()) {
         if let Ok(record) = store.run_record(run_id) {
             run_dirs.insert(run_id.clone(), record.output_dir);
         }
     }
-    let held_out = super::held_out(store, row)?;
-    std::fs::write(path, sweep_page(row, &run_dirs, held_out.as_ref()))
+    std::fs::write(path, sweep_page(row, &run_dirs, held_out))
         .with_context(|| format!("{}: cannot write", path.display()))
 }
