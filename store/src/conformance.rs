@@ -40,6 +40,7 @@ macro_rules! conformance_suite {
             one_process_at_a_time_drives_a_sweep,
             the_query_language_filters_orders_and_pages,
             annotations_and_verifications_are_appended_beside_the_record,
+            the_read_views_keep_their_columns_and_show_the_record,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -770,4 +771,65 @@ pub fn annotations_and_verifications_are_appended_beside_the_record(store: &dyn 
     assert!(missing.downcast_ref::<NoSuchRun>().is_some(), "{missing:#}");
     store.delete_run("r1").unwrap();
     assert!(store.annotations("r1").unwrap().is_empty(), "deleted with their run");
+}
+
+pub fn the_read_views_keep_their_columns_and_show_the_record(store: &dyn Store) {
+    let record = completed(started("r1", "e", "2026-01-01T00:00:00Z"), 0.5);
+    begin(store, &record);
+    store.record(&record).unwrap();
+    begin(store, &completed(started("r2", "e", "2026-01-01T00:00:01Z"), 0.7));
+    store.annotate("r1", &tag("owner", Some("ana"), "2026-01-02T00:00:00Z")).unwrap();
+    store.record_verification("r1", &verification(false)).unwrap();
+    store.record_verification("r1", &verification(true)).unwrap();
+    // Every view has exactly its pinned columns, in order, and only the asked run's rows.
+    let mut views = std::collections::BTreeMap::new();
+    for (view, columns) in crate::READ_VIEWS {
+        let rows = store.read_view(view, "r1").unwrap();
+        assert_eq!(rows.columns, columns, "{view}");
+        assert!(rows.rows.iter().all(|row| row[0] == "r1"), "{view}: {rows:?}");
+        views.insert(view, rows);
+    }
+    let value = |view: &str, row: usize, column: &str| {
+        let rows = &views[view];
+        let index = rows.columns.iter().position(|c| c == column).unwrap();
+        rows.rows[row][index].clone()
+    };
+    // runs_v1: the run's row, its plugin builds and its last verification.
+    assert_eq!(views["runs_v1"].rows.len(), 1);
+    for (column, expected) in [
+        ("experiment", json!("e")),
+        ("status", json!("completed")),
+        ("seed", json!(7)),
+        ("threads", json!(2)),
+        ("git_commit", json!("abc")),
+        ("git_dirty", json!(0)),
+        ("config_sha256", json!(sha("c0"))),
+        ("dataset_sha256", json!(sha("da"))),
+        ("model_class", json!("MLP")),
+        ("model_sha256", json!(sha("11"))),
+        ("loader_class", serde_json::Value::Null),
+        ("trial", serde_json::Value::Null),
+        ("verified", json!(1)),
+    ] {
+        assert_eq!(value("runs_v1", 0, column), expected, "runs_v1.{column}");
+    }
+    // The other views hold what the store's own reads return.
+    assert_eq!(views["parameters_v1"].rows.len(), store.parameters("r1").unwrap().len());
+    let finals = store.final_metrics("r1").unwrap();
+    let metric_rows = &views["metrics_v1"].rows;
+    let accuracy = metric_rows.iter().find(|row| row[1] == "test.accuracy" && row[2].is_null()).unwrap();
+    assert_eq!(accuracy[3], json!(finals["test.accuracy"]));
+    // files_v1: every file the run recorded (and the data entities: raw files, dataset, splits).
+    let files = &views["files_v1"].rows;
+    // (plugin libraries are runs_v1's columns)
+    for recorded in store.recorded_files("r1").unwrap().into_iter().filter(|f| !f.role.starts_with("plugin")) {
+        assert!(files.iter().any(|row| row[3] == json!(recorded.sha256)), "{recorded:?} not in {files:?}");
+    }
+    assert!(files.iter().any(|row| row[3] == json!(sha("da")) && row[4] == "dataset"), "{files:?}");
+    assert!(files.iter().any(|row| row[3] == json!(sha("aa")) && row[4] == "raw"), "{files:?}");
+    assert!(!views["lineage_v1"].rows.is_empty());
+    assert_eq!(views["annotations_v1"].rows.len(), 1);
+    assert_eq!(value("annotations_v1", 0, "value"), json!("ana"));
+    let error = store.read_view("runs; DROP TABLE runs", "r1").unwrap_err();
+    assert!(format!("{error:#}").contains("not a read view"), "{error:#}");
 }

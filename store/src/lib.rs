@@ -392,6 +392,93 @@ fn timed_write<T>(write: impl FnOnce() -> T) -> T {
 }
 
 /// The provenance store's interface. See the crate's design notes.
+/// The stable read interface: views whose columns stay as listed while the tables behind them
+/// change (a new version of a view gets a new name). Every view has a `run_id` column.
+/// docs/reading-the-store.md documents them column by column.
+pub const READ_VIEWS: [(&str, &[&str]); 6] = [
+    (
+        "runs_v1",
+        &[
+            "run_id",
+            "experiment",
+            "status",
+            "started_at",
+            "finished_at",
+            "hostname",
+            "config_file",
+            "config_sha256",
+            "dataset_sha256",
+            "seed",
+            "threads",
+            "host_version",
+            "git_commit",
+            "git_dirty",
+            "output_dir",
+            "error",
+            "failed_stage",
+            "replay_of",
+            "sweep_id",
+            "trial",
+            "loader_class",
+            "loader_sha256",
+            "model_class",
+            "model_sha256",
+            "report_class",
+            "report_sha256",
+            "verified",
+        ],
+    ),
+    ("parameters_v1", &["run_id", "name", "type", "value_json"]),
+    ("metrics_v1", &["run_id", "name", "step", "value", "value_json"]),
+    ("files_v1", &["run_id", "role", "path", "sha256", "kind", "size"]),
+    ("lineage_v1", &["run_id", "relation", "subject", "object", "activity", "parameters_json"]),
+    ("annotations_v1", &["run_id", "kind", "name", "value", "author", "created_at"]),
+];
+
+/// The read views, as SQL both backends run (migration 9).
+pub(crate) const READ_VIEWS_SQL: &str = r#"
+    CREATE VIEW runs_v1 AS
+    SELECT r.run_id, e.name AS experiment, r.status, r.started_at, r.finished_at, r.hostname,
+        r.config_file, r.config_sha256,
+        (SELECT ra.sha256 FROM run_artifacts ra JOIN artifacts a ON a.sha256 = ra.sha256
+         WHERE ra.run_id = r.run_id AND a.kind = 'dataset' LIMIT 1) AS dataset_sha256,
+        r.seed, r.threads, r.host_version, r.git_commit,
+        CASE WHEN r.git_dirty THEN 1 WHEN NOT r.git_dirty THEN 0 END AS git_dirty,
+        r.output_dir, r.error, r.failed_stage, r.replay_of, r.sweep_id, r.trial,
+        (SELECT p.class FROM run_plugins p WHERE p.run_id = r.run_id AND p.kind = 'Loader') AS loader_class,
+        (SELECT p.library_sha256 FROM run_plugins p WHERE p.run_id = r.run_id AND p.kind = 'Loader') AS loader_sha256,
+        (SELECT p.class FROM run_plugins p WHERE p.run_id = r.run_id AND p.kind = 'Model') AS model_class,
+        (SELECT p.library_sha256 FROM run_plugins p WHERE p.run_id = r.run_id AND p.kind = 'Model') AS model_sha256,
+        (SELECT p.class FROM run_plugins p WHERE p.run_id = r.run_id AND p.kind = 'ReportGenerator') AS report_class,
+        (SELECT p.library_sha256 FROM run_plugins p WHERE p.run_id = r.run_id AND p.kind = 'ReportGenerator')
+            AS report_sha256,
+        (SELECT v.ok FROM verifications v WHERE v.run_id = r.run_id ORDER BY v.id DESC LIMIT 1) AS verified
+    FROM runs r JOIN experiments e ON e.id = r.experiment_id;
+    CREATE VIEW parameters_v1 AS SELECT run_id, name, type, value_json FROM parameters;
+    CREATE VIEW metrics_v1 AS SELECT run_id, name, step, value, value_json FROM metrics;
+    CREATE VIEW files_v1 AS
+    SELECT ra.run_id, ra.role, ra.path, ra.sha256, a.kind, a.size
+    FROM run_artifacts ra JOIN artifacts a ON a.sha256 = ra.sha256;
+    CREATE VIEW lineage_v1 AS SELECT run_id, relation, subject, object, activity, parameters_json FROM lineage_edges;
+    CREATE VIEW annotations_v1 AS SELECT run_id, kind, name, value, author, created_at FROM annotations;
+"#;
+
+/// One run's rows of a read view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ViewRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// The SQL reading one run's rows of `view`, when it is one of [`READ_VIEWS`].
+pub(crate) fn read_view_sql(view: &str, placeholder: &str) -> Result<String> {
+    if !READ_VIEWS.iter().any(|(name, _)| *name == view) {
+        let names: Vec<&str> = READ_VIEWS.iter().map(|(name, _)| *name).collect();
+        anyhow::bail!("{view}: not a read view; the views are {}", names.join(", "));
+    }
+    Ok(format!("SELECT * FROM {view} WHERE run_id = {placeholder}"))
+}
+
 pub trait Store: Send {
     /// Where the store is: what workers are given, and what messages name.
     fn locator(&self) -> &Locator;
@@ -472,6 +559,9 @@ pub trait Store: Send {
     fn summary(&self) -> Result<Summary>;
     /// Every plugin build recorded, by plugin name and version, with its runs counted.
     fn plugin_builds(&self) -> Result<Vec<PluginBuild>>;
+    /// One run's rows of a read view ([`READ_VIEWS`]), as other readers (Python, `sqlite3`,
+    /// `psql`) see them: the view's columns in order, and each row's values as JSON.
+    fn read_view(&self, view: &str, run_id: &str) -> Result<ViewRows>;
 
     // Sweeps.
 

@@ -689,6 +689,11 @@ impl crate::Store for PostgresStore {
         self.run(self.context("listing plugin builds"), queries::plugin_builds)
     }
 
+    fn read_view(&self, view: &str, run_id: &str) -> Result<crate::ViewRows> {
+        let sql = crate::read_view_sql(view, "$1")?;
+        self.run(self.context(&format!("reading {view}")), |client| queries::read_view(client, &sql, run_id))
+    }
+
     fn query_runs(&self, query: &crate::RunQuery) -> Result<crate::RunPage> {
         self.run(self.context("querying runs"), |client| queries::query_runs(client, query))
     }

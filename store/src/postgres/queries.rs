@@ -412,3 +412,29 @@ pub fn plugin_builds(client: &mut impl GenericClient) -> Call<Vec<PluginBuild>> 
         })
         .collect())
 }
+
+/// One run's rows of a read view, each value as JSON by its column's type.
+pub fn read_view(client: &mut impl GenericClient, sql: &str, run_id: &str) -> Call<crate::ViewRows> {
+    use postgres::types::Type;
+    use serde_json::Value;
+    let statement = client.prepare(sql)?;
+    let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
+    let mut rows = Vec::new();
+    for row in client.query(&statement, &[&run_id])? {
+        let mut values = Vec::with_capacity(columns.len());
+        for (index, column) in statement.columns().iter().enumerate() {
+            let value = match *column.type_() {
+                Type::INT2 => row.get::<_, Option<i16>>(index).map(Value::from),
+                Type::INT4 => row.get::<_, Option<i32>>(index).map(Value::from),
+                Type::INT8 => row.get::<_, Option<i64>>(index).map(Value::from),
+                Type::FLOAT4 => row.get::<_, Option<f32>>(index).map(|x| Value::from(f64::from(x))),
+                Type::FLOAT8 => row.get::<_, Option<f64>>(index).map(Value::from),
+                Type::BOOL => row.get::<_, Option<bool>>(index).map(|b| Value::from(i64::from(b))),
+                _ => row.get::<_, Option<String>>(index).map(Value::from),
+            };
+            values.push(value.unwrap_or(Value::Null));
+        }
+        rows.push(values);
+    }
+    Ok(crate::ViewRows { columns, rows })
+}

@@ -548,6 +548,11 @@ impl crate::Store for SqliteStore {
         queries::plugin_builds(&self.connection.borrow()).with_context(|| self.context("listing plugin builds"))
     }
 
+    fn read_view(&self, view: &str, run_id: &str) -> Result<crate::ViewRows> {
+        queries::read_view(&self.connection.borrow(), view, run_id)
+            .with_context(|| self.context(&format!("reading {view}")))
+    }
+
     fn query_runs(&self, query: &crate::RunQuery) -> Result<crate::RunPage> {
         queries::query_runs(&self.connection.borrow(), query).with_context(|| self.context("querying runs"))
     }

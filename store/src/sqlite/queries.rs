@@ -595,3 +595,24 @@ pub fn plugin_builds(connection: &Connection) -> Result<Vec<PluginBuild>> {
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+pub fn read_view(connection: &Connection, view: &str, run_id: &str) -> Result<crate::ViewRows> {
+    let mut statement = connection.prepare(&crate::read_view_sql(view, "?1")?)?;
+    let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+    let width = columns.len();
+    let rows = statement.query_map([run_id], |row| {
+        (0..width)
+            .map(|index| {
+                use rusqlite::types::ValueRef;
+                Ok(match row.get_ref(index)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => Value::from(n),
+                    ValueRef::Real(x) => Value::from(x),
+                    ValueRef::Text(text) => Value::from(String::from_utf8_lossy(text).into_owned()),
+                    ValueRef::Blob(bytes) => Value::from(bytes.to_vec()),
+                })
+            })
+            .collect::<rusqlite::Result<Vec<Value>>>()
+    })?;
+    Ok(crate::ViewRows { columns, rows: rows.collect::<rusqlite::Result<_>>()? })
+}

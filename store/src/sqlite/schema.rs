@@ -233,4 +233,6 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX annotations_by_value ON annotations (kind, name, value);
     "#,
     },
+    // 9: the read views (`crate::READ_VIEWS`): a stable interface for readers outside the host.
+    Migration { version: 9, additive: true, sql: crate::READ_VIEWS_SQL },
 ];
