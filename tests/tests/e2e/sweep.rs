@@ -354,3 +354,33 @@ fn a_driver_whose_lease_is_taken_over_stops() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("process 1 on elsewhere took the sweep over"), "{stderr}");
 }
+
+#[test]
+fn trials_get_the_users_mapping_layered_over_the_projects() {
+    let project = Project::new();
+    let faulty = library("faulty-plugin");
+    project.mapping(&format!("Loader:\n  FaultyLoader: {0}\nModel:\n  FaultyModel: {0}\n", faulty.display()));
+    // The user's mapping beside their sweep config maps only the model, to their own build.
+    let mine = project.path().join("mine/libfaulty_mine.so");
+    std::fs::create_dir_all(mine.parent().unwrap()).unwrap();
+    std::fs::copy(&faulty, &mine).unwrap();
+    project.write("mine/class_mapping_config.yaml", "Model:\n  FaultyModel: libfaulty_mine.so\n");
+    project.write(
+        "mine/sweep.yaml",
+        "experiment_name: layered\nplugins: {data_loader: FaultyLoader, model: FaultyModel}\n\
+         data_splitting: {use_predefined_test: false, train_ratio: 0.6, val_ratio: 0.2, test_ratio: 0.2}\n\
+         sweep:\n  method: grid\n  metric: test.samples\n  parameters:\n    seed: [1, 2]\n",
+    );
+    let sweep = project.host(&["sweep", "mine/sweep.yaml", "--jobs", "2", "--json"]).success().json();
+    let trials = sweep["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2);
+    for trial in trials {
+        let run = project.host(&["runs", "show", trial["run_id"].as_str().unwrap(), "--json"]).success().json();
+        let library_of = |kind: &str| {
+            let plugins = run["plugins"].as_array().unwrap();
+            plugins.iter().find(|p| p["kind"] == kind).unwrap()["library"].as_str().unwrap().to_owned()
+        };
+        assert!(library_of("Model").ends_with("mine/libfaulty_mine.so"), "{run:#}");
+        assert_eq!(library_of("Loader"), faulty.display().to_string());
+    }
+}
