@@ -254,6 +254,19 @@ impl Axis {
     }
 }
 
+/// An x axis (`make(length)`) fitted between the `left` and `right` margins of a chart `width`
+/// wide; when its first or last tick label would reach past a margin, the margin widens to hold
+/// it and the axis is fitted again to the narrower plot.
+fn x_axis_within(width: f64, left: &mut f64, right: &mut f64, make: impl Fn(f64) -> Axis) -> Axis {
+    let x = make(width - *left - *right);
+    let (first, last) = x.overhang(width - *left - *right);
+    if first + 4.0 <= *left && last + 4.0 <= *right {
+        return x;
+    }
+    (*left, *right) = (left.max(first + 4.0), right.max(last + 4.0));
+    make(width - *left - *right)
+}
+
 /// The room a y axis's labels take left of the plot.
 fn y_margin(axis: &Axis) -> f64 {
     (axis.widest() + 12.0).max(36.0)
@@ -379,12 +392,9 @@ pub fn line_chart(series: &[(String, Vec<(f64, f64)>)], x_label: &str, y_label: 
     let legend = legend(&names, width, left, plot_h);
     width = f64::max(width, legend.min_width);
     let mut right = legend.right.max(16.0);
-    let mut x = Axis::fitted(x_min, x_max, width - left - right, integer_x, false, true);
-    let (first, last) = x.overhang(width - left - right);
-    if first + 4.0 > left || last + 4.0 > right {
-        (left, right) = (left.max(first + 4.0), right.max(last + 4.0));
-        x = Axis::fitted(x_min, x_max, width - left - right, integer_x, false, true);
-    }
+    let x = x_axis_within(width, &mut left, &mut right, |length| {
+        Axis::fitted(x_min, x_max, length, integer_x, false, true)
+    });
     let plot_w = width - left - right;
     let height = top + plot_h + 38.0 + legend.below;
     let sx = |v: f64| x.at(v, left, plot_w);
@@ -439,12 +449,7 @@ pub fn histogram(edges: &[f64], series: &[(String, Vec<f64>)], x_label: &str) ->
     let mut right = legend.right.max(16.0);
     let (lo, hi) = (edges[0], edges[bins]);
     let integer_x = whole(edges.iter().copied());
-    let mut x = Axis::fitted(lo, hi, width - left - right, integer_x, false, true);
-    let (first, last) = x.overhang(width - left - right);
-    if first + 4.0 > left || last + 4.0 > right {
-        (left, right) = (left.max(first + 4.0), right.max(last + 4.0));
-        x = Axis::fitted(lo, hi, width - left - right, integer_x, false, true);
-    }
+    let x = x_axis_within(width, &mut left, &mut right, |length| Axis::fitted(lo, hi, length, integer_x, false, true));
     let plot_w = width - left - right;
     let height = top + plot_h + 38.0 + legend.below;
     let sx = |v: f64| x.at(v, left, plot_w);
@@ -515,12 +520,7 @@ pub fn scatter(
         let slot = names.iter().map(|n| text_width(n) + 12.0).fold(0.0, f64::max);
         width = f64::max(width, left + right + slot * names.len() as f64);
     }
-    let mut x = make(width - left - right);
-    let (first, last) = x.overhang(width - left - right);
-    if first + 4.0 > left || last + 4.0 > right {
-        (left, right) = (left.max(first + 4.0), right.max(last + 4.0));
-        x = make(width - left - right);
-    }
+    let x = x_axis_within(width, &mut left, &mut right, make);
     let plot_w = width - left - right;
     let height = top + plot_h + 40.0;
     let sx = |v: f64| x.at(v, left, plot_w);

@@ -109,16 +109,21 @@ fn combine_chunk_digests(byte_len: usize, digests: &[[u8; 32]]) -> String {
 /// A file the run wrote, hashed; its path recorded absolute, so `host verify` works from
 /// anywhere.
 pub fn artifact(kind: ArtifactKind, path: &Path) -> anyhow::Result<FileArtifact> {
-    let (sha256, size) = sha256_file(path).map_err(|e| anyhow::anyhow!("{}: cannot hash: {e}", path.display()))?;
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    Ok(FileArtifact { kind, path, sha256, size })
+    hashed_artifact(kind, path, sha256_file)
 }
 
 /// A file the run read (a raw data file), its digest from the digest cache when the file is
 /// unchanged since it was last hashed.
 pub fn input_artifact(kind: ArtifactKind, path: &Path) -> anyhow::Result<FileArtifact> {
-    let (sha256, size) =
-        sha256_file_cached(path).map_err(|e| anyhow::anyhow!("{}: cannot hash: {e}", path.display()))?;
+    hashed_artifact(kind, path, sha256_file_cached)
+}
+
+fn hashed_artifact(
+    kind: ArtifactKind,
+    path: &Path,
+    hash: fn(&Path) -> io::Result<(String, u64)>,
+) -> anyhow::Result<FileArtifact> {
+    let (sha256, size) = hash(path).map_err(|e| anyhow::anyhow!("{}: cannot hash: {e}", path.display()))?;
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     Ok(FileArtifact { kind, path, sha256, size })
 }
@@ -175,8 +180,10 @@ struct CachedDigest {
 /// the one it had when hashed; otherwise hashed (and cached, best effort). For a run's inputs
 /// only: `host verify` and `host replay` use [`sha256_file`].
 pub fn sha256_file_cached(path: &Path) -> io::Result<(String, u64)> {
-    match user_cache_dir("digests").filter(|cache| private_folder(cache)) {
-        Some(cache) => sha256_file_cached_in(&cache, path),
+    // Looked up (and the folder checked) once per process.
+    static CACHE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    match CACHE.get_or_init(|| user_cache_dir("digests").filter(|cache| private_folder(cache))) {
+        Some(cache) => sha256_file_cached_in(cache, path),
         None => sha256_file(path),
     }
 }

@@ -431,8 +431,9 @@ fn parse_trial(text: &str) -> Result<record::TrialRef, String> {
 #[derive(Args)]
 struct PluginArgs {
     /// A class mapping file; repeat it (or separate files with `:`, so a path holding `:`
-    /// cannot be given) to layer several, the first winning. They add to the project's config/class_mapping_config.yaml and to the
-    /// libraries in plugins/ [default: class_mapping_config.yaml beside the experiment config].
+    /// cannot be given) to layer several, the first winning. They add to the project's
+    /// config/class_mapping_config.yaml and to the libraries in plugins/ [default:
+    /// class_mapping_config.yaml beside the experiment config].
     #[arg(long, env = "HOST_CLASS_MAPPING", value_name = "FILE", value_delimiter = ':')]
     class_mapping: Vec<PathBuf>,
     /// Where plugin libraries are discovered [default: plugins/ in the project root, the

@@ -2,9 +2,9 @@
 //! entry in the user's mapping (`--class-mapping`, or the one beside the experiment config)
 //! wins over one in the project's `config/class_mapping_config.yaml`, which wins over the
 //! dynamic libraries discovered in `plugins/`; a class no mapping names is looked up among
-//! those. Each library is
-//! loaded once per process and its file hashed once. This is the only module that turns SDK
-//! load errors into user-facing messages.
+//! those. Each library is loaded once per process and its file hashed once (from the digest
+//! cache while it is unchanged, afresh when a pin applies). This is the only module that turns
+//! SDK load errors into user-facing messages.
 //!
 //! Loading a library runs its code (its constructors), so nothing is loaded before it is
 //! needed or checked: a discovered library is loaded only when a class is looked up among the

@@ -325,6 +325,14 @@ struct Compared {
     differs: bool,
 }
 
+impl Compared {
+    /// One row: a name and each run's value, marked when any two differ.
+    fn new(name: String, values: Vec<serde_json::Value>) -> Compared {
+        let differs = values.windows(2).any(|pair| pair[0] != pair[1]);
+        Compared { name, values, differs }
+    }
+}
+
 fn compared(
     names: std::collections::BTreeSet<String>,
     value: impl Fn(usize, &str) -> serde_json::Value,
@@ -333,9 +341,8 @@ fn compared(
     names
         .into_iter()
         .map(|name| {
-            let values: Vec<serde_json::Value> = (0..runs).map(|i| value(i, &name)).collect();
-            let differs = values.windows(2).any(|pair| pair[0] != pair[1]);
-            Compared { name, values, differs }
+            let values = (0..runs).map(|i| value(i, &name)).collect();
+            Compared::new(name, values)
         })
         .collect()
 }
@@ -351,11 +358,7 @@ fn plugin_rows(records: &[record::RunRecord]) -> Vec<Compared> {
             continue;
         }
         // As the query language names them (`plugin.model = MNISTMLP`).
-        let key = match kind {
-            plugin_sdk::ClassKind::Loader => "loader",
-            plugin_sdk::ClassKind::Model => "model",
-            plugin_sdk::ClassKind::ReportGenerator => "report",
-        };
+        let key = query::kind_name(kind.name());
         type Field = fn(&record::PluginUse) -> String;
         let fields: [(&str, Field); 3] = [
             ("class", |p| p.class.clone()),
@@ -363,10 +366,8 @@ fn plugin_rows(records: &[record::RunRecord]) -> Vec<Compared> {
             ("sha256", |p| p.sha256.clone()),
         ];
         for (field, value) in fields {
-            let values: Vec<serde_json::Value> =
-                uses.iter().map(|p| p.map_or(serde_json::Value::Null, |p| value(p).into())).collect();
-            let differs = values.windows(2).any(|pair| pair[0] != pair[1]);
-            rows.push(Compared { name: format!("plugin.{key}.{field}"), values, differs });
+            let values = uses.iter().map(|p| p.map_or(serde_json::Value::Null, |p| value(p).into())).collect();
+            rows.push(Compared::new(format!("plugin.{key}.{field}"), values));
         }
     }
     rows

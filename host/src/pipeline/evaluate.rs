@@ -1,8 +1,9 @@
 //! The evaluate stage: the model predicts the test split; the host computes the standard
 //! metrics (classification, or regression in the targets' own units) and the model adds its
 //! own. The trained model's validation split is scored the same way (`validation.*`): what a
-//! sweep selects on, so the test metrics stay a held-out figure. Writes `metrics.json` and `predictions.csv`; the predictions stay in memory for the
-//! report. Reused when an earlier run evaluated bit-identical weights on the same test split.
+//! sweep selects on, so the test metrics stay a held-out figure. Writes `metrics.json` and
+//! `predictions.csv` (the test split's); the predictions stay in memory for the report. Reused
+//! when an earlier run evaluated bit-identical weights on the same splits.
 
 use anyhow::{Context, anyhow};
 use plugin_sdk::ClassKind;
@@ -109,7 +110,7 @@ fn score(
     let (view, output) = predict(model, prepared, test, &services, name)?;
     let values = output.view().as_f32().unwrap_or_default();
     let (standard, predictions) = standard_metrics(prepared, test, values, true)
-        .with_context(|| format!("evaluating the predictions of {}", class.info.name))?;
+        .with_context(|| format!("evaluating the predictions of {name}"))?;
     if let Some(standard) = standard {
         all.insert("test".into(), standard);
     }
@@ -117,7 +118,7 @@ fn score(
         let (_, validation) = predict(model, prepared, &prepared.validation, &services, name)?;
         let values = validation.view().as_f32().unwrap_or_default();
         let (standard, _) = standard_metrics(prepared, &prepared.validation, values, false)
-            .with_context(|| format!("evaluating the validation predictions of {}", class.info.name))?;
+            .with_context(|| format!("evaluating the validation predictions of {name}"))?;
         if let Some(standard) = standard {
             all.insert("validation".into(), standard);
         }

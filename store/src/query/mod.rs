@@ -236,7 +236,8 @@ const PLUGIN_KINDS: &[(&str, &[&str])] = &[
     ("ReportGenerator", &["report", "report_generator", "reportgenerator"]),
 ];
 
-fn kind_name(stored: &str) -> &'static str {
+/// A plugin kind as stored (`ReportGenerator`) under the name queries give it first (`report`).
+pub fn kind_name(stored: &str) -> &'static str {
     PLUGIN_KINDS.iter().find(|(kind, _)| *kind == stored).map(|(_, names)| names[0]).unwrap_or("?")
 }
 
