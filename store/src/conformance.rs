@@ -18,6 +18,7 @@ use crate::{Annotation, AnnotationKind, Direction, NoSuchRun, RunFilter, Store, 
 
 /// Makes one test per conformance case for the backend that `$open` (an expression giving a
 /// fresh `(Box<dyn Store>, guard)`, the guard kept alive for the test) opens.
+#[cfg(test)]
 macro_rules! conformance_suite {
     ($open:expr) => {
         $crate::conformance::conformance_suite!(@cases $open;
@@ -53,6 +54,7 @@ macro_rules! conformance_suite {
         )+
     };
 }
+#[cfg(test)]
 pub(crate) use conformance_suite;
 
 fn owner() -> RunOwner {
@@ -623,9 +625,11 @@ fn verification(ok: bool) -> Verification {
     Verification { ok, problems: u64::from(!ok), checked_at: "2026-01-02T00:00:00Z".into(), hostname: "node-1".into() }
 }
 
-/// Three completed runs and a running one, with different metrics, parameters, tags, plugins
-/// and data; each query's run ids in order.
-pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
+/// The query language's fixture: three completed runs and a running one (`a` to `d`, oldest
+/// first), with different metrics, parameters, tags, plugins, data and verifications. The
+/// shared cases in `query-conformance.json` are written against it; `store-fixture query-runs`
+/// writes it for the Python reader's tests.
+pub fn query_fixture(store: &dyn Store) {
     for (id, accuracy, rate, at) in [
         ("a", 0.90, 0.001, "2026-01-01T00:00:01Z"),
         ("b", 0.95, 0.01, "2026-01-01T00:00:02Z"),
@@ -654,42 +658,37 @@ pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
     store.record_verification("a", &verification(true)).unwrap();
     store.record_verification("b", &verification(true)).unwrap();
     store.record_verification("b", &verification(false)).unwrap();
+}
 
+/// The filter cases shared with the Python reader: (expression, matching run ids newest
+/// first, why).
+fn shared_filter_cases() -> Vec<(String, Vec<String>, String)> {
+    let file: serde_json::Value = serde_json::from_str(include_str!("../query-conformance.json")).unwrap();
+    let text = |value: &serde_json::Value| value.as_str().unwrap().to_owned();
+    file["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            let runs = case["runs"].as_array().unwrap().iter().map(text).collect();
+            (text(&case["filter"]), runs, case.get("why").map(text).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The query fixture's runs; every shared filter case's run ids in order, then orders, columns
+/// and pages.
+pub fn the_query_language_filters_orders_and_pages(store: &dyn Store) {
+    query_fixture(store);
     let ids = |filter: &str| -> Vec<String> {
         let query = RunQuery { filter: Some(parse_filter(filter).unwrap()), ..Default::default() };
         store.query_runs(&query).unwrap().rows.into_iter().map(|(id, _)| id).collect()
     };
-    assert_eq!(ids("metrics.test.accuracy > 0.85"), ["b", "a"]);
-    assert_eq!(ids("metrics.test.accuracy > 0.85 and params.training.learning_rate = 0.001"), ["a"]);
-    assert_eq!(ids("params.training.learning_rate >= 0.01"), ["d", "c", "b"], "numbers compare as numbers");
-    assert_eq!(ids("params.training.optimizer = 'sgd' or experiment = 'other'"), ["c", "b"]);
-    assert_eq!(ids("not params.training.optimizer = 'sgd'"), ["d", "a"], "a run without it is not sgd");
-    assert_eq!(ids("status = 'completed' and not (experiment = 'other')"), ["b", "a"]);
-    assert_eq!(ids("attributes.status in ('running', 'failed')"), ["d"]);
-    assert_eq!(ids("status not in ('running')"), ["c", "b", "a"]);
-    assert_eq!(ids("experiment like 'MN%'"), ["d", "b", "a"], "like ignores case on both backends");
-    assert_eq!(ids("tags.owner = 'ana'"), ["b", "a"], "the newest value of a tag counts");
-    assert_eq!(ids("tags.owner is null"), ["d", "c"], "a removed tag is no tag");
-    assert_eq!(ids("tags.owner is not null"), ["b", "a"]);
-    assert_eq!(ids("metrics.loss.min < 0.2"), ["b"]);
-    assert_eq!(ids("metrics.loss.max = 0.5 and metrics.loss.last = 0.25"), ["c", "a"]);
-    assert_eq!(ids("metrics.loss@epoch=3 = 0.125"), ["b"]);
-    assert_eq!(ids("metrics.loss.mean > 0.3"), ["c", "a"]);
-    assert_eq!(ids("metrics.loss = 0.125"), ["b"], "no final value: the last epoch's");
-    assert_eq!(ids("metrics.loss = 0.5"), Vec::<String>::new(), "an earlier epoch's value is not the metric's");
-    assert_eq!(ids("metrics.loss > 0.2 and metrics.test.accuracy >= 0.9"), ["a"]);
-    assert_eq!(ids("tags.owner = 'ben'"), Vec::<String>::new(), "a tag's older value is not its value");
-    assert_eq!(ids(&format!("data.sha256 = '{}'", &sha("db")[..6])), ["b"]);
-    assert_eq!(ids("data.sha256 != 'db'"), ["d", "c", "a"]);
-    assert_eq!(ids("plugin.model = 'CNN'"), ["b"]);
-    assert_eq!(ids("plugin.model in ('MLP')"), ["d", "c", "a"]);
-    assert_eq!(ids(&format!("plugin.sha256 = '{}'", &sha("11")[..8])), ["d", "c", "b", "a"]);
-    assert_eq!(ids("sha256 = 'aa'"), ["c", "b", "a"]);
-    assert_eq!(ids("verified"), ["a"], "the newest verification counts");
-    assert_eq!(ids("verified = false"), ["d", "c", "b"]);
-    assert_eq!(ids("seed = 7 and threads < 3 and duration >= 0"), ["c", "b", "a"]);
-    assert_eq!(ids("run_id = 'x'' or 1=1 --'"), Vec::<String>::new());
-    assert_eq!(ids("sweep is null and replay_of is null"), ["d", "c", "b", "a"]);
+    let cases = shared_filter_cases();
+    assert!(cases.len() >= 30, "the shared cases were read");
+    for (filter, expected, why) in cases {
+        assert_eq!(ids(&filter), expected, "{filter}: {why}");
+    }
 
     let query = RunQuery {
         filter: Some(parse_filter("status = 'completed'").unwrap()),

@@ -27,8 +27,11 @@ mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-#[cfg(test)]
-mod conformance;
+/// The conformance suite every backend runs, and its fixtures (the query fixture is written by
+/// the `store-fixture` binary for the Python reader's tests).
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod conformance;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
