@@ -12,6 +12,7 @@ pub mod hashing;
 pub mod interrupt;
 pub mod liveness;
 pub mod metrics;
+pub mod mlflow;
 pub mod output;
 pub mod pipeline;
 pub mod recorded;

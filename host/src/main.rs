@@ -168,17 +168,31 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Export a run: W3C PROV-JSON (entities, activities, agents and their relations) or the
-    /// whole run record as JSON.
+    /// Export a run: W3C PROV-JSON (entities, activities, agents and their relations), the
+    /// whole run record as JSON, or runs into MLflow (`--format mlflow --to URI`: a tracking
+    /// server or an MLflow SQLite store; exporting again adds nothing twice).
     Export {
-        /// The run id.
-        run: String,
-        /// prov-json or json.
-        #[arg(long, default_value = "prov-json", value_parser = ["prov-json", "json"])]
+        /// The run id (with mlflow, or --filter instead).
+        run: Option<String>,
+        /// prov-json, json or mlflow.
+        #[arg(long, default_value = "prov-json", value_parser = ["prov-json", "json", "mlflow"])]
         format: String,
-        /// Write to FILE instead of standard output.
+        /// Write to FILE instead of standard output (prov-json and json).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// mlflow: where to, `http://HOST:PORT` (a tracking server) or `sqlite:///PATH` (an MLflow
+        /// SQLite store).
+        #[arg(long, value_name = "URI", env = "MLFLOW_TRACKING_URI")]
+        to: Option<String>,
+        /// mlflow: the runs to export, in the query language of `runs list --filter`.
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// mlflow: the MLflow experiment (default: each run's experiment_name).
+        #[arg(long, value_name = "NAME")]
+        experiment: Option<String>,
+        /// mlflow: print what was exported as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -589,7 +603,30 @@ fn execute(command: Command, show_progress: bool) -> anyhow::Result<u8> {
             commands::ui::ui(&store.into_options(), bind, port, token, no_auth).map(|()| 0)
         }
         Command::Summary { json, store } => commands::runs::summary(&store.into_options(), json).map(|()| 0),
-        Command::Export { run, format, output, store } => {
+        Command::Export { run, format, output, to, filter, experiment, json, store } if format == "mlflow" => {
+            if output.is_some() {
+                anyhow::bail!("--output is for prov-json and json; an MLflow export goes to --to");
+            }
+            let to = anyhow::Context::context(
+                to,
+                "--to is required with --format mlflow: an MLflow tracking server (http://127.0.0.1:5000) or SQLite store (sqlite:///mlflow.db); or set MLFLOW_TRACKING_URI",
+            )?;
+            let options = host::mlflow::ExportOptions {
+                run: run.as_deref(),
+                filter: filter.as_deref(),
+                to: &to,
+                experiment: experiment.as_deref(),
+                json,
+                show_progress,
+            };
+            host::mlflow::export(&store.into_options(), &options).map(|()| 0)
+        }
+        // --to may come from MLFLOW_TRACKING_URI, so only the flags given here are refused.
+        Command::Export { run, format, output, filter, experiment, json, store, .. } => {
+            if filter.is_some() || experiment.is_some() || json {
+                anyhow::bail!("--filter, --experiment and --json are for --format mlflow");
+            }
+            let run = anyhow::Context::context(run, "name the run to export: host export RUN_ID")?;
             commands::export::export(&store.into_options(), &run, &format, output).map(|()| 0)
         }
         Command::Lineage { target, limit, json, store } => {

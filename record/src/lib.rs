@@ -19,7 +19,7 @@ use serde_json::Value;
 
 pub use lineage::{Edge, Relation, lineage};
 pub use status::{ArtifactKind, RunStatus, StageName, StageStatus, TrialStatus};
-pub use time::{new_run_id, now_rfc3339, rfc3339, rfc3339_seconds_ago};
+pub use time::{new_run_id, now_rfc3339, parse_rfc3339, rfc3339, rfc3339_seconds_ago};
 
 /// The version of the record's format. Bump it when a field's meaning changes (adding a field
 /// with a default does not need it).

@@ -21,6 +21,7 @@ mod copy;
 pub mod failpoint;
 mod locator;
 mod migration;
+pub mod mlflow;
 mod postgres;
 pub mod query;
 mod sqlite;

@@ -114,29 +114,32 @@ fn add_scheduler(document: &mut Value, run_id: &str, scheduler: &record::Schedul
     document["wasAssociatedWith"]["_:scheduler"] = json!({"prov:activity": run, "prov:agent": job});
 }
 
+/// The whole run record with its lineage and what was added beside it since (tags, notes,
+/// verifications): `host export --format json`, and `host/run.json` in an MLflow export.
+pub fn run_document(store: &dyn Store, run_id: &str) -> anyhow::Result<Value> {
+    let record = store.run_record(run_id)?;
+    let mut document = serde_json::to_value(&record)?;
+    document["lineage"] = serde_json::to_value(store.lineage_edges(run_id)?)?;
+    let annotations = store.annotations(run_id)?;
+    document["tags"] = serde_json::to_value(store::current_tags(&annotations))?;
+    document["annotations"] = serde_json::to_value(&annotations)?;
+    document["verifications"] = serde_json::to_value(store.verifications(run_id)?)?;
+    Ok(document)
+}
+
 pub fn export(store: &StoreOptions, run_id: &str, format: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
     let store = store.open_read()?;
-    let record = store.run_record(run_id)?;
-    let edges = store.lineage_edges(run_id)?;
     let document = match format {
         "prov-json" => {
-            let mut document = prov_json(&*store, &edges)?;
+            let record = store.run_record(run_id)?;
+            let mut document = prov_json(&*store, &store.lineage_edges(run_id)?)?;
             if let Some(scheduler) = &record.scheduler {
                 add_scheduler(&mut document, &record.run_id, scheduler);
             }
             document
         }
-        "json" => {
-            let mut document = serde_json::to_value(&record)?;
-            document["lineage"] = serde_json::to_value(&edges)?;
-            // What was added beside the record since: tags, notes, verifications.
-            let annotations = store.annotations(run_id)?;
-            document["tags"] = serde_json::to_value(store::current_tags(&annotations))?;
-            document["annotations"] = serde_json::to_value(&annotations)?;
-            document["verifications"] = serde_json::to_value(store.verifications(run_id)?)?;
-            document
-        }
-        other => bail!("unknown export format {other}; use prov-json or json"),
+        "json" => run_document(&*store, run_id)?,
+        other => bail!("unknown export format {other}; use prov-json, json or mlflow"),
     };
     let text = serde_json::to_string_pretty(&document)?;
     match output {
