@@ -75,6 +75,23 @@ else
     echo "data/diabetes present"
 fi
 
+step "Python test environment (python/requirements-test.txt: MLflow, pandas, psycopg, pytest)"
+source scripts/python-env.sh
+if [ "$(cat "$PYTHON_ENV_STAMP" 2>/dev/null)" != "$PYTHON_ENV_WANTED" ]; then
+    rm -rf "$PYTHON_ENV"
+    mkdir -p "$(dirname "$PYTHON_ENV")"
+    python3 -m venv "$PYTHON_ENV" || {
+        # Debian's python3 needs its venv package for this.
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+        python3 -m venv "$PYTHON_ENV"
+    }
+    "$PYTHON_ENV/bin/python" -m pip install --quiet --upgrade pip
+    "$PYTHON_ENV/bin/python" -m pip install --quiet -r python/requirements-test.txt
+    echo "$PYTHON_ENV_WANTED" > "$PYTHON_ENV_STAMP"
+else
+    echo "$PYTHON_ENV present"
+fi
+
 step "build (host and plugins)"
 cargo build --workspace
 echo

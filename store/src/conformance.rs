@@ -643,9 +643,19 @@ pub fn query_fixture(store: &dyn Store) {
         }
         begin(store, &record);
         let mut done = completed(record, accuracy);
-        if id == "b" {
-            done.data.dataset_sha256 = sha("db");
-            done.history.insert(3, [("loss".to_owned(), 0.125)].into());
+        match id {
+            "a" => {
+                done.history.get_mut(&1).unwrap().insert("grad_norm".to_owned(), f64::NAN);
+            }
+            "b" => {
+                done.data.dataset_sha256 = sha("db");
+                done.history.insert(3, [("loss".to_owned(), 0.125)].into());
+                done.finished_at = Some("2026-01-01T00:00:03Z".into());
+            }
+            _ => {
+                done.history.get_mut(&1).unwrap().insert("grad_norm".to_owned(), 1.0);
+                done.history.get_mut(&2).unwrap().insert("grad_norm".to_owned(), f64::INFINITY);
+            }
         }
         store.record(&done).unwrap();
     }
@@ -828,6 +838,7 @@ pub fn the_read_views_keep_their_columns_and_show_the_record(store: &dyn Store) 
     assert!(files.iter().any(|row| row[3] == json!(sha("aa")) && row[4] == "raw"), "{files:?}");
     assert!(!views["lineage_v1"].rows.is_empty());
     assert_eq!(views["annotations_v1"].rows.len(), 1);
+    assert!(value("annotations_v1", 0, "seq").is_i64(), "the order annotations were written in");
     assert_eq!(value("annotations_v1", 0, "value"), json!("ana"));
     let error = store.read_view("runs; DROP TABLE runs", "r1").unwrap_err();
     assert!(format!("{error:#}").contains("not a read view"), "{error:#}");

@@ -436,10 +436,28 @@ pub const READ_VIEWS: [(&str, &[&str]); 6] = [
     ("metrics_v1", &["run_id", "name", "step", "value", "value_json"]),
     ("files_v1", &["run_id", "role", "path", "sha256", "kind", "size"]),
     ("lineage_v1", &["run_id", "relation", "subject", "object", "activity", "parameters_json"]),
-    ("annotations_v1", &["run_id", "kind", "name", "value", "author", "created_at"]),
+    ("annotations_v1", &["run_id", "kind", "name", "value", "author", "created_at", "seq"]),
 ];
 
-/// The read views, as SQL both backends run (migration 9).
+/// A metric value as the `metrics` table holds it for queries: a finite number, else NULL (a
+/// diverged loss), on both backends alike; the record keeps the value itself.
+pub(crate) fn queryable(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
+}
+
+/// Migration 10, both backends: non-finite metric values become NULL as [`queryable`] now
+/// writes them (PostgreSQL kept NaN and infinities, SQLite infinities, so a NaN loss compared
+/// above every number on one backend only); `annotations_v1` gains `seq`, the order tags and
+/// notes were written in (`created_at` has one-second resolution).
+pub(crate) const MIGRATION_10_SQL: &str = r#"
+    UPDATE metrics SET value = NULL
+    WHERE NOT (value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308);
+    DROP VIEW annotations_v1;
+    CREATE VIEW annotations_v1 AS SELECT run_id, kind, name, value, author, created_at, id AS seq FROM annotations;
+"#;
+
+/// The read views, as SQL both backends run (migration 9; `annotations_v1` as migration 10
+/// redefines it).
 pub(crate) const READ_VIEWS_SQL: &str = r#"
     CREATE VIEW runs_v1 AS
     SELECT r.run_id, e.name AS experiment, r.status, r.started_at, r.finished_at, r.hostname,

@@ -447,7 +447,7 @@ fn metric_rows(record: &RunRecord) -> MetricRows {
         for (name, value) in epoch_values {
             names.push(name.clone());
             steps.push(Some(*epoch as i64));
-            values.push(Some(*value));
+            values.push(crate::queryable(*value));
             json.push(None);
         }
     }
@@ -455,7 +455,7 @@ fn metric_rows(record: &RunRecord) -> MetricRows {
         for (name, value) in flatten(metrics) {
             names.push(name);
             steps.push(None);
-            values.push(value.as_f64());
+            values.push(value.as_f64().and_then(crate::queryable));
             json.push(if value.is_number() { None } else { Some(value.to_string()) });
         }
     }
@@ -651,7 +651,7 @@ impl crate::Store for PostgresStore {
                         &run_id,
                         &metrics.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
                         &metrics.iter().map(|m| m.1 as i64).collect::<Vec<_>>(),
-                        &metrics.iter().map(|m| m.2).collect::<Vec<_>>(),
+                        &metrics.iter().map(|m| crate::queryable(m.2)).collect::<Vec<_>>(),
                     ],
                 )?;
                 Ok(())

@@ -461,7 +461,7 @@ fn write_lineage_and_metrics(transaction: &Connection, record: &RunRecord) -> Re
         for (name, value) in values {
             transaction.execute(
                 "INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
-                params![run, name, *epoch as i64, value],
+                params![run, name, *epoch as i64, crate::queryable(*value)],
             )?;
         }
     }
@@ -471,7 +471,12 @@ fn write_lineage_and_metrics(transaction: &Connection, record: &RunRecord) -> Re
             // per-class rows) are kept whole as JSON.
             transaction.execute(
                 "INSERT INTO metrics (run_id, name, step, value, value_json) VALUES (?1, ?2, NULL, ?3, ?4)",
-                params![run, name, value.as_f64(), if value.is_number() { None } else { Some(value.to_string()) }],
+                params![
+                    run,
+                    name,
+                    value.as_f64().and_then(crate::queryable),
+                    if value.is_number() { None } else { Some(value.to_string()) }
+                ],
             )?;
         }
     }
@@ -512,7 +517,7 @@ impl crate::Store for SqliteStore {
             let mut insert = transaction
                 .prepare_cached("INSERT INTO metrics (run_id, name, step, value) VALUES (?1, ?2, ?3, ?4)")?;
             for (name, step, value) in metrics {
-                insert.execute(params![run_id, name, *step as i64, value])?;
+                insert.execute(params![run_id, name, *step as i64, crate::queryable(*value)])?;
             }
             Ok(())
         })
