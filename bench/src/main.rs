@@ -69,15 +69,10 @@ fn host_run(config: &str, output_dir: &Path) -> anyhow::Result<(f64, serde_json:
 
 /// A command's wall time, stdout and peak resident memory (KiB), measured by GNU time
 /// (`/usr/bin/time -f %M`, the `time` package) around the whole process.
-fn timed_with_memory(
-    program: &Path,
-    args: &[&std::ffi::OsStr],
-    env: &[(&str, String)],
-) -> anyhow::Result<(f64, String, u64)> {
+fn timed_with_memory(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<(f64, String, u64)> {
     const MARK: &str = "bench-peak-rss-kib=";
     let started = Instant::now();
     let output = Command::new("/usr/bin/time")
-        .envs(env.iter().map(|(key, value)| (key, value)))
         .arg("-f")
         .arg(format!("{MARK}%M"))
         .arg(program)
@@ -120,10 +115,8 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pytorch_mlp.py");
     let (mut host, mut bare, mut pytorch) = (Series::default(), Series::default(), Series::default());
-    let mut bare_cuda = Series::default();
-    // The torch plugin links libtorch.so, which brings the pip wheel's CUDA libraries in even on
-    // a machine without a GPU; a plain tch program links only libtorch_cpu. Both ways are shown.
-    let preload = option_env!("BENCH_LIBTORCH_LIB").map(|dir| vec![("LD_PRELOAD", format!("{dir}/libtorch.so"))]);
+    // Both the torch plugin and the bare program link only libtorch_cpu (the plugin loads the
+    // CUDA backend only for a GPU config): the same libraries in both processes.
     let accuracy = |stdout: &str| serde_json::from_str::<serde_json::Value>(stdout).ok()?["accuracy"].as_f64();
     for run in 1..=runs {
         let args: Vec<&std::ffi::OsStr> =
@@ -132,18 +125,14 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
                 .map(std::ffi::OsStr::new)
                 .chain([scratch.as_os_str()])
                 .collect();
-        let (seconds, stdout, kib) = timed_with_memory(&sibling("host")?, &args, &[])?;
+        let (seconds, stdout, kib) = timed_with_memory(&sibling("host")?, &args)?;
         let summary: serde_json::Value = serde_json::from_str(&stdout)?;
         host.push((seconds, kib), summary["metrics"]["test"]["accuracy"].as_f64());
         let bare_args = [FASHION.as_ref(), threads.as_ref()];
-        let (seconds, stdout, kib) = timed_with_memory(&sibling("bare-mlp")?, &bare_args, &[])?;
+        let (seconds, stdout, kib) = timed_with_memory(&sibling("bare-mlp")?, &bare_args)?;
         bare.push((seconds, kib), accuracy(&stdout));
-        if let Some(preload) = &preload {
-            let (seconds, stdout, kib) = timed_with_memory(&sibling("bare-mlp")?, &bare_args, preload)?;
-            bare_cuda.push((seconds, kib), accuracy(&stdout));
-        }
         let (seconds, stdout, kib) =
-            timed_with_memory(Path::new("python3"), &[script.as_os_str(), FASHION.as_ref(), threads.as_ref()], &[])?;
+            timed_with_memory(Path::new("python3"), &[script.as_os_str(), FASHION.as_ref(), threads.as_ref()])?;
         pytorch.push((seconds, kib), accuracy(&stdout));
         eprintln!(
             "run {run}/{runs}: host {:.2}s, bare {:.2}s, pytorch {:.2}s",
@@ -157,7 +146,6 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
     let memory = |series: &mut Series| median(&mut series.kib) / 1024.0;
     let (host_s, bare_s, pytorch_s) = (time(&mut host), time(&mut bare), time(&mut pytorch));
     let (host_m, bare_m, pytorch_m) = (memory(&mut host), memory(&mut bare), memory(&mut pytorch));
-    let linked = (!bare_cuda.seconds.is_empty()).then(|| (time(&mut bare_cuda), memory(&mut bare_cuda)));
     println!(
         "host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, {threads} threads each), \
          whole processes interleaved, medians of {runs}:"
@@ -170,18 +158,8 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
     ] {
         println!("  {name:<38} {seconds:>7.3}s {mib:>6.0} MiB {accuracy:>10.4}");
     }
-    if let Some((seconds, mib)) = linked {
-        let name = "bare tch, libtorch.so as the plugin";
-        println!("  {name:<38} {seconds:>7.3}s {mib:>6.0} MiB {:>10.4}", bare_cuda.accuracy);
-    }
     println!("  ratio host / bare, time      {:.3}  (target at most 1.03)", host_s / bare_s);
     println!("  ratio host / bare, memory    {:.3}  (target at most 1.15)", host_m / bare_m);
-    if let Some((seconds, mib)) = linked {
-        let (time_ratio, memory_ratio) = (host_s / seconds, host_m / mib);
-        println!(
-            "  ratio host / bare with libtorch.so (the plugin's libraries): time {time_ratio:.3}, memory {memory_ratio:.3}"
-        );
-    }
     println!("  ratio host / PyTorch, time   {:.3}", host_s / pytorch_s);
     Ok(())
 }

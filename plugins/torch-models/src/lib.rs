@@ -434,14 +434,65 @@ impl<A: Architecture> PluginClass for TorchModel<A> {
     }
 }
 
-fn resolve_device(name: &str) -> Result<Device, PluginError> {
+/// libtorch's CUDA backend (`libtorch_cuda.so` and the CUDA libraries it needs), loaded the
+/// first time a config asks for `cuda` or `auto`. It must be loaded before the process's first
+/// libtorch call that asks about CUDA (`manual_seed` does): libtorch decides once whether CUDA
+/// exists (`apply_run_context` loads it first). The plugins link only `libtorch_cpu`, so a
+/// run on the CPU never maps the CUDA libraries (about 1.2 s and 270 MiB of a short run here);
+/// loading the backend runs its static initialisers, which register CUDA with libtorch as
+/// linking it would.
+pub fn load_cuda_backend() -> Result<(), String> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let Some(dir) = option_env!("TORCH_MODELS_LIBTORCH_LIB") else {
+                return Err("this plugin was built without knowing where libtorch is".to_owned());
+            };
+            let library = Path::new(dir).join("libtorch_cuda.so");
+            if !library.exists() {
+                return Err(format!(
+                    "the libtorch this plugin was built with has no CUDA backend ({} is missing); install a CUDA \
+                     build of torch",
+                    library.display()
+                ));
+            }
+            let name = std::ffi::CString::new(library.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+            // SAFETY: a C string naming a library; RTLD_GLOBAL so libtorch finds the backend's
+            // symbols, RTLD_NOW so a missing dependency fails here, not at a first call.
+            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if handle.is_null() {
+                // SAFETY: dlerror returns a C string valid until the next dl* call, or null.
+                let reason = unsafe { libc::dlerror() };
+                let reason = if reason.is_null() {
+                    "unknown reason".to_owned()
+                } else {
+                    unsafe { std::ffi::CStr::from_ptr(reason) }.to_string_lossy().into_owned()
+                };
+                return Err(format!("cannot load libtorch's CUDA backend {}: {reason}", library.display()));
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+/// The device a config names: `cpu`, `cuda` (an error without one) or `auto`.
+pub fn resolve_device(name: &str) -> Result<Device, PluginError> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::cuda_if_available()),
-        _ if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        _ => Err(PluginError::invalid_config(
-            "training.device is cuda, but no CUDA device is available; use cpu or auto",
-        )),
+        "auto" => {
+            Ok(if load_cuda_backend().is_ok() && tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu })
+        }
+        _ => {
+            load_cuda_backend()
+                .map_err(|e| PluginError::invalid_config(format!("training.device is cuda, but {e}; use cpu")))?;
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err(PluginError::invalid_config(
+                    "training.device is cuda, but no CUDA device is available; use cpu or auto",
+                ))
+            }
+        }
     }
 }
 
@@ -596,6 +647,10 @@ impl<A: Architecture> TorchModel<A> {
     /// thread count follows the machine's core topology, and a path that forgot this would
     /// compute with another reduction order than the run recorded.
     fn apply_run_context(&self) {
+        // A GPU run's backend first, so the seed reaches its generators too.
+        if self.sections.training.device != "cpu" {
+            let _ = load_cuda_backend();
+        }
         tch::manual_seed(self.seed as i64);
         tch::set_num_threads(self.threads as i32);
     }

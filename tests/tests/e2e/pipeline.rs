@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{Project, library, on_every_store, spawn_host, write_tiny_mnist};
+use crate::support::{Project, Run, library, on_every_store, spawn_host, write_tiny_mnist};
 
 pub fn mnist_project(model: &str, extra: &str) -> Project {
     let project = Project::new();
@@ -23,6 +23,54 @@ pub fn mnist_project(model: &str, extra: &str) -> Project {
         ),
     );
     project
+}
+
+/// The libraries the dynamic loader opened for `host ARGS` (its `LD_DEBUG=files` lines).
+fn libraries_loaded(project: &Project, args: &[&str]) -> (Run, Vec<String>) {
+    let output = project.command(args).env("LD_DEBUG", "files").output().unwrap();
+    let run = Run::from(output);
+    let loaded = run
+        .stderr
+        .lines()
+        .filter_map(|line| line.split_once("file=")?.1.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    (run, loaded)
+}
+
+#[test]
+fn a_cpu_run_never_loads_the_cuda_backend_and_asking_for_cuda_loads_it() {
+    let project = mnist_project("MNISTMLP", "training: {epochs: 1, device: cpu}\n");
+    let (run, loaded) = libraries_loaded(&project, &["run", "config/tiny.yaml", "--json"]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{}",
+        run.stderr.lines().filter(|l| !l.contains("file=")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(loaded.iter().any(|l| l.contains("libtorch_cpu.so")), "the model ran on libtorch: {loaded:?}");
+    // libtorch_cpu itself needs the small CUDA runtime and profiler libraries; the backend and
+    // its libraries (hundreds of MiB) stay out.
+    let backend = ["libtorch.so", "libtorch_cuda", "libc10_cuda", "libcublas", "libcudnn", "libnccl", "libcusparse"];
+    let cuda: Vec<&String> = loaded.iter().filter(|l| backend.iter().any(|b| l.contains(b))).collect();
+    assert!(cuda.is_empty(), "a CPU run loaded {cuda:?}");
+
+    // Asking for a GPU loads the backend, then says what is missing: on this machine the
+    // device (with a GPU, the run trains on it).
+    project.write(
+        "config/gpu.yaml",
+        &std::fs::read_to_string(project.path().join("config/tiny.yaml"))
+            .unwrap()
+            .replace("device: cpu", "device: cuda"),
+    );
+    let (run, loaded) = libraries_loaded(&project, &["run", "config/gpu.yaml", "--json"]);
+    assert!(loaded.iter().any(|l| l.contains("libtorch_cuda.so")), "{loaded:?}");
+    let said = format!("{}{}", run.stdout, run.stderr);
+    if std::path::Path::new("/dev/nvidiactl").exists() {
+        assert_eq!(run.code, Some(0), "a GPU machine trains on it: {said}");
+    } else {
+        assert!(said.contains("training.device is cuda, but no CUDA device is available; use cpu or auto"), "{said}");
+    }
 }
 
 pub fn run_dir(project: &Project, summary: &serde_json::Value) -> PathBuf {
