@@ -23,6 +23,8 @@ packages=(dataset-fashion-mnist patchelf binutils gcc chromium postgresql openss
           slurmctld slurmd slurm-client munge time)
 # python3, pip and npm may come from elsewhere than Debian (pyenv, nvm); accept those.
 command -v python3 >/dev/null || packages+=(python3)
+# Debian's python3 makes virtual environments (the Python tests' own) only with python3-venv.
+python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 command -v npm >/dev/null || packages+=(npm)
 missing=()
@@ -77,14 +79,15 @@ fi
 
 step "Python test environment (python/requirements-test.txt: MLflow, pandas, psycopg, pytest)"
 source scripts/python-env.sh
-if [ "$(cat "$PYTHON_ENV_STAMP" 2>/dev/null)" != "$PYTHON_ENV_WANTED" ]; then
+if [ "$(cat "$PYTHON_ENV_STAMP" 2>/dev/null)" != "$PYTHON_ENV_WANTED" ] \
+    || ! "$PYTHON_ENV/bin/python" -c 'import mlflow, pandas, psycopg, pytest' 2>/dev/null; then
+    if [ -e "$PYTHON_ENV" ] && [ ! -f "$PYTHON_ENV/pyvenv.cfg" ]; then
+        echo "$PYTHON_ENV exists and is not a virtual environment: set HOST_PYTHON_ENV to another folder" >&2
+        exit 1
+    fi
     rm -rf "$PYTHON_ENV"
     mkdir -p "$(dirname "$PYTHON_ENV")"
-    python3 -m venv "$PYTHON_ENV" || {
-        # Debian's python3 needs its venv package for this.
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
-        python3 -m venv "$PYTHON_ENV"
-    }
+    python3 -m venv "$PYTHON_ENV"
     "$PYTHON_ENV/bin/python" -m pip install --quiet --upgrade pip
     "$PYTHON_ENV/bin/python" -m pip install --quiet -r python/requirements-test.txt
     echo "$PYTHON_ENV_WANTED" > "$PYTHON_ENV_STAMP"

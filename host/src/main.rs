@@ -182,7 +182,7 @@ enum Command {
         output: Option<PathBuf>,
         /// mlflow: where to, `http://HOST:PORT` (a tracking server) or `sqlite:///PATH` (an MLflow
         /// SQLite store).
-        #[arg(long, value_name = "URI", env = "MLFLOW_TRACKING_URI")]
+        #[arg(long, value_name = "URI", env = "MLFLOW_TRACKING_URI", hide_env_values = true)]
         to: Option<String>,
         /// mlflow: the runs to export, in the query language of `runs list --filter`.
         #[arg(long, value_name = "EXPR")]

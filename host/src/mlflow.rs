@@ -31,10 +31,29 @@ use store::mlflow::{Dataset, ExistingRun, Metric, MlflowSqlite, NewRun, Tracking
 use crate::output::print_json;
 use crate::storage::StoreOptions;
 
-/// MLflow's limits on a parameter's value and any key (longer values are cut, longer keys left
-/// out, each with a warning).
+/// MLflow's limits, in characters, on a parameter's and a tag's value (longer values are cut,
+/// with a note) and on any key.
 const PARAM_VALUE_LIMIT: usize = 6000;
+const TAG_VALUE_LIMIT: usize = 8000;
 const KEY_LIMIT: usize = 250;
+
+/// Whether MLflow takes `key` as a metric, parameter or tag name: letters, digits, `_ - . : /`
+/// and spaces, at most 250 characters, and no `..` segment or leading `/` (it names a path).
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().count() <= KEY_LIMIT
+        && key.chars().all(|c| c.is_alphanumeric() || "_-. :/".contains(c))
+        && !key.starts_with('/')
+        && !key.split('/').any(|segment| segment == "..")
+}
+
+/// `value` cut to `limit` characters, ending in `...` when cut.
+fn cut(value: &str, limit: usize) -> String {
+    if value.chars().count() <= limit {
+        return value.to_owned();
+    }
+    value.chars().take(limit - 3).chain("...".chars()).collect()
+}
 /// The tag that says a run's export finished.
 const COMPLETE: &str = "host.export";
 
@@ -61,6 +80,9 @@ pub struct Exported {
     pub files: usize,
     /// Files not exported, and why.
     pub files_left_out: Vec<String>,
+    /// Parameters and metrics left out or cut, and why.
+    pub left_out: Vec<String>,
+    /// Why a run was skipped.
     pub note: Option<String>,
 }
 
@@ -139,7 +161,7 @@ pub fn export(store: &StoreOptions, options: &ExportOptions) -> anyhow::Result<(
     let summary = Summary {
         target: exporter.target.describe(),
         experiments: exporter.experiments.iter().map(|(name, (id, _))| (name.clone(), id.clone())).collect(),
-        sweeps: exporter.parents.iter().map(|(sweep, parent)| (sweep.clone(), parent.run_id.clone())).collect(),
+        sweeps: exporter.parents.clone(),
         runs,
     };
     if options.json {
@@ -156,6 +178,9 @@ pub fn export(store: &StoreOptions, options: &ExportOptions) -> anyhow::Result<(
         println!("{line}");
         for left_out in &run.files_left_out {
             println!("  file not exported: {left_out}");
+        }
+        for left_out in &run.left_out {
+            println!("  {left_out}");
         }
     }
     let count = |outcome: &str| summary.runs.iter().filter(|r| r.outcome == outcome).count();
@@ -177,18 +202,13 @@ struct Existing {
     sweeps: HashMap<String, ExistingRun>,
 }
 
-struct Parent {
-    run_id: String,
-    /// The latest end of a trial exported under it, in milliseconds.
-    end: i64,
-}
-
 struct Exporter<'a> {
     store: &'a dyn Store,
     target: &'a mut dyn Tracking,
     experiment_override: Option<&'a str>,
     experiments: HashMap<String, (String, Existing)>,
-    parents: BTreeMap<String, Parent>,
+    /// Each sweep's MLflow run.
+    parents: BTreeMap<String, String>,
 }
 
 fn milliseconds(time: &str) -> i64 {
@@ -259,8 +279,8 @@ impl Exporter<'_> {
         for (key, value) in store::current_tags(&annotations) {
             // The user's own tags keep their names, unless they would pass for MLflow's or ours.
             let key = if key.starts_with("mlflow.") || key.starts_with("host.") { format!("user.{key}") } else { key };
-            if key.len() <= KEY_LIMIT {
-                tags.push((key, value));
+            if valid_key(&key) {
+                tags.push((key, cut(&value, TAG_VALUE_LIMIT)));
             }
         }
         let notes: Vec<&str> = annotations
@@ -269,7 +289,7 @@ impl Exporter<'_> {
             .filter_map(|a| a.value.as_deref())
             .collect();
         if !notes.is_empty() {
-            tags.push(("mlflow.note.content".to_owned(), notes.join("\n\n")));
+            tags.push(("mlflow.note.content".to_owned(), cut(&notes.join("\n\n"), TAG_VALUE_LIMIT)));
         }
         Ok(tags)
     }
@@ -284,6 +304,7 @@ impl Exporter<'_> {
             parent_run_id: None,
             files: 0,
             files_left_out: Vec::new(),
+            left_out: Vec::new(),
             note: None,
         };
         if record.status == RunStatus::Running {
@@ -295,19 +316,28 @@ impl Exporter<'_> {
         exported.experiment_id = Some(experiment.clone());
         let end = record.finished_at.as_deref().map_or_else(|| milliseconds(&record.started_at), milliseconds);
         if let Some(trial) = &record.trial {
-            let parent = self.parent(&trial.sweep_id, &name, &experiment)?;
-            parent.end = parent.end.max(end);
-            exported.parent_run_id = Some(parent.run_id.clone());
+            exported.parent_run_id = Some(self.parent(&trial.sweep_id, &name, &experiment)?);
         }
         let changing = self.changing_tags(run_id)?;
         let earlier = self.experiments.get_mut(&name).and_then(|(_, existing)| existing.runs.remove(run_id));
         if let Some(earlier) = earlier {
             if earlier.tags.get(COMPLETE).is_some_and(|v| v == "complete") {
+                // The user's tags removed since: every tag that is neither MLflow's nor ours and
+                // not current any more.
+                let removed: Vec<&String> = earlier
+                    .tags
+                    .keys()
+                    .filter(|k| !k.starts_with("mlflow.") && !k.starts_with("host."))
+                    .filter(|k| !changing.iter().any(|(current, _)| current == *k))
+                    .collect();
                 let changed: Vec<(String, String)> =
                     changing.into_iter().filter(|(k, v)| earlier.tags.get(k) != Some(v)).collect();
-                exported.outcome = if changed.is_empty() { "unchanged" } else { "updated" };
+                exported.outcome = if changed.is_empty() && removed.is_empty() { "unchanged" } else { "updated" };
                 if !changed.is_empty() {
                     self.target.log(&earlier.run_id, &[], &[], &changed)?;
+                }
+                for key in removed {
+                    self.target.delete_tag(&earlier.run_id, key)?;
                 }
                 exported.mlflow_run_id = Some(earlier.run_id);
                 return Ok(exported);
@@ -320,8 +350,9 @@ impl Exporter<'_> {
         let parent = exported.parent_run_id.clone();
         let mlflow_run = self.create(&record, &experiment, parent.as_deref(), end, &mut exported)?;
         self.target.log(&mlflow_run, &[], &[], &changing)?;
-        self.target.log(&mlflow_run, &[], &[], &[(COMPLETE.to_owned(), "complete".to_owned())])?;
         self.target.end_run(&mlflow_run, mlflow_status(record.status), end)?;
+        // Last: only a run whose export got this far is complete.
+        self.target.log(&mlflow_run, &[], &[], &[(COMPLETE.to_owned(), "complete".to_owned())])?;
         exported.mlflow_run_id = Some(mlflow_run);
         Ok(exported)
     }
@@ -370,26 +401,21 @@ impl Exporter<'_> {
             ));
             tags.push((format!("host.plugin.{kind}.sha256"), plugin.sha256.clone()));
         }
+        let tags = tags.into_iter().map(|(key, value)| (key, cut(&value, TAG_VALUE_LIMIT))).collect();
         let run = NewRun { name: record.run_id.clone(), start_time: start, user: String::new(), tags };
         let mlflow_run = self.target.create_run(experiment, &run)?;
 
         let mut params = Vec::new();
         for (key, value) in self.store.parameters(&record.run_id)? {
-            if key.len() > KEY_LIMIT {
-                exported.note = Some(format!("parameter {key} left out: longer than MLflow's {KEY_LIMIT} characters"));
+            if !valid_key(&key) {
+                exported.left_out.push(format!("parameter {key}: not a name MLflow takes"));
                 continue;
             }
-            let mut value = param_value(&value);
-            if value.len() > PARAM_VALUE_LIMIT {
-                let mut cut = PARAM_VALUE_LIMIT - 3;
-                while !value.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                value.truncate(cut);
-                value += "...";
-                exported.note = Some(format!("parameter {key} cut to MLflow's {PARAM_VALUE_LIMIT} characters"));
+            let value = param_value(&value);
+            if value.chars().count() > PARAM_VALUE_LIMIT {
+                exported.left_out.push(format!("parameter {key}: cut to MLflow's {PARAM_VALUE_LIMIT} characters"));
             }
-            params.push((key, value));
+            params.push((key, cut(&value, PARAM_VALUE_LIMIT)));
         }
         let last_epoch = record.history.keys().max().copied().unwrap_or(0).max(1);
         let mut metrics = Vec::new();
@@ -403,6 +429,10 @@ impl Exporter<'_> {
         for (key, value) in self.store.final_metrics(&record.run_id)? {
             metrics.push(Metric { key, value, timestamp: end, step: 0 });
         }
+        let mut refused: Vec<String> = metrics.iter().filter(|m| !valid_key(&m.key)).map(|m| m.key.clone()).collect();
+        refused.dedup();
+        exported.left_out.extend(refused.iter().map(|key| format!("metric {key}: not a name MLflow takes")));
+        metrics.retain(|m| valid_key(&m.key));
         self.target.log(&mlflow_run, &params, &metrics, &[])?;
         self.target.log_datasets(&mlflow_run, &datasets(record))?;
         self.upload_files(&mlflow_run, record, exported)?;
@@ -416,8 +446,20 @@ impl Exporter<'_> {
             let shown = artifact.path.display();
             match crate::hashing::sha256_file(&artifact.path) {
                 Ok((digest, _)) if digest == artifact.sha256 => {
-                    let relative = artifact.path.strip_prefix(&record.output_dir).unwrap_or(&artifact.path);
-                    let name = relative.to_string_lossy().trim_start_matches('/').to_owned();
+                    // Its path in the run's folder, plain names only (a record from a shared store
+                    // may say anything); a file outside the folder goes under `outside/`.
+                    let relative = artifact
+                        .path
+                        .strip_prefix(&record.output_dir)
+                        .ok()
+                        .filter(|p| p.components().all(|c| matches!(c, std::path::Component::Normal(_))))
+                        .map(Path::to_path_buf)
+                        .or_else(|| artifact.path.file_name().map(|name| Path::new("outside").join(name)));
+                    let Some(relative) = relative else {
+                        exported.files_left_out.push(format!("{shown}: no file name"));
+                        continue;
+                    };
+                    let name = relative.to_string_lossy();
                     self.target.upload(mlflow_run, &format!("files/{name}"), &artifact.path)?;
                     exported.files += 1;
                 }
@@ -434,7 +476,7 @@ impl Exporter<'_> {
     }
 
     /// The MLflow run standing for a sweep, found or created.
-    fn parent(&mut self, sweep_id: &str, experiment_name: &str, experiment: &str) -> anyhow::Result<&mut Parent> {
+    fn parent(&mut self, sweep_id: &str, experiment_name: &str, experiment: &str) -> anyhow::Result<String> {
         if !self.parents.contains_key(sweep_id) {
             let earlier = self.experiments.get_mut(experiment_name).and_then(|(_, e)| e.sweeps.remove(sweep_id));
             let run_id = match earlier {
@@ -457,23 +499,28 @@ impl Exporter<'_> {
                     if let Some(space) = sweep.config.get("sweep") {
                         params.push(("sweep".to_owned(), space.to_string()));
                     }
-                    for (_, value) in &mut params {
-                        value.truncate(PARAM_VALUE_LIMIT);
-                    }
+                    let params: Vec<(String, String)> =
+                        params.into_iter().map(|(key, value)| (key, cut(&value, PARAM_VALUE_LIMIT))).collect();
                     self.target.log(&run_id, &params, &[], &[(COMPLETE.to_owned(), "complete".to_owned())])?;
                     run_id
                 }
             };
-            self.parents.insert(sweep_id.to_owned(), Parent { run_id, end: 0 });
+            self.parents.insert(sweep_id.to_owned(), run_id);
         }
-        Ok(self.parents.get_mut(sweep_id).expect("inserted above"))
+        Ok(self.parents[sweep_id].clone())
     }
 
-    /// Each sweep's run ends when its last trial did, FINISHED once no trial is left to run,
-    /// naming its best trial.
+    /// Each sweep's run ends when its last trial did (of all its trials, exported now or not),
+    /// FINISHED once no trial is left to run, naming its best trial.
     fn end_parents(&mut self) -> anyhow::Result<()> {
         for (sweep_id, parent) in &self.parents {
             let sweep = self.store.sweep(sweep_id)?;
+            let mut end = milliseconds(&sweep.created_at);
+            for run in sweep.trials.iter().flat_map(|t| &t.attempts) {
+                if let Some(finished) = self.store.run_record(run)?.finished_at {
+                    end = end.max(milliseconds(&finished));
+                }
+            }
             let pending = sweep.trials.iter().any(|t| t.status == record::TrialStatus::Running);
             let best = sweep
                 .trials
@@ -486,8 +533,8 @@ impl Exporter<'_> {
                 tags.push(("host.sweep.best_run".to_owned(), run));
                 tags.push((format!("host.sweep.best.{}", sweep.metric), metric.to_string()));
             }
-            self.target.log(&parent.run_id, &[], &[], &tags)?;
-            self.target.end_run(&parent.run_id, if pending { "RUNNING" } else { "FINISHED" }, parent.end)?;
+            self.target.log(parent, &[], &[], &tags)?;
+            self.target.end_run(parent, if pending { "RUNNING" } else { "FINISHED" }, end)?;
         }
         Ok(())
     }
@@ -536,6 +583,16 @@ struct Rest {
     artifact_uris: HashMap<String, String>,
 }
 
+/// What a request sends: nothing (GET), JSON (POST), or a file, streamed (PUT).
+enum Body {
+    None,
+    Json(Vec<u8>),
+    File(std::fs::File),
+}
+
+/// The most of an answer read (a page of runs, an error): 256 MiB.
+const ANSWER_LIMIT: u64 = 256 << 20;
+
 /// Standard base64, for basic authentication.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -551,6 +608,18 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A URL without its `user:password@` part, and that part.
+fn split_credentials(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((credentials, host)) => {
+            (format!("{scheme}://{host}{}", &rest[authority_end..]), Some(credentials.to_owned()))
+        }
+        None => (url.to_owned(), None),
+    }
 }
 
 /// A path's segments percent-encoded for a URL (unreserved characters kept).
@@ -570,57 +639,81 @@ impl Rest {
     fn new(base: &str) -> Self {
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(120)))
+                // No limit on a whole call (a large file's upload); one on each step of it.
+                .timeout_connect(Some(Duration::from_secs(30)))
+                .timeout_per_read(Some(Duration::from_secs(300)))
+                .timeout_per_write(Some(Duration::from_secs(300)))
                 .http_status_as_error(false)
                 .build(),
         );
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let authorization = match (env("MLFLOW_TRACKING_TOKEN"), env("MLFLOW_TRACKING_USERNAME")) {
-            (Some(token), _) => Some(format!("Bearer {token}")),
-            (None, Some(user)) => {
-                let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-                Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes())))
-            }
-            (None, None) => None,
+        // As MLflow's client: basic authentication when both user and password are set, else
+        // the token.
+        let authorization = match (env("MLFLOW_TRACKING_USERNAME"), env("MLFLOW_TRACKING_PASSWORD")) {
+            (Some(user), Some(password)) => Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))),
+            _ => env("MLFLOW_TRACKING_TOKEN").map(|token| format!("Bearer {token}")),
         };
-        Rest { base: base.trim_end_matches('/').to_owned(), agent, authorization, artifact_uris: HashMap::new() }
+        // `https://user:password@host`: the credentials authenticate and are never shown.
+        let (base, from_url) = split_credentials(base.trim_end_matches('/'));
+        let authorization = authorization
+            .or_else(|| from_url.map(|user_password| format!("Basic {}", base64(user_password.as_bytes()))));
+        Rest { base, agent, authorization, artifact_uris: HashMap::new() }
     }
 
-    /// Sends a request; returns the status and the JSON answer, or an error naming the server.
-    fn send(&self, method: &str, url: &str, body: Option<&[u8]>) -> anyhow::Result<(u16, Value)> {
+    /// Sends a request (GET, POST or PUT by its body); returns the status and the JSON answer,
+    /// or an error naming the server.
+    fn send(&self, url: &str, body: Body) -> anyhow::Result<(u16, Value)> {
         let unreachable = |e: ureq::Error| {
             anyhow::anyhow!("cannot reach the MLflow server at {}: {e}; is it running there?", self.base)
         };
-        let mut response = match (method, body) {
-            ("GET", _) => {
+        let mut response = match body {
+            Body::None => {
                 let mut request = self.agent.get(url);
                 if let Some(auth) = &self.authorization {
                     request = request.header("Authorization", auth);
                 }
                 request.call().map_err(unreachable)?
             }
-            (_, body) => {
-                let mut request = if method == "PUT" { self.agent.put(url) } else { self.agent.post(url) };
+            Body::Json(bytes) => {
+                let mut request = self.agent.post(url);
                 if let Some(auth) = &self.authorization {
                     request = request.header("Authorization", auth);
                 }
-                let content_type = if method == "PUT" { "application/octet-stream" } else { "application/json" };
-                request.content_type(content_type).send(body.unwrap_or_default()).map_err(unreachable)?
+                request.content_type("application/json").send(bytes).map_err(unreachable)?
+            }
+            Body::File(file) => {
+                let mut request = self.agent.put(url);
+                if let Some(auth) = &self.authorization {
+                    request = request.header("Authorization", auth);
+                }
+                request.content_type("application/octet-stream").send(file).map_err(unreachable)?
             }
         };
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        let value = if text.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(&text).unwrap_or(json!({"message": text}))
+        // A page of 200 runs with their tags and metrics stays far below this; an answer cut
+        // short must be an error, never "no runs" (which would export every run again).
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(ANSWER_LIMIT)
+            .read_to_string()
+            .map_err(|e| anyhow::anyhow!("the MLflow server at {} answered {url} unreadably: {e}", self.base))?;
+        let value = match serde_json::from_str(&text) {
+            _ if text.trim().is_empty() => json!({}),
+            Ok(value) => value,
+            Err(_) if !(200..300).contains(&status) => json!({"message": text.chars().take(500).collect::<String>()}),
+            Err(error) => bail!(
+                "the MLflow server at {} answered {url} with something other than JSON ({error}): is this an MLflow \
+                 tracking server?",
+                self.base
+            ),
         };
         Ok((status, value))
     }
 
     fn call(&self, endpoint: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        let (status, answer) = self.send("POST", &url, Some(body.to_string().as_bytes()))?;
+        let (status, answer) = self.send(&url, Body::Json(body.to_string().into_bytes()))?;
         if (200..300).contains(&status) {
             return Ok(answer);
         }
@@ -665,7 +758,7 @@ impl Tracking for Rest {
             self.base,
             encode_path(name).replace('/', "%2F")
         );
-        let (status, answer) = self.send("GET", &url, None)?;
+        let (status, answer) = self.send(&url, Body::None)?;
         match status {
             200 => {
                 let experiment = &answer["experiment"];
@@ -690,7 +783,7 @@ impl Tracking for Rest {
         let mut page_token: Option<String> = None;
         loop {
             let mut request =
-                json!({"experiment_ids": [experiment_id], "max_results": 1000, "run_view_type": "ACTIVE_ONLY"});
+                json!({"experiment_ids": [experiment_id], "max_results": 200, "run_view_type": "ACTIVE_ONLY"});
             if let Some(token) = &page_token {
                 request["page_token"] = json!(token);
             }
@@ -778,7 +871,12 @@ impl Tracking for Rest {
         self.call("runs/log-inputs", &json!({"run_id": run_id, "datasets": datasets})).map(drop)
     }
 
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> anyhow::Result<()> {
+        self.call("runs/delete-tag", &json!({"run_id": run_id, "key": key})).map(drop)
+    }
+
     fn upload(&mut self, run_id: &str, path: &str, file: &Path) -> anyhow::Result<()> {
+        let path = store::mlflow::plain_relative(path)?.to_string_lossy().into_owned();
         let uri = match self.artifact_uris.get(run_id) {
             Some(uri) => uri.clone(),
             None => {
@@ -796,10 +894,10 @@ impl Tracking for Rest {
                 "{}/api/2.0/mlflow-artifacts/artifacts/{}/{}",
                 self.base,
                 encode_path(location),
-                encode_path(path)
+                encode_path(&path)
             );
-            let bytes = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
-            let (status, answer) = self.send("PUT", &url, Some(&bytes))?;
+            let file = std::fs::File::open(file).with_context(|| format!("{}: cannot read", file.display()))?;
+            let (status, answer) = self.send(&url, Body::File(file))?;
             if !(200..300).contains(&status) {
                 bail!("{}", api_error(&self.base, "mlflow-artifacts", status, &answer));
             }
@@ -810,7 +908,7 @@ impl Tracking for Rest {
         match local {
             // A server on this machine whose artifacts are a local folder (`--no-serve-artifacts`).
             Some(folder) => {
-                let target: PathBuf = folder.join(path);
+                let target: PathBuf = folder.join(&path);
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
                 }
@@ -833,6 +931,29 @@ impl Tracking for Rest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_url_are_taken_out_of_it() {
+        assert_eq!(
+            split_credentials("https://ana:s3cret@mlflow.internal:5000/base"),
+            ("https://mlflow.internal:5000/base".to_owned(), Some("ana:s3cret".to_owned()))
+        );
+        assert_eq!(split_credentials("http://127.0.0.1:5000"), ("http://127.0.0.1:5000".to_owned(), None));
+        assert_eq!(split_credentials("http://h/p@q"), ("http://h/p@q".to_owned(), None), "an @ in the path is no user");
+    }
+
+    #[test]
+    fn mlflow_takes_plain_names_and_long_values_are_cut_by_characters() {
+        for good in ["loss", "test.accuracy", "model.hidden_layers", "a b:c/d-e", "größe"] {
+            assert!(valid_key(good), "{good}");
+        }
+        for bad in ["", "a\nb", "x=y", "/abs", "a/../b", "quote'", &"k".repeat(251)] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("ééééééé", 5), "éé...");
+        assert_eq!(cut(&"x".repeat(9000), TAG_VALUE_LIMIT).chars().count(), TAG_VALUE_LIMIT);
+    }
 
     #[test]
     fn basic_authentication_is_standard_base64() {

@@ -236,6 +236,19 @@ def test_runs_and_a_sweep_reach_an_mlflow_server_whole_and_only_once(
     assert [r["outcome"] for r in updated["runs"]] == ["updated"]
     assert client.get_run(by_host_id[tagged]["run_id"]).data.tags["exported"] == f"twice-{backend}"
     assert len(mlflow.search_runs(experiment_names=[experiment])) == len(host_ids) + 1
+    # A tag removed in the host is removed in MLflow too.
+    host("runs", "tag", tagged, "exported=", "--db", db)
+    removed = export(host, db, mlflow_server, tagged, "--experiment", experiment)
+    assert [r["outcome"] for r in removed["runs"]] == ["updated"]
+    assert "exported" not in client.get_run(by_host_id[tagged]["run_id"]).data.tags
+
+    # The sweep's run ends when its last trial did.
+    trial_ends = [host_record(host, db, run)["finished_at"] for run in source.trial_run_ids]
+    latest = max(trial_ends).replace("Z", "+00:00")
+    from datetime import datetime
+
+    assert client.get_run(parent["run_id"]).info.end_time == int(datetime.fromisoformat(latest).timestamp() * 1000)
+    assert client.get_run(parent["run_id"]).info.status == "FINISHED"
 
     # An export cut short (no completion tag) is replaced, not duplicated.
     cut_short = by_host_id[source.trial_run_ids[-1]]["run_id"]
@@ -274,6 +287,13 @@ def test_runs_reach_an_mlflow_sqlite_store_readable_by_mlflow(real_stores, host,
     assert {r["run_id"] for r in summary["runs"]} == set(source.all_run_ids)
     first = next(r for r in summary["runs"] if r["run_id"] == source.run_ids[0])
     check_files(client, first["mlflow_run_id"], host_record(host, real_stores.sqlite, first["run_id"]), tmp_path)
+
+    # An experiment whose files a server keeps: refused before any run is made.
+    client.create_experiment("served", artifact_location="mlflow-artifacts:/served")
+    refused = host("export", source.run_ids[0], "--db", real_stores.sqlite, "--format", "mlflow", "--to", uri,
+                   "--experiment", "served", check=False)
+    assert refused.returncode != 0 and "keeps its files at mlflow-artifacts:/served" in refused.stderr
+    assert len(mlflow.search_runs(experiment_names=["served"])) == 0
 
 
 def mlflow_sqlite_store(path: Path) -> str:
@@ -344,12 +364,36 @@ def test_a_run_still_running_is_skipped(own_run, host_binary, host, tmp_path):
         running.wait(timeout=60)
 
 
-def test_an_unreachable_server_or_a_bad_target_is_one_clear_error(real_stores, host):
+def test_an_unreachable_server_or_a_bad_target_is_one_clear_error(real_stores, host, tmp_path):
     run = real_stores["sqlite"].run_ids[0]
     done = host("export", run, "--db", real_stores.sqlite, "--format", "mlflow", "--to", f"http://127.0.0.1:{free_port()}", check=False)
     assert done.returncode != 0
     assert "cannot reach the MLflow server at http://127.0.0.1:" in done.stderr and "is it running there?" in done.stderr
     done = host("export", run, "--db", real_stores.sqlite, "--format", "mlflow", check=False)
     assert done.returncode != 0 and "--to is required with --format mlflow" in done.stderr
+    # A web server that is no MLflow: its page is an error, never read as "no runs there".
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        (tmp_path / "api" / "2.0" / "mlflow" / "experiments").mkdir(parents=True)
+        (tmp_path / "api" / "2.0" / "mlflow" / "experiments" / "get-by-name").write_text("<html>hello</html>")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the web server started"
+                time.sleep(0.2)
+        done = host("export", run, "--db", real_stores.sqlite, "--format", "mlflow", "--to", f"http://ana:s3cret@127.0.0.1:{port}", check=False)
+        assert done.returncode != 0
+        assert "with something other than JSON" in done.stderr and "is this an MLflow tracking server?" in done.stderr
+        assert "s3cret" not in done.stderr, "credentials in the URL are never shown"
+    finally:
+        web.terminate()
+        web.wait(timeout=10)
     done = host("export", "--db", real_stores.sqlite, "--format", "mlflow", "--to", "sqlite:///x.db", check=False)
     assert done.returncode != 0 and "name the runs to export" in done.stderr

@@ -138,7 +138,7 @@ QUERIES = [
     ("tags.owner = 'ana' or verified", ""),
     ("not verified and tags.stage is null", "run_id"),
     ("plugin.report is null", "trial desc"),
-    # (Not by duration: the host's SQLite computes it from julian days, 1 s as 0.9999946 s.)
+    ("duration >= 0 and duration < 3600", "duration desc, run_id"),
     ("data.sha256 is not null and plugin.sha256 != '00'", "seed desc, run_id"),
     ("experiment like 'PYTEST%' and status = 'completed'", "started_at, run_id desc"),
     ("params.model.hidden_layers = '[8]' and params.training.epochs = 3", "params.data_loader.path, seed desc"),

@@ -54,8 +54,8 @@ pub fn parse_rfc3339(text: &str) -> Option<f64> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let minutes = rest[1..3].parse::<i64>().ok()? * 60 + rest[4..6].parse::<i64>().ok()?;
+        _ if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') && rest.as_bytes()[3] == b':' => {
+            let minutes = rest.get(1..3)?.parse::<i64>().ok()? * 60 + rest.get(4..6)?.parse::<i64>().ok()?;
             if rest.starts_with('-') { -minutes } else { minutes }
         }
         _ => return None,
@@ -98,6 +98,8 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-26T07:15:30"), None, "no offset");
         assert_eq!(parse_rfc3339("2026-13-26T07:15:30Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-11-26T07:15:30ééé"), None, "no panic on other characters");
+        assert_eq!(parse_rfc3339("2026-11-26T07:15:30+0é:0"), None);
     }
 
     #[test]

@@ -445,15 +445,24 @@ pub(crate) fn queryable(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-/// Migration 10, both backends: non-finite metric values become NULL as [`queryable`] now
-/// writes them (PostgreSQL kept NaN and infinities, SQLite infinities, so a NaN loss compared
-/// above every number on one backend only); `annotations_v1` gains `seq`, the order tags and
-/// notes were written in (`created_at` has one-second resolution).
-pub(crate) const MIGRATION_10_SQL: &str = r#"
+/// Migration 10 on SQLite: non-finite metric values become NULL as [`queryable`] now writes
+/// them (SQLite kept infinities, PostgreSQL NaN too, so a NaN loss compared above every number
+/// on one backend only); `annotations_v1` gains `seq`, the order tags and notes were written in
+/// (`created_at` has one-second resolution).
+pub(crate) const MIGRATION_10_SQLITE: &str = r#"
     UPDATE metrics SET value = NULL
     WHERE NOT (value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308);
     DROP VIEW annotations_v1;
     CREATE VIEW annotations_v1 AS SELECT run_id, kind, name, value, author, created_at, id AS seq FROM annotations;
+"#;
+
+/// Migration 10 on PostgreSQL, as on SQLite; the view is replaced in place (a column added at
+/// its end), so views readers built on it and the grants on it stay.
+pub(crate) const MIGRATION_10_POSTGRES: &str = r#"
+    UPDATE metrics SET value = NULL
+    WHERE NOT (value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308);
+    CREATE OR REPLACE VIEW annotations_v1 AS
+    SELECT run_id, kind, name, value, author, created_at, id AS seq FROM annotations;
 "#;
 
 /// The read views, as SQL both backends run (migration 9; `annotations_v1` as migration 10

@@ -77,6 +77,8 @@ pub trait Tracking {
         tags: &[(String, String)],
     ) -> anyhow::Result<()>;
     fn log_datasets(&mut self, run_id: &str, datasets: &[Dataset]) -> anyhow::Result<()>;
+    /// Removes a tag.
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> anyhow::Result<()>;
     /// Stores `file` as the run's artifact at `path` (relative, `/`-separated).
     fn upload(&mut self, run_id: &str, path: &str, file: &Path) -> anyhow::Result<()>;
     /// Ends a run: `FINISHED`, `FAILED` or `KILLED`, at `end_time` (milliseconds).
@@ -146,6 +148,16 @@ fn uuid() -> anyhow::Result<String> {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `path` when it is relative and only names (no `..`, no root): an artifact's place in its
+/// run's folder.
+pub fn plain_relative(path: &str) -> anyhow::Result<&Path> {
+    let relative = Path::new(path);
+    if path.is_empty() || !relative.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+        bail!("{path}: not a plain relative artifact path");
+    }
+    Ok(relative)
 }
 
 /// A local folder of a `file:` URI or a plain path; `None` for another scheme.
@@ -224,7 +236,21 @@ impl Tracking for MlflowSqlite {
                 "MLflow experiment `{name}` is deleted; restore it (`mlflow experiments restore`) or export with \
                  --experiment OTHER"
             ),
-            Some((id, _)) => Ok(id.to_string()),
+            Some((id, _)) => {
+                let location: Option<String> = self.connection.query_row(
+                    "SELECT artifact_location FROM experiments WHERE experiment_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )?;
+                if let Some(location) = location.filter(|l| local_folder(l).is_none()) {
+                    bail!(
+                        "MLflow experiment `{name}` keeps its files at {location}, which is no local folder: export to \
+                         the MLflow server that owns it (http://...) instead, or choose another experiment with \
+                         --experiment"
+                    );
+                }
+                Ok(id.to_string())
+            }
             None => {
                 let now = now_ms();
                 let transaction = self.connection.transaction()?;
@@ -418,8 +444,13 @@ impl Tracking for MlflowSqlite {
         Ok(())
     }
 
+    fn delete_tag(&mut self, run_id: &str, key: &str) -> anyhow::Result<()> {
+        self.connection.execute("DELETE FROM tags WHERE run_uuid = ?1 AND key = ?2", [run_id, key])?;
+        Ok(())
+    }
+
     fn upload(&mut self, run_id: &str, path: &str, file: &Path) -> anyhow::Result<()> {
-        let target = self.artifact_folder(run_id)?.join(path);
+        let target = self.artifact_folder(run_id)?.join(plain_relative(path)?);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
         }
@@ -440,6 +471,14 @@ impl Tracking for MlflowSqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_paths_are_plain_relative_names() {
+        assert_eq!(plain_relative("files/model/m.safetensors").unwrap(), Path::new("files/model/m.safetensors"));
+        for bad in ["", "/etc/passwd", "files/../../x", "./x", "a/../b"] {
+            assert!(plain_relative(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn file_uris_and_plain_paths_are_local_folders_and_other_schemes_are_not() {

@@ -236,5 +236,5 @@ pub const MIGRATIONS: &[Migration] = &[
     // 9: the read views (`crate::READ_VIEWS`): a stable interface for readers outside the host.
     Migration { version: 9, additive: true, sql: crate::READ_VIEWS_SQL },
     // 10: non-finite metric values as NULL on both backends; `annotations_v1.seq`.
-    Migration { version: 10, additive: true, sql: crate::MIGRATION_10_SQL },
+    Migration { version: 10, additive: true, sql: crate::MIGRATION_10_SQLITE },
 ];
