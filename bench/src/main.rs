@@ -309,7 +309,8 @@ fn main() -> anyhow::Result<()> {
             .and_then(|()| store::writers(backends))
             .and_then(|()| ui::ui(runs, backends))
             .and_then(|()| sweep(runs))
-            .and_then(|()| accuracy()),
+            .and_then(|()| accuracy())
+            .and_then(|()| slurm::slurm(1)),
         other => bail!(
             "unknown benchmark {other}; use overhead, decode, accuracy, sha256, provenance, queries, writers, ui, store, sweep, slurm or all"
         ),

@@ -196,9 +196,13 @@ impl Browser {
         }
         self.socket.send(Message::text(message.to_string())).unwrap();
         loop {
-            let text = match self.socket.read().expect("read from DevTools") {
-                Message::Text(text) => text.to_string(),
-                _ => continue,
+            let text = match self.socket.read() {
+                Ok(Message::Text(text)) => text.to_string(),
+                Ok(_) => continue,
+                // A signal meant for another test's child (the suite sends several) interrupts the
+                // read; the frame is still in tungstenite's buffer or on the socket.
+                Err(tungstenite::Error::Io(error)) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => panic!("read from DevTools: {error}"),
             };
             let message: Value = serde_json::from_str(&text).unwrap();
             if message["id"] == id {
