@@ -92,6 +92,8 @@ struct Summary {
     experiments: BTreeMap<String, String>,
     sweeps: BTreeMap<String, String>,
     runs: Vec<Exported>,
+    /// MLflow runs deleted as second copies of a host run (made by exports running at once).
+    duplicates_removed: usize,
 }
 
 /// The MLflow target named by `--to`: `http(s)://` a tracking server, `sqlite:///PATH` (relative)
@@ -135,6 +137,7 @@ pub fn export(store: &StoreOptions, options: &ExportOptions) -> anyhow::Result<(
         experiment_override: options.experiment,
         experiments: HashMap::new(),
         parents: BTreeMap::new(),
+        duplicates_removed: 0,
     };
     let bar =
         (options.show_progress && !options.json && std::io::stderr().is_terminal() && run_ids.len() > 1).then(|| {
@@ -163,6 +166,7 @@ pub fn export(store: &StoreOptions, options: &ExportOptions) -> anyhow::Result<(
         experiments: exporter.experiments.iter().map(|(name, (id, _))| (name.clone(), id.clone())).collect(),
         sweeps: exporter.parents.clone(),
         runs,
+        duplicates_removed: exporter.duplicates_removed,
     };
     if options.json {
         return print_json(&summary);
@@ -182,6 +186,9 @@ pub fn export(store: &StoreOptions, options: &ExportOptions) -> anyhow::Result<(
         for left_out in &run.left_out {
             println!("  {left_out}");
         }
+    }
+    if summary.duplicates_removed > 0 {
+        println!("{} second copies of runs (from exports running at once) deleted", summary.duplicates_removed);
     }
     let count = |outcome: &str| summary.runs.iter().filter(|r| r.outcome == outcome).count();
     println!(
@@ -209,6 +216,8 @@ struct Exporter<'a> {
     experiments: HashMap<String, (String, Existing)>,
     /// Each sweep's MLflow run.
     parents: BTreeMap<String, String>,
+    /// MLflow runs deleted as second copies of one host run.
+    duplicates_removed: usize,
 }
 
 fn milliseconds(time: &str) -> i64 {
@@ -247,9 +256,22 @@ impl Exporter<'_> {
         }
         let id = self.target.experiment(name)?;
         let mut existing = Existing::default();
+        let complete = |run: &ExistingRun| run.tags.get(COMPLETE).is_some_and(|v| v == "complete");
         for run in self.target.runs(&id)? {
-            if let Some(host_run) = run.tags.get("host.run_id") {
-                existing.runs.insert(host_run.clone(), run);
+            if let Some(host_run) = run.tags.get("host.run_id").cloned() {
+                // Two exports at once may both have made one: a complete one is kept, the
+                // other deleted, so the experiment converges to one MLflow run per host run.
+                let keep = match existing.runs.remove(&host_run) {
+                    Some(other) => {
+                        let (keep, extra) =
+                            if complete(&other) || !complete(&run) { (other, run) } else { (run, other) };
+                        self.target.delete_run(&extra.run_id)?;
+                        self.duplicates_removed += 1;
+                        keep
+                    }
+                    None => run,
+                };
+                existing.runs.insert(host_run, keep);
             } else if let Some(sweep) =
                 run.tags.get("host.sweep_id").filter(|_| run.tags.get("host.kind").is_some_and(|k| k == "sweep"))
             {
@@ -417,14 +439,23 @@ impl Exporter<'_> {
             }
             params.push((key, cut(&value, PARAM_VALUE_LIMIT)));
         }
-        let last_epoch = record.history.keys().max().copied().unwrap_or(0).max(1);
+        // The record's history; a run that died before recording its training stage has only
+        // the epochs it wrote as they happened.
+        let epochs: Vec<(i64, String, f64)> = if record.history.is_empty() {
+            self.store.step_metrics(&record.run_id, 0)?
+        } else {
+            record
+                .history
+                .iter()
+                .flat_map(|(epoch, values)| values.iter().map(|(key, value)| (*epoch as i64, key.clone(), *value)))
+                .collect()
+        };
+        let last_epoch = epochs.iter().map(|(epoch, _, _)| *epoch).max().unwrap_or(0).max(1);
         let mut metrics = Vec::new();
-        for (epoch, values) in &record.history {
+        for (epoch, key, value) in epochs {
             // Epochs spread over the run's time, so MLflow's time axis is roughly right too.
-            let timestamp = start + (end - start) * (*epoch as i64) / last_epoch as i64;
-            for (key, value) in values {
-                metrics.push(Metric { key: key.clone(), value: *value, timestamp, step: *epoch as i64 });
-            }
+            let timestamp = start + (end - start) * epoch / last_epoch;
+            metrics.push(Metric { key, value, timestamp, step: epoch });
         }
         for (key, value) in self.store.final_metrics(&record.run_id)? {
             metrics.push(Metric { key, value, timestamp: end, step: 0 });
@@ -711,6 +742,45 @@ impl Rest {
         Ok((status, value))
     }
 
+    /// The id of the active experiment `name`, made when there is none; `retry`: look it up
+    /// again when another export made it meanwhile.
+    fn experiment_found_or_made(&mut self, name: &str, retry: bool) -> anyhow::Result<String> {
+        let url = format!(
+            "{}/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
+            self.base,
+            encode_path(name).replace('/', "%2F")
+        );
+        let (status, answer) = self.send(&url, Body::None)?;
+        match status {
+            200 => {
+                let experiment = &answer["experiment"];
+                if experiment["lifecycle_stage"] == "deleted" {
+                    bail!(
+                        "MLflow experiment `{name}` is deleted; restore it (`mlflow experiments restore`) or export \
+                         with --experiment OTHER"
+                    );
+                }
+                experiment["experiment_id"].as_str().map(str::to_owned).context("no experiment_id in MLflow's answer")
+            }
+            404 if answer["error_code"] == "RESOURCE_DOES_NOT_EXIST" => {
+                let url = format!("{}/api/2.0/mlflow/experiments/create", self.base);
+                let (status, created) = self.send(&url, Body::Json(json!({"name": name}).to_string().into_bytes()))?;
+                match status {
+                    200..300 => created["experiment_id"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .context("no experiment_id in MLflow's answer"),
+                    // Another export made it meanwhile: look it up once more.
+                    _ if created["error_code"] == "RESOURCE_ALREADY_EXISTS" && retry => {
+                        self.experiment_found_or_made(name, false)
+                    }
+                    _ => bail!("{}", api_error(&self.base, "experiments/create", status, &created)),
+                }
+            }
+            _ => bail!("{}", api_error(&self.base, "experiments/get-by-name", status, &answer)),
+        }
+    }
+
     fn call(&self, endpoint: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
         let (status, answer) = self.send(&url, Body::Json(body.to_string().into_bytes()))?;
@@ -753,29 +823,7 @@ impl Tracking for Rest {
     }
 
     fn experiment(&mut self, name: &str) -> anyhow::Result<String> {
-        let url = format!(
-            "{}/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
-            self.base,
-            encode_path(name).replace('/', "%2F")
-        );
-        let (status, answer) = self.send(&url, Body::None)?;
-        match status {
-            200 => {
-                let experiment = &answer["experiment"];
-                if experiment["lifecycle_stage"] == "deleted" {
-                    bail!(
-                        "MLflow experiment `{name}` is deleted; restore it (`mlflow experiments restore`) or export \
-                         with --experiment OTHER"
-                    );
-                }
-                experiment["experiment_id"].as_str().map(str::to_owned).context("no experiment_id in MLflow's answer")
-            }
-            404 if answer["error_code"] == "RESOURCE_DOES_NOT_EXIST" => {
-                let created = self.call("experiments/create", &json!({"name": name}))?;
-                created["experiment_id"].as_str().map(str::to_owned).context("no experiment_id in MLflow's answer")
-            }
-            _ => bail!("{}", api_error(&self.base, "experiments/get-by-name", status, &answer)),
-        }
+        self.experiment_found_or_made(name, true)
     }
 
     fn runs(&mut self, experiment_id: &str) -> anyhow::Result<Vec<ExistingRun>> {

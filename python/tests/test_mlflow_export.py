@@ -261,6 +261,17 @@ def test_runs_and_a_sweep_reach_an_mlflow_server_whole_and_only_once(
     assert cut_short not in set(frame["run_id"])
     assert client.get_run(cut_short).info.lifecycle_stage == "deleted"
 
+    # Two exports at once may each make a run: the next export keeps one.
+    twin = client.create_run(
+        frame["experiment_id"].iloc[0],
+        tags={"host.run_id": source.run_ids[0], "host.export": "complete", "mlflow.runName": source.run_ids[0]},
+    )
+    client.set_terminated(twin.info.run_id)
+    healed = export(host, db, mlflow_server, source.run_ids[0], "--experiment", experiment)
+    assert healed["duplicates_removed"] == 1
+    left = mlflow.search_runs(experiment_names=[experiment], filter_string=f"tags.`host.run_id` = '{source.run_ids[0]}'")
+    assert len(left) == 1
+
 
 def test_runs_reach_an_mlflow_sqlite_store_readable_by_mlflow(real_stores, host, tmp_path):
     store = tmp_path / "mlflow.db"
@@ -278,6 +289,8 @@ def test_runs_reach_an_mlflow_sqlite_store_readable_by_mlflow(real_stores, host,
 
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
+    # Files go beside the store, in a folder named after it.
+    assert any((tmp_path / "mlflow.db.artifacts").rglob("run.json"))
     experiments = sorted(set(summary["experiments"]))
     frame = mlflow.search_runs(experiment_names=experiments)
     assert len(frame) == len(summary["runs"]) + len(summary["sweeps"])
@@ -333,8 +346,9 @@ def test_files_not_as_recorded_are_named_and_a_dead_run_is_exported_as_killed(
     assert f"files/{model.parent.name}/{model.name}" not in names and names
 
 
-def test_a_run_still_running_is_skipped(own_run, host_binary, host, tmp_path):
-    """A run whose process is alive is left for later: its metrics are not final yet."""
+def test_a_run_still_running_is_skipped_and_once_killed_exported_with_its_epochs(own_run, host_binary, host, tmp_path):
+    """A run whose process is alive is left for later: its metrics are not final yet. Killed,
+    it is exported as KILLED with the epochs it wrote."""
     project = own_run.project
     config = (project / "config" / "a.yaml").read_text().replace("epochs: 3", "epochs: 1000000")
     (project / "config" / "long.yaml").write_text(config)
@@ -359,9 +373,29 @@ def test_a_run_still_running_is_skipped(own_run, host_binary, host, tmp_path):
         client = MlflowClient(uri)
         experiments = [e.experiment_id for e in client.search_experiments()]
         assert experiments == [] or client.search_runs(experiments) == []
-    finally:
-        running.send_signal(signal.SIGTERM)
+        # Killed in training: its record has no history, only the epochs it wrote as they
+        # happened; the export takes those.
+        import hoststore
+
+        deadline = time.monotonic() + 60
+        while len(hoststore.metric_history(own_run.locator, [listed[0]["run_id"]])) < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        running.kill()
         running.wait(timeout=60)
+        summary = export(host, own_run.locator, uri, listed[0]["run_id"])
+        [dead] = summary["runs"]
+        assert dead["outcome"] == "exported", dead
+        run = client.get_run(dead["mlflow_run_id"])
+        assert (run.info.status, run.data.tags["host.status"]) == ("KILLED", "interrupted")
+        stored = hoststore.metric_history(own_run.locator, [listed[0]["run_id"]])
+        for name in set(stored["name"]):
+            want = {int(r.step): r.value for r in stored[stored["name"] == name].itertuples()}
+            got = {m.step: m.value for m in client.get_metric_history(run.info.run_id, name)}
+            assert got == want and len(want) >= 3, name
+    finally:
+        if running.poll() is None:
+            running.send_signal(signal.SIGTERM)
+            running.wait(timeout=60)
 
 
 def test_an_unreachable_server_or_a_bad_target_is_one_clear_error(real_stores, host, tmp_path):
@@ -371,6 +405,9 @@ def test_an_unreachable_server_or_a_bad_target_is_one_clear_error(real_stores, h
     assert "cannot reach the MLflow server at http://127.0.0.1:" in done.stderr and "is it running there?" in done.stderr
     done = host("export", run, "--db", real_stores.sqlite, "--format", "mlflow", check=False)
     assert done.returncode != 0 and "--to is required with --format mlflow" in done.stderr
+    # A host store is no MLflow store, and is said to be one.
+    done = host("export", run, "--db", real_stores.sqlite, "--format", "mlflow", "--to", f"sqlite:///{real_stores.sqlite}", check=False)
+    assert done.returncode != 0 and "this is a host provenance store, not an MLflow store" in done.stderr
     # A web server that is no MLflow: its page is an error, never read as "no runs there".
     port = free_port()
     web = subprocess.Popen(

@@ -75,6 +75,10 @@ def test_what_is_not_a_store_says_so(tmp_path: Path) -> None:
     sqlite3.connect(other).execute("CREATE TABLE runs (run_id TEXT)").connection.close()
     with pytest.raises(hoststore.StoreError, match=r"no read views \(runs_v1 \.\.\.\).*host runs list --db"):
         hoststore.open(other)
+    mlflow_store = tmp_path / "mlflow.db"
+    sqlite3.connect(mlflow_store).execute("CREATE TABLE alembic_version (version_num TEXT)").connection.close()
+    with pytest.raises(hoststore.StoreError, match="this is an MLflow store, not a host provenance store"):
+        hoststore.open(mlflow_store)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@
 //! notes and verifications; sweeps after them, so trials find their runs. Idempotent: a run already there is left alone (or brought
 //! up to date when it was still running there and has ended here).
 
-use record::RunStatus;
+use record::{RunRecord, RunStatus};
 
 use crate::{Result, RunFilter, Store};
 
@@ -34,16 +34,34 @@ pub fn copy(from: &dyn Store, to: &dyn Store, progress: &mut dyn FnMut(usize, us
     let total = rows.len();
     let mut copied = Copied::default();
     let mut batch = Vec::with_capacity(BATCH);
+    // A run that died before recording its training stage has no history in its record, only
+    // the epochs it wrote as they happened: those are copied after it.
+    let mut live = Vec::new();
+    let mut live_epochs = |record: &RunRecord| -> Result<()> {
+        if record.history.is_empty() {
+            let epochs = from.step_metrics(&record.run_id, 0)?;
+            if !epochs.is_empty() {
+                let epochs: Vec<(String, u64, f64)> =
+                    epochs.into_iter().map(|(step, name, value)| (name, step as u64, value)).collect();
+                live.push((record.run_id.clone(), epochs));
+            }
+        }
+        Ok(())
+    };
     for (index, row) in rows.iter().enumerate() {
         if to.run_exists(&row.run_id)? {
             if to.run_status(&row.run_id)? == RunStatus::Running && row.status != RunStatus::Running {
-                to.record(&from.run_record(&row.run_id)?)?;
+                let record = from.run_record(&row.run_id)?;
+                to.record(&record)?;
+                live_epochs(&record)?;
                 copied.updated += 1;
             } else {
                 copied.skipped += 1;
             }
         } else {
-            batch.push(from.run_record(&row.run_id)?);
+            let record = from.run_record(&row.run_id)?;
+            live_epochs(&record)?;
+            batch.push(record);
         }
         if batch.len() == BATCH || index + 1 == total {
             to.import_runs(&batch)?;
@@ -51,6 +69,9 @@ pub fn copy(from: &dyn Store, to: &dyn Store, progress: &mut dyn FnMut(usize, us
             batch.clear();
             progress(index + 1, total);
         }
+    }
+    for (run_id, epochs) in &live {
+        to.live_metrics(run_id, epochs)?;
     }
     // Annotations and verifications the target lacks are appended (whole runs' or ones added
     // since an earlier copy); ones it has are not appended twice.
@@ -121,6 +142,10 @@ mod tests {
             laptop.record(&completed(record, f64::from(index) / 4.0)).unwrap();
         }
         laptop.trial_ended("s", 0, record::TrialStatus::Completed, Some(0.0)).unwrap();
+        // A run that died in training: its epochs only as written live, none in its record.
+        laptop.begin_run(&started("r3", "e", "2026-01-01T00:00:03Z")).unwrap();
+        laptop.live_metrics("r3", &[("loss".into(), 1, 0.5), ("loss".into(), 2, 0.25)]).unwrap();
+        laptop.settle_run("r3", RunStatus::Interrupted, "killed", &[RunStatus::Running]).unwrap();
         let tag = crate::Annotation {
             kind: crate::AnnotationKind::Tag,
             name: Some("owner".into()),
@@ -143,11 +168,12 @@ mod tests {
         .unwrap();
         let mut seen = Vec::new();
         let copied = copy(&*laptop, &*team, &mut |done, total| seen.push((done, total))).unwrap();
-        assert_eq!(copied, Copied { runs: 3, updated: 0, skipped: 0, sweeps: 1, annotations: 2 });
+        assert_eq!(copied, Copied { runs: 4, updated: 0, skipped: 0, sweeps: 1, annotations: 2 });
         assert_eq!(team.annotations("r1").unwrap(), [tag]);
         assert_eq!(team.verifications("r1").unwrap(), [verified]);
-        assert_eq!(seen.last(), Some(&(3, 3)));
-        for index in 0..3 {
+        assert_eq!(seen.last(), Some(&(4, 4)));
+        assert_eq!(team.step_metrics("r3", 0).unwrap().len(), 2, "a dead run's live epochs are copied");
+        for index in 0..4 {
             let run_id = format!("r{index}");
             assert_eq!(team.run_record(&run_id).unwrap(), laptop.run_record(&run_id).unwrap());
             assert_eq!(team.lineage_edges(&run_id).unwrap(), laptop.lineage_edges(&run_id).unwrap());
@@ -159,12 +185,13 @@ mod tests {
         assert_eq!((sweep.trials[0].run_id.as_deref(), sweep.trials[0].metric), (Some("r0"), Some(0.0)));
         assert_eq!(sweep.config, json!({"sweep": {"method": "grid"}}));
         let again = copy(&*laptop, &*team, &mut |_, _| {}).unwrap();
-        assert_eq!(again, Copied { runs: 0, updated: 0, skipped: 3, sweeps: 0, annotations: 0 });
+        assert_eq!(again, Copied { runs: 0, updated: 0, skipped: 4, sweeps: 0, annotations: 0 });
         assert_eq!(team.annotations("r1").unwrap().len(), 1, "not appended twice");
         assert_eq!(team.summary().unwrap().runs_by_status.get("completed"), Some(&3));
         // And back into an empty SQLite store.
         let back = sqlite(dir.path(), "back.db");
-        assert_eq!(copy(&*team, &*back, &mut |_, _| {}).unwrap().runs, 3);
+        assert_eq!(copy(&*team, &*back, &mut |_, _| {}).unwrap().runs, 4);
+        assert_eq!(back.step_metrics("r3", 0).unwrap(), laptop.step_metrics("r3", 0).unwrap());
         assert_eq!(back.run_record("r2").unwrap(), laptop.run_record("r2").unwrap());
     }
 

@@ -190,6 +190,19 @@ impl MlflowSqlite {
             .map(|n| n == 1)
             .with_context(|| format!("{}: not a SQLite database", path.display()))?;
         if !is_mlflow {
+            let is_host_store: bool = connection
+                .query_row("SELECT count(*) FROM sqlite_master WHERE name IN ('schema_info', 'runs_v1')", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n > 0)
+                .unwrap_or(false);
+            if is_host_store {
+                bail!(
+                    "{}: this is a host provenance store, not an MLflow store; give an MLflow store (`mlflow db upgrade \
+                     sqlite:///NEW.db` makes one) or an MLflow server's http:// URL",
+                    path.display()
+                );
+            }
             bail!("{}: not an MLflow store (no alembic_version table); {create}", path.display());
         }
         for (table, columns) in WRITTEN {
@@ -205,6 +218,14 @@ impl MlflowSqlite {
             }
         }
         Ok(MlflowSqlite { path: path.to_owned(), connection })
+    }
+
+    /// Where the files of experiments this writer makes go: `STORE.artifacts/` beside the store
+    /// file (`mlflow.db.artifacts/1/RUN/artifacts/...`).
+    fn artifact_root(&self) -> anyhow::Result<PathBuf> {
+        let mut name = self.path.file_name().context("the MLflow store has no file name")?.to_owned();
+        name.push(".artifacts");
+        Ok(std::path::absolute(&self.path)?.with_file_name(name))
     }
 
     fn artifact_folder(&self, run_id: &str) -> anyhow::Result<PathBuf> {
@@ -253,6 +274,7 @@ impl Tracking for MlflowSqlite {
             }
             None => {
                 let now = now_ms();
+                let root = self.artifact_root()?;
                 let transaction = self.connection.transaction()?;
                 transaction.execute(
                     "INSERT INTO experiments (name, lifecycle_stage, creation_time, last_update_time) \
@@ -260,8 +282,9 @@ impl Tracking for MlflowSqlite {
                     params![name, now],
                 )?;
                 let id = transaction.last_insert_rowid();
-                // Where MLflow puts artifacts by default: beside the store, one folder per experiment.
-                let folder = std::path::absolute(&self.path)?.with_file_name("mlartifacts").join(id.to_string());
+                // Beside the store, named after it (two stores in one folder never share it), one
+                // folder per experiment.
+                let folder = root.join(id.to_string());
                 transaction.execute(
                     "UPDATE experiments SET artifact_location = ?1 WHERE experiment_id = ?2",
                     params![folder.display().to_string(), id],
@@ -308,14 +331,10 @@ impl Tracking for MlflowSqlite {
             [experiment_id.parse::<i64>()?],
             |r| r.get(0),
         )?;
-        let location = location.unwrap_or_else(|| {
-            std::path::absolute(&self.path)
-                .unwrap_or_else(|_| self.path.clone())
-                .with_file_name("mlartifacts")
-                .join(experiment_id)
-                .display()
-                .to_string()
-        });
+        let location = match location {
+            Some(location) => location,
+            None => self.artifact_root()?.join(experiment_id).display().to_string(),
+        };
         let artifact_uri = format!("{}/{run_id}/artifacts", location.trim_end_matches('/'));
         let transaction = self.connection.transaction()?;
         transaction.execute(

@@ -9,7 +9,7 @@ import os
 import re
 import sqlite3
 import urllib.parse
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -214,6 +214,11 @@ def _open_sqlite(path: Path) -> Store:
     try:
         connection = connect("mode=ro")
     except sqlite3.DatabaseError as error:
+        if "no such table: runs_v1" in str(error) and _is_mlflow_store(path):
+            raise StoreError(
+                f"{shown}: this is an MLflow store, not a host provenance store; give the store `host` records "
+                "into (its --db, HOST_DB, or provenance.db)"
+            ) from error
         if "no such table: runs_v1" in str(error):
             raise StoreError(
                 f"{shown}: this store has no read views (runs_v1 ...): it is older than schema 9 or not a "
@@ -228,6 +233,19 @@ def _open_sqlite(path: Path) -> Store:
         except sqlite3.DatabaseError as again:
             raise StoreError(f"{shown}: cannot read the provenance store: {again}") from again
     return Store(connection, "sqlite", shown)
+
+
+def _is_mlflow_store(path: Path) -> bool:
+    """Whether the SQLite file at ``path`` is an MLflow tracking store (its migrations table)."""
+    try:
+        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True)) as connection:
+            found = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchall()
+    except sqlite3.DatabaseError:
+        return False
+    return bool(found)
 
 
 def _wal_without_index(path: Path) -> bool:
