@@ -246,23 +246,20 @@ impl Tracking for MlflowSqlite {
     }
 
     fn experiment(&mut self, name: &str) -> anyhow::Result<String> {
-        let found: Option<(i64, Option<String>)> = self
+        let found: Option<(i64, Option<String>, Option<String>)> = self
             .connection
-            .query_row("SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?1", [name], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT experiment_id, lifecycle_stage, artifact_location FROM experiments WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
         match found {
-            Some((_, Some(stage))) if stage == "deleted" => bail!(
+            Some((_, Some(stage), _)) if stage == "deleted" => bail!(
                 "MLflow experiment `{name}` is deleted; restore it (`mlflow experiments restore`) or export with \
                  --experiment OTHER"
             ),
-            Some((id, _)) => {
-                let location: Option<String> = self.connection.query_row(
-                    "SELECT artifact_location FROM experiments WHERE experiment_id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )?;
+            Some((id, _, location)) => {
                 if let Some(location) = location.filter(|l| local_folder(l).is_none()) {
                     bail!(
                         "MLflow experiment `{name}` keeps its files at {location}, which is no local folder: export to \

@@ -7,7 +7,17 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ._evaluate import PLUGIN_COLUMNS, MetricSeries, Run, RunIndex, current_tags, duration, finite, parse_time
+from ._evaluate import (
+    PLUGIN_COLUMNS,
+    RUNS_V1_COLUMNS,
+    MetricSeries,
+    Run,
+    RunIndex,
+    current_tags,
+    duration,
+    finite,
+    parse_time,
+)
 from ._store import Store, StoreError, StoreLike, opened
 from ._table import frame
 from .files import File, FileCheck
@@ -47,26 +57,9 @@ RUN_COLUMNS: Tuple[str, ...] = (
     "failed_stage",
 )
 
-#: ``runs_v1`` columns shown under the same name.
-_SAME_NAME = (
-    "run_id",
-    "experiment",
-    "status",
-    "config_file",
-    "config_sha256",
-    "dataset_sha256",
-    "sweep_id",
-    "trial",
-    "replay_of",
-    "seed",
-    "threads",
-    "hostname",
-    "host_version",
-    "git_commit",
-    "output_dir",
-    "error",
-    "failed_stage",
-)
+#: ``runs_v1`` columns shown under the same name (the others are renamed, or flags made
+#: booleans).
+_SAME_NAME = tuple(c for c in RUN_COLUMNS if c in RUNS_V1_COLUMNS and c not in ("verified", "git_dirty"))
 
 
 def _flag(value: Optional[int]) -> Optional[bool]:

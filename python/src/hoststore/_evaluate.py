@@ -31,7 +31,7 @@ from ._store import Store
 from .query import And, Compare, Expr, Holds, In, IsNull, Key, Like, Literal, Not, Or, Order
 
 #: The columns of ``runs_v1``, as docs/reading-the-store.md pins them.
-RUN_COLUMNS = (
+RUNS_V1_COLUMNS = (
     "run_id",
     "experiment",
     "status",
@@ -119,10 +119,10 @@ def finite(value: Any) -> Optional[float]:
 
 def load_runs(store: Store) -> List[Run]:
     """Every run's row of ``runs_v1``, with ``verified`` as 0, 1 or None."""
-    rows = store.read(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs_v1")
+    rows = store.read(f"SELECT {', '.join(RUNS_V1_COLUMNS)} FROM runs_v1")
     runs = []
     for row in rows:
-        run = dict(zip(RUN_COLUMNS, row))
+        run = dict(zip(RUNS_V1_COLUMNS, row))
         for flag in ("verified", "git_dirty"):
             run[flag] = None if run[flag] is None else int(run[flag])
         runs.append(run)
