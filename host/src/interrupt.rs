@@ -2,12 +2,21 @@
 //! SIGHUP (a closed terminal) ask the work to stop after its current batch: a run is then
 //! recorded `cancelled`, naming the signal. SIGUSR1 is a batch scheduler's warning that the
 //! job's time limit is near: the run stops the same way and is recorded `interrupted`, so a
-//! requeued attempt can resume it. A second SIGINT, SIGTERM or SIGHUP exits at once.
+//! requeued attempt can resume it. [`PARENT_GONE`] says the sweep that started a trial has died:
+//! the run stops the same way and is recorded `cancelled`. A second SIGINT, SIGTERM or SIGHUP
+//! exits at once; SIGUSR1 and [`PARENT_GONE`] may come more than once and never do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGURG, SIGUSR1};
+
+/// The signal a local sweep's trial processes get when their driver dies (`PR_SET_PDEATHSIG`).
+/// Not SIGTERM: the kernel sends the parent-death signal again each time the worker is handed
+/// to another thread of the dying driver, and a second SIGTERM means "exit now". SIGURG, which
+/// nothing else sends to a process without sockets set to receive it, and which is ignored
+/// until a handler is installed (a trial that misses it runs to its end rather than dying).
+pub const PARENT_GONE: libc::c_int = SIGURG;
 
 /// Whether, and why, the work was asked to stop.
 #[derive(Debug, Default)]
@@ -25,6 +34,8 @@ pub enum StopReason {
     Cancelled(Option<&'static str>),
     /// SIGUSR1: the scheduler's time limit is near.
     TimeLimit,
+    /// [`PARENT_GONE`]: the sweep that started this trial died.
+    ParentGone,
 }
 
 fn signal_name(signal: i32) -> Option<&'static str> {
@@ -33,6 +44,7 @@ fn signal_name(signal: i32) -> Option<&'static str> {
         SIGTERM => Some("SIGTERM"),
         SIGHUP => Some("SIGHUP"),
         SIGUSR1 => Some("SIGUSR1"),
+        SIGURG => Some("SIGURG"),
         _ => None,
     }
 }
@@ -65,6 +77,7 @@ impl Stop {
         }
         Some(match self.signal.load(Ordering::SeqCst) {
             SIGUSR1 => StopReason::TimeLimit,
+            PARENT_GONE => StopReason::ParentGone,
             signal => StopReason::Cancelled(signal_name(signal)),
         })
     }
@@ -75,25 +88,37 @@ impl Stop {
     }
 }
 
-/// Set by a SIGUSR1 that came before any work installed its handlers: a batch scheduler may
-/// send its time-limit warning early, even while the host starts.
-fn early_time_limit() -> &'static Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    FLAG.get_or_init(Default::default)
+/// The first SIGUSR1 or [`PARENT_GONE`] that came before any work installed its handlers (0:
+/// none): a batch scheduler may send its time-limit warning early, even while the host starts,
+/// and a sweep may die while its trial starts.
+fn early_signal() -> &'static Arc<AtomicUsize> {
+    static SIGNAL: std::sync::OnceLock<Arc<AtomicUsize>> = std::sync::OnceLock::new();
+    SIGNAL.get_or_init(Default::default)
 }
 
-/// Catches SIGUSR1 from the process's first moment (its default action ends the process); the
-/// work's own handlers see it once installed. Call first thing in `main`.
-pub fn catch_early_time_limit() {
-    if let Err(error) = signal_hook::flag::register(SIGUSR1, early_time_limit().clone()) {
-        tracing::warn!("cannot catch SIGUSR1: {error}");
+/// Catches SIGUSR1 (whose default action ends the process) and [`PARENT_GONE`] from the
+/// process's first moment; the work's own handlers see them once installed. Call first thing in
+/// `main`.
+pub fn catch_early_signals() {
+    for signal in [SIGUSR1, PARENT_GONE] {
+        let early = early_signal().clone();
+        // SAFETY: the action only stores into an atomic, and only while nothing was stored yet.
+        let registered = unsafe {
+            signal_hook::low_level::register(signal, move || {
+                let _ = early.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst);
+            })
+        };
+        if let Err(error) = registered {
+            tracing::warn!("cannot catch {}: {error}", signal_name(signal).unwrap_or("a signal"));
+        }
     }
 }
 
-/// Stops `stop` on SIGINT, SIGTERM, SIGHUP and SIGUSR1, saying `message` the first time; with
-/// `exit_on_second`, a second SIGINT, SIGTERM or SIGHUP exits at once (130 and the like).
+/// Stops `stop` on SIGINT, SIGTERM, SIGHUP, SIGUSR1 and [`PARENT_GONE`], saying `message` the
+/// first time; with `exit_on_second`, a second SIGINT, SIGTERM or SIGHUP exits at once (130 and
+/// the like).
 pub fn on_signals(stop: Arc<Stop>, message: &'static str, exit_on_second: bool) {
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1]) {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, PARENT_GONE]) {
         Ok(signals) => signals,
         Err(error) => {
             tracing::warn!("cannot install the signal handlers: {error}");
@@ -101,19 +126,32 @@ pub fn on_signals(stop: Arc<Stop>, message: &'static str, exit_on_second: bool) 
         }
     };
     std::thread::spawn(move || {
-        let early = early_time_limit().load(Ordering::SeqCst).then_some(SIGUSR1);
+        let early = match early_signal().load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal as i32),
+        };
         for signal in early.into_iter().chain(signals.forever()) {
+            // A scheduler's warning and a parent's death may be told more than once: only the
+            // first counts.
+            let repeatable = signal == SIGUSR1 || signal == PARENT_GONE;
+            if repeatable && stop.requested() {
+                continue;
+            }
             stop.presses.fetch_add(1, Ordering::SeqCst);
             if stop.requested.swap(true, Ordering::SeqCst) {
-                if exit_on_second && signal != SIGUSR1 {
+                if exit_on_second && !repeatable {
                     eprintln!("\n{} again: exiting now", signal_name(signal).unwrap_or("signal"));
-                    std::process::exit(128 + signal);
+                    // SAFETY: `_exit` ends the process without running exit-time destructors,
+                    // which libtorch's threads, still working, would meet with an exception
+                    // Rust aborts on.
+                    unsafe { libc::_exit(128 + signal) };
                 }
                 continue;
             }
             stop.signal.store(signal, Ordering::SeqCst);
             let why = match signal {
                 SIGUSR1 => " (the scheduler's time limit is near)".to_owned(),
+                PARENT_GONE => " (the sweep that started this trial has ended)".to_owned(),
                 SIGINT => String::new(),
                 other => format!(" ({})", signal_name(other).unwrap_or("signal")),
             };
@@ -135,6 +173,8 @@ mod tests {
         assert_eq!(stop.reason(), Some(StopReason::TimeLimit));
         stop.signal.store(SIGTERM, Ordering::SeqCst);
         assert_eq!(stop.reason(), Some(StopReason::Cancelled(Some("SIGTERM"))));
+        stop.signal.store(PARENT_GONE, Ordering::SeqCst);
+        assert_eq!(stop.reason(), Some(StopReason::ParentGone));
         let plain = Stop::new();
         plain.request();
         assert_eq!(plain.reason(), Some(StopReason::Cancelled(None)));

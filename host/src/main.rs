@@ -505,7 +505,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn main() {
-    host::interrupt::catch_early_time_limit();
+    host::interrupt::catch_early_signals();
     // `host runs show X | head`: a closed pipe ends the host quietly, as it ends other tools.
     // SAFETY: restores the default action of SIGPIPE, before any thread starts.
     unsafe {

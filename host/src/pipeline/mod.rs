@@ -477,6 +477,10 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
                     Some("stopped after its batch: the scheduler's time limit was near (SIGUSR1)".into());
                 RunStatus::Interrupted
             }
+            Some(StopReason::ParentGone) => {
+                run.record.error = Some("cancelled after its batch: the sweep that started it has ended".into());
+                RunStatus::Cancelled
+            }
             Some(StopReason::Cancelled(Some(signal))) => {
                 // A batch job's SIGTERM may be its scheduler ending it (a time limit, a
                 // preemption), which the scheduler says when asked now.

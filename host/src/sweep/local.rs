@@ -24,14 +24,14 @@ impl LocalExecutor {
         let log = std::fs::File::create(&job.log_file)
             .with_context(|| format!("{}: cannot create", job.log_file.display()))?;
         let mut command = Command::new(&job.command.program);
-        // A worker dies with this process (SIGTERM: it stops after its batch and records
-        // `cancelled`), so a killed sweep leaves no trial training on unseen.
+        // A worker stops with this process (it stops after its batch and records `cancelled`),
+        // so a killed sweep leaves no trial training on unseen.
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: between fork and exec only async-signal-safe calls: prctl and getppid.
         unsafe {
             use std::os::unix::process::CommandExt;
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, crate::interrupt::PARENT_GONE) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The parent may have died before the call: then no signal would come.

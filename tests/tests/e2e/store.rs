@@ -4,7 +4,8 @@
 use std::process::{Command, Stdio};
 
 use crate::support::{
-    Project, endless_training_project, host_binary, library, on_every_store, spawn_host, wait_until_running,
+    Project, endless_training_project, files_under, host_binary, library, on_every_store, spawn_host,
+    wait_until_running,
 };
 
 pub fn faulty_project() -> Project {
@@ -501,7 +502,7 @@ fn a_run_killed_while_writing_its_reports_keeps_its_model_and_metrics() {
     // Killed after the first of the four reports is written.
     let killed = kill_at_failpoint(&project, "config/run.yaml", "report.write");
     let folder = project.path().join("runs");
-    let written: Vec<_> = walk(&folder).into_iter().filter(|p| p.to_string_lossy().contains("/reports/")).collect();
+    let written: Vec<_> = files_under(&folder).into_iter().filter(|p| p.to_string_lossy().contains("/reports/")).collect();
     assert_eq!(written.len(), 1, "{written:?}");
     let record = survives_kill(&project, "config/run.yaml", &killed);
     let kinds: Vec<&str> =
@@ -509,18 +510,6 @@ fn a_run_killed_while_writing_its_reports_keeps_its_model_and_metrics() {
     assert!(kinds.contains(&"model") && kinds.contains(&"metrics"), "{kinds:?}");
     assert!(!kinds.contains(&"report"), "{kinds:?}");
 }}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.path().is_dir() {
-            files.extend(walk(&entry.path()));
-        } else {
-            files.push(entry.path());
-        }
-    }
-    files
-}
 
 /// Runs `host run config/run.yaml` with `runs/` replaced, in a private mount namespace, by what
 /// `mount` sets up there (a user namespace makes this work without root too).

@@ -94,6 +94,19 @@ fn built(name: &str, sources: &[&str]) -> PathBuf {
     path
 }
 
+/// Every file under `dir`, at any depth (none when it cannot be read).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            files.extend(files_under(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files
+}
+
 pub fn host_binary() -> PathBuf {
     built("host", &["host/src"])
 }

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Project, library, on_every_store, spawn_host, write_tiny_mnist};
+use crate::support::{Project, files_under, library, on_every_store, spawn_host, write_tiny_mnist};
 
 fn sweep_project(epochs: usize) -> Project {
     let project = Project::new();
@@ -22,6 +22,18 @@ fn sweep_project(epochs: usize) -> Project {
         ),
     );
     project
+}
+
+/// Every trial's log under the project's sweep folders, for a failure's message.
+fn trial_logs(project: &Project) -> String {
+    let mut logs = String::new();
+    for entry in files_under(project.path()) {
+        if entry.extension().is_some_and(|e| e == "log") && entry.to_string_lossy().contains("/sweeps/") {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            logs.push_str(&format!("--- {}\n{text}\n", entry.display()));
+        }
+    }
+    logs
 }
 
 #[test]
@@ -323,9 +335,14 @@ fn one_driver_at_a_time_and_a_killed_driver_leaves_no_trial_training() {
     // moment before the kill: runs are fast).
     let runs = project.host(&["runs", "list", "--json"]).success().json();
     let statuses: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses.len(), 2, "{runs:#}");
-    assert!(statuses.contains(&"cancelled"), "{runs:#}");
-    assert!(statuses.iter().all(|s| ["cancelled", "completed"].contains(s)), "{runs:#}");
+    let logs = trial_logs(&project);
+    assert_eq!(statuses.len(), 2, "{runs:#}\n{logs}");
+    assert!(statuses.contains(&"cancelled"), "{runs:#}\n{logs}");
+    assert!(statuses.iter().all(|s| ["cancelled", "completed"].contains(s)), "{runs:#}\n{logs}");
+    for run in runs.as_array().unwrap().iter().filter(|r| r["status"] == "cancelled") {
+        let shown = project.host(&["runs", "show", run["run_id"].as_str().unwrap(), "--json"]).success().json();
+        assert_eq!(shown["error"], "cancelled after its batch: the sweep that started it has ended", "{logs}");
+    }
     // Resumed (the dead driver's lease taken over), every trial completes exactly once.
     let resumed = project.host(&["sweep", "config/sweep.yaml", "--jobs", "2", "--json"]).success().json();
     let trials = resumed["trials"].as_array().unwrap();

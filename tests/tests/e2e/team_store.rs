@@ -8,7 +8,7 @@ use std::time::Duration;
 use store::testing::{Cluster, ClusterOptions};
 
 use crate::store::faulty_project;
-use crate::support::{Project, endless_training_project, spawn_host, wait_until_running};
+use crate::support::{Project, endless_training_project, files_under, spawn_host, wait_until_running};
 
 const SECRET: &str = "hunter2-not-shown";
 
@@ -28,22 +28,10 @@ fn everything_about(project: &Project, run_id: &str, db: &str) -> String {
         text.push_str(&run.stdout);
         text.push_str(&run.stderr);
     }
-    for file in walk(&project.path().join("runs")) {
+    for file in files_under(&project.path().join("runs")) {
         text.push_str(&String::from_utf8_lossy(&std::fs::read(file).unwrap()));
     }
     text
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.path().is_dir() {
-            files.extend(walk(&entry.path()));
-        } else {
-            files.push(entry.path());
-        }
-    }
-    files
 }
 
 #[test]
@@ -83,7 +71,7 @@ fn a_password_from_the_url_pgpassword_or_pgpass_is_used_and_never_shown() {
     );
     let swept = project.host(&["sweep", "config/sweep.yaml", "--json", "--db", &with_password]).success().json();
     assert!(swept["trials"].as_array().unwrap().iter().all(|t| t["status"] == "completed"), "{swept:#}");
-    for file in walk(&project.path().join("runs/sweeps")) {
+    for file in files_under(&project.path().join("runs/sweeps")) {
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains(SECRET), "{}", file.display());
     }
