@@ -137,7 +137,8 @@ pub fn overhead(runs: usize, backends: Backends) -> anyhow::Result<()> {
 }
 
 fn overhead_on(runs: usize, backend: &str, db: &str, scratch: &Path) -> anyhow::Result<()> {
-    let (mut shares, mut walls, mut hashing, mut writes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut walls, mut hashing, mut waited, mut writes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut shares, mut shares_all_writes) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         // The whole process's wall time: the plugin libraries are hashed before the run starts.
         let (wall, stdout) = timed(
@@ -148,32 +149,47 @@ fn overhead_on(runs: usize, backend: &str, db: &str, scratch: &Path) -> anyhow::
                 .arg(db),
         )?;
         let summary: Value = serde_json::from_str(&stdout)?;
-        let hash = summary["provenance"]["hashing_seconds"].as_f64().context("no hashing time")?;
-        let write = summary["provenance"]["store_seconds"].as_f64().context("no store time")?;
-        eprintln!("run {run}/{runs}: {wall:.2}s, hashing {hash:.3}s, store writes {write:.3}s");
-        shares.push((hash + write) / wall);
+        let provenance = &summary["provenance"];
+        let hash = provenance["hashing_seconds"].as_f64().context("no hashing time")?;
+        let wait = provenance["store_seconds"].as_f64().context("no store time")?;
+        let write = provenance["store_write_seconds"].as_f64().context("no store write time")?;
+        eprintln!(
+            "run {run}/{runs}: {wall:.2}s, hashing {hash:.3}s, waited for the store {wait:.3}s, store writes {write:.3}s"
+        );
+        shares.push((hash + wait) / wall);
+        shares_all_writes.push((hash + write) / wall);
         walls.push(wall);
         hashing.push(hash);
+        waited.push(wait);
         writes.push(write);
     }
     let _ = std::fs::remove_dir_all(scratch);
     println!(
         "provenance overhead on {backend}, reference workload (host run --force config/reference_mlp.yaml), medians of {runs}:"
     );
-    let (walls_median, writes_median) = (median(&mut walls), median(&mut writes));
-    println!("  {:<28} {:.3} s", "process wall time", walls_median);
+    let walls_median = median(&mut walls);
+    println!("  {:<32} {:.3} s", "process wall time", walls_median);
     println!(
-        "  {:<28} {:.3} s  (raw files and plugin libraries from the digest cache once hashed)",
+        "  {:<32} {:.3} s  (raw files and plugin libraries from the digest cache once hashed)",
         "hashing (wall time)",
         median(&mut hashing)
     );
     println!(
-        "  {:<28} {:.3} s  ({:.2} % of the wall time; target at most 1 %)",
-        "store writes",
-        writes_median,
-        writes_median / walls_median * 100.0
+        "  {:<32} {:.3} s  (the run's own thread; the writer thread makes the writes meanwhile)",
+        "waiting for the store",
+        median(&mut waited)
     );
-    println!("  {:<28} {:.2} %  (target at most 1 %)", "share of the wall time", median(&mut shares) * 100.0);
+    println!("  {:<32} {:.3} s  (every write's wall time, on whatever thread)", "store writes", median(&mut writes));
+    println!(
+        "  {:<32} {:.2} %  (hashing and waiting; target at most 1 %)",
+        "share of the wall time",
+        median(&mut shares) * 100.0
+    );
+    println!(
+        "  {:<32} {:.2} %  (hashing and every write, as if the run waited for each)",
+        "share, counting every write",
+        median(&mut shares_all_writes) * 100.0
+    );
     Ok(())
 }
 

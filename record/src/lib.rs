@@ -62,8 +62,15 @@ pub struct StageRecord {
 /// Wall time a run spent on provenance: hashing data and files, and store writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProvenanceTime {
+    /// Wall time of every hash the process computed, on whatever thread.
     pub hashing_seconds: f64,
+    /// Time the run's own thread waited for the store: its writes, or, where a writer thread
+    /// makes them while the run goes on, the wait for the last of them.
     pub store_seconds: f64,
+    /// Wall time of every store write the process made, on whatever thread (the writer's and
+    /// the heartbeat's included).
+    #[serde(default)]
+    pub store_write_seconds: f64,
 }
 
 /// A file the run read or wrote, content-addressed. Paths are absolute.

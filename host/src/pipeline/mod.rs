@@ -10,6 +10,7 @@ mod load;
 mod outputs;
 mod prepare;
 mod progress;
+pub mod recorder;
 mod report;
 mod reuse;
 mod services;
@@ -140,9 +141,9 @@ pub(crate) struct Run<'a> {
     context: RunContext,
     /// Writes freshly prepared splits into the cache while training runs; joined at the end.
     splits_writer: Option<std::thread::JoinHandle<anyhow::Result<BTreeMap<String, String>>>>,
-    /// Whether plugin metrics go to the store live (not when regenerating a past run's reports,
-    /// which must leave that run's record alone).
-    recording: bool,
+    /// Where the run's record and live metrics are written (none without a store, and when
+    /// regenerating a past run's reports, which must leave that run's record alone).
+    recorder: Option<recorder::Recorder<'a>>,
     /// The classes' instances, created before the first stage.
     instances: Instances,
 }
@@ -231,7 +232,7 @@ impl<'a> Run<'a> {
                 resume_from: previous.map(|p| p.output_dir.clone()),
             },
             splits_writer: None,
-            recording: true,
+            recorder: None,
             instances: Instances::default(),
         })
     }
@@ -297,7 +298,7 @@ impl<'a> Run<'a> {
         services::StageServices::new(
             format!("{} {}", class.info.name, class.library.plugin_label()),
             artifact_dir,
-            self.request.store.filter(|_| self.recording).map(|store| (store, self.record.run_id.clone())),
+            self.recorder.clone().map(|recorder| (recorder, self.record.run_id.clone())),
             self.request.stop.flag(),
             self.request.show_progress,
         )
@@ -379,10 +380,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Writes the run's record so far to the store, one transaction.
+    /// Writes the run's record so far to the store, one transaction (queued for the store
+    /// writer; an earlier write that failed is the error).
     fn write_record(&self) -> anyhow::Result<()> {
-        match self.request.store {
-            Some(store) => store.record(&self.record),
+        match &self.recorder {
+            Some(recorder) => recorder.record(&self.record),
             None => Ok(()),
         }
     }
@@ -454,19 +456,20 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     // Absolute, so the record (and the stage cache, which copies from it) works from anywhere.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let started = Instant::now();
-    let store_seconds_before = store::write_seconds();
+    let (store_writes_before, store_waited_before) = (store::write_seconds(), recorder::waited_seconds());
     let previous = previous_attempt(request);
     let mut run = Run::new(request, run_id, dir.clone(), previous.as_ref())?;
     run.create_instances()?;
-    let heartbeat = match (request.store, request.settings) {
-        (Some(store), settings) => {
-            store.begin_run(&run.record)?;
+    run.recorder = request.store.map(|store| recorder::Recorder::new(store, request.settings));
+    let heartbeat = match (request.store, request.settings, &run.recorder) {
+        (Some(store), settings, Some(recorder)) => {
+            recorder.begin(&run.record)?;
             if let Some(previous) = &previous {
                 settle_requeued(store, previous, &run.record)?;
             }
             settings.map(|s| crate::liveness::Heartbeat::start(&s.locator, &s.open, s.stale_after, &run.record.run_id))
         }
-        (None, _) => None,
+        _ => None,
     };
     let outcome = run.stages();
     run.record.status = match outcome {
@@ -506,13 +509,14 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     run.join_splits_writer();
     run.record.finished_at = Some(record::now_rfc3339());
     run.record.seconds = started.elapsed().as_secs_f64();
-    let recorded = run.write_record();
+    let recorded = run.write_record().and(run.recorder.as_ref().map_or(Ok(()), |r| r.finish()));
     drop(heartbeat);
     run.record.provenance = Some(ProvenanceTime {
         // Everything this process hashed, the plugin libraries looked up before the run started
         // included (one run per process: a sweep's trials and a replay are processes of their own).
         hashing_seconds: crate::hashing::hashing_seconds(),
-        store_seconds: store::write_seconds() - store_seconds_before,
+        store_seconds: recorder::waited_seconds() - store_waited_before,
+        store_write_seconds: store::write_seconds() - store_writes_before,
     });
     if let Err(error) = outputs::write_json(&dir.join("run.json"), &run.record) {
         // A run that failed already says why (a full or read-only folder, most likely).
@@ -539,7 +543,6 @@ pub fn regenerate_reports(
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
     let mut run = Run::new(request, recorded.run_id.clone(), output.to_owned(), None)?;
-    run.recording = false;
     let loaded = load::load(&mut run).map_err(StageError::into_error)?.output;
     let prepared = prepare::prepare(&mut run, loaded).map_err(StageError::into_error)?.output;
     run.join_splits_writer();

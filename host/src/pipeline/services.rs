@@ -10,17 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use plugin_sdk::LogLevel;
 use plugin_sdk::host::HostServices;
-use store::Store;
 
 use super::progress::Progress;
+use super::recorder::Recorder;
 
 /// A non-finite loss a plugin reported: (name, step, value).
 pub type Divergence = (String, u64, f64);
 
 pub struct StageServices<'a> {
     plugin: String,
-    /// The store and run id that live metrics go to.
-    recorder: Option<(&'a dyn Store, String)>,
+    /// Where live metrics go, and the run's id.
+    recorder: Option<(Recorder<'a>, String)>,
     artifact_dir: PathBuf,
     stop: &'a AtomicBool,
     pub progress: Progress,
@@ -39,7 +39,7 @@ impl<'a> StageServices<'a> {
     pub fn new(
         plugin: String,
         artifact_dir: PathBuf,
-        recorder: Option<(&'a dyn Store, String)>,
+        recorder: Option<(Recorder<'a>, String)>,
         stop: &'a AtomicBool,
         show_progress: bool,
     ) -> Self {
@@ -78,9 +78,9 @@ impl<'a> StageServices<'a> {
     /// Writes the metrics reported since the last write, in one store write.
     fn write_metrics(&self) {
         let metrics = std::mem::take(&mut *self.unwritten.borrow_mut());
-        if let Some((store, run_id)) = &self.recorder
+        if let Some((recorder, run_id)) = &self.recorder
             && !metrics.is_empty()
-            && let Err(error) = store.live_metrics(run_id, &metrics)
+            && let Err(error) = recorder.live_metrics(run_id, &metrics)
         {
             let mut lost = self.store_lost.borrow_mut();
             if lost.is_none() {

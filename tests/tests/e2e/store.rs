@@ -441,7 +441,10 @@ fn a_store_deleted_during_a_run_or_kept_in_memory_fails_the_run() {
 
 /// Starts `host run` armed with the failpoint, waits until the run stops there and kills it
 /// with SIGKILL. Returns the killed run's id.
-fn kill_at_failpoint(project: &Project, config: &str, failpoint: &str) -> String {
+/// Runs `host run CONFIG` until it reaches `failpoint` and the store has recorded the stage
+/// `recorded` (the run's writer thread records a stage while the next one runs), then kills
+/// it; returns the run's id, checked `interrupted`.
+fn kill_at_failpoint(project: &Project, config: &str, failpoint: &str, recorded: Option<&str>) -> String {
     use std::io::BufRead;
     let mut child = project
         .command(&["run", config])
@@ -458,6 +461,19 @@ fn kill_at_failpoint(project: &Project, config: &str, failpoint: &str) -> String
         line.starts_with("failpoint ")
     });
     assert!(reached, "the run ended without reaching {failpoint}:\n{seen}");
+    if let Some(stage) = recorded {
+        let started = std::time::Instant::now();
+        loop {
+            let runs = project.host(&["runs", "list", "--json"]).success().json();
+            let record =
+                project.host(&["runs", "show", runs[0]["run_id"].as_str().unwrap(), "--json"]).success().json();
+            if record["stages"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == stage)) {
+                break;
+            }
+            assert!(started.elapsed().as_secs() < 60, "the {stage} stage was never recorded: {record:#}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let runs = project.host(&["runs", "list", "--json"]).success().json();
@@ -480,7 +496,7 @@ on_every_store! {
 fn a_run_killed_inside_a_store_transaction_loses_only_that_transaction() {
     let project = faulty_project();
     // The third record is the one after training: load and prepare are committed by then.
-    let killed = kill_at_failpoint(&project, "config/run.yaml", "store.record@3");
+    let killed = kill_at_failpoint(&project, "config/run.yaml", "store.record@3", None);
     let record = survives_kill(&project, "config/run.yaml", &killed);
     let stages: Vec<&str> = record["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(stages, ["load", "prepare"], "{record:#}");
@@ -499,8 +515,8 @@ fn a_run_killed_while_writing_its_reports_keeps_its_model_and_metrics() {
         "config/run.yaml",
         &config.replace("model: FaultyModel}", "model: FaultyModel, report_generator: FaultyReport}"),
     );
-    // Killed after the first of the four reports is written.
-    let killed = kill_at_failpoint(&project, "config/run.yaml", "report.write");
+    // Killed after the first of the four reports is written (and the evaluate stage recorded).
+    let killed = kill_at_failpoint(&project, "config/run.yaml", "report.write", Some("evaluate"));
     let folder = project.path().join("runs");
     let written: Vec<_> = files_under(&folder).into_iter().filter(|p| p.to_string_lossy().contains("/reports/")).collect();
     assert_eq!(written.len(), 1, "{written:?}");
