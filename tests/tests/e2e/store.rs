@@ -464,9 +464,12 @@ fn kill_at_failpoint(project: &Project, config: &str, failpoint: &str, recorded:
     if let Some(stage) = recorded {
         let started = std::time::Instant::now();
         loop {
+            // The writer may not even have recorded the run's start yet.
             let runs = project.host(&["runs", "list", "--json"]).success().json();
-            let record =
-                project.host(&["runs", "show", runs[0]["run_id"].as_str().unwrap(), "--json"]).success().json();
+            let record = match runs[0]["run_id"].as_str() {
+                Some(run_id) => project.host(&["runs", "show", run_id, "--json"]).success().json(),
+                None => serde_json::Value::Null,
+            };
             if record["stages"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == stage)) {
                 break;
             }
