@@ -348,6 +348,7 @@ pub fn synthetic_run(index: usize) -> RunRecord {
         data: DataRecord {
             description: "synthetic".into(),
             dataset_sha256: dataset,
+            digest_scheme: "xxh3-128".into(),
             task: Some(TaskKind::Classification),
             label_names: (0..10).map(|d| d.to_string()).collect(),
             sample_shape: vec![784],

@@ -27,7 +27,8 @@ use crate::hashing::{chunked_sha256, sha256_bytes, sha256_file_cached};
 
 /// Bump when what a key covers changes, so old entries stop matching.
 /// 2: a class gets only the config sections it declares keys in; evaluate scores validation.
-const KEY_VERSION: u64 = 2;
+/// 3: the loaded dataset's digest is built on XXH3-128 (`data::DIGEST_SCHEME`).
+const KEY_VERSION: u64 = 3;
 
 /// The key of `stage` given the parts its outputs depend on.
 pub fn stage_key(stage: StageName, parts: Value) -> String {

@@ -24,15 +24,16 @@ use crate::hashing::{fill_on_every_core, hex, xxh3_128};
 const SPLIT_STREAM: u64 = 10;
 
 /// The content digest of a tensor: SHA-256 over its dtype, shape and the digest of its bytes
-/// (XXH3-128 for a loaded dataset's buffers). Hashing the bytes separately lets a reshape be re-digested without rehashing.
-pub fn tensor_digest(dtype: &str, shape: &[usize], data_sha256: &str) -> String {
+/// (XXH3-128 for a loaded dataset's buffers). Hashing the bytes separately lets a reshape be
+/// re-digested without rehashing.
+pub fn tensor_digest(dtype: &str, shape: &[usize], bytes_digest: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"tensor\0");
     hasher.update(dtype.as_bytes());
     for dim in shape {
         hasher.update((*dim as u64).to_le_bytes());
     }
-    hasher.update(data_sha256.as_bytes());
+    hasher.update(bytes_digest.as_bytes());
     hex(&hasher.finalize())
 }
 
@@ -188,6 +189,9 @@ impl Prepared {
         [&self.train, &self.validation, &self.test]
     }
 }
+
+/// How [`dataset_digest`] is made, as the record says (`data.digest_scheme`).
+pub const DIGEST_SCHEME: &str = "xxh3-128";
 
 /// The digest of a loaded dataset, as the loader returned it: SHA-256 over each tensor's dtype,
 /// shape and the XXH3-128 of its bytes ([`crate::hashing::xxh3_128`]; MNIST's 55 MB in 3 ms

@@ -18,6 +18,16 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGURG, SIGUSR1};
 /// until a handler is installed (a trial that misses it runs to its end rather than dying).
 pub const PARENT_GONE: libc::c_int = SIGURG;
 
+/// The environment variable naming a local sweep's driver to its trial processes: only they
+/// take [`PARENT_GONE`], and one whose driver died before it could ask for the signal sees
+/// it is not its parent's child any more.
+pub const SWEEP_DRIVER_PID: &str = "HOST_SWEEP_DRIVER_PID";
+
+/// Whether this process is a trial of a local sweep whose driver is `pid`.
+fn sweep_driver() -> Option<libc::pid_t> {
+    std::env::var(SWEEP_DRIVER_PID).ok()?.parse().ok()
+}
+
 /// Whether, and why, the work was asked to stop.
 #[derive(Debug, Default)]
 pub struct Stop {
@@ -89,28 +99,29 @@ impl Stop {
 }
 
 /// The first SIGUSR1 or [`PARENT_GONE`] that came before any work installed its handlers (0:
-/// none): a batch scheduler may send its time-limit warning early, even while the host starts,
-/// and a sweep may die while its trial starts.
-fn early_signal() -> &'static Arc<AtomicUsize> {
-    static SIGNAL: std::sync::OnceLock<Arc<AtomicUsize>> = std::sync::OnceLock::new();
-    SIGNAL.get_or_init(Default::default)
-}
+/// none), taken by the first handlers installed: a batch scheduler may send its time-limit
+/// warning early, even while the host starts, and a sweep may die while its trial starts.
+static EARLY_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Catches SIGUSR1 (whose default action ends the process) and [`PARENT_GONE`] from the
-/// process's first moment; the work's own handlers see them once installed. Call first thing in
-/// `main`.
+/// process's first moment; the work's own handlers see them once installed. A sweep's trial
+/// whose driver died before the trial could ask for the signal counts as told. Call first
+/// thing in `main`.
 pub fn catch_early_signals() {
     for signal in [SIGUSR1, PARENT_GONE] {
-        let early = early_signal().clone();
         // SAFETY: the action only stores into an atomic, and only while nothing was stored yet.
         let registered = unsafe {
             signal_hook::low_level::register(signal, move || {
-                let _ = early.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst);
+                let _ = EARLY_SIGNAL.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst);
             })
         };
         if let Err(error) = registered {
             tracing::warn!("cannot catch {}: {error}", signal_name(signal).unwrap_or("a signal"));
         }
+    }
+    // SAFETY: getppid cannot fail.
+    if sweep_driver().is_some_and(|driver| driver != unsafe { libc::getppid() }) {
+        let _ = EARLY_SIGNAL.compare_exchange(0, PARENT_GONE as usize, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -125,12 +136,17 @@ pub fn on_signals(stop: Arc<Stop>, message: &'static str, exit_on_second: bool) 
             return;
         }
     };
+    let trial = sweep_driver().is_some();
     std::thread::spawn(move || {
-        let early = match early_signal().load(Ordering::SeqCst) {
+        let early = match EARLY_SIGNAL.swap(0, Ordering::SeqCst) {
             0 => None,
             signal => Some(signal as i32),
         };
         for signal in early.into_iter().chain(signals.forever()) {
+            // Nothing but a sweep's death means it here (a stray `kill -URG` of a plain run).
+            if signal == PARENT_GONE && !trial {
+                continue;
+            }
             // A scheduler's warning and a parent's death may be told more than once: only the
             // first counts.
             let repeatable = signal == SIGUSR1 || signal == PARENT_GONE;

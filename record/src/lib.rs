@@ -111,7 +111,12 @@ pub struct SplitRecord {
 #[serde(default)]
 pub struct DataRecord {
     pub description: String,
+    /// The loaded dataset's content digest, made as [`DataRecord::digest_scheme`] says.
     pub dataset_sha256: String,
+    /// How `dataset_sha256` (and the split digests derived from it) were made: `xxh3-128`
+    /// (SHA-256 over each tensor's dtype, shape and the XXH3-128 of its bytes); empty in records
+    /// of earlier hosts, which hashed the bytes with SHA-256 (so the same data has another digest).
+    pub digest_scheme: String,
     pub task: Option<TaskKind>,
     pub label_names: Vec<String>,
     pub sample_shape: Vec<usize>,

@@ -144,6 +144,7 @@ pub fn completed(mut record: RunRecord, accuracy: f64) -> RunRecord {
     record.data = DataRecord {
         description: "tiny".into(),
         dataset_sha256: sha("da"),
+        digest_scheme: "xxh3-128".into(),
         task: Some(TaskKind::Classification),
         label_names: vec!["a".into(), "b".into()],
         sample_shape: vec![4],

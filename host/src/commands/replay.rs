@@ -87,20 +87,46 @@ pub fn compare(original: &RunRecord, replay: &RunRecord) -> Vec<StageComparison>
     let sources = |r: &RunRecord| -> Value {
         r.source_files.iter().map(|f| (f.kind.to_string(), json!(f.sha256))).collect::<serde_json::Map<_, _>>().into()
     };
+    // A record of an earlier host digested the loaded bytes another way: its dataset digest and
+    // the split digests derived from it name the same data differently.
+    let digests_comparable = original.data.digest_scheme == replay.data.digest_scheme;
     let mut found = Vec::new();
     differences("raw files", &sources(original), &sources(replay), &mut found);
-    differences("dataset digest", &json!(original.data.dataset_sha256), &json!(replay.data.dataset_sha256), &mut found);
-    push(StageName::Load, format!("{} raw files and the dataset digest", original.source_files.len()), found);
+    let compared = if digests_comparable {
+        differences(
+            "dataset digest",
+            &json!(original.data.dataset_sha256),
+            &json!(replay.data.dataset_sha256),
+            &mut found,
+        );
+        format!("{} raw files and the dataset digest", original.source_files.len())
+    } else {
+        format!("{} raw files (the dataset digest was made by an earlier host's scheme)", original.source_files.len())
+    };
+    push(StageName::Load, compared, found);
 
     let mut found = Vec::new();
-    differences("splits", &json!(original.data.splits), &json!(replay.data.splits), &mut found);
-    let outputs = |r: &RunRecord| -> Value { json!(r.data.transforms.iter().map(|t| &t.outputs).collect::<Vec<_>>()) };
-    differences("transform outputs", &outputs(original), &outputs(replay), &mut found);
-    push(
-        StageName::Prepare,
-        format!("{} split digests and every transform's outputs", original.data.splits.len()),
-        found,
-    );
+    if digests_comparable {
+        differences("splits", &json!(original.data.splits), &json!(replay.data.splits), &mut found);
+        let outputs =
+            |r: &RunRecord| -> Value { json!(r.data.transforms.iter().map(|t| &t.outputs).collect::<Vec<_>>()) };
+        differences("transform outputs", &outputs(original), &outputs(replay), &mut found);
+        push(
+            StageName::Prepare,
+            format!("{} split digests and every transform's outputs", original.data.splits.len()),
+            found,
+        );
+    } else {
+        let rows = |r: &RunRecord| -> Value {
+            r.data.splits.iter().map(|(name, split)| (name.clone(), json!(split.rows))).collect()
+        };
+        differences("split rows", &rows(original), &rows(replay), &mut found);
+        push(
+            StageName::Prepare,
+            format!("{} split sizes (its split digests derive from the earlier scheme's)", original.data.splits.len()),
+            found,
+        );
+    }
 
     let mut found = Vec::new();
     let weights = [ArtifactKind::Model, ArtifactKind::Checkpoint];
@@ -188,7 +214,12 @@ pub struct ReplayOptions {
 }
 
 pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
-    let settings = options.store.settings()?;
+    let mut settings = options.store.settings()?;
+    // The replay runs in the recorded run's folder: its writer and heartbeat open the store
+    // from there, so a relative SQLite path is made absolute first.
+    if let store::Locator::Sqlite(path) = &settings.locator {
+        settings.locator = store::Locator::Sqlite(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
     let store = crate::storage::open(&settings)?;
     let run_id = &options.run;
     let original = store.run_record(run_id)?;
@@ -302,5 +333,20 @@ mod tests {
                 "per-epoch metrics.1.loss: recorded 0.5, replay 0.25"
             ]
         );
+    }
+
+    #[test]
+    fn a_record_of_an_earlier_digest_scheme_compares_its_raw_files_and_split_sizes_instead() {
+        let original = record("ww", 0.5);
+        let mut replay = record("ww", 0.5);
+        replay.data.digest_scheme = "xxh3-128".into();
+        replay.data.dataset_sha256 = "other".into();
+        replay.data.splits.get_mut("train").unwrap().sha256 = "other".into();
+        let stages = compare(&original, &replay);
+        assert!(stages.iter().all(|s| s.identical != Some(false)), "{stages:?}");
+        assert!(stages[0].compared.contains("earlier host's scheme"), "{stages:?}");
+        replay.data.splits.get_mut("train").unwrap().rows = 6;
+        let prepare = compare(&original, &replay).into_iter().find(|s| s.stage == StageName::Prepare).unwrap();
+        assert_eq!(prepare.differences, ["split rows.train: recorded 5, replay 6"]);
     }
 }

@@ -50,6 +50,7 @@ pub fn load(run: &mut Run<'_>) -> Result<Staged<Loaded>, StageError> {
     let dataset = loader.extract_features_and_targets(&services)?;
     let digest = data::dataset_digest(&dataset);
     run.record.data.dataset_sha256 = digest.clone();
+    run.record.data.digest_scheme = data::DIGEST_SCHEME.into();
     run.record.data.metadata = dataset.metadata.clone();
     Ok(Staged::computed(Loaded::Dataset { dataset, digest }, Some(key)))
 }

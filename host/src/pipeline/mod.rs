@@ -10,7 +10,7 @@ mod load;
 mod outputs;
 mod prepare;
 mod progress;
-pub mod recorder;
+pub(crate) mod recorder;
 mod report;
 mod reuse;
 mod services;
@@ -546,7 +546,16 @@ pub fn regenerate_reports(
     let loaded = load::load(&mut run).map_err(StageError::into_error)?.output;
     let prepared = prepare::prepare(&mut run, loaded).map_err(StageError::into_error)?.output;
     run.join_splits_writer();
-    for split in prepared.splits() {
+    if recorded.data.digest_scheme != run.record.data.digest_scheme {
+        // An earlier host's digests name the same data differently: the raw files say whether
+        // the data is what the run read.
+        let digests = |r: &RunRecord| r.source_files.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>();
+        if digests(&run.record) != digests(recorded) {
+            bail!("the data changed since run {}: its raw files are not the ones it recorded", recorded.run_id);
+        }
+    }
+    for split in prepared.splits().into_iter().filter(|_| recorded.data.digest_scheme == run.record.data.digest_scheme)
+    {
         let recorded_digest = recorded.data.splits.get(split.name).map(|s| s.sha256.as_str()).unwrap_or_default();
         if recorded_digest != split.digest {
             bail!(

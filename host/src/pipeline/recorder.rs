@@ -1,12 +1,15 @@
 //! Writes a run's record and live metrics to the store. With the store's settings at hand,
 //! from a thread of its own with a connection of its own, in the order they were made, while
 //! the run goes on: a stage's record is written while the next stage computes, instead of the
-//! run (and libtorch's threads) idling through the store's round trips. A kill loses at most the
-//! write in flight, as it did when the run waited for it. A write that fails is reported at the
-//! run's next write (a stage's end or an epoch's metrics), which then fails, and at the end.
+//! run (and libtorch's threads) idling through the store's round trips. At most one write is in
+//! flight: the next waits for it, so a kill loses at most that write, as it did when the run
+//! waited for each. The run's start is recorded on the caller's connection, before anything
+//! else, so a run the store refuses (an id taken) stops there. A write that fails is reported
+//! at the run's next write (a stage's end or an epoch's metrics), which then fails, and at the
+//! end; metrics are not written after a failure, a record still is (a failed run's last record
+//! says why it failed).
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use record::RunRecord;
@@ -15,26 +18,34 @@ use store::Store;
 use crate::storage::StoreSettings;
 
 enum Write {
-    Begin(Box<RunRecord>),
     Record(Box<RunRecord>),
     Live(String, Vec<(String, u64, f64)>),
 }
 
-pub struct Background {
+/// What the writer thread and the run share.
+#[derive(Default)]
+struct State {
+    /// Whether a write was sent and not yet made.
+    in_flight: bool,
+    /// The first write that failed, as its message.
+    failed: Option<String>,
+}
+
+pub(crate) struct Background {
     sender: Mutex<Option<mpsc::Sender<Write>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The first write that failed, as its message.
-    failed: Arc<Mutex<Option<String>>>,
+    state: Arc<(Mutex<State>, Condvar)>,
 }
 
-/// Where a run's writes go: the caller's store, on the caller's thread, or a writer thread.
+/// Where a run's writes go: the caller's store, on the caller's thread, or a writer thread
+/// (the caller's store then records only the run's start).
 #[derive(Clone)]
-pub enum Recorder<'a> {
+pub(crate) enum Recorder<'a> {
     Direct(&'a dyn Store),
-    Background(Arc<Background>),
+    Background(&'a dyn Store, Arc<Background>),
 }
 
-/// Time the run's own thread spent waiting for the store.
+/// Time the runs of this process spent waiting for the store on their own thread.
 static WAITED_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn waited(started: Instant) {
@@ -46,42 +57,51 @@ pub fn waited_seconds() -> f64 {
     Duration::from_nanos(WAITED_NANOS.load(std::sync::atomic::Ordering::Relaxed)).as_secs_f64()
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl<'a> Recorder<'a> {
     /// A writer thread with its own connection to the store `settings` name (`store` is the
-    /// caller's connection to it, used when there are no settings to open another with).
+    /// caller's connection to it, written directly when there are no settings).
     pub fn new(store: &'a dyn Store, settings: Option<&StoreSettings>) -> Recorder<'a> {
         let Some(settings) = settings else { return Recorder::Direct(store) };
         let (sender, writes) = mpsc::channel::<Write>();
-        let failed = Arc::new(Mutex::new(None));
-        let (locator, options, fail) = (settings.locator.clone(), settings.open.clone(), failed.clone());
+        let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let (locator, options, shared) = (settings.locator.clone(), settings.open.clone(), state.clone());
         let thread = std::thread::Builder::new().name("store writer".into()).spawn(move || {
             let mut store: Option<Box<dyn Store>> = None;
             for write in writes {
-                let written = (|| -> anyhow::Result<()> {
-                    let open = match store.take() {
-                        Some(open) => open,
-                        None => store::open(&locator, &options)?,
-                    };
-                    let result = match &write {
-                        Write::Begin(record) => open.begin_run(record),
-                        Write::Record(record) => open.record(record),
-                        Write::Live(run_id, metrics) => open.live_metrics(run_id, metrics),
-                    };
-                    store = Some(open);
-                    result
-                })();
+                let failed_before = lock(&shared.0).failed.is_some();
+                let written = match &write {
+                    // Superseded by the next record, which carries every metric.
+                    Write::Live(..) if failed_before => Ok(()),
+                    _ => (|| -> anyhow::Result<()> {
+                        let open = match store.take() {
+                            Some(open) => open,
+                            None => store::open(&locator, &options)?,
+                        };
+                        let result = match &write {
+                            Write::Record(record) => open.record(record),
+                            Write::Live(run_id, metrics) => open.live_metrics(run_id, metrics),
+                        };
+                        store = Some(open);
+                        result
+                    })(),
+                };
+                let mut state = lock(&shared.0);
                 if let Err(error) = written {
-                    let mut failed = fail.lock().unwrap_or_else(|p| p.into_inner());
-                    failed.get_or_insert_with(|| format!("{error:#}"));
+                    state.failed.get_or_insert_with(|| format!("{error:#}"));
                 }
+                state.in_flight = false;
+                shared.1.notify_all();
             }
         });
         match thread {
-            Ok(thread) => Recorder::Background(Arc::new(Background {
-                sender: Mutex::new(Some(sender)),
-                thread: Mutex::new(Some(thread)),
-                failed,
-            })),
+            Ok(thread) => Recorder::Background(
+                store,
+                Arc::new(Background { sender: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)), state }),
+            ),
             Err(error) => {
                 tracing::warn!("the run's store writes wait for the store (no writer thread: {error})");
                 Recorder::Direct(store)
@@ -89,14 +109,19 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// Queues `write`, and fails if an earlier write failed (`write` is made all the same: a
-    /// failed run's last record says why it failed).
+    /// Waits for the write in flight, then queues `write`; fails if an earlier write failed
+    /// (`write` is queued all the same).
     fn send(background: &Background, write: Write) -> anyhow::Result<()> {
-        let sent = match background.sender.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(sender) => sender.send(write).is_ok(),
-            None => false,
-        };
-        if let Some(failed) = background.failed.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let started = Instant::now();
+        let (mutex, condvar) = &*background.state;
+        let mut state = lock(mutex);
+        while state.in_flight {
+            state = condvar.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        waited(started);
+        let sent = lock(&background.sender).as_ref().is_some_and(|sender| sender.send(write).is_ok());
+        state.in_flight = sent;
+        if let Some(failed) = &state.failed {
             anyhow::bail!("{failed}");
         }
         if !sent {
@@ -105,19 +130,17 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// Records the run's start.
+    /// Records the run's start, on the caller's connection.
     pub fn begin(&self, record: &RunRecord) -> anyhow::Result<()> {
-        match self {
-            Recorder::Direct(store) => timed(|| store.begin_run(record)),
-            Recorder::Background(background) => Self::send(background, Write::Begin(Box::new(record.clone()))),
-        }
+        let (Recorder::Direct(store) | Recorder::Background(store, _)) = self;
+        timed(|| store.begin_run(record))
     }
 
     /// Records everything the run has produced so far.
     pub fn record(&self, record: &RunRecord) -> anyhow::Result<()> {
         match self {
             Recorder::Direct(store) => timed(|| store.record(record)),
-            Recorder::Background(background) => Self::send(background, Write::Record(Box::new(record.clone()))),
+            Recorder::Background(_, background) => Self::send(background, Write::Record(Box::new(record.clone()))),
         }
     }
 
@@ -125,7 +148,7 @@ impl<'a> Recorder<'a> {
     pub fn live_metrics(&self, run_id: &str, metrics: &[(String, u64, f64)]) -> anyhow::Result<()> {
         match self {
             Recorder::Direct(store) => timed(|| store.live_metrics(run_id, metrics)),
-            Recorder::Background(background) => {
+            Recorder::Background(_, background) => {
                 Self::send(background, Write::Live(run_id.to_owned(), metrics.to_vec()))
             }
         }
@@ -133,19 +156,33 @@ impl<'a> Recorder<'a> {
 
     /// Waits for every write made so far; the first that failed is the error.
     pub fn finish(&self) -> anyhow::Result<()> {
-        let Recorder::Background(background) = self else { return Ok(()) };
+        let Recorder::Background(_, background) = self else { return Ok(()) };
         let started = Instant::now();
-        drop(background.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(thread) = background.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
-            && thread.join().is_err()
-        {
-            anyhow::bail!("the run's store writer panicked");
-        }
+        let stopped = background.stop();
         waited(started);
-        match background.failed.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        stopped?;
+        match &lock(&background.state.0).failed {
             Some(failed) => anyhow::bail!("{failed}"),
             None => Ok(()),
         }
+    }
+}
+
+impl Background {
+    /// Closes the queue and waits for the writer to make what is in it.
+    fn stop(&self) -> anyhow::Result<()> {
+        drop(lock(&self.sender).take());
+        match lock(&self.thread).take().map(|thread| thread.join()) {
+            Some(Err(_)) => anyhow::bail!("the run's store writer panicked"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    /// A run that stopped before its end (an error on the way) still gets its writes made.
+    fn drop(&mut self) {
+        let _ = self.stop();
     }
 }
 
@@ -195,7 +232,7 @@ mod tests {
         let path = dir.path().join("provenance.db");
         let store = store::open(&Locator::Sqlite(path.clone()), &OpenOptions::default()).unwrap();
         let recorder = Recorder::new(&*store, Some(&settings(&path)));
-        assert!(matches!(recorder, Recorder::Background(_)));
+        assert!(matches!(recorder, Recorder::Background(..)));
         let run = started("r1", "e", "2026-01-01T00:00:00Z");
         recorder.begin(&run).unwrap();
         recorder.live_metrics("r1", &[("loss".into(), 1, 0.5)]).unwrap();

@@ -136,6 +136,7 @@ pub fn reuse_data(run: &mut Run<'_>, load_key: &str) -> Option<ReusedData> {
             run.record.data.description = earlier.data.description.clone();
             run.record.data.metadata = earlier.data.metadata.clone();
             run.record.data.dataset_sha256 = digest.clone();
+            run.record.data.digest_scheme = earlier.data.digest_scheme.clone();
             return Some(ReusedData { loaded_by: candidate.run_id, prepared, prepare_key, prepared_by });
         }
     }

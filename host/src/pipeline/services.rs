@@ -84,7 +84,7 @@ impl<'a> StageServices<'a> {
         {
             let mut lost = self.store_lost.borrow_mut();
             if lost.is_none() {
-                *lost = Some(format!("the store could not record the metrics of step {}: {error:#}", metrics[0].1));
+                *lost = Some(format!("the store could not record the run (at step {}): {error:#}", metrics[0].1));
             }
         }
     }

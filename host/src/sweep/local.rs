@@ -1,6 +1,7 @@
 //! The local executor: each trial is a child process of this host binary (`host run` of the
 //! trial's config), on this machine; one libtorch per process.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,7 +30,6 @@ impl LocalExecutor {
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: between fork and exec only async-signal-safe calls: prctl and getppid.
         unsafe {
-            use std::os::unix::process::CommandExt;
             command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, crate::interrupt::PARENT_GONE) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -42,6 +42,10 @@ impl LocalExecutor {
             });
         }
         let child = command
+            // Its own process group: a terminal's Ctrl-C reaches the driver alone, which asks
+            // each trial once (a second SIGINT would make a trial exit at once).
+            .process_group(0)
+            .env(crate::interrupt::SWEEP_DRIVER_PID, parent.to_string())
             .args(&job.command.args)
             .envs(job.command.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

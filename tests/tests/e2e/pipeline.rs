@@ -224,26 +224,30 @@ on_every_store! {
 fn ctrl_c_stops_after_the_current_batch_and_the_run_is_cancelled() {
     // SIGTERM and SIGHUP (a closed terminal, a plain kill) are taken as Ctrl-C is.
     for signal in ["INT", "TERM", "HUP"] {
-        let summary = stop_a_run_with(signal, 1);
+        let summary = stop_a_run_with(&[signal], None);
         if signal != "INT" {
             assert!(summary["error"].as_str().unwrap().contains(&format!("SIG{signal}")), "{summary:#}");
         }
     }
-    // A local sweep's trial is told its driver died with SIGURG, which the kernel may send more
-    // than once (once for each of the dying driver's threads it is handed to): it stops after
-    // its batch all the same, never at once.
-    let summary = stop_a_run_with("URG", 3);
+    // A local sweep's trial (the environment names its driver) is told its driver died with
+    // SIGURG, which the kernel may send more than once (once for each of the dying driver's
+    // threads it is handed to): it stops after its batch all the same, never at once.
+    let driver = std::process::id().to_string();
+    let summary = stop_a_run_with(&["URG", "URG", "URG"], Some(&driver));
     assert!(summary["error"].as_str().unwrap().contains("the sweep that started it has ended"), "{summary:#}");
+    // Anything else ignores a stray SIGURG.
+    let summary = stop_a_run_with(&["URG", "TERM"], None);
+    assert!(summary["error"].as_str().unwrap().contains("SIGTERM"), "{summary:#}");
 }}
 
-/// Starts `host run` of a training that lasts, and returns it once training has begun.
-fn start_training(project: &Project) -> std::process::Child {
-    let child = project
-        .command(&["run", "config/tiny.yaml", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts `host run` of a training that lasts (a sweep trial of `driver` when given), and
+/// returns it once training has begun.
+fn start_training(project: &Project, driver: Option<&str>) -> std::process::Child {
+    let mut command = project.command(&["run", "config/tiny.yaml", "--json"]);
+    if let Some(driver) = driver {
+        command.env("HOST_SWEEP_DRIVER_PID", driver);
+    }
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Wait until training has started (the run folder holds lineage.json).
     let runs = project.path().join("runs");
     let started = std::time::Instant::now();
@@ -260,19 +264,20 @@ fn kill(signal: &str, child: &std::process::Child) {
     assert!(status.success());
 }
 
-/// Sends `signal` `times` times to a training run; returns its summary, once it has checked
-/// that the run stopped in training, cancelled (exit status 130).
-fn stop_a_run_with(signal: &str, times: usize) -> serde_json::Value {
+/// Sends `signals` to a training run (a trial of `driver` when given), 100 ms apart; returns its
+/// summary, once it has checked that the run stopped in training, cancelled (exit status 130).
+fn stop_a_run_with(signals: &[&str], driver: Option<&str>) -> serde_json::Value {
     let project = mnist_project("MNISTMLP", "training: {epochs: 1000, batch_size: 8}\n");
-    let child = start_training(&project);
-    for _ in 0..times {
+    let child = start_training(&project, driver);
+    for signal in signals {
         kill(signal, &child);
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "SIG{signal}: {}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{signals:?}: {stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(summary["status"], "cancelled", "SIG{signal}");
+    assert_eq!(summary["status"], "cancelled", "{signals:?}");
     assert_eq!(summary["stages"].as_array().unwrap().last().unwrap()["name"], "train");
     summary
 }
@@ -282,12 +287,18 @@ fn a_second_ctrl_c_exits_at_once_with_130_and_the_run_reads_interrupted() {
     // Batches long enough that the second Ctrl-C comes while the first waits for its batch.
     let project =
         mnist_project("MNISTMLP", "training: {epochs: 1000, batch_size: 240}\nmodel: {hidden_layers: [4096, 4096]}\n");
-    let child = start_training(&project);
+    let mut child = start_training(&project, None);
     kill("INT", &child);
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // The second once the first is taken (its message on stderr), while the batch still runs.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("stopping after the current batch") {
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut seen).unwrap() > 0, "{seen}");
+    }
     kill("INT", &child);
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
     let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = seen;
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("SIGINT again: exiting now"), "{stderr}");
     // Exiting skips libtorch's exit-time destructors, which its working threads would meet with
