@@ -324,7 +324,7 @@ mod tests {
         // Keys name the stage as records spell it (the spelling from before StageName).
         assert_eq!(
             stage_key(train, json!({})),
-            crate::hashing::sha256_bytes(br#"{"key_version":2,"parts":{},"stage":"train"}"#)
+            crate::hashing::sha256_bytes(br#"{"key_version":3,"parts":{},"stage":"train"}"#)
         );
     }
 
