@@ -70,6 +70,8 @@ impl<'a> Recorder<'a> {
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let (locator, options, shared) = (settings.locator.clone(), settings.open.clone(), state.clone());
         let thread = std::thread::Builder::new().name("store writer".into()).spawn(move || {
+            // A panic in a write must not leave the run waiting for it.
+            let _unstuck = Unstuck(shared.clone());
             let mut store: Option<Box<dyn Store>> = None;
             for write in writes {
                 let failed_before = lock(&shared.0).failed.is_some();
@@ -176,6 +178,21 @@ impl Background {
             Some(Err(_)) => anyhow::bail!("the run's store writer panicked"),
             _ => Ok(()),
         }
+    }
+}
+
+/// Ends the writer's part however it ends: nothing is in flight any more, and a writer that
+/// ended without being closed (a panic) is the failure.
+struct Unstuck(Arc<(Mutex<State>, Condvar)>);
+
+impl Drop for Unstuck {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.0);
+        if std::thread::panicking() {
+            state.failed.get_or_insert_with(|| "the run's store writer panicked".into());
+        }
+        state.in_flight = false;
+        self.0.1.notify_all();
     }
 }
 
