@@ -461,12 +461,13 @@ pub fn execute(request: &RunRequest<'_>) -> anyhow::Result<RunRecord> {
     let mut run = Run::new(request, run_id, dir.clone(), previous.as_ref())?;
     run.create_instances()?;
     run.recorder = request.store.map(|store| recorder::Recorder::new(store, request.settings));
-    let heartbeat = match (request.store, request.settings, &run.recorder) {
-        (Some(store), settings, Some(recorder)) => {
+    let heartbeat = match (request.store, &run.recorder) {
+        (Some(store), Some(recorder)) => {
             recorder.begin(&run.record)?;
             if let Some(previous) = &previous {
                 settle_requeued(store, previous, &run.record)?;
             }
+            let settings = request.settings;
             settings.map(|s| crate::liveness::Heartbeat::start(&s.locator, &s.open, s.stale_after, &run.record.run_id))
         }
         _ => None,
@@ -546,24 +547,24 @@ pub fn regenerate_reports(
     let loaded = load::load(&mut run).map_err(StageError::into_error)?.output;
     let prepared = prepare::prepare(&mut run, loaded).map_err(StageError::into_error)?.output;
     run.join_splits_writer();
-    if recorded.data.digest_scheme != run.record.data.digest_scheme {
+    if recorded.data.digest_scheme == run.record.data.digest_scheme {
+        for split in prepared.splits() {
+            let recorded_digest = recorded.data.splits.get(split.name).map(|s| s.sha256.as_str()).unwrap_or_default();
+            if recorded_digest != split.digest {
+                bail!(
+                    "the data changed since run {}: its {} split is now {}, the run recorded {recorded_digest}",
+                    recorded.run_id,
+                    split.name,
+                    split.digest
+                );
+            }
+        }
+    } else {
         // An earlier host's digests name the same data differently: the raw files say whether
         // the data is what the run read.
         let digests = |r: &RunRecord| r.source_files.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>();
         if digests(&run.record) != digests(recorded) {
             bail!("the data changed since run {}: its raw files are not the ones it recorded", recorded.run_id);
-        }
-    }
-    for split in prepared.splits().into_iter().filter(|_| recorded.data.digest_scheme == run.record.data.digest_scheme)
-    {
-        let recorded_digest = recorded.data.splits.get(split.name).map(|s| s.sha256.as_str()).unwrap_or_default();
-        if recorded_digest != split.digest {
-            bail!(
-                "the data changed since run {}: its {} split is now {}, the run recorded {recorded_digest}",
-                recorded.run_id,
-                split.name,
-                split.digest
-            );
         }
     }
     let predictions = recorded.files_of(&[ArtifactKind::Predictions]).next().and_then(|file| {
