@@ -86,6 +86,7 @@ fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
     child.wait().unwrap();
     let runs = project.host(&["runs", "list", "--json"]).success().json();
     assert_eq!(runs[0]["status"], "interrupted", "{runs:#}");
+    let interrupted = runs[0]["run_id"].clone();
     // The store is intact, what the run recorded before training still verifies, and the
     // store takes new runs.
     project.assert_store_intact();
@@ -94,9 +95,12 @@ fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
         "config/long.yaml",
         &std::fs::read_to_string(project.path().join("config/long.yaml")).unwrap().replace("100000", "1"),
     );
-    project.host(&["run", "config/long.yaml"]).success();
+    let second = project.host(&["run", "config/long.yaml", "--json"]).success().json();
+    // Both runs may have started within one second, so neither's place in the list is fixed.
     let runs = project.host(&["runs", "list", "--json"]).success().json();
-    assert_eq!(runs[0]["status"], "completed");
+    let status = |id: &serde_json::Value| runs.as_array().unwrap().iter().find(|r| r["run_id"] == *id).unwrap()["status"].clone();
+    assert_eq!(status(&second["run_id"]), "completed", "{runs:#}");
+    assert_eq!(status(&interrupted), "interrupted", "{runs:#}");
     assert_eq!(runs.as_array().unwrap().len(), 2);
 }}
 
