@@ -24,6 +24,7 @@ pub fn capture(threads: usize) -> Environment {
         os,
         arch: std::env::consts::ARCH.to_owned(),
         cpu: cpu.model,
+        cpu_id: cpu.id,
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         threads,
         rustc: env!("HOST_RUSTC_VERSION").to_owned(),
@@ -36,13 +37,15 @@ pub fn capture(threads: usize) -> Environment {
 
 struct CpuFacts {
     model: String,
+    id: String,
     sockets: usize,
     cores_per_socket: usize,
     threads_per_core: usize,
     flags: Vec<String>,
 }
 
-/// The model name, topology and ISA flags in `/proc/cpuinfo` text (x86 or Arm).
+/// The model name, family and model numbers, topology and ISA flags in `/proc/cpuinfo` text
+/// (x86 or Arm).
 fn cpu_facts(cpuinfo: &str) -> CpuFacts {
     let field = |name: &str| {
         cpuinfo.lines().find_map(|line| {
@@ -71,8 +74,22 @@ fn cpu_facts(cpuinfo: &str) -> CpuFacts {
         .collect();
     flags.sort();
     flags.dedup();
+    // x86 names its CPU by family, model and stepping; Arm by implementer, part, variant and
+    // revision. Only the fields present are named.
+    let id_fields: [(&str, &str); 7] = [
+        ("cpu family", "family"),
+        ("model", "model"),
+        ("stepping", "stepping"),
+        ("CPU implementer", "implementer"),
+        ("CPU part", "part"),
+        ("CPU variant", "variant"),
+        ("CPU revision", "revision"),
+    ];
+    let id: Vec<String> =
+        id_fields.iter().filter_map(|(key, name)| field(key).map(|value| format!("{name} {value}"))).collect();
     CpuFacts {
         model: field("model name").or_else(|| field("Model")).unwrap_or_else(|| "unknown".into()),
+        id: id.join(" "),
         sockets: if sockets.is_empty() && logical > 0 { 1 } else { sockets.len() },
         cores_per_socket,
         threads_per_core,
@@ -80,15 +97,27 @@ fn cpu_facts(cpuinfo: &str) -> CpuFacts {
     }
 }
 
-/// The differences between two environments that can change a run's numbers: the CPU model,
-/// its core topology, its instruction sets and the thread count. Empty when none differ.
+/// The CPU as a run records it: its model name and, where known, which one (`AMD EPYC
+/// (family 26 model 2 stepping 0)`).
+pub fn cpu_name(environment: &Environment) -> String {
+    match environment.cpu_id.as_str() {
+        "" => environment.cpu.clone(),
+        id => format!("{} ({id})", environment.cpu),
+    }
+}
+
+/// The differences between two environments that can change a run's numbers: the CPU (its
+/// model name, and family and model where both say), its core topology and its instruction
+/// sets. Empty when none differ.
 pub fn differences(recorded: &Environment, now: &Environment) -> Vec<String> {
     let mut found = Vec::new();
     if recorded.cpu.is_empty() {
         return found;
     }
-    if recorded.cpu != now.cpu {
-        found.push(format!("CPU: recorded {}, here {}", recorded.cpu, now.cpu));
+    // A record of an earlier host has no CPU id: its model name is all there is to compare.
+    let both_identified = !recorded.cpu_id.is_empty() && !now.cpu_id.is_empty();
+    if recorded.cpu != now.cpu || (both_identified && recorded.cpu_id != now.cpu_id) {
+        found.push(format!("CPU: recorded {}, here {}", cpu_name(recorded), cpu_name(now)));
     }
     let topology = |e: &Environment| {
         format!("{} socket(s) x {} core(s) x {} thread(s)", e.sockets, e.cores_per_socket, e.threads_per_core)
@@ -176,27 +205,38 @@ pub fn git_state(dir: &Path) -> GitState {
 mod tests {
     use super::*;
 
-    const TWO_CORES: &str = "processor\t: 0\nmodel name\t: AMD EPYC\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\
+    const TWO_CORES: &str = "processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 0\n\
+        physical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\
         flags\t\t: fpu sse sse2 ssse3 sse4_1 avx avx2 fma avx512f avx512bw aes\n\n\
-        processor\t: 1\nmodel name\t: AMD EPYC\nphysical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\
+        processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 0\n\
+        physical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\
         flags\t\t: fpu sse sse2 ssse3 sse4_1 avx avx2 fma avx512f avx512bw aes\n";
+
+    /// An Arm server's cpuinfo: no model name, the part numbers instead.
+    const ARM: &str = "processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd evtstrm aes sve\n\
+        CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n";
 
     #[test]
     fn topology_and_instruction_sets_are_read_from_cpuinfo() {
         let facts = cpu_facts(TWO_CORES);
         assert_eq!(facts.model, "AMD EPYC");
+        assert_eq!(facts.id, "family 26 model 2 stepping 0");
         assert_eq!((facts.sockets, facts.cores_per_socket, facts.threads_per_core), (1, 2, 1));
         assert_eq!(facts.flags, ["avx", "avx2", "avx512bw", "avx512f", "fma", "sse", "sse2", "sse4_1", "ssse3"]);
         // One core with two hardware threads.
         let hyperthreaded = TWO_CORES.replace("cpu cores\t: 2", "cpu cores\t: 1");
         let facts = cpu_facts(&hyperthreaded);
         assert_eq!((facts.cores_per_socket, facts.threads_per_core), (1, 2));
+        let arm = cpu_facts(ARM);
+        assert_eq!(arm.id, "implementer 0x41 part 0xd0c variant 0x3 revision 1");
+        assert_eq!(arm.flags, ["asimd", "sve"]);
     }
 
     #[test]
     fn differences_name_what_changes_numbers() {
         let here = Environment {
             cpu: "AMD EPYC".into(),
+            cpu_id: "family 26 model 2 stepping 0".into(),
             sockets: 1,
             cores_per_socket: 2,
             threads_per_core: 1,
@@ -206,6 +246,7 @@ mod tests {
         assert!(differences(&here, &here).is_empty());
         let older = Environment {
             cpu: "Intel Xeon".into(),
+            cpu_id: "family 6 model 143 stepping 8".into(),
             cores_per_socket: 1,
             threads_per_core: 2,
             cpu_flags: vec!["avx2".into()],
@@ -214,11 +255,20 @@ mod tests {
         assert_eq!(
             differences(&older, &here),
             [
-                "CPU: recorded Intel Xeon, here AMD EPYC",
+                "CPU: recorded Intel Xeon (family 6 model 143 stepping 8), here AMD EPYC (family 26 model 2 stepping 0)",
                 "core topology: recorded 1 socket(s) x 1 core(s) x 2 thread(s), here 1 socket(s) x 2 core(s) x 1 thread(s)",
                 "instruction sets: only here: avx512f",
             ]
         );
+        // One model name, two generations: the family and model tell them apart.
+        let zen4 = Environment { cpu_id: "family 25 model 17 stepping 1".into(), ..here.clone() };
+        assert_eq!(
+            differences(&zen4, &here),
+            ["CPU: recorded AMD EPYC (family 25 model 17 stepping 1), here AMD EPYC (family 26 model 2 stepping 0)"]
+        );
+        // An earlier host recorded the model name only: that is what is compared.
+        let unidentified = Environment { cpu_id: String::new(), ..here.clone() };
+        assert!(differences(&unidentified, &here).is_empty());
         // A record from before environments were kept says nothing.
         assert!(differences(&Environment::default(), &here).is_empty());
     }

@@ -134,6 +134,10 @@ pub struct Environment {
     pub arch: String,
     /// The CPU's model name.
     pub cpu: String,
+    /// Which CPU beyond its model name, which virtual machines often shorten (two generations
+    /// both say `AMD EPYC`): `family 26 model 2 stepping 0` on x86, `implementer 0x41 part
+    /// 0xd0c variant 0x3 revision 1` on Arm. Empty when unknown or recorded by an earlier host.
+    pub cpu_id: String,
     /// Logical CPUs this process may use.
     pub cores: usize,
     /// Compute threads the run was granted.

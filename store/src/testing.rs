@@ -387,3 +387,28 @@ pub fn steal_sweep_lease(locator: &str, sweep_id: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Sets the CPU id (`environment.cpu_id`) a run's stored record names, as a run recorded on
+/// another machine would have it (tests of what a replay says about the machine).
+pub fn rewrite_recorded_cpu_id(locator: &str, run_id: &str, cpu_id: &str) -> anyhow::Result<()> {
+    let rewrite = |summary: String| -> anyhow::Result<String> {
+        let mut record: serde_json::Value = serde_json::from_str(&summary)?;
+        record["environment"]["cpu_id"] = cpu_id.into();
+        Ok(record.to_string())
+    };
+    match crate::Locator::parse(locator)? {
+        crate::Locator::Sqlite(path) => {
+            let connection = rusqlite::Connection::open(path)?;
+            let summary: String =
+                connection.query_row("SELECT summary_json FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))?;
+            connection.execute("UPDATE runs SET summary_json = ?1 WHERE run_id = ?2", [&rewrite(summary)?, run_id])?;
+        }
+        crate::Locator::Postgres(_) => {
+            let mut client = postgres::Client::connect(locator, postgres::NoTls)?;
+            let summary: String =
+                client.query_one("SELECT summary_json FROM runs WHERE run_id = $1", &[&run_id])?.get(0);
+            client.execute("UPDATE runs SET summary_json = $1 WHERE run_id = $2", &[&rewrite(summary)?, &run_id])?;
+        }
+    }
+    Ok(())
+}
