@@ -3,7 +3,8 @@
 //!
 //! - `overhead`: `host run config/reference_mlp.yaml` against `bare-mlp` (the same job in plain
 //!   tch) and `pytorch_mlp.py` (the same job in plain PyTorch), interleaved whole processes with
-//!   the same thread count: medians of wall time and peak memory (GNU time), and their ratios.
+//!   the same thread count: medians of wall time, CPU time and peak memory (GNU time), the
+//!   median of the host/bare pairs' time ratios, and the other ratios.
 //! - `decode`: decoding Fashion-MNIST's 60,000 training images from IDX gz, median of N.
 //! - `accuracy`: test accuracy of config/fashion_mnist_config.yaml (MLP) and
 //!   config/fashion_cnn_config.yaml (CNN) on Fashion-MNIST's test set.
@@ -35,7 +36,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// This machine's CPU, as the figures name it.
 fn cpu_model() -> String {
-    host::environment::capture(1).cpu
+    host::environment::cpu_name(&host::environment::capture(1))
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -67,44 +68,62 @@ fn host_run(config: &str, output_dir: &Path) -> anyhow::Result<(f64, serde_json:
     Ok((seconds, serde_json::from_str(&stdout)?))
 }
 
-/// A command's wall time, stdout and peak resident memory (KiB), measured by GNU time
-/// (`/usr/bin/time -f %M`, the `time` package) around the whole process.
-fn timed_with_memory(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<(f64, String, u64)> {
-    const MARK: &str = "bench-peak-rss-kib=";
+/// One whole process as GNU time saw it (`/usr/bin/time`, the `time` package).
+struct Measured {
+    wall: f64,
+    /// User plus system CPU time, every thread.
+    cpu: f64,
+    kib: u64,
+    stdout: String,
+}
+
+/// Runs a program under GNU time: its wall time, CPU time, peak resident memory and stdout.
+fn timed_with_memory(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<Measured> {
+    const MARK: &str = "bench-measured=";
     let started = Instant::now();
     let output = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg(format!("{MARK}%M"))
+        .arg(format!("{MARK}%M %U %S"))
         .arg(program)
         .args(args)
         .output()
         .context("/usr/bin/time (Debian's `time` package; scripts/setup.sh installs it)")?;
-    let seconds = started.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         bail!("{} failed: {stderr}", program.display());
     }
-    let kib = stderr
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix(MARK))
-        .and_then(|value| value.trim().parse().ok())
-        .with_context(|| format!("no peak memory from /usr/bin/time in: {stderr}"))?;
-    Ok((seconds, String::from_utf8_lossy(&output.stdout).into_owned(), kib))
+    let fields: Vec<&str> =
+        stderr.lines().rev().find_map(|line| line.strip_prefix(MARK)).unwrap_or_default().split(' ').collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.trim().parse::<f64>().ok());
+    let (Some(kib), Some(user), Some(system)) = (number(0), number(1), number(2)) else {
+        bail!("no memory and CPU figures from /usr/bin/time in: {stderr}");
+    };
+    Ok(Measured {
+        wall,
+        cpu: user + system,
+        kib: kib as u64,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    })
 }
 
-/// One program of the overhead benchmark: its wall times, peak memory and last accuracy.
+/// One program of the overhead benchmark: its wall and CPU times, peak memory and last accuracy.
 #[derive(Default)]
 struct Series {
     seconds: Vec<f64>,
+    cpu: Vec<f64>,
     kib: Vec<f64>,
+    /// The training alone, as the program timed it (the host's train stage).
+    train: Vec<f64>,
     accuracy: f64,
 }
 
 impl Series {
-    fn push(&mut self, (seconds, kib): (f64, u64), accuracy: Option<f64>) {
-        self.seconds.push(seconds);
-        self.kib.push(kib as f64);
+    fn push(&mut self, measured: &Measured, accuracy: Option<f64>, train: Option<f64>) {
+        self.seconds.push(measured.wall);
+        self.cpu.push(measured.cpu);
+        self.kib.push(measured.kib as f64);
+        self.train.push(train.unwrap_or(f64::NAN));
         self.accuracy = accuracy.unwrap_or(f64::NAN);
     }
 }
@@ -117,48 +136,96 @@ fn overhead(runs: usize) -> anyhow::Result<()> {
     let (mut host, mut bare, mut pytorch) = (Series::default(), Series::default(), Series::default());
     // Both the torch plugin and the bare program link only libtorch_cpu (the plugin loads the
     // CUDA backend only for a GPU config): the same libraries in both processes.
-    let accuracy = |stdout: &str| serde_json::from_str::<serde_json::Value>(stdout).ok()?["accuracy"].as_f64();
+    let field = |stdout: &str, name: &str| serde_json::from_str::<serde_json::Value>(stdout).ok()?[name].as_f64();
+    let host_args: Vec<&std::ffi::OsStr> =
+        ["-q", "run", "config/reference_mlp.yaml", "--json", "--force", "--output-dir"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .chain([scratch.as_os_str()])
+            .collect();
+    let bare_args = [FASHION.as_ref(), threads.as_ref()];
+    let run_host = |series: &mut Series| -> anyhow::Result<()> {
+        let measured = timed_with_memory(&sibling("host")?, &host_args)?;
+        let summary: serde_json::Value = serde_json::from_str(&measured.stdout)?;
+        let stages = summary["stages"].as_array().context("no stages in the host's summary")?;
+        let train = stages.iter().find(|s| s["name"] == "train").and_then(|s| s["seconds"].as_f64());
+        series.push(&measured, summary["metrics"]["test"]["accuracy"].as_f64(), train);
+        Ok(())
+    };
+    let run_bare = |series: &mut Series| -> anyhow::Result<()> {
+        let measured = timed_with_memory(&sibling("bare-mlp")?, &bare_args)?;
+        series.push(&measured, field(&measured.stdout, "accuracy"), field(&measured.stdout, "train_seconds"));
+        Ok(())
+    };
+    // Host and bare program run back to back, in turns first, so neither always follows the
+    // PyTorch program (or always precedes it); each pair's ratio is taken while the machine is
+    // in one state, and the median of those ratios is the figure.
+    let (mut ratios, mut train_ratios) = (Vec::new(), Vec::new());
     for run in 1..=runs {
-        let args: Vec<&std::ffi::OsStr> =
-            ["-q", "run", "config/reference_mlp.yaml", "--json", "--force", "--output-dir"]
-                .iter()
-                .map(std::ffi::OsStr::new)
-                .chain([scratch.as_os_str()])
-                .collect();
-        let (seconds, stdout, kib) = timed_with_memory(&sibling("host")?, &args)?;
-        let summary: serde_json::Value = serde_json::from_str(&stdout)?;
-        host.push((seconds, kib), summary["metrics"]["test"]["accuracy"].as_f64());
-        let bare_args = [FASHION.as_ref(), threads.as_ref()];
-        let (seconds, stdout, kib) = timed_with_memory(&sibling("bare-mlp")?, &bare_args)?;
-        bare.push((seconds, kib), accuracy(&stdout));
-        let (seconds, stdout, kib) =
+        if run % 2 == 1 {
+            run_host(&mut host)?;
+            run_bare(&mut bare)?;
+        } else {
+            run_bare(&mut bare)?;
+            run_host(&mut host)?;
+        }
+        let measured =
             timed_with_memory(Path::new("python3"), &[script.as_os_str(), FASHION.as_ref(), threads.as_ref()])?;
-        pytorch.push((seconds, kib), accuracy(&stdout));
+        pytorch.push(&measured, field(&measured.stdout, "accuracy"), None);
+        let last = |series: &Series| series.seconds[run - 1];
+        ratios.push(last(&host) / last(&bare));
+        train_ratios.push(host.train[run - 1] / bare.train[run - 1]);
         eprintln!(
-            "run {run}/{runs}: host {:.2}s, bare {:.2}s, pytorch {:.2}s",
-            host.seconds[run - 1],
-            bare.seconds[run - 1],
-            pytorch.seconds[run - 1]
+            "run {run}/{runs}: host {:.2}s, bare {:.2}s (ratio {:.3}), pytorch {:.2}s",
+            last(&host),
+            last(&bare),
+            ratios[run - 1],
+            last(&pytorch)
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let time = |series: &mut Series| median(&mut series.seconds);
+    let cpu = |series: &mut Series| median(&mut series.cpu);
     let memory = |series: &mut Series| median(&mut series.kib) / 1024.0;
     let (host_s, bare_s, pytorch_s) = (time(&mut host), time(&mut bare), time(&mut pytorch));
+    let (host_c, bare_c, pytorch_c) = (cpu(&mut host), cpu(&mut bare), cpu(&mut pytorch));
     let (host_m, bare_m, pytorch_m) = (memory(&mut host), memory(&mut bare), memory(&mut pytorch));
     println!(
         "host overhead, reference workload (MLP 784-128-10, 5 epochs, Fashion-MNIST, {threads} threads each), \
-         whole processes interleaved, medians of {runs}:"
+         whole processes, host and bare in pairs, medians of {runs}:"
     );
-    println!("  {:<38} {:>8} {:>10} {:>10}", "", "wall", "peak RSS", "accuracy");
-    for (name, seconds, mib, accuracy) in [
-        ("host run config/reference_mlp.yaml", host_s, host_m, host.accuracy),
-        ("bare tch program (bare-mlp)", bare_s, bare_m, bare.accuracy),
-        ("plain PyTorch (bench/pytorch_mlp.py)", pytorch_s, pytorch_m, pytorch.accuracy),
+    let train = |series: &mut Series| match median(&mut series.train) {
+        seconds if seconds.is_nan() => "-".to_owned(),
+        seconds => format!("{seconds:.3}s"),
+    };
+    println!("  {:<38} {:>8} {:>8} {:>8} {:>10} {:>10}", "", "wall", "CPU", "training", "peak RSS", "accuracy");
+    for (name, seconds, cpu, training, mib, accuracy) in [
+        ("host run config/reference_mlp.yaml", host_s, host_c, train(&mut host), host_m, host.accuracy),
+        ("bare tch program (bare-mlp)", bare_s, bare_c, train(&mut bare), bare_m, bare.accuracy),
+        (
+            "plain PyTorch (bench/pytorch_mlp.py)",
+            pytorch_s,
+            pytorch_c,
+            train(&mut pytorch),
+            pytorch_m,
+            pytorch.accuracy,
+        ),
     ] {
-        println!("  {name:<38} {seconds:>7.3}s {mib:>6.0} MiB {accuracy:>10.4}");
+        println!("  {name:<38} {seconds:>7.3}s {cpu:>7.3}s {training:>8} {mib:>6.0} MiB {accuracy:>10.4}");
     }
-    println!("  ratio host / bare, time      {:.3}  (target at most 1.03)", host_s / bare_s);
+    // The median of the pairs' ratios, and their range.
+    let paired = |ratios: &mut Vec<f64>| {
+        let middle = median(ratios);
+        format!(
+            "{middle:.3}  (median of the {runs} pairs' ratios, which range {:.3} to {:.3}",
+            ratios[0],
+            ratios[runs - 1]
+        )
+    };
+    println!("  ratio host / bare, time      {}; target at most 1.03)", paired(&mut ratios));
+    println!("  ratio host / bare, training  {}: host train stage / bare training loop)", paired(&mut train_ratios));
+    println!("  ratio of the medians, time   {:.3}", host_s / bare_s);
+    println!("  ratio host / bare, CPU time  {:.3}  (user and system, every thread)", host_c / bare_c);
     println!("  ratio host / bare, memory    {:.3}  (target at most 1.15)", host_m / bare_m);
     println!("  ratio host / PyTorch, time   {:.3}", host_s / pytorch_s);
     Ok(())
@@ -171,7 +238,7 @@ pub fn machine_line() -> String {
     format!(
         "measured {} on {} ({} socket(s) x {} core(s) x {} thread(s); {})",
         record::now_rfc3339(),
-        environment.cpu,
+        host::environment::cpu_name(&environment),
         environment.sockets,
         environment.cores_per_socket,
         environment.threads_per_core,
