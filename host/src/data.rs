@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::experiment::{DataSplitting, Preprocessing};
-use crate::hashing::{fill_on_every_core, hex, xxh3_128};
+use crate::hashing::{fill_in_parallel, hex, xxh3_128};
 
 /// Random streams derived from the run's seed, one per purpose, so adding a consumer never
 /// shifts another's numbers.
@@ -259,7 +259,7 @@ struct Affine {
     shift: f32,
 }
 
-/// The chosen rows as f32, `value * scale + shift`, filled chunk by chunk on every core.
+/// The chosen rows as f32, `value * scale + shift`, filled chunk by chunk on the run's threads.
 fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affine: Affine) -> Vec<f32> {
     fn fill<T: Copy>(
         source: &[T],
@@ -286,7 +286,7 @@ fn gather_features(features: &Elements<'_>, row_len: usize, rows: &[usize], affi
     }
     let mut out = vec![0f32; rows.len() * row_len];
     let features = *features;
-    fill_on_every_core(&mut out, |first, chunk| match features {
+    fill_in_parallel(&mut out, |first, chunk| match features {
         Elements::U8(s) => fill(s, row_len, rows, first, chunk, affine, f32::from),
         Elements::F32(s) => fill(s, row_len, rows, first, chunk, affine, |v| v),
         Elements::F64(s) => fill(s, row_len, rows, first, chunk, affine, |v| v as f32),

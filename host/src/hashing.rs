@@ -6,7 +6,7 @@
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use record::{ArtifactKind, FileArtifact};
@@ -23,6 +23,23 @@ pub fn hashing_seconds() -> f64 {
 
 fn count_since(started: Instant) {
     HASHING_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
+/// Threads the host's own parallel work may use (filling splits, chunked digests): the run's
+/// thread count once [`set_work_threads`] is called, 0 for every core this process may use.
+static WORK_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Limits the host's own parallel work to the run's thread count, as its model's is: a run
+/// given one thread (a sweep's trial beside another, a job allotted one CPU) uses one.
+pub fn set_work_threads(threads: usize) {
+    WORK_THREADS.store(threads, Ordering::Relaxed);
+}
+
+fn work_threads() -> usize {
+    match WORK_THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        threads => threads,
+    }
 }
 
 /// Lowercase hex of a digest.
@@ -53,11 +70,11 @@ pub fn xxh3_128(bytes: &[u8]) -> String {
 /// Chunk size of [`chunked_sha256`].
 const CHUNK: usize = 4 << 20;
 
-/// A SHA-256-based digest of a large buffer computed on every core: the buffer is cut into
+/// A SHA-256-based digest of a large buffer computed in parallel: the buffer is cut into
 /// 4 MiB chunks, each hashed with SHA-256, and the chunk digests are hashed in order. It is not
 /// the plain SHA-256 of the bytes; the data manager's content digests are defined with it.
 pub fn chunked_sha256(bytes: &[u8]) -> String {
-    chunked_sha256_on(bytes, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    chunked_sha256_on(bytes, work_threads())
 }
 
 /// [`chunked_sha256`] on `threads` threads (the digest does not depend on how many).
@@ -71,11 +88,17 @@ fn chunked_sha256_on(bytes: &[u8], threads: usize) -> String {
     digest
 }
 
-/// Fills `values` chunk by chunk (`fill(first index, chunk)`) on every core.
-pub fn fill_on_every_core(values: &mut [f32], fill: impl Fn(usize, &mut [f32]) + Sync) {
+/// Fills `values` chunk by chunk (`fill(first index, chunk)`) on the run's threads (every core
+/// before a run sets them).
+pub fn fill_in_parallel(values: &mut [f32], fill: impl Fn(usize, &mut [f32]) + Sync) {
+    fill_on(values, work_threads(), fill);
+}
+
+/// [`fill_in_parallel`] on at most `threads` threads.
+fn fill_on(values: &mut [f32], threads: usize, fill: impl Fn(usize, &mut [f32]) + Sync) {
     const FLOATS: usize = CHUNK / 4;
     let chunks: Vec<&mut [f32]> = values.chunks_mut(FLOATS).collect();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(chunks.len()).max(1);
+    let threads = threads.min(chunks.len()).max(1);
     let per_thread = chunks.len().div_ceil(threads).max(1);
     let fill = &fill;
     std::thread::scope(|scope| {
@@ -308,14 +331,30 @@ mod tests {
     }
 
     #[test]
-    fn filling_on_every_core_fills_every_chunk_at_its_offset() {
-        let mut values = vec![0f32; CHUNK / 4 * 2 + 1000];
-        fill_on_every_core(&mut values, |first, chunk| {
-            for (offset, value) in chunk.iter_mut().enumerate() {
-                *value = ((first + offset) % 997) as f32;
-            }
-        });
-        assert!(values.iter().enumerate().all(|(i, &v)| v == (i % 997) as f32));
+    fn filling_in_parallel_fills_every_chunk_at_its_offset_on_the_run_s_threads() {
+        // How many threads filled, for a thread count.
+        let filled_on = |threads: usize| {
+            let mut values = vec![0f32; CHUNK / 4 * 4 + 1000];
+            let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+            fill_on(&mut values, threads, |first, chunk| {
+                seen.lock().unwrap().insert(std::thread::current().id());
+                for (offset, value) in chunk.iter_mut().enumerate() {
+                    *value = ((first + offset) % 997) as f32;
+                }
+            });
+            assert!(values.iter().enumerate().all(|(i, &v)| v == (i % 997) as f32), "{threads} threads");
+            seen.into_inner().unwrap().len()
+        };
+        assert_eq!(filled_on(1), 1);
+        assert_eq!(filled_on(3), 3);
+        // More threads than chunks: one per chunk.
+        assert_eq!(filled_on(16), 5);
+        // A run's thread count is what the host's parallel work then takes; before any run
+        // sets one, every core. (No other test sets it: runs set it, in their own processes.)
+        set_work_threads(3);
+        assert_eq!(work_threads(), 3);
+        set_work_threads(0);
+        assert_eq!(work_threads(), std::thread::available_parallelism().unwrap().get());
     }
 
     #[test]

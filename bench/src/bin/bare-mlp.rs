@@ -5,7 +5,7 @@
 //! epochs) and accuracy.
 //!
 //! It does the process-level work the host does, no more and no less: bytes are scaled on
-//! every core (as the host's prepare stage fills its splits), and it exits without running
+//! the run's threads (as the host's prepare stage fills its splits), and it exits without running
 //! libtorch's exit-time destructors once its output is flushed (as `host` does).
 
 use std::time::Instant;
@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 fn images(path: &str) -> anyhow::Result<(Tensor, i64)> {
     let array = read_idx(std::path::Path::new(path), 3)?;
     let mut scaled = vec![0f32; array.data.len()];
-    host::hashing::fill_on_every_core(&mut scaled, |first, chunk| {
+    host::hashing::fill_in_parallel(&mut scaled, |first, chunk| {
         for (value, &byte) in chunk.iter_mut().zip(&array.data[first..]) {
             *value = byte as f32 * (1.0 / 255.0);
         }
@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     let threads: i32 = std::env::args().nth(2).map(|t| t.parse()).transpose()?.unwrap_or(2);
     tch::manual_seed(42);
     tch::set_num_threads(threads);
+    host::hashing::set_work_threads(threads as usize);
     let (x_train, n) = images(&format!("{dir}/train-images-idx3-ubyte.gz"))?;
     let y_train = labels(&format!("{dir}/train-labels-idx1-ubyte.gz"))?;
     let (x_test, _) = images(&format!("{dir}/t10k-images-idx3-ubyte.gz"))?;

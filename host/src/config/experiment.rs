@@ -75,7 +75,9 @@ fn host_keys() -> Vec<ConfigKey> {
             .default("runs")
             .describe("each run writes into <output_dir>/<run id>/"),
         ConfigKey::new("", "seed", Integer).default(42).describe("seeds splitting, shuffling and model initialisation"),
-        ConfigKey::new("", "threads", Integer).default(0).describe("compute threads, 0 for every core"),
+        ConfigKey::new("", "threads", Integer)
+            .default(0)
+            .describe("compute threads of the run (its model's and the host's own), 0 for every core"),
         ConfigKey::new("plugins", "data_loader", String).required().describe("the Loader class"),
         ConfigKey::new("plugins", "model", String).required().describe("the Model class"),
         ConfigKey::new("plugins", "report_generator", String)

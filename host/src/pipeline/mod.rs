@@ -167,6 +167,8 @@ impl<'a> Run<'a> {
         previous: Option<&RunRecord>,
     ) -> anyhow::Result<Self> {
         let experiment = request.experiment;
+        // The host's own parallel work (filling splits, digests) keeps to the run's threads.
+        crate::hashing::set_work_threads(experiment.threads);
         let canonical_text = serde_json::to_string(&experiment.canonical)?;
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
         let record = RunRecord {
