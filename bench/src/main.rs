@@ -93,8 +93,9 @@ fn timed_with_memory(program: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Resul
     if !output.status.success() {
         bail!("{} failed: {stderr}", program.display());
     }
-    let fields: Vec<&str> =
-        stderr.lines().rev().find_map(|line| line.strip_prefix(MARK)).unwrap_or_default().split(' ').collect();
+    // GNU time writes its line after whatever the program wrote, which may not end in a newline.
+    let line = stderr.rfind(MARK).map(|at| &stderr[at + MARK.len()..]).unwrap_or_default();
+    let fields: Vec<&str> = line.lines().next().unwrap_or_default().split(' ').collect();
     let number = |i: usize| fields.get(i).and_then(|f| f.trim().parse::<f64>().ok());
     let (Some(kib), Some(user), Some(system)) = (number(0), number(1), number(2)) else {
         bail!("no memory and CPU figures from /usr/bin/time in: {stderr}");
@@ -341,6 +342,9 @@ fn main() -> anyhow::Result<()> {
         .map(|r| r.parse())
         .transpose()?
         .unwrap_or(5);
+    if runs == 0 {
+        bail!("--runs 0: every figure is a median of at least one run");
+    }
     let which = args.first().map(String::as_str).unwrap_or("all");
     let backends = store::Backends::parse(
         args.iter().position(|a| a == "--backend").and_then(|i| args.get(i + 1)).map(String::as_str),

@@ -74,17 +74,10 @@ fn cpu_facts(cpuinfo: &str) -> CpuFacts {
         .collect();
     flags.sort();
     flags.dedup();
-    // x86 names its CPU by family, model and stepping; Arm by implementer, part, variant and
-    // revision. Only the fields present are named.
-    let id_fields: [(&str, &str); 7] = [
-        ("cpu family", "family"),
-        ("model", "model"),
-        ("stepping", "stepping"),
-        ("CPU implementer", "implementer"),
-        ("CPU part", "part"),
-        ("CPU variant", "variant"),
-        ("CPU revision", "revision"),
-    ];
+    // x86 names its CPU by family and model, Arm by implementer and part: what tells two
+    // generations apart. (Steppings and revisions of one model run the same kernels.)
+    let id_fields: [(&str, &str); 4] =
+        [("cpu family", "family"), ("model", "model"), ("CPU implementer", "implementer"), ("CPU part", "part")];
     let id: Vec<String> =
         id_fields.iter().filter_map(|(key, name)| field(key).map(|value| format!("{name} {value}"))).collect();
     CpuFacts {
@@ -98,7 +91,7 @@ fn cpu_facts(cpuinfo: &str) -> CpuFacts {
 }
 
 /// The CPU as a run records it: its model name and, where known, which one (`AMD EPYC
-/// (family 26 model 2 stepping 0)`).
+/// (family 26 model 2)`).
 pub fn cpu_name(environment: &Environment) -> String {
     match environment.cpu_id.as_str() {
         "" => environment.cpu.clone(),
@@ -205,7 +198,7 @@ pub fn git_state(dir: &Path) -> GitState {
 mod tests {
     use super::*;
 
-    const TWO_CORES: &str = "processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 0\n\
+    const TWO_CORES: &str = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 26\nmodel\t\t: 2\nstepping\t: 0\n\
         physical id\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\
         flags\t\t: fpu sse sse2 ssse3 sse4_1 avx avx2 fma avx512f avx512bw aes\n\n\
         processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 0\n\
@@ -220,7 +213,7 @@ mod tests {
     fn topology_and_instruction_sets_are_read_from_cpuinfo() {
         let facts = cpu_facts(TWO_CORES);
         assert_eq!(facts.model, "AMD EPYC");
-        assert_eq!(facts.id, "family 26 model 2 stepping 0");
+        assert_eq!(facts.id, "family 26 model 2");
         assert_eq!((facts.sockets, facts.cores_per_socket, facts.threads_per_core), (1, 2, 1));
         assert_eq!(facts.flags, ["avx", "avx2", "avx512bw", "avx512f", "fma", "sse", "sse2", "sse4_1", "ssse3"]);
         // One core with two hardware threads.
@@ -228,7 +221,7 @@ mod tests {
         let facts = cpu_facts(&hyperthreaded);
         assert_eq!((facts.cores_per_socket, facts.threads_per_core), (1, 2));
         let arm = cpu_facts(ARM);
-        assert_eq!(arm.id, "implementer 0x41 part 0xd0c variant 0x3 revision 1");
+        assert_eq!(arm.id, "implementer 0x41 part 0xd0c");
         assert_eq!(arm.flags, ["asimd", "sve"]);
     }
 
@@ -236,7 +229,7 @@ mod tests {
     fn differences_name_what_changes_numbers() {
         let here = Environment {
             cpu: "AMD EPYC".into(),
-            cpu_id: "family 26 model 2 stepping 0".into(),
+            cpu_id: "family 26 model 2".into(),
             sockets: 1,
             cores_per_socket: 2,
             threads_per_core: 1,
@@ -246,7 +239,7 @@ mod tests {
         assert!(differences(&here, &here).is_empty());
         let older = Environment {
             cpu: "Intel Xeon".into(),
-            cpu_id: "family 6 model 143 stepping 8".into(),
+            cpu_id: "family 6 model 143".into(),
             cores_per_socket: 1,
             threads_per_core: 2,
             cpu_flags: vec!["avx2".into()],
@@ -255,16 +248,16 @@ mod tests {
         assert_eq!(
             differences(&older, &here),
             [
-                "CPU: recorded Intel Xeon (family 6 model 143 stepping 8), here AMD EPYC (family 26 model 2 stepping 0)",
+                "CPU: recorded Intel Xeon (family 6 model 143), here AMD EPYC (family 26 model 2)",
                 "core topology: recorded 1 socket(s) x 1 core(s) x 2 thread(s), here 1 socket(s) x 2 core(s) x 1 thread(s)",
                 "instruction sets: only here: avx512f",
             ]
         );
         // One model name, two generations: the family and model tell them apart.
-        let zen4 = Environment { cpu_id: "family 25 model 17 stepping 1".into(), ..here.clone() };
+        let zen4 = Environment { cpu_id: "family 25 model 17".into(), ..here.clone() };
         assert_eq!(
             differences(&zen4, &here),
-            ["CPU: recorded AMD EPYC (family 25 model 17 stepping 1), here AMD EPYC (family 26 model 2 stepping 0)"]
+            ["CPU: recorded AMD EPYC (family 25 model 17), here AMD EPYC (family 26 model 2)"]
         );
         // An earlier host recorded the model name only: that is what is compared.
         let unidentified = Environment { cpu_id: String::new(), ..here.clone() };

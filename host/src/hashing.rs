@@ -35,10 +35,13 @@ pub fn set_work_threads(threads: usize) {
     WORK_THREADS.store(threads, Ordering::Relaxed);
 }
 
+/// The run's threads, at most one per core this process may use (a replay of a run given more
+/// threads than this machine has gains nothing from more); every core before a run sets them.
 fn work_threads() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     match WORK_THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        threads => threads,
+        0 => cores,
+        threads => threads.min(cores),
     }
 }
 
@@ -82,7 +85,7 @@ fn chunked_sha256_on(bytes: &[u8], threads: usize) -> String {
     let started = Instant::now();
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
     let mut digests = vec![[0u8; 32]; chunks.len()];
-    on_threads(threads, &mut digests, |index, slot| *slot = Sha256::digest(chunks[index]).into());
+    on_threads(threads, digests.iter_mut().collect(), |index, slot| *slot = Sha256::digest(chunks[index]).into());
     let digest = combine_chunk_digests(bytes.len(), &digests);
     count_since(started);
     digest
@@ -97,35 +100,24 @@ pub fn fill_in_parallel(values: &mut [f32], fill: impl Fn(usize, &mut [f32]) + S
 /// [`fill_in_parallel`] on at most `threads` threads.
 fn fill_on(values: &mut [f32], threads: usize, fill: impl Fn(usize, &mut [f32]) + Sync) {
     const FLOATS: usize = CHUNK / 4;
-    let chunks: Vec<&mut [f32]> = values.chunks_mut(FLOATS).collect();
-    let threads = threads.min(chunks.len()).max(1);
-    let per_thread = chunks.len().div_ceil(threads).max(1);
-    let fill = &fill;
-    std::thread::scope(|scope| {
-        let mut work = chunks.into_iter().enumerate().peekable();
-        while work.peek().is_some() {
-            let batch: Vec<_> = work.by_ref().take(per_thread).collect();
-            scope.spawn(move || {
-                for (index, chunk) in batch {
-                    fill(index * FLOATS, chunk);
-                }
-            });
-        }
-    });
+    on_threads(threads, values.chunks_mut(FLOATS).collect(), |index, chunk| fill(index * FLOATS, chunk));
 }
 
-/// Runs `work(index, slot)` for every slot, the slots split evenly across the cores.
-fn on_threads(threads: usize, slots: &mut [[u8; 32]], work: impl Fn(usize, &mut [u8; 32]) + Sync) {
-    let threads = threads.min(slots.len()).max(1);
-    let per_thread = slots.len().div_ceil(threads).max(1);
+/// Runs `work(index, item)` for every item, the items split in order and evenly across at most
+/// `threads` threads (on this one when that is one).
+fn on_threads<T: Send>(threads: usize, items: Vec<T>, work: impl Fn(usize, T) + Sync) {
+    let threads = threads.min(items.len()).max(1);
+    if threads == 1 {
+        items.into_iter().enumerate().for_each(|(index, item)| work(index, item));
+        return;
+    }
+    let per_thread = items.len().div_ceil(threads);
     let work = &work;
     std::thread::scope(|scope| {
-        for (batch, slots) in slots.chunks_mut(per_thread).enumerate() {
-            scope.spawn(move || {
-                for (offset, slot) in slots.iter_mut().enumerate() {
-                    work(batch * per_thread + offset, slot);
-                }
-            });
+        let mut items = items.into_iter().enumerate().peekable();
+        while items.peek().is_some() {
+            let batch: Vec<(usize, T)> = items.by_ref().take(per_thread).collect();
+            scope.spawn(move || batch.into_iter().for_each(|(index, item)| work(index, item)));
         }
     });
 }
@@ -349,12 +341,16 @@ mod tests {
         assert_eq!(filled_on(3), 3);
         // More threads than chunks: one per chunk.
         assert_eq!(filled_on(16), 5);
-        // A run's thread count is what the host's parallel work then takes; before any run
-        // sets one, every core. (No other test sets it: runs set it, in their own processes.)
-        set_work_threads(3);
-        assert_eq!(work_threads(), 3);
+        // A run's thread count is what the host's parallel work then takes, at most a thread
+        // per core; before any run sets one, every core. (No other test sets it: runs set it,
+        // each in its own process.)
+        let cores = std::thread::available_parallelism().unwrap().get();
+        set_work_threads(1);
+        assert_eq!(work_threads(), 1);
+        set_work_threads(cores + 1);
+        assert_eq!(work_threads(), cores);
         set_work_threads(0);
-        assert_eq!(work_threads(), std::thread::available_parallelism().unwrap().get());
+        assert_eq!(work_threads(), cores);
     }
 
     #[test]

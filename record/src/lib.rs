@@ -135,8 +135,8 @@ pub struct Environment {
     /// The CPU's model name.
     pub cpu: String,
     /// Which CPU beyond its model name, which virtual machines often shorten (two generations
-    /// both say `AMD EPYC`): `family 26 model 2 stepping 0` on x86, `implementer 0x41 part
-    /// 0xd0c variant 0x3 revision 1` on Arm. Empty when unknown or recorded by an earlier host.
+    /// both say `AMD EPYC`): `family 26 model 2` on x86, `implementer 0x41 part 0xd0c` on Arm.
+    /// Empty when unknown or recorded by an earlier host.
     pub cpu_id: String,
     /// Logical CPUs this process may use.
     pub cores: usize,

@@ -176,14 +176,15 @@ fn replay_reproduces_a_run_bit_for_bit_and_refuses_changed_plugin_builds() {
     }
     // On the machine the run ran on, a replay says nothing about the machine; on another CPU
     // (here one that shares this one's model name, as two generations of a virtual machine's
-    // CPU can), it names both before it compares.
+    // CPU can), it names both before it compares. (The test machines are x86 or Arm, whose
+    // /proc/cpuinfo names a family and model, or an implementer and part.)
     assert!(!replay.stderr.contains("this machine differs"), "{}", replay.stderr);
-    store::testing::rewrite_recorded_cpu_id(&project.store_locator(), run_id, "family 1 model 1 stepping 1").unwrap();
+    store::testing::rewrite_recorded_cpu_id(&project.store_locator(), run_id, "family 1 model 1").unwrap();
     let elsewhere = project.host(&["replay", run_id]);
     elsewhere.success();
     let said = elsewhere.stderr.find(&format!("this machine differs from the one run {run_id} ran on")).expect(&elsewhere.stderr);
     let line = elsewhere.stderr[said..].lines().find(|l| l.trim_start().starts_with("CPU: ")).expect(&elsewhere.stderr);
-    assert!(line.contains("(family 1 model 1 stepping 1), here ") && line.ends_with(')'), "{line}");
+    assert!(line.contains("(family 1 model 1), here ") && line.ends_with(')'), "{line}");
     assert!(elsewhere.stdout.contains("bit-identical"), "{}", elsewhere.stdout);
     // A replay recomputes (no stage cache), is recorded as one, and works from any folder.
     let json = crate::support::Project::new();

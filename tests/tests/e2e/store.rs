@@ -98,7 +98,10 @@ fn a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command() {
     let second = project.host(&["run", "config/long.yaml", "--json"]).success().json();
     // Both runs may have started within one second, so neither's place in the list is fixed.
     let runs = project.host(&["runs", "list", "--json"]).success().json();
-    let status = |id: &serde_json::Value| runs.as_array().unwrap().iter().find(|r| r["run_id"] == *id).unwrap()["status"].clone();
+    let status = |id: &serde_json::Value| {
+        let run = runs.as_array().unwrap().iter().find(|r| r["run_id"] == *id);
+        run.unwrap_or_else(|| panic!("no run {id} in {runs:#}"))["status"].clone()
+    };
     assert_eq!(status(&second["run_id"]), "completed", "{runs:#}");
     assert_eq!(status(&interrupted), "interrupted", "{runs:#}");
     assert_eq!(runs.as_array().unwrap().len(), 2);
