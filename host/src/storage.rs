@@ -40,6 +40,20 @@ fn default_cache_dir(locator: &Locator) -> PathBuf {
     }
 }
 
+impl StoreSettings {
+    /// The same settings with a SQLite file's path and the stage cache's folder made absolute
+    /// against this folder: for a command that then moves to a recorded run's folder (replay,
+    /// report) and opens the store or the cache again from there.
+    pub fn anchored_here(mut self) -> Self {
+        let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        if let Locator::Sqlite(path) = &self.locator {
+            self.locator = Locator::Sqlite(absolute(path));
+        }
+        self.cache_dir = absolute(&self.cache_dir);
+        self
+    }
+}
+
 impl StoreOptions {
     /// The settings the options name, with the database config's values filled in.
     pub fn settings(&self) -> anyhow::Result<StoreSettings> {
@@ -188,6 +202,14 @@ mod tests {
         let settings = options(None).settings().unwrap();
         assert_eq!(settings.locator.to_string(), "postgres://ana@db:5433/runs");
         assert_eq!(settings.cache_dir, PathBuf::from("provenance.cache"));
+        // Anchored before a command leaves this folder: both paths absolute, a server as it was.
+        let here = std::env::current_dir().unwrap();
+        let anchored = options(Some("stores/a.db")).settings().unwrap().anchored_here();
+        assert_eq!(anchored.locator, Locator::Sqlite(here.join("stores/a.db")));
+        assert_eq!(anchored.cache_dir, here.join("stores/a.cache"));
+        let anchored = settings.anchored_here();
+        assert_eq!(anchored.locator.to_string(), "postgres://ana@db:5433/runs");
+        assert_eq!(anchored.cache_dir, here.join("provenance.cache"));
         let error = options(Some("mysql://h/db")).settings().unwrap_err();
         assert_eq!(
             format!("{error:#}"),

@@ -214,12 +214,8 @@ pub struct ReplayOptions {
 }
 
 pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
-    let mut settings = options.store.settings()?;
-    // The replay runs in the recorded run's folder: its writer and heartbeat open the store
-    // from there, so a relative SQLite path is made absolute first.
-    if let store::Locator::Sqlite(path) = &settings.locator {
-        settings.locator = store::Locator::Sqlite(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
-    }
+    // The replay runs in the recorded run's folder, where its writer and heartbeat open the store.
+    let settings = options.store.settings()?.anchored_here();
     let store = crate::storage::open(&settings)?;
     let run_id = &options.run;
     let original = store.run_record(run_id)?;

@@ -26,7 +26,8 @@ pub struct ReportOptions {
 }
 
 pub fn report(options: ReportOptions) -> anyhow::Result<u8> {
-    let settings = options.store.settings()?;
+    // The reports are made in the recorded run's folder, where the stage cache is looked up.
+    let settings = options.store.settings()?.anchored_here();
     let store = crate::storage::open(&settings)?;
     let run_id = &options.run;
     let record = store.run_record(run_id)?;
